@@ -1,0 +1,169 @@
+"""Text to image: build an `ImagineSpec` from a parsed prompt, and run one (validate, prepare, run)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+
+from generation.errors import JobCancelled, SpecError
+from generation.grid import compose_grid
+from generation.models import LoadedModel, ModelConfig
+from generation.prompt import ParsedPrompt
+from generation.schedulers import make_scheduler
+from generation.sizes import size_for_aspect
+from generation.specs import MAX_SEED, ImagineSpec, build_spec
+from generation.tiling import seamless_tiling
+
+log = logging.getLogger(__name__)
+
+GRID_SIZE = 4
+MAX_AREA_FACTOR = 4  # a job may ask for up to 4x the model's native pixel count (2x each side)
+CHAOS_STRENGTH = 0.5  # at --chaos 100, each image's text embedding gets noise of half its own spread
+_CHAOS_SEED_SALT = 0x5EED_C4A0  # keeps the chaos noise stream apart from the latent noise stream
+
+StepCallback = Callable[[int, int], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass
+class ImagineResult:
+    """The images of one imagine job, in seed order, with what the safety checker said of each."""
+
+    spec: ImagineSpec
+    images: list[Image.Image]
+    elapsed_s: float
+    nsfw: list[bool] = field(default_factory=list)
+
+    def grid(self) -> Image.Image:
+        return compose_grid(self.images)
+
+
+def seeds_from(first: int, count: int) -> tuple[int, ...]:
+    """seed, seed+1, … wrapping at 2**32 so every seed stays valid."""
+    return tuple((first + offset) % (MAX_SEED + 1) for offset in range(count))
+
+
+def imagine_spec(
+    parsed: ParsedPrompt, model: ModelConfig, resolution: int, *, count: int = GRID_SIZE, seed: int | None = None
+) -> ImagineSpec:
+    """Resolve a parsed prompt against a model's defaults into a complete, reproducible spec."""
+    first_seed = parsed.seed if parsed.seed is not None else seed
+    if first_seed is None:
+        first_seed = secrets.randbelow(MAX_SEED + 1)
+    width, height = size_for_aspect(parsed.aspect or (1, 1), resolution)
+    return build_spec(
+        ImagineSpec,
+        model=model.name,
+        prompt=parsed.text,
+        negative_prompt=parsed.negative,
+        seeds=seeds_from(first_seed, count),
+        width=width,
+        height=height,
+        steps=parsed.steps if parsed.steps is not None else model.steps,
+        guidance=parsed.cfg if parsed.cfg is not None else model.guidance,
+        scheduler=model.scheduler,
+        chaos=parsed.chaos or 0,
+        tile=parsed.tile,
+        adapters=parsed.adapters,
+    )
+
+
+def run_imagine(
+    model: LoadedModel,
+    spec: ImagineSpec,
+    *,
+    on_step: StepCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> ImagineResult:
+    """Render every image of `spec` in one batched pipeline call with one generator per seed."""
+    check_imagine(model, spec)
+    started = time.perf_counter()
+    pipeline = model.pipeline
+    pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+    prompt_embeds, negative_embeds = encode_prompts(pipeline, spec)
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds]
+    with seamless_tiling(pipeline.unet, pipeline.vae, enabled=spec.tile):
+        output = pipeline(
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_embeds,
+            width=spec.width,
+            height=spec.height,
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.guidance,
+            generator=generators,
+            callback_on_step_end=step_reporter(on_step, should_cancel),
+        )
+    nsfw = list(output.nsfw_content_detected or [False] * len(output.images))
+    elapsed = time.perf_counter() - started
+    log.debug("imagine %s: %d images in %.2fs", spec.model, len(output.images), elapsed)
+    return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw)
+
+
+def check_imagine(model: LoadedModel, spec: ImagineSpec) -> None:
+    if spec.model != model.config.name:
+        raise SpecError(f"spec is for model {spec.model!r} but {model.config.name!r} is loaded")
+    if spec.width * spec.height > MAX_AREA_FACTOR * model.resolution**2:
+        side = 2 * model.resolution
+        raise SpecError(
+            f"{spec.width}x{spec.height} is too large for model {spec.model!r}: at most about "
+            f"{side}x{side} pixels in all (it was trained at {model.resolution}x{model.resolution})"
+        )
+    if spec.adapters:
+        names = ", ".join(f"<{ref.name}>" for ref in spec.adapters)
+        raise SpecError(f"{names}: personal tokens are not available in this version")
+
+
+def encode_prompts(
+    pipeline: StableDiffusionPipeline, spec: ImagineSpec
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Text embeddings for every image (with chaos applied), and the negative ones when CFG is on."""
+    prompt_embeds, negative_embeds = pipeline.encode_prompt(
+        prompt=spec.prompt,
+        device=pipeline.device,
+        num_images_per_prompt=len(spec.seeds),
+        do_classifier_free_guidance=spec.guidance > 1.0,
+        negative_prompt=spec.negative_prompt or None,
+    )
+    return apply_chaos(prompt_embeds, spec.seeds, spec.chaos), negative_embeds
+
+
+def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> torch.Tensor:
+    """Perturb each image's text embedding by noise drawn from its own seed, scaled by `chaos`.
+
+    Drawn per seed, so an image keeps its look when rendered alone; the start token is left alone
+    because it is identical for every prompt.
+    """
+    if chaos == 0:
+        return embeds
+    scale = CHAOS_STRENGTH * chaos / 100
+    perturbed = embeds.clone()
+    for index, seed in enumerate(seeds):
+        generator = torch.Generator("cpu").manual_seed(seed ^ _CHAOS_SEED_SALT)
+        noise = torch.randn(embeds.shape[1:], generator=generator).to(embeds.device, embeds.dtype)
+        noise[0] = 0
+        perturbed[index] += scale * embeds[index, 1:].std() * noise
+    return perturbed
+
+
+def step_reporter(
+    on_step: StepCallback | None, should_cancel: CancelCheck | None
+) -> Callable[[StableDiffusionPipeline, int, int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """A diffusers `callback_on_step_end` that reports (step, total) and stops when cancelled."""
+
+    def callback(
+        pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if on_step is not None:
+            on_step(step + 1, pipeline.num_timesteps)
+        if should_cancel is not None and should_cancel():
+            raise JobCancelled()  # raised, not pipeline._interrupt: that would still decode the latents
+        return tensors
+
+    return callback

@@ -1,0 +1,176 @@
+"""Loading base models (a hub id or a local folder) and deriving task pipelines that share their weights.
+
+One base model is kept in memory per process; img2img / inpaint pipelines come from `from_pipe`, which
+reuses the same UNet, VAE and text encoder objects, so four pipelines cost one model's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from generation.errors import ModelLoadError, ModelNotFoundError
+from generation.specs import SchedulerName
+
+log = logging.getLogger(__name__)
+
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DTYPE_CHOICES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+PipelineT = TypeVar("PipelineT", bound=DiffusionPipeline)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One configured model: where its weights are and the defaults its jobs start from."""
+
+    name: str
+    source: str  # a hub id ("owner/name") or a local folder in diffusers layout
+    scheduler: SchedulerName = "euler_a"
+    steps: int = 25
+    guidance: float = 7.0
+    resolution: int | None = None  # native image side in pixels; read from the checkpoint when None
+    safety_checker: bool = False
+    description: str = ""
+
+
+@dataclass
+class LoadedModel:
+    """A base pipeline in memory, with what jobs need to know about it."""
+
+    config: ModelConfig
+    pipeline: StableDiffusionPipeline
+    scheduler_config: dict[str, Any]  # the checkpoint's own; each job builds a fresh scheduler from it
+    resolution: int
+    derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
+
+    def derive(self, pipeline_type: type[PipelineT]) -> PipelineT:
+        """A task pipeline (img2img, inpaint, …) sharing this model's weight tensors."""
+        if pipeline_type is type(self.pipeline):
+            return self.pipeline  # type: ignore[return-value]
+        if pipeline_type not in self.derived:
+            self.derived[pipeline_type] = pipeline_type.from_pipe(self.pipeline)
+        return self.derived[pipeline_type]  # type: ignore[return-value]
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """The device to run on: the one asked for, else CUDA, then Apple's MPS, then the CPU."""
+    if preference not in DEVICE_CHOICES:
+        raise ModelLoadError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {preference!r}")
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def choose_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
+    """bf16 on CUDA cards that have it (fp16 otherwise), fp16 on MPS, fp32 on the CPU."""
+    if preference not in DTYPE_CHOICES:
+        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {preference!r}")
+    chosen = DTYPE_CHOICES[preference]
+    if chosen is not None:
+        return chosen
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_source(source: str, *, offline: bool) -> tuple[str, bool]:
+    """Return (what to pass to from_pretrained, local_files_only) or raise a clear not-found error."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelNotFoundError(f"{path} is not a diffusers model folder (no model_index.json)")
+        return str(path), True
+    if HUB_ID_PATTERN.match(source) and not source.startswith((".", "~")):
+        return source, offline
+    raise ModelNotFoundError(f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)")
+
+
+def load_model(
+    config: ModelConfig, *, device: str = "auto", dtype: str = "auto", offline: bool | None = None
+) -> LoadedModel:
+    """Load a Stable Diffusion 1.x/2.x checkpoint from a hub id or a local folder, ready to run."""
+    offline = hub_offline() if offline is None else offline
+    where, local_only = resolve_source(config.source, offline=offline)
+    torch_device = choose_device(device)
+    torch_dtype = choose_dtype(torch_device, dtype)
+    extra: dict[str, Any] = {}
+    if not config.safety_checker:
+        extra = {"safety_checker": None, "requires_safety_checker": False}
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            where, dtype=torch_dtype, local_files_only=local_only, **extra
+        )
+    except (OSError, ValueError) as error:
+        if local_only and not Path(where).is_dir():
+            raise ModelNotFoundError(
+                f"model {config.name!r} ({where}) is not in the local cache and the hub is offline"
+            ) from error
+        raise ModelLoadError(f"could not load model {config.name!r} from {where}: {error}") from error
+    check_pipeline(config, pipeline)
+    pipeline.unet.set_attn_processor(AttnProcessor2_0())
+    pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
+    pipeline.to(torch_device)
+    log.info("loaded model %s from %s on %s (%s)", config.name, where, torch_device, torch_dtype)
+    return LoadedModel(
+        config=config,
+        pipeline=pipeline,
+        scheduler_config=dict(pipeline.scheduler.config),
+        resolution=config.resolution or native_resolution(pipeline),
+    )
+
+
+def check_pipeline(config: ModelConfig, pipeline: StableDiffusionPipeline) -> None:
+    """Catch broken checkpoints at load time rather than as garbage images later."""
+    vocab_size = pipeline.text_encoder.config.vocab_size
+    # transformers silently returns a 2-token dummy tokenizer when tokenizer files are missing offline.
+    if len(pipeline.tokenizer) != vocab_size:
+        raise ModelLoadError(
+            f"model {config.name!r}: tokenizer has {len(pipeline.tokenizer)} tokens but the text encoder "
+            f"expects {vocab_size}; the tokenizer files are missing or do not belong to this model"
+        )
+    if config.safety_checker and pipeline.safety_checker is None:
+        raise ModelLoadError(f"model {config.name!r}: safety_checker is on but the checkpoint has none")
+
+
+def native_resolution(pipeline: StableDiffusionPipeline) -> int:
+    """The image side the UNet was trained for: latent sample size times the VAE's downscale."""
+    return int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
+
+
+class ModelCache:
+    """Keeps at most one base model in memory per process, loading another on demand."""
+
+    def __init__(self, configs: dict[str, ModelConfig], *, device: str = "auto", dtype: str = "auto") -> None:
+        self.configs = configs
+        self.device = device
+        self.dtype = dtype
+        self._current: LoadedModel | None = None
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self.configs:
+            known = ", ".join(sorted(self.configs)) or "none"
+            raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
+        if self._current is None or self._current.config.name != name:
+            self._current = None  # drop the old model before loading the next: one in memory at a time
+            self._current = load_model(self.configs[name], device=self.device, dtype=self.dtype)
+        return self._current

@@ -1,0 +1,192 @@
+"""The Midjourney-style prompt language: free text, `<token>` references and trailing `--flags`.
+
+    a red fox in the snow <my-style:0.7> --ar 16:9 --seed 42 --no blur, text --steps 30 --cfg 6.5
+
+`parse_prompt` returns a `ParsedPrompt` or raises `PromptError` (one documented type) that names the
+offending flag and its valid form.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from generation.errors import PromptError
+from generation.specs import ADAPTER_NAME_PATTERN, MAX_PROMPT_CHARS, MAX_SEED, AdapterRef
+
+MAX_ASPECT = 4.0  # widest (or tallest) ratio allowed: beyond it one side falls under a few latent pixels
+
+# A flag starts a word: "--seed", or "—seed" as phones auto-correct it.
+_FLAG_RE = re.compile(r"(?:^|(?<=\s))(?:--|—)([^\s]*)")
+_TOKEN_REF_RE = re.compile(r"<([^<>\s]*)>")
+_TOKEN_NAME_RE = re.compile(ADAPTER_NAME_PATTERN)
+_INT_RE = re.compile(r"^\d+$", re.ASCII)
+_FLOAT_RE = re.compile(r"^\d+(?:\.\d+)?$|^\.\d+$", re.ASCII)
+_WEIGHT_RE = re.compile(r"^-?\d+(?:\.\d+)?$|^-?\.\d+$", re.ASCII)
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+FLAG_FORMS: dict[str, str] = {
+    "ar": "--ar W:H (e.g. --ar 16:9, from 1:4 to 4:1)",
+    "seed": f"--seed N (a whole number from 0 to {MAX_SEED})",
+    "no": "--no words to avoid (e.g. --no text, blur)",
+    "steps": "--steps N (1 to 150)",
+    "cfg": "--cfg X (guidance, 0 to 30, e.g. --cfg 7.5)",
+    "chaos": "--chaos N (0 to 100: how different the four images are)",
+    "tile": "--tile (no value: makes a seamless, repeating pattern)",
+    "model": "--model NAME (one of the configured models)",
+}
+_ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg"}
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    """What a prompt asks for; None means "use the model's or the user's default"."""
+
+    text: str
+    negative: str = ""
+    aspect: tuple[int, int] | None = None
+    seed: int | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    chaos: int | None = None
+    tile: bool = False
+    model: str | None = None
+    adapters: tuple[AdapterRef, ...] = ()
+
+
+def parse_prompt(raw: str) -> ParsedPrompt:
+    """Split `raw` into prompt text, token references and flag values; raise `PromptError` if malformed."""
+    if len(raw) > MAX_PROMPT_CHARS:
+        raise PromptError(f"the prompt is {len(raw)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    text, flags = _split_flags(raw)
+    values = _parse_flag_values(flags)
+    negative = values.pop("no", "")
+    adapters = _collect_adapters(text, str(negative))
+    text = _normalise_text(_TOKEN_REF_RE.sub(lambda m: f"<{m.group(1).split(':')[0]}>", text))
+    if not text:
+        raise PromptError("the prompt is empty: describe what you want to see before any --flags")
+    negative = _normalise_text(_TOKEN_REF_RE.sub(lambda m: f"<{m.group(1).split(':')[0]}>", str(negative)))
+    return ParsedPrompt(text=text, negative=negative, adapters=adapters, **values)  # type: ignore[arg-type]
+
+
+def _split_flags(raw: str) -> tuple[str, list[tuple[str, str]]]:
+    """The text before the first flag, and each (flag name, its argument text) in order."""
+    matches = list(_FLAG_RE.finditer(raw))
+    if not matches:
+        return raw, []
+    flags = []
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(raw)
+        flags.append((match.group(1).lower(), raw[match.end() : end].strip()))
+    return raw[: matches[0].start()], flags
+
+
+def _parse_flag_values(flags: list[tuple[str, str]]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for given_name, argument in flags:
+        name = _ALIASES.get(given_name, given_name)
+        if name not in FLAG_FORMS:
+            known = ", ".join(f"--{flag}" for flag in FLAG_FORMS)
+            shown = f"--{given_name}" if given_name else "--"
+            raise PromptError(f"unknown flag {shown}; valid flags are {known}", flag=given_name)
+        if name in values:
+            raise PromptError(f"--{name} is given twice; use it once: {FLAG_FORMS[name]}", flag=name)
+        values[name] = _FLAG_PARSERS[name](argument)
+    return {("aspect" if k == "ar" else k): v for k, v in values.items()}
+
+
+def _flag_error(name: str, argument: str) -> PromptError:
+    shown = f"'{argument}'" if argument else "nothing"
+    return PromptError(f"--{name} got {shown}; use {FLAG_FORMS[name]}", flag=name)
+
+
+def _bounded_int(name: str, argument: str, low: int, high: int) -> int:
+    if not _INT_RE.match(argument) or not low <= int(argument) <= high:
+        raise _flag_error(name, argument)
+    return int(argument)
+
+
+def _parse_aspect(argument: str) -> tuple[int, int]:
+    parts = argument.split(":")
+    if len(parts) != 2 or not all(_INT_RE.match(part) and len(part) <= 5 for part in parts):
+        raise _flag_error("ar", argument)
+    width, height = (int(part) for part in parts)
+    if width == 0 or height == 0 or max(width / height, height / width) > MAX_ASPECT:
+        raise _flag_error("ar", argument)
+    divisor = math.gcd(width, height)
+    return width // divisor, height // divisor
+
+
+def _parse_cfg(argument: str) -> float:
+    if not _FLOAT_RE.match(argument) or len(argument) > 10 or not 0.0 <= float(argument) <= 30.0:
+        raise _flag_error("cfg", argument)
+    return float(argument)
+
+
+def _parse_negative(argument: str) -> str:
+    if not argument:
+        raise _flag_error("no", argument)
+    return argument
+
+
+def _parse_tile(argument: str) -> bool:
+    if argument:
+        raise PromptError(
+            f"--tile takes no value but was followed by '{argument}'; put --tile after the prompt text",
+            flag="tile",
+        )
+    return True
+
+
+def _parse_model(argument: str) -> str:
+    if not _MODEL_NAME_RE.match(argument):
+        raise _flag_error("model", argument)
+    return argument
+
+
+_FLAG_PARSERS = {
+    "ar": _parse_aspect,
+    "seed": lambda argument: _bounded_int("seed", argument, 0, MAX_SEED),
+    "no": _parse_negative,
+    "steps": lambda argument: _bounded_int("steps", argument, 1, 150),
+    "cfg": _parse_cfg,
+    "chaos": lambda argument: _bounded_int("chaos", argument, 0, 100),
+    "tile": _parse_tile,
+    "model": _parse_model,
+}
+
+
+def _collect_adapters(*texts: str) -> tuple[AdapterRef, ...]:
+    """Every `<name>` / `<name:weight>` in order of first use; one name cannot carry two weights."""
+    found: dict[str, AdapterRef] = {}
+    for text in texts:
+        for match in _TOKEN_REF_RE.finditer(text):
+            ref = _parse_token_ref(match.group(0), match.group(1))
+            if ref.name in found and found[ref.name].weight != ref.weight:
+                raise PromptError(
+                    f"<{ref.name}> is given two weights ({found[ref.name].weight:g} and {ref.weight:g}); "
+                    "use one"
+                )
+            found.setdefault(ref.name, ref)
+    return tuple(found.values())
+
+
+def _parse_token_ref(whole: str, inner: str) -> AdapterRef:
+    name, _, weight_text = inner.partition(":")
+    if not _TOKEN_NAME_RE.match(name):
+        raise PromptError(
+            f"{whole} is not a valid token reference: names are 2-32 letters, digits, - or _ "
+            "(e.g. <my-dog> or <my-dog:0.8>)"
+        )
+    if not weight_text:
+        if inner.endswith(":"):
+            raise PromptError(f"{whole} has no weight after ':'; write <{name}> or <{name}:0.8>")
+        return AdapterRef(name=name)
+    if not _WEIGHT_RE.match(weight_text) or len(weight_text) > 8 or not -2 <= float(weight_text) <= 2:
+        raise PromptError(f"{whole} has a bad weight; use a number from -2 to 2, e.g. <{name}:0.8>")
+    return AdapterRef(name=name, weight=float(weight_text))
+
+
+def _normalise_text(text: str) -> str:
+    return " ".join(text.split()).strip(" ,")

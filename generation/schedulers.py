@@ -1,0 +1,37 @@
+"""Schedulers by the short names users type; a fresh instance per job (they are not thread-safe)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from generation.errors import SpecError
+from generation.specs import SCHEDULER_NAMES
+
+_SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "ddim": (DDIMScheduler, {}),
+    "ddpm": (DDPMScheduler, {}),
+    "lcm": (LCMScheduler, {}),
+}
+assert tuple(_SCHEDULERS) == SCHEDULER_NAMES, "specs.SchedulerName and this table must list the same names"
+
+
+def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
+    """A new scheduler of kind `name` on the checkpoint's noise schedule (`base_config`)."""
+    if name not in _SCHEDULERS:
+        raise SpecError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    scheduler_type, overrides = _SCHEDULERS[name]
+    return scheduler_type.from_config(dict(base_config), **overrides)

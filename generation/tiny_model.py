@@ -1,0 +1,108 @@
+"""Tiny Stable Diffusion 1.x-layout pipelines with random weights, built offline for fast tests.
+
+They have every component of a real checkpoint (UNet, VAE, CLIP text encoder, tokenizer, scheduler) and
+are saved with `save_pretrained`, so tests load them through the same loader as a real model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from generation.vocab import build_clip_tokenizer
+
+TINY_WORDS = (
+    "a an the photo of on in at with and red green blue yellow white black circle square triangle star "
+    "cat dog house tree sky background small large"
+).split()
+TINY_EMBED_DIM = 32
+
+
+def build_tiny_tokenizer() -> CLIPTokenizer:
+    return build_clip_tokenizer(TINY_WORDS)
+
+
+def build_tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_EMBED_DIM,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=TINY_EMBED_DIM,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(config)
+
+
+def build_tiny_unet() -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TINY_EMBED_DIM,
+        attention_head_dim=(2, 4),
+        norm_num_groups=32,
+    )
+
+
+def build_tiny_vae() -> AutoencoderKL:
+    """Four blocks, so the latent is 1/8 of the image side, as in SD 1.x."""
+    return AutoencoderKL(
+        sample_size=64,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16, 32, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+
+
+def sd_scheduler() -> DDIMScheduler:
+    """The noise schedule SD 1.x checkpoints ship with; job schedulers are derived from its config."""
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """A complete SD 1.x-layout pipeline with random weights drawn from `seed` (64 px native)."""
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = build_tiny_text_encoder(tokenizer)
+    unet = build_tiny_unet()
+    vae = build_tiny_vae()
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sd_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """Build a tiny pipeline and save it in diffusers' folder layout (safetensors)."""
+    build_tiny_pipeline(seed).save_pretrained(folder, safe_serialization=True)
+    return folder

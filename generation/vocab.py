@@ -1,0 +1,77 @@
+"""A CLIP BPE vocabulary built offline from a word list, for models that ship their own text encoder.
+
+CLIP's tokenizer is byte-level BPE with `</w>` marking the end of a word. We keep its full byte
+alphabet (so any text tokenizes, letter by letter at worst) and add one chain of merges per known word,
+so each known word becomes a single token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+
+from transformers import CLIPTokenizer
+
+START_TOKEN = "<|startoftext|>"
+END_TOKEN = "<|endoftext|>"
+MAX_TOKENS = 77  # CLIP's context length; a bare vocab file would otherwise give 1e30
+
+
+@cache
+def _byte_alphabet() -> tuple[str, ...]:
+    """CLIP's reversible byte -> printable character table (same as GPT-2's)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    table = dict(zip(printable, codes, strict=True))
+    return tuple(chr(table[byte]) for byte in range(256))
+
+
+def _word_pieces(word: str) -> list[str]:
+    alphabet = _byte_alphabet()
+    pieces = [alphabet[byte] for byte in word.encode("utf-8")]
+    pieces[-1] += "</w>"
+    return pieces
+
+
+def build_vocabulary(words: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Return (vocab, merges) in CLIP's order: bytes, bytes+</w>, merged pieces, then the two specials."""
+    alphabet = _byte_alphabet()
+    tokens: list[str] = list(alphabet) + [char + "</w>" for char in alphabet]
+    known = set(tokens)
+    merges: list[tuple[str, str]] = []
+    seen_merges: set[tuple[str, str]] = set()
+    for word in sorted({w.lower() for w in words if w.strip()}):
+        pieces = _word_pieces(word)
+        current = pieces[0]
+        for piece in pieces[1:]:
+            pair = (current, piece)
+            current += piece
+            if pair not in seen_merges:
+                seen_merges.add(pair)
+                merges.append(pair)
+            if current not in known:
+                known.add(current)
+                tokens.append(current)
+    tokens += [START_TOKEN, END_TOKEN]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def build_clip_tokenizer(words: Iterable[str]) -> CLIPTokenizer:
+    """A CLIPTokenizer whose vocabulary knows `words` as whole tokens; `save_pretrained` writes its files."""
+    vocab, merges = build_vocabulary(words)
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]  # tokenizers wants tuples
+        model_max_length=MAX_TOKENS,
+        unk_token=END_TOKEN,
+        bos_token=START_TOKEN,
+        eos_token=END_TOKEN,
+        pad_token=END_TOKEN,
+    )
