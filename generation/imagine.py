@@ -51,7 +51,13 @@ def seeds_from(first: int, count: int) -> tuple[int, ...]:
 
 
 def imagine_spec(
-    parsed: ParsedPrompt, model: ModelConfig, resolution: int, *, count: int = GRID_SIZE, seed: int | None = None
+    parsed: ParsedPrompt,
+    model: ModelConfig,
+    resolution: int,
+    *,
+    count: int = GRID_SIZE,
+    seed: int | None = None,
+    scheduler: str | None = None,
 ) -> ImagineSpec:
     """Resolve a parsed prompt against a model's defaults into a complete, reproducible spec."""
     first_seed = parsed.seed if parsed.seed is not None else seed
@@ -68,7 +74,7 @@ def imagine_spec(
         height=height,
         steps=parsed.steps if parsed.steps is not None else model.steps,
         guidance=parsed.cfg if parsed.cfg is not None else model.guidance,
-        scheduler=model.scheduler,
+        scheduler=scheduler or model.scheduler,
         chaos=parsed.chaos or 0,
         tile=parsed.tile,
         adapters=parsed.adapters,

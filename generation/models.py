@@ -102,7 +102,9 @@ def resolve_source(source: str, *, offline: bool) -> tuple[str, bool]:
         return str(path), True
     if HUB_ID_PATTERN.match(source) and not source.startswith((".", "~")):
         return source, offline
-    raise ModelNotFoundError(f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)")
+    raise ModelNotFoundError(
+        f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)"
+    )
 
 
 def load_model(

@@ -7,7 +7,9 @@ import math
 SIZE_MULTIPLE = 8  # the VAE of SD-family models downsamples by 8: sides must be whole latent pixels
 
 
-def size_for_aspect(aspect: tuple[int, int], resolution: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+def size_for_aspect(
+    aspect: tuple[int, int], resolution: int, multiple: int = SIZE_MULTIPLE
+) -> tuple[int, int]:
     """(width, height) with the given aspect ratio, multiples of `multiple`, area at most resolution².
 
     >>> size_for_aspect((16, 9), 512)

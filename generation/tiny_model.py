@@ -14,10 +14,36 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from generation.vocab import build_clip_tokenizer
 
-TINY_WORDS = (
-    "a an the photo of on in at with and red green blue yellow white black circle square triangle star "
-    "cat dog house tree sky background small large"
-).split()
+TINY_WORDS = [
+    "a",
+    "an",
+    "the",
+    "photo",
+    "of",
+    "on",
+    "in",
+    "at",
+    "with",
+    "and",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "white",
+    "black",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cat",
+    "dog",
+    "house",
+    "tree",
+    "sky",
+    "background",
+    "small",
+    "large",
+]
 TINY_EMBED_DIM = 32
 
 

@@ -1,0 +1,150 @@
+"""The `dreamcord` command line: `imagine` renders a prompt to a file, `models` lists what is configured.
+
+Exit codes: 0 done, 2 bad input (prompt, flags, model, file), 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from bot.settings import Settings, load_settings
+from generation.errors import DreamcordError
+from generation.specs import SCHEDULER_NAMES
+
+USAGE_ERROR = 2
+log = logging.getLogger("dreamcord")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dreamcord", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument(
+        "--config", type=Path, help="settings file (default: $DREAMCORD_CONFIG or ./dreamcord.toml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    imagine = commands.add_parser(
+        "imagine",
+        allow_abbrev=False,
+        help="render a prompt to an image file",
+        description="Render a prompt. Prompt flags (--ar 16:9 --seed 42 --no text --steps 30 --cfg 7 --chaos 20 "
+        "--tile --model NAME) may go inside or after the quoted prompt.",
+    )
+    imagine.add_argument("prompt", help='what to draw, e.g. "a red circle on a blue background --ar 3:2"')
+    imagine.add_argument(
+        "-o", "--output", type=Path, required=True, help="image file to write (png, jpg, webp)"
+    )
+    imagine.add_argument(
+        "-n", "--count", type=int, default=4, choices=range(1, 5), help="images (default 4: a 2x2 grid)"
+    )
+    imagine.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="sampler (default: the model's)")
+    imagine.add_argument(
+        "--each", action="store_true", help="also write each image as NAME_1.png, NAME_2.png, …"
+    )
+    imagine.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
+    imagine.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
+
+    commands.add_parser("models", help="list the configured models")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if extra and args.command != "imagine":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        settings = load_settings(args.config)
+        if args.command == "models":
+            return list_models(settings)
+        return imagine(settings, args, extra)
+    except DreamcordError as error:
+        print(f"dreamcord: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def list_models(settings: Settings) -> int:
+    for name, config in sorted(settings.models.items()):
+        marker = "*" if name == settings.default_model else " "
+        print(f"{marker} {name:<16} {config.source}  [{model_availability(config.source)}]")
+        if config.description:
+            print(f"  {'':<16} {config.description}")
+    print("(* = default model)")
+    return 0
+
+
+def model_availability(source: str) -> str:
+    """ "local" for a model folder, "cached"/"hub" for a hub id, "missing" for neither."""
+    from generation.models import HUB_ID_PATTERN
+
+    if (Path(source).expanduser() / "model_index.json").is_file():
+        return "local"
+    if HUB_ID_PATTERN.match(source):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "model_index.json")
+        return "cached" if isinstance(cached, str) else "hub, not downloaded yet"
+    return "missing"
+
+
+def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) -> int:
+    # Imported here so `dreamcord models` and `--help` answer without loading torch.
+    from tqdm import tqdm
+
+    from generation.imagine import imagine_spec, run_imagine
+    from generation.models import load_model
+    from generation.prompt import parse_prompt
+
+    parsed = parse_prompt(" ".join([args.prompt, *extra]))
+    check_output_path(args.output)
+    config = settings.model(parsed.model)
+    model = load_model(
+        config,
+        device=args.device or settings.device,
+        dtype=args.dtype or settings.dtype,
+        offline=settings.offline or None,
+    )
+    spec = imagine_spec(parsed, config, model.resolution, count=args.count, scheduler=args.scheduler)
+    with tqdm(total=spec.steps, desc="imagine", unit="step", file=sys.stderr) as bar:
+
+        def on_step(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
+        result = run_imagine(model, spec, on_step=on_step)
+    image = result.grid() if len(result.images) > 1 else result.images[0]
+    image.save(args.output)
+    if args.each:
+        for index, single in enumerate(result.images, start=1):
+            single.save(args.output.with_stem(f"{args.output.stem}_{index}"))
+    seeds = " ".join(str(seed) for seed in spec.seeds)
+    print(f"wrote {args.output} ({image.width}x{image.height}) in {result.elapsed_s:.2f}s")
+    print(
+        f"seeds: {seeds}   model: {spec.model}   {spec.steps} steps {spec.scheduler}, cfg {spec.guidance:g}"
+    )
+    return 0
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before the slow part: the folder must exist and Pillow must know the extension."""
+    if not path.parent.is_dir():
+        raise DreamcordError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise DreamcordError(
+            f"cannot write {path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings: one typed object read once at start-up from a TOML file and the environment.
+
+Secrets (the Discord token) come from the environment only, never from the file or the logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args
+
+from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
+from generation.errors import DreamcordError
+from generation.models import DEVICE_CHOICES, DTYPE_CHOICES, ModelConfig
+from generation.specs import SchedulerName
+
+CONFIG_ENV = "DREAMCORD_CONFIG"
+DEFAULT_CONFIG_FILE = Path("dreamcord.toml")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class SettingsError(DreamcordError):
+    """The configuration is invalid; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: dict[str, ModelConfig]
+    default_model: str = BUNDLED_MODEL_NAME
+    data_dir: Path = Path("data")
+    device: str = "auto"
+    dtype: str = "auto"
+    offline: bool = False
+    discord_token: str | None = field(default=None, repr=False)
+
+    @property
+    def default_model_config(self) -> ModelConfig:
+        return self.models[self.default_model]
+
+    def model(self, name: str | None) -> ModelConfig:
+        """The named model's config (the default one for None), or a clear error listing the choices."""
+        chosen = name or self.default_model
+        if chosen not in self.models:
+            raise SettingsError(
+                f"unknown model {chosen!r}; configured models: {', '.join(sorted(self.models))}"
+            )
+        return self.models[chosen]
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (if any) then apply environment overrides; raise `SettingsError` on bad keys."""
+    env = os.environ if env is None else env
+    path = path or Path(env.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+    raw = _read_toml(path, required=CONFIG_ENV in env or path != DEFAULT_CONFIG_FILE)
+    models = {BUNDLED_MODEL_NAME: bundled_model_config()}
+    models.update(_parse_models(raw.pop("models", {})))
+    top: dict[str, Any] = {key: raw.pop(key) for key in list(raw) if key in _TOP_LEVEL_KEYS}
+    if raw:
+        raise SettingsError(
+            f"{path}: unknown setting(s) {', '.join(sorted(raw))}; known: {', '.join(_TOP_LEVEL_KEYS)}"
+        )
+    top.update(_env_overrides(env))
+    settings = Settings(
+        models=models,
+        default_model=str(top.get("default_model", BUNDLED_MODEL_NAME)),
+        data_dir=Path(top.get("data_dir", "data")).expanduser(),
+        device=str(top.get("device", "auto")),
+        dtype=str(top.get("dtype", "auto")),
+        offline=_as_bool(top.get("offline", False)),
+        discord_token=env.get("DISCORD_TOKEN") or None,
+    )
+    _validate(settings)
+    return settings
+
+
+_TOP_LEVEL_KEYS = ("default_model", "data_dir", "device", "dtype", "offline")
+_ENV_KEYS = {
+    "DREAMCORD_DEFAULT_MODEL": "default_model",
+    "DREAMCORD_DATA_DIR": "data_dir",
+    "DREAMCORD_DEVICE": "device",
+    "DREAMCORD_DTYPE": "dtype",
+    "HF_HUB_OFFLINE": "offline",
+}
+
+
+def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise SettingsError(f"config file {path} does not exist")
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path} is not valid TOML: {error}") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: env[name] for name, key in _ENV_KEYS.items() if env.get(name)}
+
+
+def _as_bool(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in _TRUE
+
+
+def _parse_models(raw_models: object) -> dict[str, ModelConfig]:
+    if not isinstance(raw_models, dict):
+        raise SettingsError("[models] must be a table of [models.NAME] sections")
+    allowed = {f.name for f in fields(ModelConfig)} - {"name"}
+    models = {}
+    for name, table in raw_models.items():
+        if not isinstance(table, dict) or "source" not in table:
+            raise SettingsError(f'[models.{name}] needs source = "owner/name" or a local folder')
+        unknown = set(table) - allowed
+        if unknown:
+            raise SettingsError(
+                f"[models.{name}]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
+            )
+        if table.get("scheduler", "euler_a") not in get_args(SchedulerName):
+            raise SettingsError(
+                f"[models.{name}] scheduler must be one of {', '.join(get_args(SchedulerName))}, got {table['scheduler']!r}"
+            )
+        for key, value in table.items():
+            expected = _MODEL_KEY_TYPES[key]
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise SettingsError(f"[models.{name}] {key} has the wrong type: {value!r}")
+        models[name] = ModelConfig(name=name, **table)
+    return models
+
+
+_MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "source": str,
+    "scheduler": str,
+    "steps": int,
+    "guidance": (int, float),
+    "resolution": int,
+    "safety_checker": bool,
+    "description": str,
+}
+
+
+def _validate(settings: Settings) -> None:
+    if settings.default_model not in settings.models:
+        raise SettingsError(
+            f"default_model {settings.default_model!r} is not configured; configured: {', '.join(sorted(settings.models))}"
+        )
+    if settings.device not in DEVICE_CHOICES:
+        raise SettingsError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {settings.device!r}")
+    if settings.dtype not in DTYPE_CHOICES:
+        raise SettingsError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings.dtype!r}")

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generation.errors import PromptError
+from generation.prompt import FLAG_FORMS, ParsedPrompt, parse_prompt
+from generation.specs import MAX_PROMPT_CHARS, AdapterRef
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a red circle", ParsedPrompt(text="a red circle")),
+        ("  a   red\tcircle  ", ParsedPrompt(text="a red circle")),
+        ("a fox --ar 16:9", ParsedPrompt(text="a fox", aspect=(16, 9))),
+        ("a fox --ar 1920:1080", ParsedPrompt(text="a fox", aspect=(16, 9))),
+        ("a fox --aspect 2:3", ParsedPrompt(text="a fox", aspect=(2, 3))),
+        ("a fox —ar 3:2", ParsedPrompt(text="a fox", aspect=(3, 2))),
+        ("a fox --seed 42", ParsedPrompt(text="a fox", seed=42)),
+        ("a fox --seed 4294967295", ParsedPrompt(text="a fox", seed=4294967295)),
+        ("a fox --no blur, text", ParsedPrompt(text="a fox", negative="blur, text")),
+        ("a fox --steps 30 --cfg 6.5", ParsedPrompt(text="a fox", steps=30, cfg=6.5)),
+        ("a fox --cfg 0", ParsedPrompt(text="a fox", cfg=0.0)),
+        ("a fox --chaos 100", ParsedPrompt(text="a fox", chaos=100)),
+        ("a fox --c 5", ParsedPrompt(text="a fox", chaos=5)),
+        ("wallpaper --tile", ParsedPrompt(text="wallpaper", tile=True)),
+        ("a fox --model sd15", ParsedPrompt(text="a fox", model="sd15")),
+        ("a --SEED 7", ParsedPrompt(text="a", seed=7)),
+        ("x--y is text", ParsedPrompt(text="x--y is text")),
+        (
+            "a <my-dog> in <style_1:0.7> --no <bad-hands:1.2>",
+            ParsedPrompt(
+                text="a <my-dog> in <style_1>",
+                negative="<bad-hands>",
+                adapters=(AdapterRef(name="my-dog"), AdapterRef(name="style_1", weight=0.7), AdapterRef(name="bad-hands", weight=1.2)),
+            ),
+        ),
+        ("<aa> and <aa> again", ParsedPrompt(text="<aa> and <aa> again", adapters=(AdapterRef(name="aa"),))),
+        ("a <cat:-0.5>", ParsedPrompt(text="a <cat>", adapters=(AdapterRef(name="cat", weight=-0.5),))),
+    ],
+)
+def test_valid_prompts_parse(raw: str, expected: ParsedPrompt) -> None:
+    assert parse_prompt(raw) == expected
+
+
+def test_all_flags_together() -> None:
+    parsed = parse_prompt("a fox --ar 3:4 --seed 1 --no rain --steps 9 --cfg 3.5 --chaos 20 --tile --model m1")
+    assert parsed == ParsedPrompt(
+        text="a fox", negative="rain", aspect=(3, 4), seed=1, steps=9, cfg=3.5, chaos=20, tile=True, model="m1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "flag", "fragment"),
+    [
+        ("a fox --foo 3", "foo", "unknown flag --foo"),
+        ("a fox --", "", "unknown flag --"),
+        ("a fox --ar 16x9", "ar", "--ar W:H"),
+        ("a fox --ar 0:1", "ar", "--ar W:H"),
+        ("a fox --ar 5:1", "ar", "from 1:4 to 4:1"),
+        ("a fox --ar", "ar", "got nothing"),
+        ("a fox --seed -1", "seed", "--seed N"),
+        ("a fox --seed 4294967296", "seed", "--seed N"),
+        ("a fox --seed 1.5", "seed", "--seed N"),
+        ("a fox --steps 0", "steps", "1 to 150"),
+        ("a fox --steps -5", "steps", "1 to 150"),
+        ("a fox --steps 151", "steps", "1 to 150"),
+        ("a fox --cfg 31", "cfg", "0 to 30"),
+        ("a fox --cfg nan", "cfg", "0 to 30"),
+        ("a fox --cfg inf", "cfg", "0 to 30"),
+        ("a fox --chaos 101", "chaos", "0 to 100"),
+        ("a fox --no", "no", "--no words"),
+        ("a fox --tile please", "tile", "takes no value"),
+        ("a fox --seed 1 --seed 2", "seed", "given twice"),
+        ("a fox --model ../etc", "model", "--model NAME"),
+    ],
+)
+def test_bad_flags_name_the_flag_and_its_form(raw: str, flag: str, fragment: str) -> None:
+    with pytest.raises(PromptError) as caught:
+        parse_prompt(raw)
+    assert caught.value.flag == flag
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("--seed 4", "empty"),
+        ("a <x>", "not a valid token reference"),
+        ("a <has.dot>", "not a valid token reference"),
+        ("a <ok:3>", "bad weight"),
+        ("a <ok:abc>", "bad weight"),
+        ("a <ok:>", "no weight"),
+        ("a <ok:0.5> <ok:0.7>", "two weights"),
+        ("a" * (MAX_PROMPT_CHARS + 1), "limit"),
+    ],
+)
+def test_bad_prompt_text_is_explained(raw: str, fragment: str) -> None:
+    with pytest.raises(PromptError, match=fragment):
+        parse_prompt(raw)
+
+
+def test_unknown_flag_error_lists_every_valid_flag() -> None:
+    with pytest.raises(PromptError) as caught:
+        parse_prompt("a fox --stylize 100")
+    for flag in FLAG_FORMS:
+        assert f"--{flag}" in str(caught.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_parses_or_raises_prompt_error(raw: str) -> None:
+    try:
+        parsed = parse_prompt(raw)
+    except PromptError:
+        return
+    assert parsed.text.strip() == parsed.text and parsed.text
+
+
+_flagish = st.sampled_from(["--ar", "--seed", "--no", "--steps", "--cfg", "--chaos", "--tile", "--model", "--x", "<", ">", ":", "—"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_flagish, st.text(alphabet="abc019:.-<> ", max_size=8)), max_size=12))
+def test_flag_soup_parses_or_raises_prompt_error(words: list[str]) -> None:
+    try:
+        parse_prompt(" ".join(words))
+    except PromptError:
+        pass
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 150), st.integers(0, 100))
+def test_parsed_values_round_trip(seed: int, steps: int, chaos: int) -> None:
+    parsed = parse_prompt(f"a fox --seed {seed} --steps {steps} --chaos {chaos}")
+    assert (parsed.seed, parsed.steps, parsed.chaos) == (seed, steps, chaos)
