@@ -53,8 +53,9 @@ class Settings:
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (if any) then apply environment overrides; raise `SettingsError` on bad keys."""
     env = os.environ if env is None else env
-    path = path or Path(env.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
-    raw = _read_toml(path, required=CONFIG_ENV in env or path != DEFAULT_CONFIG_FILE)
+    named = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    path = named or DEFAULT_CONFIG_FILE
+    raw = _read_toml(path, required=named is not None)
     models = {BUNDLED_MODEL_NAME: bundled_model_config()}
     models.update(_parse_models(raw.pop("models", {})))
     top: dict[str, Any] = {key: raw.pop(key) for key in list(raw) if key in _TOP_LEVEL_KEYS}

@@ -126,6 +126,7 @@ def check_imagine(model: LoadedModel, spec: ImagineSpec) -> None:
         raise SpecError(f"{names}: personal tokens are not available in this version")
 
 
+@torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
 def encode_prompts(
     pipeline: StableDiffusionPipeline, spec: ImagineSpec
 ) -> tuple[torch.Tensor, torch.Tensor | None]:

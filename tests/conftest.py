@@ -7,16 +7,16 @@ import os
 # Never wait on the hub: a hub id would otherwise be retried with back-off per file (NOTES.md).
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-from generation.models import LoadedModel, ModelConfig, load_model  # noqa: E402
-from generation.tiny_model import save_tiny_model  # noqa: E402
+from generation.models import LoadedModel, ModelConfig, load_model
+from generation.tiny_model import save_tiny_model
 
 # Same thread count for every test: float results depend on it (NOTES.md, Determinism).
 torch.set_num_threads(2)

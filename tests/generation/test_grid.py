@@ -11,7 +11,9 @@ def _solid(value: int, size: tuple[int, int] = (24, 16)) -> Image.Image:
     return Image.new("RGB", size, (value, 255 - value, value // 2))
 
 
-@pytest.mark.parametrize(("count", "shape"), [(1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (9, (3, 3))])
+@pytest.mark.parametrize(
+    ("count", "shape"), [(1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (9, (3, 3))]
+)
 def test_grid_shape(count: int, shape: tuple[int, int]) -> None:
     assert grid_shape(count) == shape
 

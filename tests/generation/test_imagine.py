@@ -15,7 +15,9 @@ from generation.tiling import seamless_tiling
 from tests.conftest import assert_images_close, pixels
 
 
-def _spec(model: LoadedModel, prompt: str = "a red circle on a blue background --seed 11", **kw: object) -> ImagineSpec:
+def _spec(
+    model: LoadedModel, prompt: str = "a red circle on a blue background --seed 11", **kw: object
+) -> ImagineSpec:
     return imagine_spec(parse_prompt(prompt), model.config, model.resolution, **kw)  # type: ignore[arg-type]
 
 
@@ -107,7 +109,9 @@ def test_every_scheduler_renders(tiny_model: LoadedModel, scheduler: str) -> Non
 
 def test_progress_is_reported_every_step(tiny_model: LoadedModel) -> None:
     steps: list[tuple[int, int]] = []
-    run_imagine(tiny_model, _spec(tiny_model, "a cat --steps 3", count=1), on_step=lambda s, t: steps.append((s, t)))
+    run_imagine(
+        tiny_model, _spec(tiny_model, "a cat --steps 3", count=1), on_step=lambda s, t: steps.append((s, t))
+    )
     assert steps == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -164,3 +168,10 @@ def test_tile_flag_changes_the_image(tiny_model: LoadedModel) -> None:
     plain = run_imagine(tiny_model, _spec(tiny_model, "a cat --seed 2", count=1))
     tiled = run_imagine(tiny_model, _spec(tiny_model, "a cat --seed 2 --tile", count=1))
     assert not np.array_equal(pixels(plain.images[0]), pixels(tiled.images[0]))
+
+
+def test_prompt_encoding_records_no_autograd_graph(tiny_model: LoadedModel) -> None:
+    from generation.imagine import encode_prompts
+
+    embeds, negative = encode_prompts(tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
+    assert not embeds.requires_grad and negative is not None and not negative.requires_grad

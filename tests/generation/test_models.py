@@ -36,7 +36,8 @@ def test_derived_pipelines_share_the_base_weights(tiny_model: LoadedModel) -> No
         for name in ("unet", "vae", "text_encoder"):
             ours, theirs = getattr(base, name), getattr(pipeline, name)
             assert all(
-                a.data_ptr() == b.data_ptr() for a, b in zip(ours.parameters(), theirs.parameters(), strict=True)
+                a.data_ptr() == b.data_ptr()
+                for a, b in zip(ours.parameters(), theirs.parameters(), strict=True)
             ), name
     assert tiny_model.derive(StableDiffusionImg2ImgPipeline) is img2img  # cached, not rebuilt
 
@@ -47,7 +48,7 @@ def test_missing_folder_is_a_clear_not_found(tmp_path: Path) -> None:
 
 
 def test_folder_without_model_index_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+    with pytest.raises(ModelNotFoundError, match=r"model_index\.json"):
         load_model(ModelConfig(name="empty", source=str(tmp_path)))
 
 
@@ -58,7 +59,9 @@ def test_uncached_hub_id_fails_fast_offline() -> None:
     assert time.perf_counter() - started < 10
 
 
-def test_tokenizer_that_does_not_match_the_text_encoder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_tokenizer_that_does_not_match_the_text_encoder_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     broken = shutil.copytree(tiny_model_dir, tmp_path / "broken")
     shutil.rmtree(broken / "tokenizer")
     build_clip_tokenizer(["only", "three", "words", "extra"]).save_pretrained(broken / "tokenizer")

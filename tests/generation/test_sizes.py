@@ -9,7 +9,12 @@ from generation.sizes import size_for_aspect
 
 @pytest.mark.parametrize(
     ("aspect", "resolution", "size"),
-    [((1, 1), 512, (512, 512)), ((16, 9), 512, (680, 384)), ((9, 16), 512, (384, 680)), ((1, 1), 64, (64, 64))],
+    [
+        ((1, 1), 512, (512, 512)),
+        ((16, 9), 512, (680, 384)),
+        ((9, 16), 512, (384, 680)),
+        ((1, 1), 64, (64, 64)),
+    ],
 )
 def test_known_sizes(aspect: tuple[int, int], resolution: int, size: tuple[int, int]) -> None:
     assert size_for_aspect(aspect, resolution) == size

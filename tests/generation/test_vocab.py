@@ -23,7 +23,10 @@ def test_any_text_round_trips_through_the_byte_alphabet() -> None:
 
 def test_special_tokens_are_the_last_ids_like_clip() -> None:
     tokenizer = build_clip_tokenizer(["a", "b"])
-    assert tokenizer.convert_tokens_to_ids([START_TOKEN, END_TOKEN]) == [len(tokenizer) - 2, len(tokenizer) - 1]
+    assert tokenizer.convert_tokens_to_ids([START_TOKEN, END_TOKEN]) == [
+        len(tokenizer) - 2,
+        len(tokenizer) - 1,
+    ]
     assert tokenizer.model_max_length == 77
 
 

@@ -1,0 +1,111 @@
+"""Benchmarks for the imagine path, measured side by side in one run (medians, interleaved).
+
+1. Engine overhead: `run_imagine(spec)` vs the raw diffusers call with the same model and arguments.
+2. Batching: one batched 4-image call vs four single-image calls (throughput ratio).
+
+    python bench/bench_imagine.py                 # tiny random model, 64 px, 20 steps
+    python bench/bench_imagine.py --model PATH    # any diffusers SD folder (e.g. the bundled model)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from generation.imagine import imagine_spec, run_imagine
+from generation.models import LoadedModel, ModelConfig, load_model
+from generation.prompt import parse_prompt
+from generation.schedulers import make_scheduler
+from generation.specs import ImagineSpec
+from generation.tiny_model import save_tiny_model
+
+
+def timed(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def raw_call(model: LoadedModel, spec: ImagineSpec) -> None:
+    """The plain diffusers call a user would write for the same job."""
+    pipeline = model.pipeline
+    pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+    pipeline(
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        num_images_per_prompt=len(spec.seeds),
+        width=spec.width,
+        height=spec.height,
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
+    )
+
+
+def interleaved(repeats: int, **contenders: Callable[[], object]) -> dict[str, float]:
+    """Median seconds of each contender, run in alternation so drift hits all alike."""
+    for function in contenders.values():
+        function()  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, function in contenders.items():
+            samples[name].append(timed(function))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="diffusers model folder (default: a tiny random model)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--size", type=int, help="image side in pixels (default: the model's native)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    source = args.model or str(save_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
+    model = load_model(ModelConfig(name="bench", source=source, steps=args.steps), device="auto")
+    spec = imagine_spec(
+        parse_prompt("a red circle on a blue background --seed 1"), model.config, model.resolution
+    )
+    if args.size:
+        spec = spec.model_copy(update={"width": args.size, "height": args.size})
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
+    )
+    print(
+        f"model: {'tiny random' if not args.model else args.model}, {spec.width}x{spec.height}, {spec.steps} steps"
+    )
+
+    overhead = interleaved(
+        args.repeats, ours=lambda: run_imagine(model, spec), raw=lambda: raw_call(model, spec)
+    )
+    print(
+        f"engine overhead: ours {overhead['ours']:.3f}s vs raw diffusers {overhead['raw']:.3f}s "
+        f"-> ratio {overhead['ours'] / overhead['raw']:.3f} (target < 1.02)"
+    )
+
+    singles = [spec.single(index) for index in range(4)]
+    batching = interleaved(
+        args.repeats,
+        batched=lambda: run_imagine(model, spec),
+        singles=lambda: [run_imagine(model, single) for single in singles],
+    )
+    print(
+        f"batching: one 4-image call {batching['batched']:.3f}s vs four single calls {batching['singles']:.3f}s "
+        f"-> throughput ratio {batching['singles'] / batching['batched']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

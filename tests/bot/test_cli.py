@@ -1,0 +1,109 @@
+"""The CLI, run in-process through `main()` on the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import main
+
+
+def _read(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.copy()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    path = tmp_path / "dreamcord.toml"
+    path.write_text(
+        f'default_model = "tiny"\ndevice = "cpu"\n[models.tiny]\nsource = "{tiny_model_dir}"\nsteps = 3\n'
+    )
+    return path
+
+
+def test_imagine_writes_a_grid_and_prints_seeds(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "grid.png"
+    code = main(
+        [
+            "--config",
+            str(config_file),
+            "imagine",
+            "a red circle --seed 9",
+            "--ar",
+            "3:2",
+            "-o",
+            str(output),
+            "--each",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert _read(output).size == (144, 96)
+    assert "seeds: 9 10 11 12" in captured.out
+    assert "3/3" in captured.err  # the progress bar reached the last step
+    tiles = [_read(tmp_path / f"grid_{i}.png") for i in range(1, 5)]
+    assert all(tile.size == (72, 48) for tile in tiles)
+    assert np.array_equal(np.asarray(_read(output).crop((72, 0, 144, 48))), np.asarray(tiles[1]))
+
+
+def test_count_one_writes_a_single_image(config_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "one.webp"
+    assert main(["--config", str(config_file), "imagine", "a cat", "-n", "1", "-o", str(output)]) == 0
+    assert _read(output).size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["imagine", "", "-o", "{tmp}/x.png"], "prompt is empty"),
+        (["imagine", "a cat --ar 100:1", "-o", "{tmp}/x.png"], "--ar"),
+        (["imagine", "a cat", "--steps", "-5", "-o", "{tmp}/x.png"], "--steps"),
+        (["imagine", "a cat --wat", "-o", "{tmp}/x.png"], "unknown flag --wat"),
+        (["imagine", "a cat --model nothere", "-o", "{tmp}/x.png"], "unknown model 'nothere'"),
+        (["imagine", "a cat", "-o", "{tmp}/missing/x.png"], "does not exist"),
+        (["imagine", "a cat", "-o", "{tmp}/x.txt2"], "unknown image type"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    assert main(["--config", str(config_file), *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.startswith("dreamcord: ")
+
+
+def test_unknown_scheduler_is_an_argparse_error(config_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(
+            [
+                "--config",
+                str(config_file),
+                "imagine",
+                "a cat",
+                "--scheduler",
+                "plms",
+                "-o",
+                str(tmp_path / "x.png"),
+            ]
+        )
+    assert caught.value.code == 2
+
+
+def test_missing_model_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'default_model = "gone"\n[models.gone]\nsource = "{tmp_path / "nope"}"\n')
+    assert main(["--config", str(config), "imagine", "a cat", "-o", str(tmp_path / "x.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_lists_configured_models(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(config_file), "models"]) == 0
+    out = capsys.readouterr().out
+    assert "* tiny" in out and "[local]" in out and "bundled" in out

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+from generation.bundled import BUNDLED_MODEL_NAME
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dreamcord.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_gives_the_bundled_model_as_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./dreamcord.toml here
+    settings = load_settings(None, env={})
+    assert settings.default_model == BUNDLED_MODEL_NAME
+    assert BUNDLED_MODEL_NAME in settings.models
+
+
+def test_models_and_defaults_come_from_toml(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+default_model = "sd15"
+device = "cpu"
+[models.sd15]
+source = "someone/sd-1-5"
+scheduler = "dpmpp_2m"
+steps = 30
+guidance = 6
+safety_checker = true
+""",
+    )
+    settings = load_settings(path, env={})
+    model = settings.model(None)
+    assert (model.name, model.source, model.scheduler, model.steps, model.guidance) == (
+        "sd15",
+        "someone/sd-1-5",
+        "dpmpp_2m",
+        30,
+        6,
+    )
+    assert model.safety_checker and settings.device == "cpu"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'device = "cpu"\n')
+    settings = load_settings(
+        path,
+        env={"DREAMCORD_DEVICE": "cuda", "DREAMCORD_DATA_DIR": str(tmp_path / "d"), "HF_HUB_OFFLINE": "1"},
+    )
+    assert settings.device == "cuda" and settings.data_dir == tmp_path / "d" and settings.offline
+
+
+def test_token_comes_from_the_environment_and_is_never_shown() -> None:
+    settings = load_settings(None, env={"DISCORD_TOKEN": "secret-token-value"})
+    assert settings.discord_token == "secret-token-value"
+    assert "secret-token-value" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("colour = 'red'\n", "unknown setting(s) colour"),
+        ("[models.x]\nscheduler = 'euler'\n", "needs source"),
+        ("[models.x]\nsource = 'a/b'\nsize = 3\n", "unknown key(s) size"),
+        ("[models.x]\nsource = 'a/b'\nscheduler = 'plms'\n", "scheduler must be one of"),
+        ("[models.x]\nsource = 'a/b'\nsteps = 'many'\n", "steps has the wrong type"),
+        ("default_model = 'nope'\n", "default_model 'nope' is not configured"),
+        ("device = 'tpu'\n", "device must be one of"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_bad_settings_fail_once_naming_the_key(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(_write(tmp_path, text), env={})
+
+
+def test_a_named_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(None, env={"DREAMCORD_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_unknown_model_lists_the_configured_ones() -> None:
+    settings = load_settings(None, env={})
+    with pytest.raises(SettingsError, match="configured models: bundled"):
+        settings.model("sdxl")
