@@ -7,6 +7,7 @@ so each known word becomes a single token.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from functools import cache
 
@@ -41,26 +42,38 @@ def _word_pieces(word: str) -> list[str]:
 
 
 def build_vocabulary(words: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Return (vocab, merges) in CLIP's order: bytes, bytes+</w>, merged pieces, then the two specials."""
+    """Return (vocab, merges) in CLIP's order: bytes, bytes+</w>, merged pieces, then the two specials.
+
+    For each word we first apply the merges made so far (as BPE will), then join what is left with
+    new, lower-priority merges: a word made of earlier words' pieces still ends up as one token.
+    """
     alphabet = _byte_alphabet()
     tokens: list[str] = list(alphabet) + [char + "</w>" for char in alphabet]
     known = set(tokens)
-    merges: list[tuple[str, str]] = []
-    seen_merges: set[tuple[str, str]] = set()
+    ranks: dict[tuple[str, str], int] = {}
     for word in sorted({w.lower() for w in words if w.strip()}):
-        pieces = _word_pieces(word)
+        pieces = _apply_merges(_word_pieces(word), ranks)
         current = pieces[0]
         for piece in pieces[1:]:
-            pair = (current, piece)
+            ranks[(current, piece)] = len(ranks)
             current += piece
-            if pair not in seen_merges:
-                seen_merges.add(pair)
-                merges.append(pair)
             if current not in known:
                 known.add(current)
                 tokens.append(current)
     tokens += [START_TOKEN, END_TOKEN]
-    return {token: index for index, token in enumerate(tokens)}, merges
+    return {token: index for index, token in enumerate(tokens)}, list(ranks)
+
+
+def _apply_merges(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: repeatedly join the adjacent pair with the best rank."""
+    while len(pieces) > 1:
+        rank, index = min(
+            (ranks.get(pair, len(ranks)), i) for i, pair in enumerate(itertools.pairwise(pieces))
+        )
+        if rank == len(ranks):
+            break
+        pieces = [*pieces[:index], pieces[index] + pieces[index + 1], *pieces[index + 2 :]]
+    return pieces
 
 
 def build_clip_tokenizer(words: Iterable[str]) -> CLIPTokenizer:

@@ -37,3 +37,11 @@ def test_saved_tokenizer_loads_back_identically(tmp_path: Path) -> None:
     text = "a red circle on a plain wall"
     assert loaded(text).input_ids == tokenizer(text).input_ids
     assert len(loaded) == len(tokenizer) and loaded.model_max_length == 77
+
+
+def test_words_built_from_other_words_pieces_are_still_one_token() -> None:
+    # "an" and "and" merge (a, n) early; "orange" and "banana" must still come out whole.
+    words = ["a", "an", "and", "orange", "banana", "bandana", "or", "range"]
+    tokenizer = build_clip_tokenizer(words)
+    for word in words:
+        assert tokenizer.tokenize(word) == [f"{word}</w>"]

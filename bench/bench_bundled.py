@@ -1,0 +1,121 @@
+"""Scores the bundled model against the bars of its issue, and times it.
+
+For each evaluation prompt (a one-shape scene caption) it renders one image and asks the evaluator
+which colour, shape, size and position it shows: with guidance on (the model's default CFG), with
+CFG 1 (text-conditioned, no guidance) and with CFG 0 (unconditional: the text is ignored). Then the
+same for colour+shape pairs held out of training, the VAE's reconstruction PSNR, and the time of a
+2x2 grid at 20 steps.
+
+    python bench/bench_bundled.py [--prompts 200] [--model generation/bundled/model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
+from generation.bundled.dataset import Scene, sample_scene
+from generation.imagine import imagine_spec, run_imagine
+from generation.models import LoadedModel, load_model
+from generation.prompt import parse_prompt
+
+ATTRIBUTES = ("colour", "shape", "size", "position")
+
+
+def evaluation_scenes(count: int, *, held_out: bool, seed: int) -> list[Scene]:
+    rng = random.Random(seed)
+    return [sample_scene(rng, held_out=held_out, max_shapes=1) for _ in range(count)]
+
+
+def agreement(
+    model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene], cfg: float
+) -> dict[str, float]:
+    """Share of images whose evaluator verdict matches the prompt, per attribute."""
+    images = []
+    for index, scene in enumerate(scenes):
+        parsed = parse_prompt(f"{scene.caption()} --seed {1000 + index} --cfg {cfg:g}")
+        images.append(
+            run_imagine(model, imagine_spec(parsed, model.config, model.resolution, count=1)).images[0]
+        )
+    verdicts = evaluator.classify(judge, images)
+    return {
+        name: sum(
+            getattr(v, name) == getattr(s.shapes[0], name) for v, s in zip(verdicts, scenes, strict=True)
+        )
+        / len(scenes)
+        for name in ATTRIBUTES
+    }
+
+
+@torch.no_grad()
+def vae_psnr(model: LoadedModel, count: int = 200) -> float:
+    scenes = evaluation_scenes(count, held_out=False, seed=7) + evaluation_scenes(
+        count // 4, held_out=True, seed=8
+    )
+    images = evaluator.to_tensor([scene.render(64) for scene in scenes])
+    vae = model.pipeline.vae
+    decoded = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
+    to_255 = lambda t: ((t + 1) * 127.5).round()  # noqa: E731
+    mse = ((to_255(decoded) - to_255(images)) ** 2).mean(dim=(1, 2, 3))
+    return float((10 * torch.log10(255**2 / mse.clamp(min=1e-8))).mean())
+
+
+def grid_seconds(model: LoadedModel, repeats: int = 5) -> float:
+    spec = imagine_spec(
+        parse_prompt("a red circle on a blue background --seed 1 --steps 20"), model.config, model.resolution
+    )
+    run_imagine(model, spec)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run_imagine(model, spec)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def row(label: str, scores: dict[str, float]) -> str:
+    return f"| {label} | " + " | ".join(f"{scores[name]:.1%}" for name in ATTRIBUTES) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = bundled_model_config()
+    model = load_model(type(config)(**{**config.__dict__, "source": args.model}), device="cpu")
+    judge = evaluator.load()
+    print(f"machine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
+    print(
+        "evaluator on ground truth:",
+        {k: f"{v:.1%}" for k, v in evaluator.accuracy_on_ground_truth(judge).items()},
+    )
+    print(f"\n{args.prompts} prompts each; share of images the evaluator agrees with the prompt on")
+    print("| prompts, guidance | " + " | ".join(ATTRIBUTES) + " |")
+    print("|---" * (len(ATTRIBUTES) + 1) + "|")
+    seen = evaluation_scenes(args.prompts, held_out=False, seed=2024)
+    unseen = evaluation_scenes(args.prompts, held_out=True, seed=2025)
+    for cfg in (config.guidance, 1.0, 0.0):
+        print(row(f"seen pairs, cfg {cfg:g}", agreement(model, judge, seen, cfg)), flush=True)
+    for cfg in (config.guidance, 0.0):
+        print(row(f"held-out pairs, cfg {cfg:g}", agreement(model, judge, unseen, cfg)), flush=True)
+    print(f"\nVAE reconstruction PSNR: {vae_psnr(model):.2f} dB")
+    print(f"2x2 grid, 20 steps, {config.scheduler}: {grid_seconds(model):.2f} s (median of 5)")
+    weights = sum(file.stat().st_size for file in Path(args.model).rglob("*.safetensors"))
+    print(f"weights on disk: {weights / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Train the bundled model from scratch on procedural scenes, on the CPU, in two stages.
+
+    python -m generation.bundled.train --out generation/bundled/model
+
+1. VAE: an AutoencoderKL learns to reconstruct 64x64 scenes (MSE + a tiny KL term); its latent scale
+   is then set so latents have unit variance, as SD's 0.18215 does.
+2. UNet + text encoder: trained together with the standard noise-prediction loss on the frozen VAE's
+   latents, SD's noise schedule, min-SNR weighting, and 10% empty captions so classifier-free
+   guidance works. EMA weights are what gets saved.
+
+Seeded and resumable (`--resume` continues from the last checkpoint in --work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from tqdm import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from generation.bundled import architecture
+from generation.bundled.dataset import sample_scene
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    scenes: int = 20_000  # rendered once, then sampled with replacement
+    vae_steps: int = 1_500
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 10_000
+    unet_batch: int = 32
+    unet_lr: float = 5e-4
+    warmup_steps: int = 200
+    caption_dropout: float = 0.1
+    noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
+    snr_gamma: float = 5.0
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    threads: int = 2
+
+
+def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
+    """Images in [-1, 1] (N, 3, 64, 64) and their captions; held-out pairs never appear."""
+    rng = random.Random(config.seed)
+    scenes = [sample_scene(rng) for _ in range(config.scenes)]
+    pixels = np.stack([np.asarray(scene.render(architecture.IMAGE_SIZE)) for scene in scenes])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return images, [scene.caption() for scene in scenes]
+
+
+# ---------------------------------------------------------------- stage 1: the VAE
+def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> AutoencoderKL:
+    vae, first_step = _resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(), 0)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
+    _resume_optimizer(work / "vae", optimizer)
+    generator = torch.Generator().manual_seed(config.seed + 1 + first_step)
+    vae.train()
+    for step in tqdm(
+        range(first_step, config.vae_steps), desc="vae", initial=first_step, total=config.vae_steps
+    ):
+        batch = images[torch.randint(len(images), (config.vae_batch,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        reconstruction = vae.decode(posterior.sample(generator)).sample
+        loss = F.mse_loss(reconstruction, batch) + config.kl_weight * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.vae_steps:
+            _checkpoint(work / "vae", {"vae": vae}, optimizer, step + 1, loss.item())
+    vae.eval()
+    set_latent_scale(vae, images)
+    return vae
+
+
+@torch.no_grad()
+def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
+    """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""
+    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[:2048].split(256)])
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+
+
+@torch.no_grad()
+def encode_dataset(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, so each UNet step samples latents without the encoder."""
+    means, stds = [], []
+    for chunk in tqdm(images.split(256), desc="encode"):
+        distribution = vae.encode(chunk).latent_dist
+        means.append(distribution.mean)
+        stds.append(distribution.std)
+    scale = vae.config.scaling_factor
+    return torch.cat(means) * scale, torch.cat(stds) * scale
+
+
+# ---------------------------------------------------------------- stage 2: UNet + text encoder
+def train_unet(
+    config: TrainConfig,
+    latents: tuple[torch.Tensor, torch.Tensor],
+    captions: list[str],
+    tokenizer: CLIPTokenizer,
+    work: Path,
+) -> tuple[UNet2DConditionModel, CLIPTextModel]:
+    resumed = _resume_model(work / "unet", UNet2DConditionModel)
+    unet, first_step = resumed or (architecture.build_unet(), 0)
+    text_encoder = (
+        CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
+        if resumed
+        else (architecture.build_text_encoder(tokenizer))
+    )
+    ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay)
+    ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay)
+    if resumed:
+        ema_unet.load_state_dict(torch.load(work / "unet" / "ema_unet.pt", weights_only=True))
+        ema_text.load_state_dict(torch.load(work / "unet" / "ema_text.pt", weights_only=True))
+    parameters = [*unet.parameters(), *text_encoder.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
+    _resume_optimizer(work / "unet", optimizer)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
+    for _ in range(first_step):
+        warmup.step()
+    noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler().config)
+    empty_ids = tokenizer(
+        "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
+    caption_ids = tokenizer(
+        captions,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    means, stds = latents
+    generator = torch.Generator().manual_seed(config.seed + 2 + first_step)
+    unet.train()
+    text_encoder.train()
+    progress = tqdm(
+        range(first_step, config.unet_steps), desc="unet", initial=first_step, total=config.unet_steps
+    )
+    for step in progress:
+        index = torch.randint(len(means), (config.unet_batch,), generator=generator)
+        clean = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
+        ids = caption_ids[index].clone()
+        dropped = torch.rand(len(ids), generator=generator) < config.caption_dropout
+        ids[dropped] = empty_ids
+        noise = torch.randn(clean.shape, generator=generator)
+        noise += config.noise_offset * torch.randn((len(clean), clean.shape[1], 1, 1), generator=generator)
+        timesteps = torch.randint(
+            noise_scheduler.config.num_train_timesteps, (len(clean),), generator=generator
+        )
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        prediction = unet(noisy, timesteps, encoder_hidden_states=text_encoder(ids)[0]).sample
+        loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, config.snr_gamma)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        warmup.step()
+        ema_unet.step(unet.parameters())
+        ema_text.step(text_encoder.parameters())
+        progress.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.unet_steps:
+            _checkpoint(
+                work / "unet", {"unet": unet, "text_encoder": text_encoder}, optimizer, step + 1, loss.item()
+            )
+            torch.save(ema_unet.state_dict(), work / "unet" / "ema_unet.pt")
+            torch.save(ema_text.state_dict(), work / "unet" / "ema_text.pt")
+    ema_unet.copy_to(unet.parameters())
+    ema_text.copy_to(text_encoder.parameters())
+    return unet.eval(), text_encoder.eval()
+
+
+def min_snr_loss(
+    prediction: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    scheduler: DDPMScheduler,
+    gamma: float,
+) -> torch.Tensor:
+    """Noise-prediction MSE weighted by min(SNR, gamma)/SNR (Hang et al. 2023): faster convergence."""
+    snr = compute_snr(scheduler, timesteps)
+    weights = torch.clamp(snr, max=gamma) / snr
+    per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * weights).mean()
+
+
+# ---------------------------------------------------------------- checkpoints and output
+def _checkpoint(
+    folder: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, step: int, loss: float
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, model in models.items():
+        model.save_pretrained(folder / name)  # type: ignore[operator]
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    (folder / "state.json").write_text(json.dumps({"step": step, "loss": loss}))
+    log.info("checkpoint %s at step %d (loss %.4f)", folder.name, step, loss)
+
+
+def _resume_model(folder: Path, model_type: type) -> tuple[torch.nn.Module, int] | None:
+    state = folder / "state.json"
+    if not state.is_file():
+        return None
+    step = json.loads(state.read_text())["step"]
+    return model_type.from_pretrained(folder / folder.name), step
+
+
+def _resume_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    if (folder / "optimizer.pt").is_file():
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+
+
+def save_model(
+    out: Path,
+    vae: AutoencoderKL,
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    config: TrainConfig,
+) -> None:
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=architecture.build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(out, safe_serialization=True)
+    (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train dreamcord's bundled model on procedural scenes.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "model")
+    parser.add_argument("--work", type=Path, default=Path("data/bundled-training"), help="checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
+    for name, default in asdict(TrainConfig()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    args = parser.parse_args()
+    config = TrainConfig(**{name: getattr(args, name) for name in asdict(TrainConfig())})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    if not args.resume and args.work.exists():
+        raise SystemExit(f"{args.work} exists: pass --resume to continue, or remove it to start over")
+    started = time.perf_counter()
+    images, captions = render_dataset(config)
+    tokenizer = architecture.build_tokenizer()
+    vae = train_vae(config, images, args.work)
+    latents = encode_dataset(vae, images)
+    unet, text_encoder = train_unet(config, latents, captions, tokenizer, args.work)
+    save_model(args.out, vae, unet, text_encoder, tokenizer, config)
+    log.info("saved %s after %.1f min", args.out, (time.perf_counter() - started) / 60)
+
+
+if __name__ == "__main__":
+    main()
