@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from bot.settings import Settings, load_settings
+from generation.config import HUB_ID_PATTERN
 from generation.errors import DreamcordError
 from generation.specs import SCHEDULER_NAMES
 
@@ -86,8 +87,6 @@ def list_models(settings: Settings) -> int:
 
 def model_availability(source: str) -> str:
     """ "local" for a model folder, "cached"/"hub" for a hub id, "missing" for neither."""
-    from generation.models import HUB_ID_PATTERN
-
     if (Path(source).expanduser() / "model_index.json").is_file():
         return "local"
     if HUB_ID_PATTERN.match(source):

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
+from generation.config import DEVICE_CHOICES, DTYPE_CHOICES, ModelConfig
 from generation.errors import DreamcordError
-from generation.models import DEVICE_CHOICES, DTYPE_CHOICES, ModelConfig
 from generation.specs import SchedulerName
 
 CONFIG_ENV = "DREAMCORD_CONFIG"

@@ -12,9 +12,10 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
+from generation.config import ModelConfig
 from generation.errors import JobCancelled, SpecError
 from generation.grid import compose_grid
-from generation.models import LoadedModel, ModelConfig
+from generation.models import LoadedModel
 from generation.prompt import ParsedPrompt
 from generation.schedulers import make_scheduler
 from generation.sizes import size_for_aspect

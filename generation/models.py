@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,30 +16,14 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from generation.config import DEVICE_CHOICES, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
-from generation.specs import SchedulerName
 
 log = logging.getLogger(__name__)
 
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_CHOICES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 PipelineT = TypeVar("PipelineT", bound=DiffusionPipeline)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One configured model: where its weights are and the defaults its jobs start from."""
-
-    name: str
-    source: str  # a hub id ("owner/name") or a local folder in diffusers layout
-    scheduler: SchedulerName = "euler_a"
-    steps: int = 25
-    guidance: float = 7.0
-    resolution: int | None = None  # native image side in pixels; read from the checkpoint when None
-    safety_checker: bool = False
-    description: str = ""
 
 
 @dataclass
@@ -79,7 +62,7 @@ def choose_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
     """bf16 on CUDA cards that have it (fp16 otherwise), fp16 on MPS, fp32 on the CPU."""
     if preference not in DTYPE_CHOICES:
         raise ModelLoadError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {preference!r}")
-    chosen = DTYPE_CHOICES[preference]
+    chosen = _DTYPES[preference]
     if chosen is not None:
         return chosen
     if device.type == "cuda":
@@ -167,6 +150,10 @@ class ModelCache:
         self.device = device
         self.dtype = dtype
         self._current: LoadedModel | None = None
+
+    @property
+    def current_name(self) -> str | None:
+        return self._current.config.name if self._current else None
 
     def get(self, name: str) -> LoadedModel:
         if name not in self.configs:

@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.models import LoadedModel, ModelConfig, load_model
+from generation.config import ModelConfig
+from generation.models import LoadedModel, load_model
 from generation.tiny_model import save_tiny_model
 
 # Same thread count for every test: float results depend on it (NOTES.md, Determinism).

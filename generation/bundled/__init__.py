@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generation.models import ModelConfig
+from generation.config import ModelConfig
 
 BUNDLED_MODEL_NAME = "bundled"
 BUNDLED_MODEL_DIR = Path(__file__).parent / "model"

@@ -9,8 +9,9 @@ import pytest
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
+from generation.config import ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
-from generation.models import LoadedModel, ModelCache, ModelConfig, choose_device, choose_dtype, load_model
+from generation.models import LoadedModel, ModelCache, choose_device, choose_dtype, load_model
 from generation.tiny_model import build_tiny_pipeline
 from generation.vocab import build_clip_tokenizer
 

@@ -1,0 +1,26 @@
+"""Model configuration: plain data, importable without torch (the bot and the pool read it too)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from generation.specs import SchedulerName
+
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One configured model: where its weights are and the defaults its jobs start from."""
+
+    name: str
+    source: str  # a hub id ("owner/name") or a local folder in diffusers layout
+    scheduler: SchedulerName = "euler_a"
+    steps: int = 25
+    guidance: float = 7.0
+    resolution: int | None = None  # native image side in pixels; read from the checkpoint when None
+    safety_checker: bool = False
+    description: str = ""

@@ -1,0 +1,36 @@
+"""What a job produces, in a form that crosses process boundaries (no torch needed to read it)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """One finished image, PNG-encoded so it crosses process boundaries and lands in the file store as is."""
+
+    png: bytes
+    seed: int | None
+    width: int
+    height: int
+
+    def image(self) -> Image.Image:
+        with Image.open(io.BytesIO(self.png)) as image:
+            return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    images: tuple[ImageOutput, ...]
+    elapsed_s: float
+    nsfw: tuple[bool, ...] = field(default=())
+    batch_retried: bool = False  # True when an out-of-memory error forced smaller batches
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

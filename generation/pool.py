@@ -1,0 +1,387 @@
+"""The async worker pool: `submit(spec) -> JobHandle`, events per job, fair queues, crash recovery.
+
+One worker process per device and lane (spawned, so CUDA works), each keeping its models warm. Jobs
+wait in per-user queues; the next job comes from the user served least recently (round robin that also
+counts the job already running), so one user's flood never starves another; training has
+its own lane (its own workers) so a long training never blocks a quick /imagine. A worker that dies
+is restarted and its job retried once. The pool keeps no state that matters across restarts: the job
+service's database does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+from generation.errors import DreamcordError, JobCancelled
+from generation.outputs import JobOutput
+from generation.specs import JobSpec
+from generation.worker import WorkerSettings, worker_main
+
+log = logging.getLogger(__name__)
+
+Lane = Literal["interactive", "training"]
+CRASHED_REASON = "the GPU worker crashed twice while running this job; it has been stopped"
+
+
+class QueueFull(DreamcordError):
+    """A user already has as many jobs waiting as the pool allows."""
+
+
+class JobFailed(DreamcordError):
+    """A job ended in failure; the message says why, for the user."""
+
+
+# ---------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1 = next to start
+
+
+@dataclass(frozen=True)
+class Started:
+    worker: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Done:
+    output: JobOutput
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    pass
+
+
+Event = Queued | Started | Progress | Done | Failed | Cancelled
+TERMINAL = (Done, Failed, Cancelled)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    worker: WorkerSettings
+    interactive_devices: tuple[str, ...] = ("auto",)  # one interactive worker per entry
+    training_devices: tuple[str, ...] = ()  # one training worker per entry; () disables training
+    max_queued_per_user: int = 10
+    max_attempts: int = 2  # the first run plus one retry after a worker crash
+
+
+class JobHandle:
+    """A submitted job: its events as they happen, its result, and a way to cancel it."""
+
+    def __init__(self, pool: WorkerPool, job_id: int, owner_id: int, spec: JobSpec, lane: Lane) -> None:
+        self.job_id, self.owner_id, self.spec, self.lane = job_id, owner_id, spec, lane
+        self.attempts = 0
+        self.sequence = 0  # submission order, the tie-breaker between users
+        self.position: int | None = None
+        self.finished = False
+        self._pool = pool
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+
+    def _emit(self, event: Event) -> None:
+        if self.finished:
+            return
+        self.finished = isinstance(event, TERMINAL)
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event in order, ending with Done, Failed or Cancelled."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, TERMINAL):
+                return
+
+    async def result(self) -> JobOutput:
+        async for event in self.events():
+            if isinstance(event, Done):
+                return event.output
+            if isinstance(event, Failed):
+                raise JobFailed(event.reason)
+            if isinstance(event, Cancelled):
+                raise JobCancelled()
+        raise AssertionError("events() always ends with a terminal event")
+
+    def cancel(self) -> None:
+        self._pool.cancel(self.job_id)
+
+
+@dataclass
+class _Worker:
+    index: int
+    lane: Lane
+    device: str
+    process: Any = None
+    connection: Connection | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    current: JobHandle | None = None
+    warm_model: str | None = None
+    generation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
+
+    @property
+    def idle(self) -> bool:
+        return self.ready.is_set() and self.current is None
+
+
+class WorkerPool:
+    """Submit specs, get handles; `start()` spawns the workers and `close()` stops them."""
+
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._pending: dict[Lane, dict[int, deque[JobHandle]]] = {"interactive": {}, "training": {}}
+        self._served_at: dict[tuple[Lane, int], int] = {}  # (lane, owner) -> dispatch tick of their last job
+        self._ticks = itertools.count()
+        self._submissions = itertools.count()
+        self._handles: dict[int, JobHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        lanes: list[tuple[Lane, str]] = [("interactive", d) for d in self.config.interactive_devices]
+        lanes += [("training", d) for d in self.config.training_devices]
+        self._workers = [_Worker(index, lane, device) for index, (lane, device) in enumerate(lanes)]
+        for worker in self._workers:
+            self._spawn(worker)
+        await asyncio.gather(*(worker.ready.wait() for worker in self._workers))
+
+    async def close(self) -> None:
+        """Stop every worker; jobs still queued or running are dropped (the database resumes them)."""
+        self._closing = True
+        for worker in self._workers:
+            if worker.connection is not None:
+                with contextlib.suppress(OSError):
+                    worker.connection.send(("stop",))
+        for worker in self._workers:
+            await asyncio.to_thread(worker.process.join, 5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                await asyncio.to_thread(worker.process.join, 5)
+
+    def worker_pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    # ------------------------------------------------------------ jobs
+    def submit(self, job_id: int, spec: JobSpec, *, owner_id: int) -> JobHandle:
+        """Queue a job; raises QueueFull when the owner already has the maximum waiting."""
+        lane: Lane = "training" if spec.kind == "train" else "interactive"
+        if not any(worker.lane == lane for worker in self._workers):
+            raise DreamcordError(f"this bot has no {lane} workers configured")
+        if job_id in self._handles:
+            raise ValueError(f"job {job_id} is already in the pool")
+        mine = sum(1 for handle in self._handles.values() if handle.owner_id == owner_id)
+        if mine >= self.config.max_queued_per_user:
+            raise QueueFull(
+                f"you already have {mine} jobs queued or running (the limit is "
+                f"{self.config.max_queued_per_user}); wait for some to finish or cancel one with /queue"
+            )
+        handle = JobHandle(self, job_id, owner_id, spec, lane)
+        handle.sequence = next(self._submissions)
+        self._handles[job_id] = handle
+        self._enqueue(handle)
+        self._dispatch()
+        return handle
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued job at once, or a running one at its next step; False if unknown/finished."""
+        handle = self._handles.get(job_id)
+        if handle is None:
+            return False
+        worker = next((w for w in self._workers if w.current is handle), None)
+        if worker is None:
+            self._remove_pending(handle)
+            self._finish(handle, Cancelled())
+            self._announce_positions(handle.lane)
+        elif worker.connection is not None:
+            worker.connection.send(("cancel", job_id))
+        return True
+
+    def queue_position(self, job_id: int) -> int | None:
+        handle = self._handles.get(job_id)
+        return handle.position if handle else None
+
+    # ------------------------------------------------------------ scheduling
+    def _enqueue(self, handle: JobHandle, *, retry: bool = False) -> None:
+        queue = self._pending[handle.lane].setdefault(handle.owner_id, deque())
+        if retry:  # a job interrupted by a crash goes first, before anyone's new jobs
+            queue.appendleft(handle)
+            self._served_at[(handle.lane, handle.owner_id)] = _RETRY_FIRST
+        else:
+            queue.append(handle)
+
+    def _remove_pending(self, handle: JobHandle) -> None:
+        queue = self._pending[handle.lane].get(handle.owner_id)
+        if queue and handle in queue:
+            queue.remove(handle)
+            if not queue:
+                del self._pending[handle.lane][handle.owner_id]
+
+    def _next_job(self, lane: Lane) -> JobHandle | None:
+        """The oldest job of the user served least recently (never served counts as longest ago)."""
+        queues = self._pending[lane]
+        if not queues:
+            return None
+        owner = _least_recently_served(queues, lambda owner: self._served_at.get((lane, owner), _NEVER))
+        self._served_at[(lane, owner)] = next(self._ticks)
+        handle = queues[owner].popleft()
+        if not queues[owner]:
+            del queues[owner]
+        return handle
+
+    def _dispatch_order(self, lane: Lane) -> list[JobHandle]:
+        """Pending jobs in the order they will start, by replaying `_next_job` on a copy."""
+        queues = {owner: deque(queue) for owner, queue in self._pending[lane].items()}
+        served = {owner: self._served_at.get((lane, owner), _NEVER) for owner in queues}
+        order = []
+        for tick in itertools.count(start=1 << 62):  # later than any real tick
+            if not queues:
+                return order
+            owner = _least_recently_served(queues, served.__getitem__)
+            served[owner] = tick
+            order.append(queues[owner].popleft())
+            if not queues[owner]:
+                del queues[owner]
+        return order
+
+    def _pick_worker(self, handle: JobHandle) -> _Worker | None:
+        """Prefer an idle worker that already holds the job's model, then an empty one, then any."""
+        idle = [worker for worker in self._workers if worker.lane == handle.lane and worker.idle]
+        model = getattr(handle.spec, "model", None)
+        for wanted in (model, None):
+            for worker in idle:
+                if worker.warm_model == wanted:
+                    return worker
+        return idle[0] if idle else None
+
+    def _dispatch(self) -> None:
+        if self._closing:
+            return
+        for lane in ("interactive", "training"):
+            while self._pending[lane] and any(w.lane == lane and w.idle for w in self._workers):
+                handle = self._next_job(lane)
+                assert handle is not None
+                worker = self._pick_worker(handle)
+                assert worker is not None and worker.connection is not None
+                worker.current = handle
+                worker.warm_model = getattr(handle.spec, "model", worker.warm_model)
+                handle.attempts += 1
+                handle.position = None
+                worker.connection.send(("run", handle.job_id, handle.spec.to_json()))
+            self._announce_positions(lane)
+
+    def _announce_positions(self, lane: Lane) -> None:
+        for position, handle in enumerate(self._dispatch_order(lane), start=1):
+            if handle.position != position:
+                handle.position = position
+                handle._emit(Queued(position))
+
+    def _finish(self, handle: JobHandle, event: Event) -> None:
+        self._handles.pop(handle.job_id, None)
+        handle._emit(event)
+
+    # ------------------------------------------------------------ workers
+    def _spawn(self, worker: _Worker) -> None:
+        worker.generation += 1
+        worker.ready = asyncio.Event()
+        worker.current, worker.warm_model = None, None
+        ours, theirs = self._context.Pipe()
+        settings = self.config.worker
+        settings = WorkerSettings(**{**settings.__dict__, "device": worker.device})
+        worker.process = self._context.Process(target=worker_main, args=(theirs, settings), daemon=True)
+        worker.process.start()
+        theirs.close()
+        worker.connection = ours
+        generation = worker.generation
+        threading.Thread(target=self._read, args=(worker, ours, generation), daemon=True).start()
+
+    def _read(self, worker: _Worker, connection: Connection, generation: int) -> None:
+        """Reader thread: hands each message to the event loop; EOF means the process died."""
+        assert self._loop is not None
+        while True:
+            try:
+                message = connection.recv()
+            except (EOFError, OSError):
+                self._loop.call_soon_threadsafe(self._on_exit, worker, generation)
+                return
+            self._loop.call_soon_threadsafe(self._on_message, worker, generation, message)
+
+    def _on_message(self, worker: _Worker, generation: int, message: tuple[Any, ...]) -> None:
+        if generation != worker.generation:
+            return
+        kind = message[0]
+        if kind == "ready":
+            worker.ready.set()
+            self._dispatch()
+            return
+        handle = worker.current
+        if handle is None or handle.job_id != message[1]:
+            log.warning("worker %d: message for a job it is not running: %r", worker.index, message[:2])
+            return
+        if kind == "started":
+            handle._emit(Started(worker=worker.index, attempt=handle.attempts))
+        elif kind == "progress":
+            handle._emit(Progress(step=message[2], total=message[3]))
+        elif kind in {"done", "failed", "cancelled"}:
+            worker.current = None
+            event: Event = {
+                "done": lambda: Done(message[2]),
+                "failed": lambda: Failed(message[2]),
+                "cancelled": Cancelled,
+            }[kind]()
+            self._finish(handle, event)
+            self._dispatch()
+
+    def _on_exit(self, worker: _Worker, generation: int) -> None:
+        if self._closing or generation != worker.generation:
+            return
+        handle = worker.current
+        log.error("worker %d (pid %s) died; restarting it", worker.index, worker.process.pid)
+        worker.process.join(1)
+        self._spawn(worker)
+        if handle is None:
+            return
+        if handle.attempts < self.config.max_attempts:
+            log.warning("job %d: retrying after the worker crash", handle.job_id)
+            self._enqueue(handle, retry=True)
+            self._announce_positions(handle.lane)
+        else:
+            self._finish(handle, Failed(CRASHED_REASON))
+
+
+_NEVER, _RETRY_FIRST = -1, -2
+
+
+def _least_recently_served(queues: dict[int, deque[JobHandle]], served_at: Callable[[int], int]) -> int:
+    return min(queues, key=lambda owner: (served_at(owner), queues[owner][0].sequence))
+
+
+def _final_event(message: tuple[Any, ...]) -> Event:
+    if message[0] == "done":
+        return Done(message[2])
+    if message[0] == "failed":
+        return Failed(message[2])
+    return Cancelled()

@@ -1,0 +1,119 @@
+"""The worker process: one per device, keeps its models warm and runs the jobs the pool sends it.
+
+Messages over the pipe are plain tuples:
+    pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("stop",)
+    worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total)
+                    | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+from generation.config import ModelConfig
+
+if TYPE_CHECKING:  # imported lazily below: the pool (bot) process should not pay for torch
+    from generation.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+OUT_OF_MEMORY_REASON = (
+    "the GPU ran out of memory, even with a smaller batch: try a smaller size or fewer steps"
+)
+INTERNAL_ERROR_REASON = "something went wrong while generating (the error is in the worker's log)"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs to load models; picklable, sent to the spawned process."""
+
+    models: dict[str, ModelConfig]
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int | None = None  # CPU threads for torch; None keeps torch's default
+    log_level: int = logging.INFO
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def worker_main(connection: Connection, settings: WorkerSettings) -> None:
+    """Entry point of the spawned process."""
+    os.environ.update(settings.extra_env)
+    logging.basicConfig(
+        level=settings.log_level, format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s"
+    )
+    import torch  # after the environment is set: torch reads some of it at import
+
+    from generation.runner import JobRunner
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    runner = JobRunner(settings.models, device=settings.device, dtype=settings.dtype)
+    inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
+    cancelled: set[int] = set()
+    threading.Thread(target=_read_messages, args=(connection, inbox, cancelled), daemon=True).start()
+    connection.send(("ready", os.getpid()))
+    while (item := inbox.get()) is not None:
+        job_id, spec_json = item
+        _run_one(connection, runner, job_id, spec_json, cancelled)
+
+
+def _read_messages(
+    connection: Connection, inbox: queue.Queue[tuple[int, str] | None], cancelled: set[int]
+) -> None:
+    """Runs in a thread so a cancel arrives while the main thread is inside a pipeline call."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            # The pool is gone: nobody will read our results, and a GPU must not stay held by an orphan.
+            os._exit(0)
+        match message:
+            case ("run", int(job_id), str(spec_json)):
+                inbox.put((job_id, spec_json))
+            case ("cancel", int(job_id)):
+                cancelled.add(job_id)
+            case ("stop",):
+                inbox.put(None)
+                return
+            case _:
+                log.error("ignoring unknown message %r", message)
+
+
+def _run_one(
+    connection: Connection, runner: JobRunner, job_id: int, spec_json: str, cancelled: set[int]
+) -> None:
+    import torch
+
+    from generation.errors import DreamcordError, JobCancelled
+    from generation.specs import spec_from_json
+
+    if job_id in cancelled:
+        connection.send(("cancelled", job_id))
+        return
+    connection.send(("started", job_id))
+    try:
+        output = runner.run(
+            spec_from_json(spec_json),
+            on_step=lambda step, total: connection.send(("progress", job_id, step, total)),
+            should_cancel=lambda: job_id in cancelled,
+        )
+    except JobCancelled:
+        connection.send(("cancelled", job_id))
+    except DreamcordError as error:
+        connection.send(("failed", job_id, str(error)))
+    except torch.OutOfMemoryError:
+        log.exception("job %d: out of memory", job_id)
+        connection.send(("failed", job_id, OUT_OF_MEMORY_REASON))
+    except Exception:
+        log.exception("job %d failed", job_id)
+        connection.send(("failed", job_id, INTERNAL_ERROR_REASON))
+    else:
+        connection.send(("done", job_id, output))
+    finally:
+        cancelled.discard(job_id)

@@ -1,0 +1,126 @@
+"""Queries, one small function each, taking the session and (for user data) the owner.
+
+They return model objects; callers own the unit of work (`async with session.begin():`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ImageRecord, Job, JobState, User, utcnow
+
+
+@dataclass(frozen=True)
+class NewImage:
+    index: int
+    seed: int | None
+    file_hash: str
+    width: int
+    height: int
+
+
+async def ensure_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        user = User(id=user_id)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+async def create_job(
+    session: AsyncSession,
+    *,
+    owner_id: int,
+    kind: str,
+    spec_json: str,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+    parent_job_id: int | None = None,
+) -> Job:
+    """Insert a queued job (and its owner, first time seen); the id is assigned on return."""
+    user = await ensure_user(session, owner_id)
+    user.jobs_submitted += 1
+    job = Job(
+        owner_id=owner_id,
+        kind=kind,
+        spec_json=spec_json,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        parent_job_id=parent_job_id,
+        state=JobState.QUEUED,
+        attempts=0,
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: int) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def unfinished_jobs(session: AsyncSession) -> Sequence[Job]:
+    """Jobs a previous process left queued or running, oldest first."""
+    result = await session.scalars(
+        select(Job).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING])).order_by(Job.created_at, Job.id)
+    )
+    return result.all()
+
+
+async def mark_running(session: AsyncSession, job_id: int) -> None:
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state=JobState.RUNNING, attempts=Job.attempts + 1, started_at=utcnow())
+    )
+
+
+async def finish_job(session: AsyncSession, job_id: int, state: JobState, error: str | None = None) -> bool:
+    """Move a job to a final state; False if it was already finished (each job finishes once)."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .values(state=state, error=error, finished_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_message(session: AsyncSession, job_id: int, message_id: int) -> None:
+    await session.execute(update(Job).where(Job.id == job_id).values(message_id=message_id))
+
+
+async def add_images(session: AsyncSession, job: Job, images: Sequence[NewImage]) -> list[ImageRecord]:
+    records = [
+        ImageRecord(
+            job_id=job.id,
+            owner_id=job.owner_id,
+            index=image.index,
+            seed=image.seed,
+            file_hash=image.file_hash,
+            width=image.width,
+            height=image.height,
+        )
+        for image in images
+    ]
+    session.add_all(records)
+    await session.flush()
+    return records
+
+
+async def job_images(session: AsyncSession, job_id: int) -> Sequence[ImageRecord]:
+    result = await session.scalars(
+        select(ImageRecord).where(ImageRecord.job_id == job_id).order_by(ImageRecord.index)
+    )
+    return result.all()
+
+
+async def jobs_of(session: AsyncSession, owner_id: int, states: Sequence[JobState]) -> Sequence[Job]:
+    result = await session.scalars(
+        select(Job).where(Job.owner_id == owner_id, Job.state.in_(states)).order_by(Job.created_at, Job.id)
+    )
+    return result.all()

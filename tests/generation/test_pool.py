@@ -1,0 +1,173 @@
+"""The worker pool with real spawned worker processes on the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from generation.config import ModelConfig
+from generation.imagine import imagine_spec, run_imagine
+from generation.models import LoadedModel
+from generation.pool import (
+    CRASHED_REASON,
+    Cancelled,
+    Done,
+    Event,
+    Failed,
+    JobHandle,
+    PoolConfig,
+    Progress,
+    Queued,
+    QueueFull,
+    Started,
+    WorkerPool,
+)
+from generation.prompt import parse_prompt
+from generation.specs import ImagineSpec
+from generation.worker import WorkerSettings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _spec(config: ModelConfig, prompt: str = "a red circle --seed 3 --steps 2") -> ImagineSpec:
+    return imagine_spec(parse_prompt(prompt), config, 64)
+
+
+def _config(tiny_config: ModelConfig, **changes: object) -> PoolConfig:
+    worker = WorkerSettings(models={"tiny": tiny_config}, device="cpu", threads=2, log_level=logging.WARNING)
+    return PoolConfig(**{"worker": worker, "interactive_devices": ("cpu",), **changes})  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(tiny_config: ModelConfig) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(_config(tiny_config, max_queued_per_user=30))
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def _collect(handle: JobHandle) -> list[Event]:
+    return [event async for event in handle.events()]
+
+
+_next_id = iter(range(1, 10_000))
+
+
+def _submit(pool: WorkerPool, spec: ImagineSpec, owner: int = 1) -> JobHandle:
+    return pool.submit(next(_next_id), spec, owner_id=owner)
+
+
+async def test_job_reports_start_every_step_and_its_images(
+    pool: WorkerPool, tiny_config: ModelConfig, tiny_model: LoadedModel
+) -> None:
+    spec = _spec(tiny_config, "a red circle --seed 3 --steps 3")
+    events = await asyncio.wait_for(_collect(_submit(pool, spec)), 60)
+    assert isinstance(events[0], Started) and events[0].attempt == 1
+    assert [(e.step, e.total) for e in events if isinstance(e, Progress)] == [(1, 3), (2, 3), (3, 3)]
+    done = events[-1]
+    assert isinstance(done, Done) and len(done.output.images) == 4
+    direct = run_imagine(tiny_model, spec)  # same threads as the tests: bitwise the in-process pixels
+    for ours, theirs in zip(done.output.images, direct.images, strict=True):
+        assert np.array_equal(np.asarray(ours.image()), np.asarray(theirs))
+
+
+async def test_queued_jobs_learn_their_position(pool: WorkerPool, tiny_config: ModelConfig) -> None:
+    handles = [_submit(pool, _spec(tiny_config)) for _ in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*(_collect(h) for h in handles)), 60)
+    positions = [[e.position for e in events if isinstance(e, Queued)] for events in results]
+    assert positions == [[], [1], [2, 1]]
+    assert all(isinstance(events[-1], Done) for events in results)
+
+
+async def test_a_flooding_user_does_not_starve_another(pool: WorkerPool, tiny_config: ModelConfig) -> None:
+    started: list[int] = []
+
+    async def follow(handle: JobHandle) -> None:
+        async for event in handle.events():
+            if isinstance(event, Started):
+                started.append(handle.owner_id)
+
+    flood = [_submit(pool, _spec(tiny_config, "a cat --steps 1"), owner=100) for _ in range(20)]
+    lone = _submit(pool, _spec(tiny_config, "a dog --steps 1"), owner=200)
+    await asyncio.wait_for(asyncio.gather(*(follow(h) for h in [*flood, lone])), 120)
+    assert started.index(200) <= 1  # B starts after at most one of A's jobs
+
+
+async def test_cancel_a_queued_job(pool: WorkerPool, tiny_config: ModelConfig) -> None:
+    first, second = _submit(pool, _spec(tiny_config)), _submit(pool, _spec(tiny_config))
+    second.cancel()
+    events = await asyncio.wait_for(_collect(second), 30)
+    assert not any(isinstance(e, Started) for e in events) and isinstance(events[-1], Cancelled)
+    assert isinstance((await _collect(first))[-1], Done)
+
+
+async def test_cancel_a_running_job_then_keep_serving(pool: WorkerPool, tiny_config: ModelConfig) -> None:
+    handle = _submit(pool, _spec(tiny_config, "a cat --steps 150"))
+    events: list[Event] = []
+    async for event in handle.events():
+        events.append(event)
+        if isinstance(event, Progress) and event.step == 1:
+            handle.cancel()
+    assert isinstance(events[-1], Cancelled)
+    assert max(e.step for e in events if isinstance(e, Progress)) < 150
+    assert isinstance((await _collect(_submit(pool, _spec(tiny_config))))[-1], Done)
+
+
+async def test_a_failing_job_reports_why_and_the_worker_keeps_serving(
+    pool: WorkerPool, tiny_config: ModelConfig
+) -> None:
+    pids = pool.worker_pids()
+    bad = _spec(tiny_config).model_copy(update={"model": "nope"})
+    events = await asyncio.wait_for(_collect(_submit(pool, bad)), 30)
+    assert isinstance(events[-1], Failed) and "unknown model 'nope'" in events[-1].reason
+    assert isinstance((await _collect(_submit(pool, _spec(tiny_config))))[-1], Done)
+    assert pool.worker_pids() == pids
+
+
+async def test_queue_limit_per_user(tiny_config: ModelConfig) -> None:
+    pool = WorkerPool(_config(tiny_config, max_queued_per_user=2))
+    pool._loop = asyncio.get_running_loop()  # no workers started: jobs stay queued
+    pool._workers = []
+    pool.config.interactive_devices  # noqa: B018
+    from generation.pool import _Worker
+
+    pool._workers = [_Worker(0, "interactive", "cpu")]  # never ready, so nothing dispatches
+    _submit(pool, _spec(tiny_config), owner=5)
+    _submit(pool, _spec(tiny_config), owner=5)
+    with pytest.raises(QueueFull, match="limit is 2"):
+        _submit(pool, _spec(tiny_config), owner=5)
+    _submit(pool, _spec(tiny_config), owner=6)  # other users are not affected
+
+
+async def test_worker_crash_retries_the_job_once_then_fails_it(tiny_config: ModelConfig) -> None:
+    pool = WorkerPool(_config(tiny_config))
+    await pool.start()
+    try:
+        long = _spec(tiny_config, "a cat --steps 150")
+
+        async def run_killing(handle: JobHandle, kills: int) -> list[Event]:
+            events: list[Event] = []
+            async for event in handle.events():
+                events.append(event)
+                if isinstance(event, Progress) and event.step == 1 and kills > 0:
+                    kills -= 1
+                    os.kill(pool.worker_pids()[0], signal.SIGKILL)
+            return events
+
+        events = await asyncio.wait_for(run_killing(_submit(pool, long), kills=1), 120)
+        assert [e.attempt for e in events if isinstance(e, Started)] == [1, 2]
+        assert isinstance(events[-1], Done)
+
+        events = await asyncio.wait_for(run_killing(_submit(pool, long), kills=2), 120)
+        assert isinstance(events[-1], Failed) and events[-1].reason == CRASHED_REASON
+        # The pool recovered: the next job succeeds on a fresh worker.
+        assert isinstance((await asyncio.wait_for(_collect(_submit(pool, _spec(tiny_config))), 60))[-1], Done)
+    finally:
+        await pool.close()
