@@ -187,24 +187,29 @@ class WorkerPool:
 
     # ------------------------------------------------------------ jobs
     def submit(self, job_id: int, spec: JobSpec, *, owner_id: int) -> JobHandle:
-        """Queue a job; raises QueueFull when the owner already has the maximum waiting."""
+        """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many."""
         lane: Lane = "training" if spec.kind == "train" else "interactive"
-        if not any(worker.lane == lane for worker in self._workers):
+        devices = self.config.interactive_devices if lane == "interactive" else self.config.training_devices
+        if not devices:
             raise DreamcordError(f"this bot has no {lane} workers configured")
         if job_id in self._handles:
             raise ValueError(f"job {job_id} is already in the pool")
-        mine = sum(1 for handle in self._handles.values() if handle.owner_id == owner_id)
-        if mine >= self.config.max_queued_per_user:
-            raise QueueFull(
-                f"you already have {mine} jobs queued or running (the limit is "
-                f"{self.config.max_queued_per_user}); wait for some to finish or cancel one with /queue"
-            )
+        self.check_capacity(owner_id)
         handle = JobHandle(self, job_id, owner_id, spec, lane)
         handle.sequence = next(self._submissions)
         self._handles[job_id] = handle
         self._enqueue(handle)
         self._dispatch()
         return handle
+
+    def check_capacity(self, owner_id: int) -> None:
+        """Raise QueueFull if `owner_id` already has the maximum number of jobs queued or running."""
+        mine = sum(1 for handle in self._handles.values() if handle.owner_id == owner_id)
+        if mine >= self.config.max_queued_per_user:
+            raise QueueFull(
+                f"you already have {mine} jobs queued or running (the limit is "
+                f"{self.config.max_queued_per_user}); wait for some to finish or cancel one with /queue"
+            )
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued job at once, or a running one at its next step; False if unknown/finished."""

@@ -132,13 +132,7 @@ async def test_a_failing_job_reports_why_and_the_worker_keeps_serving(
 
 
 async def test_queue_limit_per_user(tiny_config: ModelConfig) -> None:
-    pool = WorkerPool(_config(tiny_config, max_queued_per_user=2))
-    pool._loop = asyncio.get_running_loop()  # no workers started: jobs stay queued
-    pool._workers = []
-    pool.config.interactive_devices  # noqa: B018
-    from generation.pool import _Worker
-
-    pool._workers = [_Worker(0, "interactive", "cpu")]  # never ready, so nothing dispatches
+    pool = WorkerPool(_config(tiny_config, max_queued_per_user=2))  # never started: jobs stay queued
     _submit(pool, _spec(tiny_config), owner=5)
     _submit(pool, _spec(tiny_config), owner=5)
     with pytest.raises(QueueFull, match="limit is 2"):

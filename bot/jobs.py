@@ -1,0 +1,190 @@
+"""The job service: joins the database, the worker pool and whoever shows results (Discord, tests).
+
+Accepted means persisted: `submit` commits the job row before it returns, and only then does the
+caller tell the user "queued". On start, jobs a previous process left queued or running are handed
+to the pool again, so a restart loses nothing; each job reaches a final state once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from generation.errors import DreamcordError
+from generation.outputs import JobOutput
+from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
+from generation.specs import JobSpec, spec_from_json
+from storage import repositories as repo
+from storage.files import FileStore
+from storage.models import Job, JobState
+
+log = logging.getLogger(__name__)
+
+
+class JobNotFound(DreamcordError):
+    """No such job, or not one the asker may touch."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    index: int
+    seed: int | None
+    file_hash: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event a ticket yields for a successful job: its images are stored and recorded."""
+
+    images: tuple[StoredImage, ...]
+    output: JobOutput
+
+
+TicketEvent = Event | Finished
+
+
+@dataclass
+class JobTicket:
+    """A job the service accepted: its id, and its events after the service has recorded them."""
+
+    job_id: int
+    owner_id: int
+    spec: JobSpec
+    _events: asyncio.Queue[TicketEvent] = field(default_factory=asyncio.Queue)
+
+    async def events(self) -> AsyncIterator[TicketEvent]:
+        """Queued/Started/Progress as they come, then Finished, Failed or Cancelled (never Done)."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Finished | Failed | Cancelled):
+                return
+
+    async def wait(self) -> TicketEvent:
+        """The final event: Finished, Failed or Cancelled."""
+        events = [event async for event in self.events()]
+        return events[-1]
+
+
+class JobService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], pool: WorkerPool, files: FileStore
+    ) -> None:
+        self.sessions = sessions
+        self.pool = pool
+        self.files = files
+        self._followers: dict[int, asyncio.Task[None]] = {}
+
+    async def start(self) -> list[JobTicket]:
+        """Hand every job left queued or running by a previous process to the pool again."""
+        async with self.sessions() as session:
+            leftovers = await repo.unfinished_jobs(session)
+        tickets = []
+        for job in leftovers:
+            log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
+            tickets.append(self._hand_to_pool(job.id, job.owner_id, spec_from_json(job.spec_json)))
+        return tickets
+
+    async def close(self) -> None:
+        """Stop following jobs; whatever is unfinished stays queued/running in the database."""
+        for task in self._followers.values():
+            task.cancel()
+        await asyncio.gather(*self._followers.values(), return_exceptions=True)
+        self._followers.clear()
+
+    async def submit(
+        self,
+        *,
+        owner_id: int,
+        spec: JobSpec,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        parent_job_id: int | None = None,
+    ) -> JobTicket:
+        """Persist the job, then queue it. Raises QueueFull (nothing persisted) if the user has too many."""
+        self.pool.check_capacity(owner_id)
+        async with self.sessions.begin() as session:
+            job = await repo.create_job(
+                session,
+                owner_id=owner_id,
+                kind=spec.kind,
+                spec_json=spec.to_json(),
+                guild_id=guild_id,
+                channel_id=channel_id,
+                parent_job_id=parent_job_id,
+            )
+        try:
+            return self._hand_to_pool(job.id, owner_id, spec)
+        except QueueFull as error:  # another submit won the last place while we were writing
+            await self._finish(job.id, JobState.FAILED, str(error))
+            raise
+
+    async def cancel(self, job_id: int, *, requester_id: int, is_admin: bool = False) -> None:
+        """Cancel a queued or running job of the requester (admins: anyone's)."""
+        async with self.sessions() as session:
+            job = await repo.get_job(session, job_id)
+        if job is None or (job.owner_id != requester_id and not is_admin):
+            raise JobNotFound(f"job {job_id} is not one of yours")
+        if job.state.finished:
+            raise JobNotFound(f"job {job_id} has already {job.state.value}")
+        if not self.pool.cancel(job_id):
+            await self._finish(job_id, JobState.CANCELLED)  # not in the pool (e.g. before a resume)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self.sessions() as session:
+            return await repo.get_job(session, job_id)
+
+    # ------------------------------------------------------------ internals
+    def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec) -> JobTicket:
+        handle = self.pool.submit(job_id, spec, owner_id=owner_id)
+        ticket = JobTicket(job_id=job_id, owner_id=owner_id, spec=spec)
+        self._followers[job_id] = asyncio.create_task(self._follow(handle, ticket), name=f"job-{job_id}")
+        return ticket
+
+    async def _follow(self, handle: JobHandle, ticket: JobTicket) -> None:
+        """Record each event, then pass it on: the database always knows at least what the user saw."""
+        try:
+            async for event in handle.events():
+                forwarded: TicketEvent = event
+                if isinstance(event, Started):
+                    async with self.sessions.begin() as session:
+                        await repo.mark_running(session, handle.job_id)
+                elif isinstance(event, Done):
+                    forwarded = await self._store_result(handle.job_id, event.output)
+                elif isinstance(event, Failed):
+                    await self._finish(handle.job_id, JobState.FAILED, event.reason)
+                elif isinstance(event, Cancelled):
+                    await self._finish(handle.job_id, JobState.CANCELLED)
+                ticket._events.put_nowait(forwarded)
+        finally:
+            self._followers.pop(handle.job_id, None)
+
+    async def _store_result(self, job_id: int, output: JobOutput) -> Finished:
+        hashes = await asyncio.to_thread(lambda: [self.files.put(image.png) for image in output.images])
+        images = tuple(
+            StoredImage(index, image.seed, digest, image.width, image.height)
+            for index, (image, digest) in enumerate(zip(output.images, hashes, strict=True))
+        )
+        async with self.sessions.begin() as session:
+            # Final state and images in one transaction: a job is done with all its images, or not done.
+            if await repo.finish_job(session, job_id, JobState.DONE):
+                job = await repo.get_job(session, job_id)
+                assert job is not None
+                await repo.add_images(
+                    session,
+                    job,
+                    [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height) for i in images],
+                )
+            else:
+                log.warning("job %d finished twice; keeping the first result", job_id)
+        return Finished(images=images, output=output)
+
+    async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
+        async with self.sessions.begin() as session:
+            await repo.finish_job(session, job_id, state, error)

@@ -1,0 +1,154 @@
+"""The job service on a real SQLite file, real file store and real worker processes (tiny model)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.jobs import Finished, JobNotFound, JobService
+from generation.config import ModelConfig
+from generation.imagine import imagine_spec
+from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
+from generation.prompt import parse_prompt
+from generation.specs import ImagineSpec
+from generation.worker import WorkerSettings
+from storage.db import create_engine, session_factory, sqlite_url, upgrade
+from storage.files import FileStore
+from storage.models import ImageRecord, Job, JobState
+
+
+def _spec(config: ModelConfig, seed: int, steps: int = 2) -> ImagineSpec:
+    return imagine_spec(parse_prompt(f"a red circle --seed {seed} --steps {steps}"), config, 64)
+
+
+def _pool(config: ModelConfig, **changes: object) -> WorkerPool:
+    worker = WorkerSettings(models={"tiny": config}, device="cpu", threads=2, log_level=logging.WARNING)
+    return WorkerPool(PoolConfig(**{"worker": worker, "interactive_devices": ("cpu",), **changes}))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    url = sqlite_url(tmp_path / "db.sqlite")
+    upgrade(url)
+    engine = create_engine(url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def _jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:
+    async with sessions() as session:
+        return list((await session.scalars(select(Job).order_by(Job.id))).all())
+
+
+async def test_accepted_job_is_persisted_before_submit_returns(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    pool = _pool(tiny_config)  # not started: nothing can run, so what we see is what submit wrote
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    ticket = await service.submit(owner_id=9, spec=_spec(tiny_config, 1), channel_id=55)
+    async with sessions() as session:  # a separate session: the row is committed
+        job = await session.get(Job, ticket.job_id)
+    assert job is not None and (job.state, job.owner_id, job.channel_id) == (JobState.QUEUED, 9, 55)
+    assert job.spec_json == ticket.spec.to_json()
+    await service.close()
+
+
+async def test_finished_job_has_its_images_stored_once(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    files = FileStore(tmp_path / "files")
+    pool = _pool(tiny_config)
+    await pool.start()
+    service = JobService(sessions, pool, files)
+    try:
+        ticket = await service.submit(owner_id=1, spec=_spec(tiny_config, 5))
+        final = await asyncio.wait_for(ticket.wait(), 60)
+        assert isinstance(final, Finished)
+        assert [image.seed for image in final.images] == [5, 6, 7, 8]
+        assert all(
+            files.read(image.file_hash) == out.png
+            for image, out in zip(final.images, final.output.images, strict=True)
+        )
+        job = await service.get_job(ticket.job_id)
+        assert job is not None and job.state == JobState.DONE and job.attempts == 1
+    finally:
+        await service.close()
+        await pool.close()
+
+
+async def test_restart_mid_run_finishes_every_job_exactly_once(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    files = FileStore(tmp_path / "files")
+    first_pool = _pool(tiny_config)
+    await first_pool.start()
+    first = JobService(sessions, first_pool, files)
+    tickets = [
+        await first.submit(owner_id=1 + i % 2, spec=_spec(tiny_config, 10 * i, steps=20)) for i in range(5)
+    ]
+    await asyncio.wait_for(tickets[0].wait(), 60)
+    async for event in tickets[1].events():  # stop while the second job is running
+        if isinstance(event, Started):
+            break
+    await first.close()
+    await first_pool.close()
+    states = [job.state for job in await _jobs(sessions)]
+    assert states[0] == JobState.DONE and JobState.QUEUED in states and JobState.DONE not in states[2:]
+
+    second_pool = _pool(tiny_config)
+    await second_pool.start()
+    second = JobService(sessions, second_pool, files)
+    try:
+        resumed = await second.start()
+        assert [t.job_id for t in resumed] == [t.job_id for t in tickets[1:]] or len(resumed) == 4
+        finals = await asyncio.wait_for(asyncio.gather(*(t.wait() for t in resumed)), 120)
+        assert all(isinstance(final, Finished) for final in finals)
+    finally:
+        await second.close()
+        await second_pool.close()
+
+    jobs = await _jobs(sessions)
+    assert [job.state for job in jobs] == [JobState.DONE] * 5
+    async with sessions() as session:
+        counts = dict(
+            (
+                await session.execute(select(ImageRecord.job_id, func.count()).group_by(ImageRecord.job_id))
+            ).all()
+        )
+    assert counts == {job.id: 4 for job in jobs}
+
+
+async def test_queue_limit_persists_nothing(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    pool = _pool(tiny_config, max_queued_per_user=1)
+    # Never started: jobs stay queued.
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    await service.submit(owner_id=3, spec=_spec(tiny_config, 1))
+    with pytest.raises(QueueFull):
+        await service.submit(owner_id=3, spec=_spec(tiny_config, 2))
+    assert len(await _jobs(sessions)) == 1
+    await service.close()
+
+
+async def test_only_the_owner_can_cancel(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    pool = _pool(tiny_config)
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    ticket = await service.submit(owner_id=3, spec=_spec(tiny_config, 1))
+    with pytest.raises(JobNotFound, match="not one of yours"):
+        await service.cancel(ticket.job_id, requester_id=4)
+    await service.cancel(ticket.job_id, requester_id=3)
+    assert isinstance(await asyncio.wait_for(ticket.wait(), 5), Cancelled)
+    job = await service.get_job(ticket.job_id)
+    assert job is not None and job.state == JobState.CANCELLED
+    with pytest.raises(JobNotFound, match="already cancelled"):
+        await service.cancel(ticket.job_id, requester_id=3)
+    await service.close()
