@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
 
     commands.add_parser("models", help="list the configured models")
+
+    database = commands.add_parser("db", help="database migrations (the bot also upgrades on start)")
+    database.add_argument("action", choices=("upgrade", "downgrade", "current"))
+    database.add_argument("revision", nargs="?", help="target revision (default: head; downgrade: -1)")
     return parser
 
 
@@ -69,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "models":
             return list_models(settings)
+        if args.command == "db":
+            return migrate(settings, args.action, args.revision)
         return imagine(settings, args, extra)
     except DreamcordError as error:
         print(f"dreamcord: {error}", file=sys.stderr)
@@ -82,6 +88,20 @@ def list_models(settings: Settings) -> int:
         if config.description:
             print(f"  {'':<16} {config.description}")
     print("(* = default model)")
+    return 0
+
+
+def migrate(settings: Settings, action: str, revision: str | None) -> int:
+    from alembic import command
+
+    from storage import db
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if action == "upgrade":
+        db.upgrade(settings.db_url, revision or "head")
+    elif action == "downgrade":
+        db.downgrade(settings.db_url, revision or "-1")
+    command.current(db.alembic_config(settings.db_url))
     return 0
 
 

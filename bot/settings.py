@@ -34,7 +34,16 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     offline: bool = False
+    database_url: str | None = None  # default: SQLite in data_dir
     discord_token: str | None = field(default=None, repr=False)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dreamcord.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
 
     @property
     def default_model_config(self) -> ModelConfig:
@@ -71,19 +80,21 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         device=str(top.get("device", "auto")),
         dtype=str(top.get("dtype", "auto")),
         offline=_as_bool(top.get("offline", False)),
+        database_url=top.get("database_url"),
         discord_token=env.get("DISCORD_TOKEN") or None,
     )
     _validate(settings)
     return settings
 
 
-_TOP_LEVEL_KEYS = ("default_model", "data_dir", "device", "dtype", "offline")
+_TOP_LEVEL_KEYS = ("default_model", "data_dir", "device", "dtype", "offline", "database_url")
 _ENV_KEYS = {
     "DREAMCORD_DEFAULT_MODEL": "default_model",
     "DREAMCORD_DATA_DIR": "data_dir",
     "DREAMCORD_DEVICE": "device",
     "DREAMCORD_DTYPE": "dtype",
     "HF_HUB_OFFLINE": "offline",
+    "DREAMCORD_DATABASE_URL": "database_url",
 }
 
 

@@ -107,3 +107,13 @@ def test_models_lists_configured_models(config_file: Path, capsys: pytest.Captur
     assert main(["--config", str(config_file), "models"]) == 0
     out = capsys.readouterr().out
     assert "* tiny" in out and "[local]" in out and "bundled" in out
+
+
+def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    assert (tmp_path / "data" / "dreamcord.db").is_file()
+    assert "0001 (head)" in capsys.readouterr().out
+    assert main(["--config", str(config), "db", "downgrade"]) == 0
+    assert "0001" not in capsys.readouterr().out

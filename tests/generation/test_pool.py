@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from generation.config import ModelConfig
+from generation.errors import DreamcordError
 from generation.imagine import imagine_spec, run_imagine
 from generation.models import LoadedModel
 from generation.pool import (
@@ -165,3 +166,26 @@ async def test_worker_crash_retries_the_job_once_then_fails_it(tiny_config: Mode
         assert isinstance((await asyncio.wait_for(_collect(_submit(pool, _spec(tiny_config))), 60))[-1], Done)
     finally:
         await pool.close()
+
+
+async def test_jobs_go_to_a_worker_that_already_holds_their_model(tiny_config: ModelConfig) -> None:
+    from generation.pool import _Worker
+
+    pool = WorkerPool(_config(tiny_config, interactive_devices=("cpu", "cpu", "cpu")))
+    warm_other, empty, warm_tiny = (_Worker(i, "interactive", "cpu") for i in range(3))
+    warm_other.warm_model, warm_tiny.warm_model = "other", "tiny"
+    for worker in (warm_other, empty, warm_tiny):
+        worker.ready.set()
+    pool._workers = [warm_other, empty, warm_tiny]
+    handle = JobHandle(pool, 1, 1, _spec(tiny_config), "interactive")
+    assert pool._pick_worker(handle) is warm_tiny
+    warm_tiny.current = handle  # busy: next best is a worker with nothing loaded
+    assert pool._pick_worker(handle) is empty
+    empty.current = handle
+    assert pool._pick_worker(handle) is warm_other
+
+
+async def test_training_lane_needs_its_own_workers(tiny_config: ModelConfig) -> None:
+    pool = WorkerPool(_config(tiny_config, interactive_devices=()))
+    with pytest.raises(DreamcordError, match="no interactive workers"):
+        _submit(pool, _spec(tiny_config))
