@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -47,6 +48,12 @@ class Finished:
 
 
 TicketEvent = Event | Finished
+
+
+class ResultSink(Protocol):
+    """Shows finished jobs to their owner (the Discord front end); returns the message id it posted."""
+
+    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None: ...
 
 
 @dataclass
@@ -157,6 +164,7 @@ class JobService:
                         await repo.mark_running(session, handle.job_id)
                 elif isinstance(event, Done):
                     forwarded = await self._store_result(handle.job_id, event.output)
+                    await self._deliver_or_log(handle.job_id)
                 elif isinstance(event, Failed):
                     await self._finish(handle.job_id, JobState.FAILED, event.reason)
                 elif isinstance(event, Cancelled):
@@ -184,6 +192,30 @@ class JobService:
             else:
                 log.warning("job %d finished twice; keeping the first result", job_id)
         return Finished(images=images, output=output)
+
+    async def _deliver_or_log(self, job_id: int) -> None:
+        try:
+            await self._deliver(job_id)
+        except Exception:  # the result is stored; the next start posts it
+            log.exception("job %d: posting the result failed; it will be posted on the next start", job_id)
+
+    async def _deliver(self, job_id: int) -> None:
+        """Post a finished job's result once: a job that records a message id is never posted again."""
+        if self.sink is None:
+            return
+        async with self.sessions() as session:
+            job = await repo.get_job(session, job_id)
+            assert job is not None
+            images = [
+                StoredImage(i.index, i.seed, i.file_hash, i.width, i.height)
+                for i in await repo.job_images(session, job_id)
+            ]
+        if job.message_id is not None or job.channel_id is None:
+            return
+        message_id = await self.sink.deliver(job, images)
+        if message_id is not None:
+            async with self.sessions.begin() as session:
+                await repo.record_message(session, job_id, message_id)
 
     async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
         async with self.sessions.begin() as session:

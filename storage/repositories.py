@@ -72,6 +72,16 @@ async def unfinished_jobs(session: AsyncSession) -> Sequence[Job]:
     return result.all()
 
 
+async def undelivered_jobs(session: AsyncSession) -> Sequence[Job]:
+    """Done jobs that have somewhere to be posted but no message yet (the process stopped in between)."""
+    result = await session.scalars(
+        select(Job)
+        .where(Job.state == JobState.DONE, Job.message_id.is_(None), Job.channel_id.is_not(None))
+        .order_by(Job.id)
+    )
+    return result.all()
+
+
 async def mark_running(session: AsyncSession, job_id: int) -> None:
     await session.execute(
         update(Job)

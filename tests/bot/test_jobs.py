@@ -152,3 +152,42 @@ async def test_only_the_owner_can_cancel(
     with pytest.raises(JobNotFound, match="already cancelled"):
         await service.cancel(ticket.job_id, requester_id=3)
     await service.close()
+
+
+class _RecordingSink:
+    def __init__(self, fail_first: bool = False) -> None:
+        self.posted: list[int] = []
+        self.fail_first = fail_first
+
+    async def deliver(self, job: Job, images: object) -> int | None:
+        if self.fail_first:
+            self.fail_first = False
+            raise ConnectionError("Discord is unreachable")
+        self.posted.append(job.id)
+        return 1000 + job.id
+
+
+async def test_result_is_delivered_once_even_across_a_restart(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    files = FileStore(tmp_path / "files")
+    pool = _pool(tiny_config)
+    await pool.start()
+    try:
+        failing = _RecordingSink(fail_first=True)
+        first = JobService(sessions, pool, files, sink=failing)
+        ticket = await first.submit(owner_id=1, spec=_spec(tiny_config, 1), channel_id=77)
+        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)  # stored, though not posted
+        job = await first.get_job(ticket.job_id)
+        assert job is not None and job.state == JobState.DONE and job.message_id is None
+
+        sink = _RecordingSink()
+        second = JobService(sessions, pool, files, sink=sink)
+        assert await second.start() == []  # nothing to run again: only to post
+        third = JobService(sessions, pool, files, sink=sink)
+        await third.start()
+        assert sink.posted == [ticket.job_id]  # posted by the second service, not again by the third
+        job = await third.get_job(ticket.job_id)
+        assert job is not None and job.message_id == 1000 + ticket.job_id
+    finally:
+        await pool.close()
