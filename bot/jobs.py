@@ -81,17 +81,26 @@ class JobTicket:
 
 class JobService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], pool: WorkerPool, files: FileStore
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        pool: WorkerPool,
+        files: FileStore,
+        sink: ResultSink | None = None,
     ) -> None:
         self.sessions = sessions
         self.pool = pool
         self.files = files
+        self.sink = sink
         self._followers: dict[int, asyncio.Task[None]] = {}
 
     async def start(self) -> list[JobTicket]:
-        """Hand every job left queued or running by a previous process to the pool again."""
+        """Post results a previous process stored but never posted, and hand every job it left
+        queued or running to the pool again."""
         async with self.sessions() as session:
             leftovers = await repo.unfinished_jobs(session)
+            undelivered = await repo.undelivered_jobs(session) if self.sink else []
+        for job in undelivered:
+            await self._deliver_or_log(job.id)
         tickets = []
         for job in leftovers:
             log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
@@ -146,6 +155,11 @@ class JobService:
     async def get_job(self, job_id: int) -> Job | None:
         async with self.sessions() as session:
             return await repo.get_job(session, job_id)
+
+    async def images_of(self, job_id: int) -> list[StoredImage]:
+        async with self.sessions() as session:
+            records = await repo.job_images(session, job_id)
+        return [StoredImage(r.index, r.seed, r.file_hash, r.width, r.height) for r in records]
 
     # ------------------------------------------------------------ internals
     def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec) -> JobTicket:

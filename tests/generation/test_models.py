@@ -107,3 +107,12 @@ def test_model_cache_keeps_one_base_model(tiny_model_dir: Path, tmp_path: Path) 
 def test_scheduler_config_is_the_checkpoints_own(tiny_model: LoadedModel, tiny_model_dir: Path) -> None:
     saved = json.loads((tiny_model_dir / "scheduler" / "scheduler_config.json").read_text())
     assert tiny_model.scheduler_config["beta_schedule"] == saved["beta_schedule"] == "scaled_linear"
+
+
+def test_native_resolution_is_read_without_loading_weights(
+    tiny_config: ModelConfig, tiny_model: LoadedModel
+) -> None:
+    from generation.checkpoint import native_resolution
+
+    assert native_resolution(tiny_config) == tiny_model.resolution == 64
+    assert native_resolution(ModelConfig(name="x", source="/nowhere", resolution=512)) == 512

@@ -1,0 +1,120 @@
+"""Showing jobs in Discord: throttled progress edits, then the result posted exactly once.
+
+While the interaction token is alive (15 minutes) the job's own "thinking…" message is edited;
+after that, or after a restart, the result goes to the channel as a message sent with the bot token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import discord
+
+from bot.images import fit_to_limit, grid_png
+from bot.jobs import StoredImage
+from storage.files import FileStore
+from storage.models import Job
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 1.5  # at most one progress edit per job this often (Discord rate limits edits)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+EXPIRED_TOKEN_CODES = {50027, 10015}  # invalid webhook token, unknown webhook
+
+ViewFactory = Callable[[Job, Sequence[StoredImage]], discord.ui.View | None]
+CaptionFactory = Callable[[Job], str]
+
+
+class JobMessage:
+    """The message that shows one job while it runs; edits are serialised and stop once it is final."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.lock = asyncio.Lock()
+        self.final = False
+        self._last_edit = 0.0
+
+    @property
+    def token_alive(self) -> bool:
+        return not self.interaction.is_expired()
+
+    async def progress(self, text: str, *, force: bool = False) -> None:
+        """Show `text`, unless an edit went out less than PROGRESS_INTERVAL_S ago (then drop it)."""
+        now = time.monotonic()
+        if self.final or not self.token_alive or (not force and now - self._last_edit < PROGRESS_INTERVAL_S):
+            return
+        async with self.lock:
+            if self.final:
+                return
+            self._last_edit = now
+            try:
+                await self.interaction.edit_original_response(content=text)
+            except discord.HTTPException as error:
+                log.info("progress edit failed (%s); carrying on", error)
+
+    async def fail(self, text: str) -> None:
+        async with self.lock:
+            self.final = True
+            try:
+                await self.interaction.edit_original_response(content=text, attachments=[], view=None)
+            except discord.HTTPException:
+                await self.interaction.channel.send(text)  # type: ignore[union-attr]
+
+
+class DiscordResultSink:
+    """The job service's ResultSink for Discord."""
+
+    def __init__(
+        self, client: discord.Client, files: FileStore, caption: CaptionFactory, view: ViewFactory
+    ) -> None:
+        self.client = client
+        self.files = files
+        self.caption = caption
+        self.view = view
+        self.live: dict[int, JobMessage] = {}
+
+    def track(self, job_id: int, interaction: discord.Interaction) -> JobMessage:
+        self.live[job_id] = message = JobMessage(interaction)
+        return message
+
+    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
+        data = await asyncio.to_thread(
+            lambda: grid_png([self.files.read(image.file_hash) for image in images])
+        )
+        content, view = self.caption(job), self.view(job, images)
+        live = self.live.pop(job.id, None)
+        if live is not None and live.token_alive:
+            async with live.lock:
+                live.final = True
+                try:
+                    fitted, name = fit_to_limit(
+                        data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
+                    )
+                    message = await live.interaction.edit_original_response(
+                        content=content, attachments=[discord.File(io.BytesIO(fitted), name)], view=view
+                    )
+                    return message.id
+                except discord.HTTPException as error:
+                    if error.code not in EXPIRED_TOKEN_CODES:
+                        raise
+                    log.info("job %d: interaction token expired; posting to the channel instead", job.id)
+        return await self._post_to_channel(job, data, content, view)
+
+    async def _post_to_channel(
+        self, job: Job, data: bytes, content: str, view: discord.ui.View | None
+    ) -> int:
+        assert job.channel_id is not None
+        channel = self.client.get_channel(job.channel_id) or await self.client.fetch_channel(job.channel_id)
+        assert isinstance(channel, discord.abc.Messageable)
+        limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
+        fitted, name = fit_to_limit(data, limit, f"dreamcord_{job.id}.png")
+        # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
+        kwargs = {"view": view} if view is not None else {}
+        message = await channel.send(
+            content, file=discord.File(io.BytesIO(fitted), name), nonce=f"dc-job-{job.id}", **kwargs
+        )
+        return message.id

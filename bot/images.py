@@ -1,0 +1,49 @@
+"""Image bytes for Discord: grids from stored images, and re-encoding to fit a channel's upload limit."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from generation.grid import compose_grid
+
+JPEG_QUALITIES = (92, 85, 75, 60)
+SHRINK_STEP = 0.75
+
+
+def load_png(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def grid_png(images: list[bytes]) -> bytes:
+    """One PNG: the image itself, or a grid of several."""
+    if len(images) == 1:
+        return images[0]
+    return _encode(compose_grid([load_png(data) for data in images]), "PNG")
+
+
+def fit_to_limit(data: bytes, limit: int, filename: str = "image.png") -> tuple[bytes, str]:
+    """The image as is when it fits in `limit` bytes; else JPEG at falling quality, then smaller sizes."""
+    if len(data) <= limit:
+        return data, filename
+    image = load_png(data)
+    stem = filename.rsplit(".", 1)[0]
+    while True:
+        for quality in JPEG_QUALITIES:
+            encoded = _encode(image, "JPEG", quality=quality)
+            if len(encoded) <= limit:
+                return encoded, f"{stem}.jpg"
+        if min(image.size) <= 16:
+            raise ValueError(f"cannot fit the image in {limit} bytes")
+        image = image.resize(
+            (max(1, int(image.width * SHRINK_STEP)), max(1, int(image.height * SHRINK_STEP))),
+            Image.Resampling.LANCZOS,
+        )
+
+
+def _encode(image: Image.Image, image_format: str, **options: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()

@@ -1,0 +1,62 @@
+"""Running a job for a Discord interaction: check, defer, persist, then show its progress."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.delivery import DiscordResultSink
+from bot.jobs import JobService
+from generation.errors import DreamcordError
+from generation.pool import Cancelled, Failed, Progress, Queued, Started
+from generation.specs import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+async def reply_error(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral message to the person who asked, whether or not the interaction was answered."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True)
+    else:
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+class InteractiveJobs:
+    def __init__(self, jobs: JobService, sink: DiscordResultSink) -> None:
+        self.jobs = jobs
+        self.sink = sink
+
+    async def run(
+        self, interaction: discord.Interaction, spec: JobSpec, *, parent_job_id: int | None = None
+    ) -> None:
+        """Accept `spec` for the user behind `interaction` and keep its message up to date until the end."""
+        self.jobs.pool.check_capacity(interaction.user.id)  # before deferring: the refusal stays ephemeral
+        await interaction.response.defer(thinking=True)
+        try:
+            ticket = await self.jobs.submit(
+                owner_id=interaction.user.id,
+                spec=spec,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                parent_job_id=parent_job_id,
+            )
+        except DreamcordError as error:
+            await interaction.delete_original_response()
+            await reply_error(interaction, str(error))
+            return
+        message = self.sink.track(ticket.job_id, interaction)
+        title = getattr(spec, "prompt", spec.kind)
+        await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
+        async for event in ticket.events():
+            if isinstance(event, Queued):
+                await message.progress(f"**{title}** — waiting, position {event.position} in the queue")
+            elif isinstance(event, Started):
+                await message.progress(f"**{title}** — starting", force=True)
+            elif isinstance(event, Progress):
+                await message.progress(f"**{title}** — step {event.step}/{event.total}")
+            elif isinstance(event, Failed):
+                await message.fail(f"**{title}** — failed: {event.reason}")
+            elif isinstance(event, Cancelled):
+                await message.fail(f"**{title}** — cancelled")

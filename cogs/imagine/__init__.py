@@ -1,0 +1,14 @@
+"""/imagine and the buttons under its grids."""
+
+from __future__ import annotations
+
+from cogs.imagine.imagine import ImagineCog
+from cogs.imagine.views import GridButton
+
+
+async def setup(bot: object) -> None:
+    from bot.discord_bot import DreamcordBot
+
+    assert isinstance(bot, DreamcordBot)
+    bot.add_dynamic_items(GridButton)
+    await bot.add_cog(ImagineCog(bot))

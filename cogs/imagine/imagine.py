@@ -1,0 +1,92 @@
+"""The /imagine command: slash options become prompt flags, so one parser checks both."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from generation.checkpoint import native_resolution
+from generation.imagine import imagine_spec
+from generation.prompt import parse_prompt
+from generation.specs import MAX_PROMPT_CHARS, MAX_SEED
+
+if TYPE_CHECKING:
+    from bot.discord_bot import DreamcordBot
+
+
+def prompt_with_options(prompt: str, **options: object) -> str:
+    """Append slash options as `--flags` (a flag typed in the prompt and the same option both set is an error)."""
+    flags = {
+        "aspect": "--ar",
+        "seed": "--seed",
+        "negative": "--no",
+        "steps": "--steps",
+        "guidance": "--cfg",
+        "model": "--model",
+        "chaos": "--chaos",
+    }
+    parts = [prompt]
+    for name, flag in flags.items():
+        value = options.get(name)
+        if value is not None:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    if options.get("tile"):
+        parts.append("--tile")
+    return " ".join(parts)
+
+
+class ImagineCog(commands.Cog):
+    def __init__(self, bot: DreamcordBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Draw four pictures from a prompt")
+    @app_commands.describe(
+        prompt="What to draw; Midjourney-style flags such as --ar 16:9 --seed 42 --no text work here too",
+        aspect="Aspect ratio W:H, from 1:4 to 4:1 (e.g. 16:9)",
+        seed="Seed of the first image, for reproducible results",
+        negative="What to avoid",
+        steps="Denoising steps (more is slower, often finer)",
+        guidance="How closely to follow the prompt (classifier-free guidance)",
+        model="Which configured model to use",
+        chaos="0-100: how different the four images are",
+        tile="Make a seamless, repeating pattern",
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        aspect: str | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        negative: str | None = None,
+        steps: app_commands.Range[int, 1, 150] | None = None,
+        guidance: app_commands.Range[float, 0.0, 30.0] | None = None,
+        model: str | None = None,
+        chaos: app_commands.Range[int, 0, 100] | None = None,
+        tile: bool = False,
+    ) -> None:
+        text = prompt_with_options(
+            prompt,
+            aspect=aspect,
+            seed=seed,
+            negative=negative,
+            steps=steps,
+            guidance=guidance,
+            model=model,
+            chaos=chaos,
+            tile=tile,
+        )
+        parsed = parse_prompt(text)
+        services = self.bot.services
+        config = services.settings.model(parsed.model)
+        spec = imagine_spec(parsed, config, native_resolution(config))
+        await services.interactive.run(interaction, spec)
+
+    @imagine.autocomplete("model")
+    async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted(self.bot.services.settings.models)
+        return [
+            app_commands.Choice(name=name, value=name) for name in names if current.lower() in name.lower()
+        ][:25]

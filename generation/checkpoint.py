@@ -1,0 +1,40 @@
+"""Facts about a checkpoint read from its config files alone, without loading weights or torch.
+
+The bot needs a model's native resolution to size a job before any worker has loaded the model.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from generation.config import ModelConfig
+from generation.errors import ModelNotFoundError
+
+
+def _read_config(source: str, subfolder: str) -> dict[str, Any]:
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        path = folder / subfolder / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
+        except Exception as error:  # offline and not cached, unknown repo, …: all "not found" to the user
+            raise ModelNotFoundError(f"cannot read {subfolder}/config.json of {source!r}: {error}") from None
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} does not exist: is {source!r} a diffusers model folder?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@cache
+def native_resolution(config: ModelConfig) -> int:
+    """The image side the model was trained at: UNet sample size x the VAE's downscale factor."""
+    if config.resolution:
+        return config.resolution
+    unet = _read_config(config.source, "unet")
+    vae = _read_config(config.source, "vae")
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)

@@ -1,0 +1,89 @@
+"""/imagine and its buttons, end to end."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from storage.models import Job
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _image(fake: Any, attachment: dict[str, Any]) -> Image.Image:
+    with Image.open(io.BytesIO(fake.attachment_bytes(attachment))) as image:
+        return image.convert("RGB")
+
+
+def _custom_ids(message: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for row in message["components"] for c in row["components"]]
+
+
+async def _imagine(stack: Stack, user: int, prompt: str) -> dict[str, Any]:
+    fake = stack.fake
+    interaction = await fake.slash(user, "imagine", {"prompt": prompt})
+    await fake.wait_until(
+        lambda: (m := fake.message(interaction.original_id)) and m["attachments"], timeout=60
+    )
+    assert interaction.response_type == 5  # deferred within the deadline, then edited
+    return fake.message(interaction.original_id)  # type: ignore[return-value]
+
+
+async def test_imagine_answers_with_a_grid_and_buttons(stack: Stack) -> None:
+    fake = stack.fake
+    alice = fake.add_user("alice")
+    message = await _imagine(stack, alice, "a red circle --seed 5 --steps 3")
+    assert message["edits"] >= 2  # "queued…" then the result
+    assert _image(fake, message["attachments"][0]).size == (128, 128)
+    ids = _custom_ids(message)
+    job_id = int(ids[0].split(":")[2])
+    assert ids == [f"dc:u:{job_id}:{i}" for i in range(4)] + [f"dc:r:{job_id}:0"]
+    assert "a red circle" in message["content"] and "seeds 5–8" in message["content"]
+    job = await stack.jobs.get_job(job_id)
+    assert job is not None and job.message_id == int(message["id"]) and job.owner_id == alice
+
+
+async def test_u_button_posts_that_image_alone(stack: Stack) -> None:
+    fake = stack.fake
+    bob = fake.add_user("bob")
+    grid_message = await _imagine(stack, bob, "a blue square --seed 9 --steps 2")
+    grid = _image(fake, grid_message["attachments"][0])
+    press = await fake.press(bob, int(grid_message["id"]), _custom_ids(grid_message)[1])
+    await fake.wait_until(lambda: press.original_id and fake.message(press.original_id)["attachments"])
+    single = _image(fake, fake.message(press.original_id)["attachments"][0])  # type: ignore[index]
+    assert np.array_equal(np.asarray(single), np.asarray(grid.crop((64, 0, 128, 64))))
+
+
+async def test_reroll_still_works_after_the_bot_restarts(stack: Stack) -> None:
+    fake = stack.fake
+    carol = fake.add_user("carol")
+    grid_message = await _imagine(stack, carol, "a green star --seed 1 --steps 2")
+    await stack.restart_bot()  # a new Bot instance: the buttons must not depend on memory
+    dave = fake.add_user("dave")
+    press = await fake.press(dave, int(grid_message["id"]), _custom_ids(grid_message)[-1])
+    await fake.wait_until(
+        lambda: press.original_id and fake.message(press.original_id)["attachments"], timeout=60
+    )
+    rerolled = fake.message(press.original_id)
+    assert rerolled is not None and f"<@{dave}>" in rerolled["content"]  # whoever presses owns the new job
+    assert "seeds 1–4" not in rerolled["content"]
+
+
+async def test_bad_prompt_gets_an_ephemeral_error_and_queues_nothing(stack: Stack) -> None:
+    fake = stack.fake
+    erin = fake.add_user("erin")
+    async with stack.jobs.sessions() as session:
+        before = await session.scalar(select(func.count()).select_from(Job))
+    interaction = await fake.slash(erin, "imagine", {"prompt": "a cat --stylize 5"})
+    await fake.wait_until(lambda: interaction.response_type is not None)
+    assert interaction.response_type == 4 and interaction.ephemeral
+    reply = fake.message(interaction.original_id)
+    assert reply is not None and "unknown flag --stylize" in reply["content"]
+    async with stack.jobs.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == before
