@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the configured models")
 
+    commands.add_parser("run", help="run the Discord bot (token from $DISCORD_TOKEN)")
+
     database = commands.add_parser("db", help="database migrations (the bot also upgrades on start)")
     database.add_argument("action", choices=("upgrade", "downgrade", "current"))
     database.add_argument("revision", nargs="?", help="target revision (default: head; downgrade: -1)")
@@ -75,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_models(settings)
         if args.command == "db":
             return migrate(settings, args.action, args.revision)
+        if args.command == "run":
+            from bot.run import main as run_main
+
+            return run_main(settings)
         return imagine(settings, args, extra)
     except DreamcordError as error:
         print(f"dreamcord: {error}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
-from generation.config import DEVICE_CHOICES, DTYPE_CHOICES, ModelConfig
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig
 from generation.errors import DreamcordError
 from generation.specs import SchedulerName
 
@@ -35,11 +35,17 @@ class Settings:
     dtype: str = "auto"
     offline: bool = False
     database_url: str | None = None  # default: SQLite in data_dir
+    devices: tuple[str, ...] = ()  # one interactive worker each; () = one on `device`
+    max_queued_per_user: int = 10
     discord_token: str | None = field(default=None, repr=False)
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dreamcord.db'}"
+
+    @property
+    def worker_devices(self) -> tuple[str, ...]:
+        return self.devices or (self.device,)
 
     @property
     def files_dir(self) -> Path:
@@ -81,13 +87,24 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         dtype=str(top.get("dtype", "auto")),
         offline=_as_bool(top.get("offline", False)),
         database_url=top.get("database_url"),
+        devices=tuple(top.get("devices", ())),
+        max_queued_per_user=int(top.get("max_queued_per_user", 10)),
         discord_token=env.get("DISCORD_TOKEN") or None,
     )
     _validate(settings)
     return settings
 
 
-_TOP_LEVEL_KEYS = ("default_model", "data_dir", "device", "dtype", "offline", "database_url")
+_TOP_LEVEL_KEYS = (
+    "default_model",
+    "data_dir",
+    "device",
+    "dtype",
+    "offline",
+    "database_url",
+    "devices",
+    "max_queued_per_user",
+)
 _ENV_KEYS = {
     "DREAMCORD_DEFAULT_MODEL": "default_model",
     "DREAMCORD_DATA_DIR": "data_dir",
@@ -158,7 +175,12 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             f"default_model {settings.default_model!r} is not configured; configured: {', '.join(sorted(settings.models))}"
         )
-    if settings.device not in DEVICE_CHOICES:
-        raise SettingsError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {settings.device!r}")
+    for device in (settings.device, *settings.devices):
+        if not DEVICE_PATTERN.match(device):
+            raise SettingsError(
+                f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {device!r}"
+            )
+    if settings.max_queued_per_user < 1:
+        raise SettingsError(f"max_queued_per_user must be at least 1, got {settings.max_queued_per_user}")
     if settings.dtype not in DTYPE_CHOICES:
         raise SettingsError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings.dtype!r}")

@@ -9,6 +9,7 @@ from generation.specs import SchedulerName
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
 

@@ -16,7 +16,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from generation.config import DEVICE_CHOICES, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,10 @@ class LoadedModel:
 
 def choose_device(preference: str = "auto") -> torch.device:
     """The device to run on: the one asked for, else CUDA, then Apple's MPS, then the CPU."""
-    if preference not in DEVICE_CHOICES:
-        raise ModelLoadError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {preference!r}")
+    if not DEVICE_PATTERN.match(preference):
+        raise ModelLoadError(
+            f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {preference!r}"
+        )
     if preference != "auto":
         return torch.device(preference)
     if torch.cuda.is_available():

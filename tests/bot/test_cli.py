@@ -117,3 +117,13 @@ def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "0001 (head)" in capsys.readouterr().out
     assert main(["--config", str(config), "db", "downgrade"]) == 0
     assert "0001" not in capsys.readouterr().out
+
+
+def test_run_without_a_token_exits_2_and_says_where_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert main(["--config", str(config), "run"]) == 2
+    assert "DISCORD_TOKEN is not set" in capsys.readouterr().err

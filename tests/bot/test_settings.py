@@ -89,3 +89,13 @@ def test_unknown_model_lists_the_configured_ones() -> None:
     settings = load_settings(None, env={})
     with pytest.raises(SettingsError, match="configured models: bundled"):
         settings.model("sdxl")
+
+
+def test_worker_devices_and_queue_limit(tmp_path: Path) -> None:
+    settings = load_settings(
+        _write(tmp_path, 'devices = ["cuda:0", "cuda:1"]\nmax_queued_per_user = 3\n'), env={}
+    )
+    assert settings.worker_devices == ("cuda:0", "cuda:1") and settings.max_queued_per_user == 3
+    assert load_settings(None, env={"DREAMCORD_DEVICE": "cpu"}).worker_devices == ("cpu",)
+    with pytest.raises(SettingsError, match="cuda:N"):
+        load_settings(_write(tmp_path, 'devices = ["gpu0"]\n'), env={})

@@ -1,0 +1,68 @@
+"""`dreamcord run`: settings -> database (upgraded) -> worker pool -> job service -> the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.delivery import DiscordResultSink
+from bot.discord_bot import DreamcordBot, Services
+from bot.interactive import InteractiveJobs
+from bot.jobs import JobService
+from bot.settings import Settings, SettingsError
+from cogs.imagine.views import result_caption, result_view
+from generation.pool import PoolConfig, WorkerPool
+from generation.worker import WorkerSettings
+from storage.db import create_engine, session_factory, upgrade_async
+from storage.files import FileStore
+
+log = logging.getLogger(__name__)
+
+
+def pool_config(settings: Settings) -> PoolConfig:
+    return PoolConfig(
+        worker=WorkerSettings(models=settings.models, device=settings.device, dtype=settings.dtype),
+        interactive_devices=settings.worker_devices,
+        max_queued_per_user=settings.max_queued_per_user,
+    )
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until the bot is closed; the database is upgraded first, unfinished jobs resume."""
+    if not settings.discord_token:
+        raise SettingsError(
+            "DISCORD_TOKEN is not set: put the bot token in the environment (never in a file)"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade_async(settings.db_url)
+    engine = create_engine(settings.db_url)
+    files = FileStore(settings.files_dir)
+    pool = WorkerPool(pool_config(settings))
+    await pool.start()
+    bot = DreamcordBot()
+    sink = DiscordResultSink(bot, files, result_caption, result_view)
+    jobs = JobService(session_factory(engine), pool, files, sink)
+    bot.attach(
+        Services(
+            settings=settings, jobs=jobs, files=files, sink=sink, interactive=InteractiveJobs(jobs, sink)
+        )
+    )
+    try:
+        async with bot:
+            await bot.login(settings.discord_token)
+            resumed = await jobs.start()
+            log.info("resumed %d unfinished jobs", len(resumed))
+            await bot.connect()
+    finally:
+        await jobs.close()
+        await pool.close()
+        await engine.dispose()
+
+
+def main(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(run_bot(settings))
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
