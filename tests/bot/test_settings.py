@@ -99,3 +99,9 @@ def test_worker_devices_and_queue_limit(tmp_path: Path) -> None:
     assert load_settings(None, env={"DREAMCORD_DEVICE": "cpu"}).worker_devices == ("cpu",)
     with pytest.raises(SettingsError, match="cuda:N"):
         load_settings(_write(tmp_path, 'devices = ["gpu0"]\n'), env={})
+
+
+def test_the_example_settings_file_is_valid() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "dreamcord.example.toml"
+    settings = load_settings(example, env={})
+    assert settings.default_model == "sd15" and settings.models["sd15"].safety_checker
