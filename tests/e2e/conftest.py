@@ -33,6 +33,15 @@ class Stack:
     settings: Settings
     restart_bot: Callable[[], Coroutine[Any, Any, DreamcordBot]]
 
+    async def job_message_id(self, job_id: int, timeout: float = 10.0) -> int | None:
+        """The message a job recorded as posted (it is recorded just after the post returns)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            job = await self.jobs.get_job(job_id)
+            if (job and job.message_id) or asyncio.get_running_loop().time() > deadline:
+                return job.message_id if job else None
+            await asyncio.sleep(0.05)
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def e2e_pool(tiny_config: ModelConfig) -> AsyncIterator[WorkerPool]:

@@ -1,0 +1,72 @@
+"""How results reach Discord when Discord pushes back: expired tokens, 429s, upload limits, crowds."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _with_image(fake: Any, message_id: int | None) -> dict[str, Any] | None:
+    message = fake.message(message_id)
+    return message if message and message["attachments"] else None
+
+
+async def test_a_result_outliving_the_token_is_posted_to_the_channel(stack: Stack) -> None:
+    fake = stack.fake
+    fake.token_lifetime = 0.0  # every webhook call after the first response fails with 50027
+    user = fake.add_user("patient")
+    interaction = await fake.slash(user, "imagine", {"prompt": "a red circle --seed 2 --steps 3"})
+    posted = await fake.wait_until(
+        lambda: next((m for m in fake.channel_messages() if m["attachments"] and m["nonce"]), None),
+        timeout=60,
+    )
+    assert 50027 in interaction.errors  # the bot tried the token, then fell back to the bot token
+    assert f"<@{user}>" in posted["content"] and posted["components"]  # buttons came along
+    job_id = int(posted["nonce"].rsplit("-", 1)[1])
+    assert await stack.job_message_id(job_id) == int(posted["id"])
+    assert _with_image(fake, interaction.original_id) is None  # the expired message was never given the image
+
+
+async def test_a_rate_limited_edit_is_retried(stack: Stack) -> None:
+    fake = stack.fake
+    user = fake.add_user("hasty")
+    fake.rate_limit("PATCH", "/messages/@original")
+    fake.rate_limit("PATCH", "/messages/@original")
+    interaction = await fake.slash(user, "imagine", {"prompt": "a blue circle --seed 3 --steps 2"})
+    message = await fake.wait_until(lambda: _with_image(fake, interaction.original_id), timeout=60)
+    assert message["components"]
+    patches = [path for method, path in fake.requests if method == "PATCH" and interaction.token in path]
+    assert len(patches) >= 3  # two answered 429, then the edits went through
+
+
+async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(stack: Stack) -> None:
+    fake = stack.fake
+    fake.upload_limit = 12_000  # the tiny model's noisy 128x128 grid is ~40 KB as PNG
+    user = fake.add_user("thrifty")
+    interaction = await fake.slash(user, "imagine", {"prompt": "a cat --seed 4 --steps 2"})
+    message = await fake.wait_until(lambda: _with_image(fake, interaction.original_id), timeout=60)
+    attachment = message["attachments"][0]
+    assert attachment["size"] <= 12_000 and attachment["filename"].endswith(".jpg")
+    with Image.open(io.BytesIO(fake.attachment_bytes(attachment))) as image:
+        assert image.format == "JPEG"
+
+
+async def test_two_users_at_once_each_get_their_own_grid(stack: Stack) -> None:
+    fake = stack.fake
+    ann, ben = fake.add_user("ann"), fake.add_user("ben")
+    first, second = await asyncio.gather(
+        fake.slash(ann, "imagine", {"prompt": "a red square --seed 10 --steps 2"}),
+        fake.slash(ben, "imagine", {"prompt": "a green ring --seed 20 --steps 2"}),
+    )
+    one = await fake.wait_until(lambda: _with_image(fake, first.original_id), timeout=60)
+    two = await fake.wait_until(lambda: _with_image(fake, second.original_id), timeout=60)
+    assert f"<@{ann}>" in one["content"] and "a red square" in one["content"]
+    assert f"<@{ben}>" in two["content"] and "a green ring" in two["content"]
