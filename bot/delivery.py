@@ -30,35 +30,62 @@ CaptionFactory = Callable[[Job], str]
 
 
 class JobMessage:
-    """The message that shows one job while it runs; edits are serialised and stop once it is final."""
+    """The message that shows one job while it runs; edits are serialised and stop once it is final.
 
-    def __init__(self, interaction: discord.Interaction) -> None:
+    Progress edits are coalesced: at most one per PROGRESS_INTERVAL_S, and the latest text always
+    goes out (a trailing edit), so a job that stops changing still shows where it stands.
+    """
+
+    def __init__(self, interaction: discord.Interaction, controls: discord.ui.View | None = None) -> None:
         self.interaction = interaction
+        self.controls = controls  # e.g. a Cancel button, shown while the job is queued or running
         self.lock = asyncio.Lock()
         self.final = False
-        self._last_edit = 0.0
+        self._last_edit = -PROGRESS_INTERVAL_S
+        self._pending: str | None = None
+        self._trailing: asyncio.Task[None] | None = None
 
     @property
     def token_alive(self) -> bool:
         return not self.interaction.is_expired()
 
     async def progress(self, text: str, *, force: bool = False) -> None:
-        """Show `text`, unless an edit went out less than PROGRESS_INTERVAL_S ago (then drop it)."""
-        now = time.monotonic()
-        if self.final or not self.token_alive or (not force and now - self._last_edit < PROGRESS_INTERVAL_S):
+        """Show `text` now if allowed (or `force`), else as soon as the interval has passed."""
+        if self.final or not self.token_alive:
             return
+        self._pending = text
+        wait = self._last_edit + PROGRESS_INTERVAL_S - time.monotonic()
+        if force or wait <= 0:
+            await self._flush()
+        elif self._trailing is None:
+            self._trailing = asyncio.create_task(self._flush_after(wait))
+
+    async def _flush_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._trailing = None
+        await self._flush()
+
+    async def _flush(self) -> None:
         async with self.lock:
-            if self.final:
+            if self.final or self._pending is None:
                 return
-            self._last_edit = now
+            text, self._pending = self._pending, None
+            self._last_edit = time.monotonic()
             try:
-                await self.interaction.edit_original_response(content=text)
+                kwargs = {"view": self.controls} if self.controls is not None else {}
+                await self.interaction.edit_original_response(content=text, **kwargs)
             except discord.HTTPException as error:
                 log.info("progress edit failed (%s); carrying on", error)
 
+    def close(self) -> None:
+        """No more progress: the result or the failure takes the message over."""
+        self.final = True
+        if self._trailing is not None:
+            self._trailing.cancel()
+
     async def fail(self, text: str) -> None:
         async with self.lock:
-            self.final = True
+            self.close()
             try:
                 await self.interaction.edit_original_response(content=text, attachments=[], view=None)
             except discord.HTTPException:
@@ -77,8 +104,10 @@ class DiscordResultSink:
         self.view = view
         self.live: dict[int, JobMessage] = {}
 
-    def track(self, job_id: int, interaction: discord.Interaction) -> JobMessage:
-        self.live[job_id] = message = JobMessage(interaction)
+    def track(
+        self, job_id: int, interaction: discord.Interaction, controls: discord.ui.View | None = None
+    ) -> JobMessage:
+        self.live[job_id] = message = JobMessage(interaction, controls)
         return message
 
     async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
@@ -89,7 +118,7 @@ class DiscordResultSink:
         live = self.live.pop(job.id, None)
         if live is not None and live.token_alive:
             async with live.lock:
-                live.final = True
+                live.close()
                 try:
                     fitted, name = fit_to_limit(
                         data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
@@ -113,8 +142,7 @@ class DiscordResultSink:
         limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
         fitted, name = fit_to_limit(data, limit, f"dreamcord_{job.id}.png")
         # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
-        kwargs = {"view": view} if view is not None else {}
         message = await channel.send(
-            content, file=discord.File(io.BytesIO(fitted), name), nonce=f"dc-job-{job.id}", **kwargs
+            content, file=discord.File(io.BytesIO(fitted), name), nonce=f"dc-job-{job.id}", view=view
         )
         return message.id

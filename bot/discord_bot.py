@@ -19,7 +19,7 @@ from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.imagine",)
+EXTENSIONS = ("cogs.imagine", "cogs.queue")
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
 

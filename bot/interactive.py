@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import discord
 
@@ -23,10 +24,16 @@ async def reply_error(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True)
 
 
+ControlsFactory = Callable[[int], discord.ui.View]
+
+
 class InteractiveJobs:
-    def __init__(self, jobs: JobService, sink: DiscordResultSink) -> None:
+    def __init__(
+        self, jobs: JobService, sink: DiscordResultSink, controls: ControlsFactory | None = None
+    ) -> None:
         self.jobs = jobs
         self.sink = sink
+        self.controls = controls  # buttons shown while a job waits or runs (Cancel)
 
     async def run(
         self, interaction: discord.Interaction, spec: JobSpec, *, parent_job_id: int | None = None
@@ -46,7 +53,8 @@ class InteractiveJobs:
             await interaction.delete_original_response()
             await reply_error(interaction, str(error))
             return
-        message = self.sink.track(ticket.job_id, interaction)
+        controls = self.controls(ticket.job_id) if self.controls else None
+        message = self.sink.track(ticket.job_id, interaction, controls)
         title = getattr(spec, "prompt", spec.kind)
         await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
         async for event in ticket.events():

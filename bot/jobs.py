@@ -156,6 +156,10 @@ class JobService:
         async with self.sessions() as session:
             return await repo.get_job(session, job_id)
 
+    async def active_jobs_of(self, owner_id: int) -> list[Job]:
+        async with self.sessions() as session:
+            return list(await repo.jobs_of(session, owner_id, [JobState.QUEUED, JobState.RUNNING]))
+
     async def images_of(self, job_id: int) -> list[StoredImage]:
         async with self.sessions() as session:
             records = await repo.job_images(session, job_id)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from bot.delivery import DiscordResultSink
 from bot.discord_bot import DreamcordBot, Services
 from bot.interactive import InteractiveJobs
 from bot.jobs import JobService
 from bot.settings import Settings, SettingsError
 from cogs.imagine.views import result_caption, result_view
+from cogs.queue.views import cancel_view
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
 from storage.db import create_engine, session_factory, upgrade_async
@@ -27,6 +30,22 @@ def pool_config(settings: Settings) -> PoolConfig:
     )
 
 
+def assemble(
+    bot: DreamcordBot,
+    settings: Settings,
+    pool: WorkerPool,
+    sessions: async_sessionmaker[AsyncSession],
+    files: FileStore,
+) -> Services:
+    """Join the pieces: the job service posts through the bot, the cogs reach both through Services."""
+    sink = DiscordResultSink(bot, files, result_caption, result_view)
+    jobs = JobService(sessions, pool, files, sink)
+    interactive = InteractiveJobs(jobs, sink, controls=cancel_view)
+    services = Services(settings=settings, jobs=jobs, files=files, sink=sink, interactive=interactive)
+    bot.attach(services)
+    return services
+
+
 async def run_bot(settings: Settings) -> None:
     """Run until the bot is closed; the database is upgraded first, unfinished jobs resume."""
     if not settings.discord_token:
@@ -40,13 +59,7 @@ async def run_bot(settings: Settings) -> None:
     pool = WorkerPool(pool_config(settings))
     await pool.start()
     bot = DreamcordBot()
-    sink = DiscordResultSink(bot, files, result_caption, result_view)
-    jobs = JobService(session_factory(engine), pool, files, sink)
-    bot.attach(
-        Services(
-            settings=settings, jobs=jobs, files=files, sink=sink, interactive=InteractiveJobs(jobs, sink)
-        )
-    )
+    jobs = assemble(bot, settings, pool, session_factory(engine), files).jobs
     try:
         async with bot:
             await bot.login(settings.discord_token)

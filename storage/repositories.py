@@ -9,9 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ImageRecord, Job, JobState, User, utcnow
+
+_DIALECT_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 @dataclass(frozen=True)
@@ -24,11 +28,11 @@ class NewImage:
 
 
 async def ensure_user(session: AsyncSession, user_id: int) -> User:
+    """The user's row, created on first sight; safe when two requests of a new user race."""
+    insert = _DIALECT_INSERTS[session.get_bind().dialect.name]
+    await session.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
     user = await session.get(User, user_id)
-    if user is None:
-        user = User(id=user_id)
-        session.add(user)
-        await session.flush()
+    assert user is not None
     return user
 
 
@@ -43,8 +47,10 @@ async def create_job(
     parent_job_id: int | None = None,
 ) -> Job:
     """Insert a queued job (and its owner, first time seen); the id is assigned on return."""
-    user = await ensure_user(session, owner_id)
-    user.jobs_submitted += 1
+    await ensure_user(session, owner_id)
+    await session.execute(
+        update(User).where(User.id == owner_id).values(jobs_submitted=User.jobs_submitted + 1)
+    )
     job = Job(
         owner_id=owner_id,
         kind=kind,

@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest_asyncio
 
-from bot.delivery import DiscordResultSink
-from bot.discord_bot import DreamcordBot, Services
-from bot.interactive import InteractiveJobs
+from bot.discord_bot import DreamcordBot
 from bot.jobs import JobService
+from bot.run import assemble
 from bot.settings import Settings
-from cogs.imagine.views import result_caption, result_view
 from generation.config import ModelConfig
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
@@ -65,13 +63,7 @@ async def stack(e2e_pool: WorkerPool, tiny_config: ModelConfig, tmp_path: Path) 
 
     async def start_bot() -> DreamcordBot:
         bot = DreamcordBot(guild_ready_timeout=0.05)
-        sink = DiscordResultSink(bot, files, result_caption, result_view)
-        jobs = JobService(session_factory(engine), e2e_pool, files, sink)
-        bot.attach(
-            Services(
-                settings=settings, jobs=jobs, files=files, sink=sink, interactive=InteractiveJobs(jobs, sink)
-            )
-        )
+        jobs = assemble(bot, settings, e2e_pool, session_factory(engine), files).jobs
         await bot.login("fake-token")
         task = asyncio.create_task(bot.connect(reconnect=False))
         await asyncio.wait_for(bot.wait_until_ready(), 20)

@@ -83,3 +83,17 @@ async def test_adapter_names_are_unique_per_owner_in_the_schema(
                     owner_id=1, kind=AdapterKind.EMBEDDING, name="my-dog", base_model="m", file_hash="1" * 64
                 )
             )
+
+
+async def test_first_jobs_of_a_new_user_may_race(sessions: async_sessionmaker[AsyncSession]) -> None:
+    import asyncio
+
+    async def submit() -> int:
+        async with sessions.begin() as session:
+            return (await repo.create_job(session, owner_id=99, kind="imagine", spec_json="{}")).id
+
+    ids = await asyncio.gather(*(submit() for _ in range(5)))
+    assert len(set(ids)) == 5
+    async with sessions() as session:
+        user = await repo.ensure_user(session, 99)
+        assert user.jobs_submitted == 5
