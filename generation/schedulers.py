@@ -29,6 +29,19 @@ _SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
 assert tuple(_SCHEDULERS) == SCHEDULER_NAMES, "specs.SchedulerName and this table must list the same names"
 
 
+def sd_noise_schedule() -> DDIMScheduler:
+    """The noise schedule SD 1.x checkpoints ship with (scaled-linear betas 0.00085-0.012, 1000 steps)."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
     """A new scheduler of kind `name` on the checkpoint's noise schedule (`base_config`)."""
     if name not in _SCHEDULERS:

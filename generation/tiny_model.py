@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from generation.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer
 
 TINY_WORDS = [
@@ -97,18 +98,6 @@ def build_tiny_vae() -> AutoencoderKL:
     )
 
 
-def sd_scheduler() -> DDIMScheduler:
-    """The noise schedule SD 1.x checkpoints ship with; job schedulers are derived from its config."""
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-
-
 def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A complete SD 1.x-layout pipeline with random weights drawn from `seed` (64 px native)."""
     torch.manual_seed(seed)
@@ -121,7 +110,7 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=sd_scheduler(),
+        scheduler=sd_noise_schedule(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

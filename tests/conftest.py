@@ -7,17 +7,19 @@ import os
 # Never wait on the hub: a hub id would otherwise be retried with back-off per file (NOTES.md).
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.config import ModelConfig
 from generation.models import LoadedModel, load_model
 from generation.tiny_model import save_tiny_model
+from storage.db import create_engine, session_factory, sqlite_url, upgrade
 
 # Same thread count for every test: float results depend on it (NOTES.md, Determinism).
 torch.set_num_threads(2)
@@ -36,6 +38,16 @@ def tiny_config(tiny_model_dir: Path) -> ModelConfig:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config: ModelConfig) -> Iterator[LoadedModel]:
     yield load_model(tiny_config, device="cpu")
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A fresh, migrated SQLite database in WAL mode."""
+    url = sqlite_url(tmp_path / "db.sqlite")
+    upgrade(url)
+    engine = create_engine(url)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 def pixels(image: Image.Image) -> np.ndarray:

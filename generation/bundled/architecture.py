@@ -10,6 +10,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from generation.bundled.dataset import vocabulary
+from generation.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer
 
 IMAGE_SIZE = 64
@@ -68,12 +69,4 @@ def build_unet() -> UNet2DConditionModel:
 
 def build_scheduler() -> DDIMScheduler:
     """SD's own noise schedule, so every scheduler name works on the bundled model as on SD 1.x."""
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return sd_noise_schedule()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPoo
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec
 from generation.worker import WorkerSettings
-from storage.db import create_engine, session_factory, sqlite_url, upgrade
 from storage.files import FileStore
 from storage.models import ImageRecord, Job, JobState
 
@@ -30,15 +28,6 @@ def _spec(config: ModelConfig, seed: int, steps: int = 2) -> ImagineSpec:
 def _pool(config: ModelConfig, **changes: object) -> WorkerPool:
     worker = WorkerSettings(models={"tiny": config}, device="cpu", threads=2, log_level=logging.WARNING)
     return WorkerPool(PoolConfig(**{"worker": worker, "interactive_devices": ("cpu",), **changes}))  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = sqlite_url(tmp_path / "db.sqlite")
-    upgrade(url)
-    engine = create_engine(url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:

@@ -30,6 +30,13 @@ class DiscordError(Exception):
         self.status, self.code, self.message, self.errors = status, code, message, errors
 
 
+def _invalid_form(field_name: str, code: str, message: str) -> DiscordError:
+    """Discord's 50035 with its nested `errors` object naming the field."""
+    return DiscordError(
+        400, 50035, "Invalid Form Body", {field_name: {"_errors": [{"code": code, "message": message}]}}
+    )
+
+
 @dataclass
 class Attachment:
     id: int
@@ -490,66 +497,20 @@ class FakeDiscord:
         return attachment
 
     def _validate(self, body: dict[str, Any], files: list[Attachment]) -> None:
-        content = body.get("content") or ""
-        if len(content) > 2000:
-            raise DiscordError(
-                400,
-                50035,
-                "Invalid Form Body",
-                {
-                    "content": {
-                        "_errors": [
-                            {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}
-                        ]
-                    }
-                },
-            )
+        if len(body.get("content") or "") > 2000:
+            raise _invalid_form("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
         if len(files) > 10:
-            raise DiscordError(
-                400,
-                50035,
-                "Invalid Form Body",
-                {
-                    "files": {
-                        "_errors": [
-                            {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 10 or fewer in length."}
-                        ]
-                    }
-                },
-            )
+            raise _invalid_form("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         if any(len(f.data) > self.upload_limit for f in files):
             raise DiscordError(413, 40005, "Request entity too large")
         rows = body.get("components") or []
         if len(rows) > 5 or any(len(row.get("components", [])) > 5 for row in rows):
-            raise DiscordError(
-                400,
-                50035,
-                "Invalid Form Body",
-                {
-                    "components": {
-                        "_errors": [
-                            {"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 5 in length."}
-                        ]
-                    }
-                },
-            )
+            raise _invalid_form("components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.")
         for row in rows:
             for component in row.get("components", []):
                 if len(component.get("custom_id") or "") > 100:
-                    raise DiscordError(
-                        400,
-                        50035,
-                        "Invalid Form Body",
-                        {
-                            "components": {
-                                "_errors": [
-                                    {
-                                        "code": "BASE_TYPE_MAX_LENGTH",
-                                        "message": "custom_id must be 100 or fewer in length.",
-                                    }
-                                ]
-                            }
-                        },
+                    raise _invalid_form(
+                        "components", "BASE_TYPE_MAX_LENGTH", "custom_id must be 100 or fewer in length."
                     )
 
     def _new_message(

@@ -1,25 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import repositories as repo
-from storage.db import create_engine, session_factory, sqlite_url, upgrade
 from storage.models import Adapter, AdapterKind, JobState
-
-
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = sqlite_url(tmp_path / "db.sqlite")
-    upgrade(url)
-    engine = create_engine(url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sessions: async_sessionmaker[AsyncSession]) -> None:
