@@ -2,7 +2,9 @@
 
 For each evaluation prompt (a one-shape scene caption) it renders one image and asks the evaluator
 which colour, shape, size and position it shows: with guidance on (the model's default CFG), with
-CFG 1 (text-conditioned, no guidance) and with CFG 0 (unconditional: the text is ignored). Then the
+CFG 1 (diffusers turns classifier-free guidance off at <= 1: the text-conditioned prediction alone)
+and with no text at all (the unconditional prediction the model learned from caption dropout, i.e.
+what guidance pushes away from: chance level means the text is what steers the picture). Then the
 same for colour+shape pairs held out of training, the VAE's reconstruction PSNR, and the time of a
 2x2 grid at 20 steps.
 
@@ -22,12 +24,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from PIL import Image
 
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import Scene, sample_scene
 from generation.imagine import imagine_spec, run_imagine
 from generation.models import LoadedModel, load_model
 from generation.prompt import parse_prompt
+from generation.schedulers import make_scheduler
 
 ATTRIBUTES = ("colour", "shape", "size", "position")
 
@@ -38,11 +42,14 @@ def evaluation_scenes(count: int, *, held_out: bool, seed: int) -> list[Scene]:
 
 
 def agreement(
-    model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene], cfg: float
+    model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene], cfg: float | None
 ) -> dict[str, float]:
-    """Share of images whose evaluator verdict matches the prompt, per attribute."""
+    """Share of images whose evaluator verdict matches the prompt, per attribute (cfg None: no text)."""
     images = []
     for index, scene in enumerate(scenes):
+        if cfg is None:
+            images.append(unconditional(model, seed=1000 + index))
+            continue
         parsed = parse_prompt(f"{scene.caption()} --seed {1000 + index} --cfg {cfg:g}")
         images.append(
             run_imagine(model, imagine_spec(parsed, model.config, model.resolution, count=1)).images[0]
@@ -55,6 +62,18 @@ def agreement(
         / len(scenes)
         for name in ATTRIBUTES
     }
+
+
+def unconditional(model: LoadedModel, seed: int) -> Image.Image:
+    """The empty-prompt sample (what caption dropout taught), via the plain diffusers call."""
+    pipeline = model.pipeline
+    pipeline.scheduler = make_scheduler(model.config.scheduler, model.scheduler_config)
+    return pipeline(
+        prompt="",
+        num_inference_steps=model.config.steps,
+        guidance_scale=1.0,
+        generator=torch.Generator("cpu").manual_seed(seed),
+    ).images[0]
 
 
 @torch.no_grad()
@@ -107,10 +126,10 @@ def main() -> None:
     print("|---" * (len(ATTRIBUTES) + 1) + "|")
     seen = evaluation_scenes(args.prompts, held_out=False, seed=2024)
     unseen = evaluation_scenes(args.prompts, held_out=True, seed=2025)
-    for cfg in (config.guidance, 1.0, 0.0):
-        print(row(f"seen pairs, cfg {cfg:g}", agreement(model, judge, seen, cfg)), flush=True)
-    for cfg in (config.guidance, 0.0):
-        print(row(f"held-out pairs, cfg {cfg:g}", agreement(model, judge, unseen, cfg)), flush=True)
+    for label, scenes in (("seen pairs", seen), ("held-out pairs", unseen)):
+        for cfg in (config.guidance, 1.0, None):
+            guidance = "no text (unconditional)" if cfg is None else f"cfg {cfg:g}"
+            print(row(f"{label}, {guidance}", agreement(model, judge, scenes, cfg)), flush=True)
     print(f"\nVAE reconstruction PSNR: {vae_psnr(model):.2f} dB")
     print(f"2x2 grid, 20 steps, {config.scheduler}: {grid_seconds(model):.2f} s (median of 5)")
     weights = sum(file.stat().st_size for file in Path(args.model).rglob("*.safetensors"))
