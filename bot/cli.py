@@ -98,8 +98,6 @@ def list_models(settings: Settings) -> int:
 
 
 def migrate(settings: Settings, action: str, revision: str | None) -> int:
-    from alembic import command
-
     from storage import db
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +105,7 @@ def migrate(settings: Settings, action: str, revision: str | None) -> int:
         db.upgrade(settings.db_url, revision or "head")
     elif action == "downgrade":
         db.downgrade(settings.db_url, revision or "-1")
-    command.current(db.alembic_config(settings.db_url))
+    print(f"database at revision {db.current_revision(settings.db_url) or 'none (empty)'}")
     return 0
 
 
