@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.schedulers import sd_noise_schedule
-from generation.vocab import build_clip_tokenizer
+from generation.vocab import build_clip_tokenizer, clip_text_encoder
 
 TINY_WORDS = [
     "a",
@@ -53,19 +53,7 @@ def build_tiny_tokenizer() -> CLIPTokenizer:
 
 
 def build_tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=TINY_EMBED_DIM,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        max_position_embeddings=tokenizer.model_max_length,
-        projection_dim=TINY_EMBED_DIM,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return CLIPTextModel(config)
+    return clip_text_encoder(tokenizer, width=TINY_EMBED_DIM, layers=5, heads=4, mlp=37)
 
 
 def build_tiny_unet() -> UNet2DConditionModel:

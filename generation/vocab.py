@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Iterable
 from functools import cache
 
-from transformers import CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
@@ -87,4 +87,24 @@ def build_clip_tokenizer(words: Iterable[str]) -> CLIPTokenizer:
         bos_token=START_TOKEN,
         eos_token=END_TOKEN,
         pad_token=END_TOKEN,
+    )
+
+
+def clip_text_encoder(
+    tokenizer: CLIPTokenizer, *, width: int, layers: int, heads: int, mlp: int
+) -> CLIPTextModel:
+    """A randomly initialised CLIP text encoder sized for `tokenizer` (its vocabulary and special ids)."""
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=width,
+            intermediate_size=mlp,
+            num_attention_heads=heads,
+            num_hidden_layers=layers,
+            max_position_embeddings=tokenizer.model_max_length,
+            projection_dim=width,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     )

@@ -7,11 +7,11 @@ dataset's own vocabulary, and a three-level UNet with cross-attention in its two
 from __future__ import annotations
 
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled.dataset import vocabulary
 from generation.schedulers import sd_noise_schedule
-from generation.vocab import build_clip_tokenizer
+from generation.vocab import build_clip_tokenizer, clip_text_encoder
 
 IMAGE_SIZE = 64
 TEXT_DIM = 64
@@ -22,20 +22,7 @@ def build_tokenizer() -> CLIPTokenizer:
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    return CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=TEXT_DIM,
-            intermediate_size=4 * TEXT_DIM,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            max_position_embeddings=tokenizer.model_max_length,
-            projection_dim=TEXT_DIM,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    return clip_text_encoder(tokenizer, width=TEXT_DIM, layers=3, heads=4, mlp=4 * TEXT_DIM)
 
 
 def build_vae() -> AutoencoderKL:
