@@ -72,8 +72,10 @@ class JobMessage:
             text, self._pending = self._pending, None
             self._last_edit = time.monotonic()
             try:
-                kwargs = {"view": self.controls} if self.controls is not None else {}
-                await self.interaction.edit_original_response(content=text, **kwargs)
+                # MISSING leaves the message's components as they are; a view replaces them.
+                await self.interaction.edit_original_response(
+                    content=text, view=self.controls or discord.utils.MISSING
+                )
             except discord.HTTPException as error:
                 log.info("progress edit failed (%s); carrying on", error)
 
@@ -142,7 +144,9 @@ class DiscordResultSink:
         limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
         fitted, name = fit_to_limit(data, limit, f"dreamcord_{job.id}.png")
         # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
-        message = await channel.send(
-            content, file=discord.File(io.BytesIO(fitted), name), nonce=f"dc-job-{job.id}", view=view
-        )
+        file, nonce = discord.File(io.BytesIO(fitted), name), f"dc-job-{job.id}"
+        if view is None:
+            message = await channel.send(content, file=file, nonce=nonce)
+        else:
+            message = await channel.send(content, file=file, nonce=nonce, view=view)
         return message.id
