@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from generation.imagine import imagine_spec
+from generation.prompt import parse_prompt
 from storage.models import JobState
 from tests.e2e.conftest import Stack
 
@@ -44,23 +46,31 @@ async def test_queue_lists_my_jobs_and_cancels_one(stack: Stack) -> None:
     await fake.wait_until(lambda: empty.original_id is not None)
     assert "no jobs" in fake.message(empty.original_id)["content"]  # type: ignore[index]
 
-    running = await fake.slash(me, "imagine", {"prompt": "a cat --seed 2 --steps 150"})
-    waiting = await fake.slash(me, "imagine", {"prompt": "a dog --seed 3 --steps 150"})
-    await fake.wait_until(
-        lambda: waiting.original_id and "position 1" in fake.message(waiting.original_id)["content"],
-        timeout=30,
+    # Someone else's long job holds the only worker, so mine wait in a known order.
+    blocker_spec = imagine_spec(parse_prompt("a cat --steps 150"), stack.settings.model("tiny"), 64)
+    blocker = await stack.jobs.submit(
+        owner_id=1, spec=blocker_spec.model_copy(update={"width": 128, "height": 128})
     )
+    first = await fake.slash(me, "imagine", {"prompt": "a dog --seed 3 --steps 2"})
+    second = await fake.slash(me, "imagine", {"prompt": "a dog --seed 4 --steps 2"})
+    for interaction in (first, second):  # persisted: the message names its job
+        await fake.wait_until(
+            lambda i=interaction: "job " in (fake.message(i.original_id) or {}).get("content", "")
+        )
+    mine = await stack.jobs.active_jobs_of(me)
+    assert len(mine) == 2
     listing = await fake.slash(me, "queue")
     await fake.wait_until(lambda: listing.original_id is not None)
     text = fake.message(listing.original_id)["content"]  # type: ignore[index]
-    assert "running" in text and "waiting, position 1" in text
+    assert f"job {mine[0].id} (imagine): waiting, position 1" in text
+    assert f"job {mine[1].id} (imagine): waiting, position 2" in text
 
-    jobs = await stack.jobs.active_jobs_of(me)
-    for job in jobs:
+    for job in mine:
         cancel = await fake.slash(me, "queue", {"cancel": job.id})
         await fake.wait_until(lambda c=cancel: c.original_id is not None)
-    for interaction in (running, waiting):
+    for interaction in (first, second):
         await fake.wait_until(
             lambda i=interaction: "cancelled" in fake.message(i.original_id)["content"], timeout=30
         )
     assert await stack.jobs.active_jobs_of(me) == []
+    await stack.jobs.cancel(blocker.job_id, requester_id=1)
