@@ -221,16 +221,11 @@ class JobService:
         """Post a finished job's result once: a job that records a message id is never posted again."""
         if self.sink is None:
             return
-        async with self.sessions() as session:
-            job = await repo.get_job(session, job_id)
-            assert job is not None
-            images = [
-                StoredImage(i.index, i.seed, i.file_hash, i.width, i.height)
-                for i in await repo.job_images(session, job_id)
-            ]
+        job = await self.get_job(job_id)
+        assert job is not None
         if job.message_id is not None or job.channel_id is None:
             return
-        message_id = await self.sink.deliver(job, images)
+        message_id = await self.sink.deliver(job, await self.images_of(job_id))
         if message_id is not None:
             async with self.sessions.begin() as session:
                 await repo.record_message(session, job_id, message_id)
