@@ -16,18 +16,27 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.errors import DreamcordError
-from generation.outputs import JobOutput
+from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
-from generation.specs import JobSpec, spec_from_json
+from generation.specs import ImagineSpec, JobSpec, TrainSpec, spec_from_json
+from storage import library
 from storage import repositories as repo
 from storage.files import FileStore
-from storage.models import Job, JobState
+from storage.models import AdapterKind, Job, JobState
 
 log = logging.getLogger(__name__)
 
 
 class JobNotFound(DreamcordError):
     """No such job, or not one the asker may touch."""
+
+
+class UnknownToken(DreamcordError):
+    """A `<token>` in a prompt that is not in the user's library (the message lists theirs)."""
+
+
+class TokenTaken(DreamcordError):
+    """A training would give the user a second token of the same name."""
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,14 @@ class JobService:
         channel_id: int | None = None,
         parent_job_id: int | None = None,
     ) -> JobTicket:
-        """Persist the job, then queue it. Raises QueueFull (nothing persisted) if the user has too many."""
+        """Persist the job, then queue it. Raises QueueFull (nothing persisted) if the user has too many.
+
+        `<token>`s in an imagine prompt are resolved against the user's library here, so the stored spec
+        names the exact files it used; an unknown token raises UnknownToken and nothing is stored.
+        """
         self.pool.check_capacity(owner_id)
         async with self.sessions.begin() as session:
+            spec = await self._prepare(session, spec, owner_id, guild_id)
             job = await repo.create_job(
                 session,
                 owner_id=owner_id,
@@ -165,7 +179,26 @@ class JobService:
             records = await repo.job_images(session, job_id)
         return [StoredImage(r.index, r.seed, r.file_hash, r.width, r.height) for r in records]
 
+    async def store_files(self, blobs: Sequence[bytes]) -> list[str]:
+        """Put files (e.g. prepared training photos) in the file store; their sha256 names, in order."""
+        return await asyncio.to_thread(lambda: [self.files.put(blob) for blob in blobs])
+
     # ------------------------------------------------------------ internals
+    async def _prepare(
+        self, session: AsyncSession, spec: JobSpec, owner_id: int, guild_id: int | None
+    ) -> JobSpec:
+        if isinstance(spec, ImagineSpec) and spec.adapters:
+            return await resolve_adapters(session, spec, owner_id, guild_id)
+        if isinstance(spec, TrainSpec):
+            if await library.owned_adapter(session, owner_id, spec.token) is not None:
+                raise TokenTaken(
+                    f"you already have <{spec.token}>; pick another name or delete it with /library"
+                )
+            missing = [digest for digest in spec.images if not self.files.exists(digest)]
+            if missing:
+                raise DreamcordError(f"{len(missing)} training photos are not in the file store")
+        return spec
+
     def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec) -> JobTicket:
         handle = self.pool.submit(job_id, spec, owner_id=owner_id)
         ticket = JobTicket(job_id=job_id, owner_id=owner_id, spec=spec)
@@ -182,7 +215,8 @@ class JobService:
                         await repo.mark_running(session, handle.job_id)
                 elif isinstance(event, Done):
                     forwarded = await self._store_result(handle.job_id, event.output)
-                    await self._deliver_or_log(handle.job_id)
+                    if isinstance(forwarded, Finished):
+                        await self._deliver_or_log(handle.job_id)
                 elif isinstance(event, Failed):
                     await self._finish(handle.job_id, JobState.FAILED, event.reason)
                 elif isinstance(event, Cancelled):
@@ -191,15 +225,19 @@ class JobService:
         finally:
             self._followers.pop(handle.job_id, None)
 
-    async def _store_result(self, job_id: int, output: JobOutput) -> Finished:
-        hashes = await asyncio.to_thread(lambda: [self.files.put(image.png) for image in output.images])
+    async def _store_result(self, job_id: int, output: JobOutput) -> Finished | Failed:
+        hashes = await self.store_files([image.png for image in output.images])
+        adapter_hash = (await self.store_files([output.adapter.safetensors]))[0] if output.adapter else None
         images = tuple(
             StoredImage(index, image.seed, digest, image.width, image.height)
             for index, (image, digest) in enumerate(zip(output.images, hashes, strict=True))
         )
-        async with self.sessions.begin() as session:
-            # Final state and images in one transaction: a job is done with all its images, or not done.
-            if await repo.finish_job(session, job_id, JobState.DONE):
+        try:
+            async with self.sessions.begin() as session:
+                # Final state, images and adapter in one transaction: a job is done with all of it, or not.
+                if not await repo.finish_job(session, job_id, JobState.DONE):
+                    log.warning("job %d finished twice; keeping the first result", job_id)
+                    return Finished(images=images, output=output)
                 job = await repo.get_job(session, job_id)
                 assert job is not None
                 await repo.add_images(
@@ -207,9 +245,29 @@ class JobService:
                     job,
                     [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height) for i in images],
                 )
-            else:
-                log.warning("job %d finished twice; keeping the first result", job_id)
+                if output.adapter is not None and adapter_hash is not None:
+                    await self._add_trained_adapter(session, job, output.adapter, adapter_hash)
+        except TokenTaken as error:
+            await self._finish(job_id, JobState.FAILED, str(error))
+            return Failed(str(error))
         return Finished(images=images, output=output)
+
+    async def _add_trained_adapter(
+        self, session: AsyncSession, job: Job, adapter: AdapterOutput, file_hash: str
+    ) -> None:
+        spec = spec_from_json(job.spec_json)
+        assert isinstance(spec, TrainSpec)
+        if await library.owned_adapter(session, job.owner_id, spec.token) is not None:
+            raise TokenTaken(f"you created another <{spec.token}> while this one trained; nothing was saved")
+        await library.add_adapter(
+            session,
+            owner_id=job.owner_id,
+            kind=AdapterKind(adapter.kind),
+            name=spec.token,
+            base_model=spec.model,
+            file_hash=file_hash,
+            trigger_words=adapter.trigger,
+        )
 
     async def _deliver_or_log(self, job_id: int) -> None:
         try:
@@ -233,3 +291,38 @@ class JobService:
     async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
         async with self.sessions.begin() as session:
             await repo.finish_job(session, job_id, state, error)
+
+
+async def resolve_adapters(
+    session: AsyncSession, spec: ImagineSpec, owner_id: int, guild_id: int | None
+) -> ImagineSpec:
+    """Fill each `<name>` of the spec with the file, kind and trigger of the adapter it means here."""
+    resolved = []
+    for ref in spec.adapters:
+        adapter = await library.usable_adapter(session, owner_id, ref.name, guild_id)
+        if adapter is None:
+            raise UnknownToken(await _unknown_token_message(session, ref.name, owner_id, guild_id))
+        if adapter.base_model != spec.model:
+            raise UnknownToken(
+                f"<{ref.name}> was made for model {adapter.base_model!r}, not {spec.model!r}; "
+                f"add --model {adapter.base_model} or pick another token"
+            )
+        resolved.append(
+            ref.model_copy(
+                update={
+                    "kind": adapter.kind.value,
+                    "file": adapter.file_hash,
+                    "trigger": adapter.trigger_words,
+                }
+            )
+        )
+    return spec.model_copy(update={"adapters": tuple(resolved)})
+
+
+async def _unknown_token_message(
+    session: AsyncSession, name: str, owner_id: int, guild_id: int | None
+) -> str:
+    names = sorted({f"<{a.name}>" for a in await library.visible_adapters(session, owner_id, guild_id)})
+    if not names:
+        return f"<{name}> is not in your library, which is empty: train a token with /train first"
+    return f"<{name}> is not in your library; your tokens here: {', '.join(names)}"

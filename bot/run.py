@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 
 def pool_config(settings: Settings) -> PoolConfig:
     return PoolConfig(
-        worker=WorkerSettings(models=settings.models, device=settings.device, dtype=settings.dtype),
+        worker=WorkerSettings(
+            models=settings.models,
+            data_dir=str(settings.data_dir),
+            device=settings.device,
+            dtype=settings.dtype,
+        ),
         interactive_devices=settings.worker_devices,
+        training_devices=settings.training_worker_devices,
         max_queued_per_user=settings.max_queued_per_user,
     )
 

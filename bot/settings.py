@@ -14,8 +14,9 @@ from typing import Any, get_args
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig
-from generation.errors import DreamcordError
+from generation.errors import DreamcordError, SpecError
 from generation.specs import SchedulerName
+from generation.training.defaults import check_training_overrides
 
 CONFIG_ENV = "DREAMCORD_CONFIG"
 DEFAULT_CONFIG_FILE = Path("dreamcord.toml")
@@ -36,6 +37,7 @@ class Settings:
     offline: bool = False
     database_url: str | None = None  # default: SQLite in data_dir
     devices: tuple[str, ...] = ()  # one interactive worker each; () = one on `device`
+    training_devices: tuple[str, ...] | None = None  # one training worker each; None = one on `device`
     max_queued_per_user: int = 10
     discord_token: str | None = field(default=None, repr=False)
 
@@ -46,6 +48,10 @@ class Settings:
     @property
     def worker_devices(self) -> tuple[str, ...]:
         return self.devices or (self.device,)
+
+    @property
+    def training_worker_devices(self) -> tuple[str, ...]:
+        return (self.device,) if self.training_devices is None else self.training_devices
 
     @property
     def files_dir(self) -> Path:
@@ -88,6 +94,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         offline=_as_bool(top.get("offline", False)),
         database_url=top.get("database_url"),
         devices=tuple(top.get("devices", ())),
+        training_devices=tuple(top["training_devices"]) if "training_devices" in top else None,
         max_queued_per_user=int(top.get("max_queued_per_user", 10)),
         discord_token=env.get("DISCORD_TOKEN") or None,
     )
@@ -103,6 +110,7 @@ _TOP_LEVEL_KEYS = (
     "offline",
     "database_url",
     "devices",
+    "training_devices",
     "max_queued_per_user",
 )
 _ENV_KEYS = {
@@ -155,6 +163,10 @@ def _parse_models(raw_models: object) -> dict[str, ModelConfig]:
             expected = _MODEL_KEY_TYPES[key]
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise SettingsError(f"[models.{name}] {key} has the wrong type: {value!r}")
+        try:
+            check_training_overrides(table.get("training", {}))
+        except SpecError as error:
+            raise SettingsError(f"[models.{name}] {error}") from None
         models[name] = ModelConfig(name=name, **table)
     return models
 
@@ -167,6 +179,7 @@ _MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "resolution": int,
     "safety_checker": bool,
     "description": str,
+    "training": dict,
 }
 
 
@@ -175,7 +188,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             f"default_model {settings.default_model!r} is not configured; configured: {', '.join(sorted(settings.models))}"
         )
-    for device in (settings.device, *settings.devices):
+    for device in (settings.device, *settings.devices, *settings.training_worker_devices):
         if not DEVICE_PATTERN.match(device):
             raise SettingsError(
                 f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {device!r}"

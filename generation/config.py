@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generation.specs import SchedulerName
 
@@ -25,3 +25,5 @@ class ModelConfig:
     resolution: int | None = None  # native image side in pixels; read from the checkpoint when None
     safety_checker: bool = False
     description: str = ""
+    # Per training method ("lora", "embedding"): overrides of generation.training.defaults.GENERIC.
+    training: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)

@@ -12,6 +12,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
+from generation.adapters import expand_tokens
 from generation.config import ModelConfig
 from generation.errors import JobCancelled, SpecError
 from generation.grid import compose_grid
@@ -122,9 +123,9 @@ def check_imagine(model: LoadedModel, spec: ImagineSpec) -> None:
             f"{spec.width}x{spec.height} is too large for model {spec.model!r}: at most about "
             f"{side}x{side} pixels in all (it was trained at {model.resolution}x{model.resolution})"
         )
-    if spec.adapters:
-        names = ", ".join(f"<{ref.name}>" for ref in spec.adapters)
-        raise SpecError(f"{names}: personal tokens are not available in this version")
+    unresolved = [f"<{ref.name}>" for ref in spec.adapters if not ref.resolved]
+    if unresolved:
+        raise SpecError(f"{', '.join(unresolved)}: personal tokens must be looked up in a library first")
 
 
 @torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
@@ -132,12 +133,13 @@ def encode_prompts(
     pipeline: StableDiffusionPipeline, spec: ImagineSpec
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Text embeddings for every image (with chaos applied), and the negative ones when CFG is on."""
+    negative = expand_tokens(spec.negative_prompt, spec.adapters)
     prompt_embeds, negative_embeds = pipeline.encode_prompt(
-        prompt=spec.prompt,
+        prompt=expand_tokens(spec.prompt, spec.adapters),
         device=pipeline.device,
         num_images_per_prompt=len(spec.seeds),
         do_classifier_free_guidance=spec.guidance > 1.0,
-        negative_prompt=spec.negative_prompt or None,
+        negative_prompt=negative or None,
     )
     return apply_chaos(prompt_embeds, spec.seeds, spec.chaos), negative_embeds
 

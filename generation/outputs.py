@@ -23,11 +23,22 @@ class ImageOutput:
 
 
 @dataclass(frozen=True)
+class AdapterOutput:
+    """A trained personal token: a safetensors file diffusers loads as a LoRA or an embedding."""
+
+    kind: str  # "lora" | "embedding"
+    safetensors: bytes
+    trigger: str  # LoRA: the words `<token>` stands for in prompts
+    final_loss: float
+
+
+@dataclass(frozen=True)
 class JobOutput:
     images: tuple[ImageOutput, ...]
     elapsed_s: float
     nsfw: tuple[bool, ...] = field(default=())
     batch_retried: bool = False  # True when an out-of-memory error forced smaller batches
+    adapter: AdapterOutput | None = None  # training jobs only
 
 
 def encode_png(image: Image.Image) -> bytes:

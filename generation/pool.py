@@ -57,6 +57,7 @@ class Started:
 class Progress:
     step: int
     total: int
+    note: str | None = None  # e.g. a training's loss and time left
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,7 @@ class WorkerPool:
         if kind == "started":
             handle._emit(Started(worker=worker.index, attempt=handle.attempts))
         elif kind == "progress":
-            handle._emit(Progress(step=message[2], total=message[3]))
+            handle._emit(Progress(step=message[2], total=message[3], note=message[4]))
         elif kind in {"done", "failed", "cancelled"}:
             worker.current = None
             event: Event = {
@@ -382,11 +383,3 @@ _NEVER, _RETRY_FIRST = -1, -2
 
 def _least_recently_served(queues: dict[int, deque[JobHandle]], served_at: Callable[[int], int]) -> int:
     return min(queues, key=lambda owner: (served_at(owner), queues[owner][0].sequence))
-
-
-def _final_event(message: tuple[Any, ...]) -> Event:
-    if message[0] == "done":
-        return Done(message[2])
-    if message[0] == "failed":
-        return Failed(message[2])
-    return Cancelled()

@@ -6,40 +6,73 @@ Kept free of any process or queue machinery so it can be called directly (CLI, t
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
+from typing import Protocol
 
 import torch
 
+from generation.adapters import AdapterCache
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.imagine import CancelCheck, ImagineResult, StepCallback, run_imagine
+from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.models import ModelCache
-from generation.outputs import ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, JobSpec
+from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
+from generation.specs import ImagineSpec, JobSpec, TrainSpec
+from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
 
-class JobRunner:
-    """Keeps one base model warm and runs specs against it."""
+class ProgressCallback(Protocol):
+    def __call__(self, step: int, total: int, note: str | None = None) -> None: ...
 
-    def __init__(self, models: dict[str, ModelConfig], *, device: str = "auto", dtype: str = "auto") -> None:
+
+class JobRunner:
+    """Keeps one base model (and the adapters its jobs used) warm and runs specs against it."""
+
+    def __init__(
+        self,
+        models: dict[str, ModelConfig],
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        data_dir: Path | None = None,
+    ) -> None:
         self.models = ModelCache(models, device=device, dtype=dtype)
+        self.data_dir = data_dir
+        self.files = FileStore(data_dir / "files") if data_dir else None
+        self.adapters = AdapterCache(self._read_file)
 
     @property
     def warm_model(self) -> str | None:
         return self.models.current_name
 
     def run(
-        self, spec: JobSpec, *, on_step: StepCallback | None = None, should_cancel: CancelCheck | None = None
+        self,
+        spec: JobSpec,
+        *,
+        job_id: int | None = None,
+        on_step: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
     ) -> JobOutput:
         if isinstance(spec, ImagineSpec):
             return self._imagine(spec, on_step, should_cancel)
+        if isinstance(spec, TrainSpec):
+            return self._train(spec, job_id, on_step, should_cancel)
         raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
 
+    def _read_file(self, digest: str) -> bytes:
+        if self.files is None or not self.files.exists(digest):
+            raise SpecError(f"file {digest[:12]}… is not in this worker's file store")
+        return self.files.read(digest)
+
+    # ------------------------------------------------------------ imagine
     def _imagine(
-        self, spec: ImagineSpec, on_step: StepCallback | None, should_cancel: CancelCheck | None
+        self, spec: ImagineSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
     ) -> JobOutput:
         model = self.models.get(spec.model)
+        self.adapters.activate(model.pipeline, spec.adapters)
         try:
             results = [run_imagine(model, spec, on_step=on_step, should_cancel=should_cancel)]
         except torch.OutOfMemoryError:
@@ -56,6 +89,42 @@ class JobRunner:
                 run_imagine(model, half, on_step=on_step, should_cancel=should_cancel) for half in halves
             ]
         return _job_output(results, batch_retried=len(results) > 1)
+
+    # ------------------------------------------------------------ train
+    def _train(
+        self,
+        spec: TrainSpec,
+        job_id: int | None,
+        on_step: ProgressCallback | None,
+        should_cancel: CancelCheck | None,
+    ) -> JobOutput:
+        from generation.training.loop import spec_fingerprint, train_adapter
+        from generation.user_images import open_user_image
+
+        model = self.models.get(spec.model)
+        self.adapters.reset()  # the LoRA trainer copies the UNet: no user's LoRA may ride along
+        photos = [
+            open_user_image(self._read_file(digest), f"photo {i + 1}") for i, digest in enumerate(spec.images)
+        ]
+        work = self.data_dir if self.data_dir else Path(tempfile.gettempdir()) / "dreamcord"
+        # Keyed by job and spec: a retried job finds its own checkpoint and nothing else.
+        run_name = f"job-{job_id}-{spec_fingerprint(spec)}" if job_id is not None else spec_fingerprint(spec)
+        trained = train_adapter(
+            model,
+            spec,
+            photos,
+            checkpoint_path=work / "training" / run_name / "checkpoint.safetensors",
+            class_cache=work / "class-images",
+            on_progress=(lambda p: on_step(p.step, p.total, p.describe())) if on_step else None,
+            should_cancel=should_cancel,
+        )
+        return JobOutput(
+            images=tuple(
+                ImageOutput(encode_png(image), None, image.width, image.height) for image in trained.samples
+            ),
+            elapsed_s=trained.elapsed_s,
+            adapter=AdapterOutput(trained.kind, trained.safetensors, trained.trigger, trained.final_loss),
+        )
 
 
 def _job_output(results: list[ImagineResult], *, batch_retried: bool) -> JobOutput:

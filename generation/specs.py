@@ -21,13 +21,31 @@ MAX_PROMPT_CHARS = 1500
 MIN_SIDE, MAX_SIDE = 32, 2048
 
 
+AdapterKind = Literal["lora", "embedding"]
+TrainMethod = AdapterKind
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+CLASS_NOUN_PATTERN = r"^[A-Za-z][A-Za-z -]{0,38}[A-Za-z]$"
+MIN_TRAIN_IMAGES, MAX_TRAIN_IMAGES = 3, 20
+
+
 class AdapterRef(BaseModel):
-    """A `<name>` or `<name:weight>` reference to a LoRA or embedding in the user's library."""
+    """A `<name>` or `<name:weight>` reference to a LoRA or embedding in the user's library.
+
+    The prompt parser fills in the name and weight; the job service resolves the name against the
+    user's library and fills in the rest, so a stored spec names the exact file it used.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=ADAPTER_NAME_PATTERN)
     weight: float = Field(default=1.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    kind: AdapterKind | None = None
+    file: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    trigger: str = Field(default="", max_length=200)  # LoRA: the words `<name>` stands for in prompts
+
+    @property
+    def resolved(self) -> bool:
+        return self.kind is not None and self.file is not None
 
 
 class _Spec(BaseModel):
@@ -67,7 +85,45 @@ class ImagineSpec(_Spec):
         return self.model_copy(update={"seeds": (self.seeds[index],)})
 
 
-JobSpec = Annotated[ImagineSpec, Field(discriminator="kind")]
+class TrainSpec(_Spec):
+    """Train a personal token on a user's photos: a DreamBooth LoRA or a textual-inversion embedding.
+
+    `images` are sha256 names in the file store of the already preprocessed photos (square PNGs at
+    `resolution`), so the job is reproducible from the database alone.
+    """
+
+    kind: Literal["train"] = "train"
+    model: str = Field(min_length=1, max_length=64)
+    token: str = Field(pattern=ADAPTER_NAME_PATTERN)
+    class_noun: str = Field(pattern=CLASS_NOUN_PATTERN)
+    method: TrainMethod
+    images: tuple[Annotated[str, Field(pattern=SHA256_PATTERN)], ...] = Field(
+        min_length=MIN_TRAIN_IMAGES, max_length=MAX_TRAIN_IMAGES
+    )
+    resolution: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    steps: int = Field(ge=1, le=5000)
+    learning_rate: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
+    rank: int = Field(default=4, ge=1, le=128)  # LoRA only
+    vectors: int = Field(default=1, ge=1, le=8)  # embedding only: vectors the token stands for
+    batch_size: int = Field(default=4, ge=1, le=16)
+    prior_preservation: bool = True  # LoRA only
+    class_images: int = Field(default=16, ge=0, le=200)
+    prior_weight: float = Field(default=1.0, ge=0.0, le=10.0, allow_inf_nan=False)
+    flip: bool = True  # horizontal-flip augmentation
+    checkpoint_every: int = Field(default=100, ge=1, le=5000)
+    samples: int = Field(default=4, ge=0, le=4)  # preview images rendered with the new token
+    sample_steps: int = Field(default=20, ge=1, le=150)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+    @property
+    def trigger(self) -> str:
+        """What `<token>` stands for in prompts: DreamBooth's rare identifier plus the class noun."""
+        return f"{LORA_IDENTIFIER} {self.class_noun}" if self.method == "lora" else ""
+
+
+LORA_IDENTIFIER = "sks"  # the rare-token identifier of the DreamBooth paper and diffusers' examples
+
+JobSpec = Annotated[ImagineSpec | TrainSpec, Field(discriminator="kind")]
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
 SpecT = TypeVar("SpecT", bound=_Spec)

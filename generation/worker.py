@@ -2,7 +2,7 @@
 
 Messages over the pipe are plain tuples:
     pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("stop",)
-    worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total)
+    worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
 """
 
@@ -12,8 +12,10 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generation.config import ModelConfig
@@ -34,6 +36,7 @@ class WorkerSettings:
     """What a worker needs to load models; picklable, sent to the spawned process."""
 
     models: dict[str, ModelConfig]
+    data_dir: str | None = None  # the file store lives under it (adapters, training photos, checkpoints)
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None  # CPU threads for torch; None keeps torch's default
@@ -53,7 +56,12 @@ def worker_main(connection: Connection, settings: WorkerSettings) -> None:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    runner = JobRunner(settings.models, device=settings.device, dtype=settings.dtype)
+    runner = JobRunner(
+        settings.models,
+        device=settings.device,
+        dtype=settings.dtype,
+        data_dir=Path(settings.data_dir) if settings.data_dir else None,
+    )
     inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
     cancelled: set[int] = set()
     threading.Thread(target=_read_messages, args=(connection, inbox, cancelled), daemon=True).start()
@@ -100,7 +108,8 @@ def _run_one(
     try:
         output = runner.run(
             spec_from_json(spec_json),
-            on_step=lambda step, total: connection.send(("progress", job_id, step, total)),
+            job_id=job_id,
+            on_step=_progress_sender(connection, job_id),
             should_cancel=lambda: job_id in cancelled,
         )
     except JobCancelled:
@@ -117,3 +126,10 @@ def _run_one(
         connection.send(("done", job_id, output))
     finally:
         cancelled.discard(job_id)
+
+
+def _progress_sender(connection: Connection, job_id: int) -> Callable[..., None]:
+    def send(step: int, total: int, note: str | None = None) -> None:
+        connection.send(("progress", job_id, step, total, note))
+
+    return send

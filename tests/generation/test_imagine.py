@@ -138,9 +138,9 @@ def test_spec_for_another_model_is_refused(tiny_model: LoadedModel) -> None:
         run_imagine(tiny_model, _spec(tiny_model).model_copy(update={"model": "other"}))
 
 
-def test_adapters_are_refused_until_the_library_exists(tiny_model: LoadedModel) -> None:
+def test_adapters_not_resolved_against_a_library_are_refused(tiny_model: LoadedModel) -> None:
     spec = _spec(tiny_model).model_copy(update={"adapters": (AdapterRef(name="my-dog"),)})
-    with pytest.raises(SpecError, match="<my-dog>"):
+    with pytest.raises(SpecError, match="<my-dog>: personal tokens must be looked up"):
         run_imagine(tiny_model, spec)
 
 

@@ -1,0 +1,167 @@
+"""Personal tokens at generation time: a user's LoRAs and embeddings, loaded into the warm base model.
+
+A spec's adapters are already resolved (kind, file hash, trigger) by the job service. Here we
+- rewrite the prompt: `<name>` becomes the LoRA's trigger words, or the embedding's tokenizer token
+  (named after the file's hash, so two users' `<dog>` never collide);
+- load what is not loaded yet (files are read with safetensors only: never a pickle) and keep it
+  loaded, so switching between users' adapters is `set_adapters`, not a reload of the base model;
+- activate exactly the job's LoRAs with their weights, and scale each embedding by its weight.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import StableDiffusionPipeline
+from safetensors.torch import load as load_safetensors
+
+from generation.errors import SpecError
+from generation.specs import AdapterRef
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 8  # adapters of each kind kept loaded per worker
+
+
+def embedding_token(file_hash: str) -> str:
+    return f"<emb-{file_hash[:16]}>"
+
+
+def lora_adapter_name(file_hash: str) -> str:
+    return f"lora-{file_hash[:16]}"  # never "train" or one letter: both confuse peft (see NOTES)
+
+
+def expand_tokens(text: str, adapters: tuple[AdapterRef, ...]) -> str:
+    """Replace each `<name>` with what the model understands: trigger words or the embedding's token."""
+    by_name = {ref.name: ref for ref in adapters}
+
+    def replace(match: re.Match[str]) -> str:
+        ref = by_name.get(match.group(1))
+        if ref is None or not ref.resolved:
+            raise SpecError(f"<{match.group(1)}> is not a resolved personal token")
+        assert ref.file is not None
+        return ref.trigger if ref.kind == "lora" else embedding_token(ref.file)
+
+    return " ".join(re.sub(r"<([A-Za-z0-9_-]+)>", replace, text).split())
+
+
+@dataclass
+class _Embedding:
+    tokens: list[str]
+    ids: list[int]
+    rows: torch.Tensor  # as trained; the table holds rows * weight of the last job that used it
+
+
+class AdapterCache:
+    """The adapters loaded into one pipeline, least recently used first out."""
+
+    def __init__(self, read_file: Callable[[str], bytes], capacity: int = DEFAULT_CAPACITY) -> None:
+        self.read_file = read_file
+        self.capacity = capacity
+        self._pipeline: StableDiffusionPipeline | None = None
+        self._loras: OrderedDict[str, str] = OrderedDict()  # file hash -> peft adapter name
+        self._embeddings: OrderedDict[str, _Embedding] = OrderedDict()
+
+    @property
+    def loaded(self) -> tuple[list[str], list[str]]:
+        """(LoRA file hashes, embedding file hashes) currently loaded."""
+        return list(self._loras), list(self._embeddings)
+
+    def activate(self, pipeline: StableDiffusionPipeline, adapters: tuple[AdapterRef, ...]) -> None:
+        """Make `pipeline` render with exactly `adapters` (and nothing else) at their weights."""
+        if pipeline is not self._pipeline:  # another base model: what we loaded went with the old one
+            self._pipeline, self._loras, self._embeddings = pipeline, OrderedDict(), OrderedDict()
+        for ref in adapters:
+            if not ref.resolved:
+                raise SpecError(f"<{ref.name}> was not resolved to a file before the job was queued")
+        loras = [ref for ref in adapters if ref.kind == "lora"]
+        embeddings = [ref for ref in adapters if ref.kind == "embedding"]
+        self._activate_loras(pipeline, loras)
+        for ref in embeddings:
+            self._apply_embedding(pipeline, ref)
+
+    def reset(self) -> None:
+        """Unload everything (before training, which copies the UNet and must not copy user LoRAs)."""
+        if self._pipeline is not None and self._loras:
+            self._pipeline.unload_lora_weights()
+        if self._pipeline is not None and self._embeddings:
+            tokens = [token for embedding in self._embeddings.values() for token in embedding.tokens]
+            self._pipeline.unload_textual_inversion(tokens)
+        self._loras.clear()
+        self._embeddings.clear()
+
+    # ------------------------------------------------------------ LoRA
+    def _activate_loras(self, pipeline: StableDiffusionPipeline, refs: list[AdapterRef]) -> None:
+        for ref in refs:
+            self._load_lora(pipeline, ref)
+        if not self._loras:
+            return
+        if not refs:
+            pipeline.disable_lora()  # bypasses every LoRA layer: exactly the base model
+            return
+        pipeline.enable_lora()
+        pipeline.set_adapters(
+            [self._loras[ref.file] for ref in refs if ref.file], [ref.weight for ref in refs]
+        )
+
+    def _load_lora(self, pipeline: StableDiffusionPipeline, ref: AdapterRef) -> None:
+        assert ref.file is not None
+        if ref.file in self._loras:
+            self._loras.move_to_end(ref.file)
+            return
+        self._evict_loras(pipeline, keep=self.capacity - 1)
+        name = lora_adapter_name(ref.file)
+        state = load_safetensors(self.read_file(ref.file))
+        try:
+            with warnings.catch_warnings():
+                # peft warns on every adapter after the first; several loaded at once is the point here.
+                warnings.filterwarnings(
+                    "ignore", message="Already found a `peft_config`", category=UserWarning
+                )
+                pipeline.load_lora_weights(state, adapter_name=name)
+        except (ValueError, KeyError, RuntimeError) as error:
+            log.warning("LoRA %s does not load: %s", ref.file, error)
+            raise SpecError(f"<{ref.name}> does not fit this job's base model") from error
+        self._loras[ref.file] = name
+        log.info("loaded LoRA <%s> as %s", ref.name, name)
+
+    def _evict_loras(self, pipeline: StableDiffusionPipeline, keep: int) -> None:
+        while len(self._loras) > keep:
+            _, name = self._loras.popitem(last=False)
+            pipeline.delete_adapters(name)
+
+    # ------------------------------------------------------------ embeddings
+    def _apply_embedding(self, pipeline: StableDiffusionPipeline, ref: AdapterRef) -> None:
+        assert ref.file is not None
+        embedding = self._embeddings.get(ref.file) or self._load_embedding(pipeline, ref)
+        self._embeddings.move_to_end(ref.file)
+        table = pipeline.text_encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            table[embedding.ids] = (embedding.rows * ref.weight).to(table.dtype)
+
+    def _load_embedding(self, pipeline: StableDiffusionPipeline, ref: AdapterRef) -> _Embedding:
+        assert ref.file is not None
+        while len(self._embeddings) >= self.capacity:
+            _, old = self._embeddings.popitem(last=False)
+            pipeline.unload_textual_inversion(old.tokens)
+        token = embedding_token(ref.file)
+        state = load_safetensors(self.read_file(ref.file))
+        try:
+            pipeline.load_textual_inversion(state, token=token)
+        except (ValueError, KeyError, RuntimeError) as error:
+            log.warning("embedding %s does not load: %s", ref.file, error)
+            raise SpecError(f"<{ref.name}> does not fit this model's text encoder") from None
+        tokenizer = pipeline.tokenizer
+        tokens = [token] + [f"{token}_{i}" for i in range(1, 256) if f"{token}_{i}" in tokenizer.get_vocab()]
+        ids = tokenizer.convert_tokens_to_ids(tokens)
+        rows = pipeline.text_encoder.get_input_embeddings().weight[ids].detach().clone()
+        embedding = _Embedding(tokens, ids, rows)
+        self._embeddings[ref.file] = embedding
+        log.info("loaded embedding <%s> as %s (%d vectors)", ref.name, token, len(tokens))
+        return embedding

@@ -1,0 +1,1 @@
+"""Personal tokens: DreamBooth-LoRA and textual-inversion training on a user's photos."""

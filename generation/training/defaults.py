@@ -1,0 +1,82 @@
+"""Sensible training settings per method, which a model's config may override (TOML:
+`[models.NAME.training.lora] steps = 800`), and the builder of a complete `TrainSpec`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+from generation.config import ModelConfig
+from generation.errors import SpecError
+from generation.specs import MAX_SEED, TrainMethod, TrainSpec, build_spec
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    steps: int
+    learning_rate: float
+    rank: int = 4
+    vectors: int = 1
+    batch_size: int = 1
+    class_images: int = 0
+
+
+# For SD 1.x-size models: diffusers' DreamBooth-LoRA and textual-inversion examples, scaled to a
+# handful of photos and a single GPU.
+GENERIC: dict[str, TrainingDefaults] = {
+    "lora": TrainingDefaults(steps=500, learning_rate=1e-4, rank=4, batch_size=2, class_images=50),
+    "embedding": TrainingDefaults(steps=1000, learning_rate=5e-3, vectors=2, batch_size=2),
+}
+TRAINING_KEYS = tuple(f.name for f in fields(TrainingDefaults))
+
+
+def training_defaults(method: str, model: ModelConfig) -> TrainingDefaults:
+    overrides: Mapping[str, float] = model.training.get(method, {})
+    return replace(GENERIC[method], **overrides)  # type: ignore[arg-type]
+
+
+def check_training_overrides(training: Mapping[str, Mapping[str, object]]) -> None:
+    """Raise SpecError naming the first unknown method or key of a model's `training` table."""
+    for method, table in training.items():
+        if method not in GENERIC:
+            raise SpecError(f"training.{method}: unknown method; use lora or embedding")
+        for key, value in table.items():
+            if key not in TRAINING_KEYS:
+                raise SpecError(f"training.{method}.{key}: unknown; known: {', '.join(TRAINING_KEYS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(f"training.{method}.{key} must be a number, got {value!r}")
+
+
+def train_spec(
+    model: ModelConfig,
+    resolution: int,
+    *,
+    token: str,
+    class_noun: str,
+    method: TrainMethod,
+    images: tuple[str, ...],
+    steps: int | None = None,
+    learning_rate: float | None = None,
+    rank: int | None = None,
+    seed: int | None = None,
+) -> TrainSpec:
+    """A complete, reproducible TrainSpec: what the user chose, the model's defaults for the rest."""
+    defaults = training_defaults(method, model)
+    return build_spec(
+        TrainSpec,
+        model=model.name,
+        token=token,
+        class_noun=" ".join(class_noun.split()).lower(),
+        method=method,
+        images=images,
+        resolution=resolution,
+        steps=steps if steps is not None else defaults.steps,
+        learning_rate=learning_rate if learning_rate is not None else defaults.learning_rate,
+        rank=rank if rank is not None else defaults.rank,
+        vectors=defaults.vectors,
+        batch_size=defaults.batch_size,
+        class_images=defaults.class_images,
+        prior_preservation=defaults.class_images > 0,
+        seed=seed if seed is not None else secrets.randbelow(MAX_SEED + 1),
+    )
