@@ -113,8 +113,10 @@ class DiscordResultSink:
         return message
 
     async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
-        data = await asyncio.to_thread(
-            lambda: grid_png([self.files.read(image.file_hash) for image in images])
+        data = (
+            await asyncio.to_thread(lambda: grid_png([self.files.read(image.file_hash) for image in images]))
+            if images
+            else None  # e.g. an import: a message, no picture
         )
         content, view = self.caption(job), self.view(job, images)
         live = self.live.pop(job.id, None)
@@ -122,11 +124,14 @@ class DiscordResultSink:
             async with live.lock:
                 live.close()
                 try:
-                    fitted, name = fit_to_limit(
-                        data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
-                    )
+                    attachments = []
+                    if data is not None:
+                        fitted, name = fit_to_limit(
+                            data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
+                        )
+                        attachments = [discord.File(io.BytesIO(fitted), name)]
                     message = await live.interaction.edit_original_response(
-                        content=content, attachments=[discord.File(io.BytesIO(fitted), name)], view=view
+                        content=content, attachments=attachments, view=view
                     )
                     return message.id
                 except discord.HTTPException as error:
@@ -136,15 +141,19 @@ class DiscordResultSink:
         return await self._post_to_channel(job, data, content, view)
 
     async def _post_to_channel(
-        self, job: Job, data: bytes, content: str, view: discord.ui.View | None
+        self, job: Job, data: bytes | None, content: str, view: discord.ui.View | None
     ) -> int:
         assert job.channel_id is not None
         channel = self.client.get_channel(job.channel_id) or await self.client.fetch_channel(job.channel_id)
         assert isinstance(channel, discord.abc.Messageable)
+        # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
+        nonce = f"dc-job-{job.id}"
+        if data is None:
+            message = await channel.send(content, nonce=nonce)
+            return message.id
         limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
         fitted, name = fit_to_limit(data, limit, f"dreamcord_{job.id}.png")
-        # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
-        file, nonce = discord.File(io.BytesIO(fitted), name), f"dc-job-{job.id}"
+        file = discord.File(io.BytesIO(fitted), name)
         if view is None:
             message = await channel.send(content, file=file, nonce=nonce)
         else:

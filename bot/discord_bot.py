@@ -13,13 +13,14 @@ from discord.ext import commands
 from bot.delivery import DiscordResultSink
 from bot.interactive import InteractiveJobs, reply_error
 from bot.jobs import JobService
+from bot.library import LibraryService
 from bot.settings import Settings
 from generation.errors import DreamcordError
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.imagine", "cogs.queue")
+EXTENSIONS = ("cogs.imagine", "cogs.queue", "cogs.train", "cogs.library")
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
 
@@ -32,6 +33,7 @@ class Services:
     files: FileStore
     sink: DiscordResultSink
     interactive: InteractiveJobs
+    library: LibraryService
 
 
 class DreamcordTree(app_commands.CommandTree["DreamcordBot"]):

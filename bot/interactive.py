@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import discord
 
+from bot.captions import job_title
 from bot.delivery import DiscordResultSink
 from bot.jobs import JobService
 from generation.errors import DreamcordError
@@ -39,9 +40,25 @@ class InteractiveJobs:
         self, interaction: discord.Interaction, spec: JobSpec, *, parent_job_id: int | None = None
     ) -> None:
         """Accept `spec` for the user behind `interaction` and keep its message up to date until the end."""
+
+        async def ready() -> JobSpec:
+            return spec
+
+        await self.run_prepared(interaction, ready, parent_job_id=parent_job_id)
+
+    async def run_prepared(
+        self,
+        interaction: discord.Interaction,
+        prepare: Callable[[], Awaitable[JobSpec]],
+        *,
+        parent_job_id: int | None = None,
+    ) -> None:
+        """Like `run`, for a spec that takes time to build (downloading attachments): defer first, so
+        Discord's 3 s deadline is met, then build; a problem with the input still ends ephemeral."""
         self.jobs.pool.check_capacity(interaction.user.id)  # before deferring: the refusal stays ephemeral
         await interaction.response.defer(thinking=True)
         try:
+            spec = await prepare()
             ticket = await self.jobs.submit(
                 owner_id=interaction.user.id,
                 spec=spec,
@@ -55,7 +72,7 @@ class InteractiveJobs:
             return
         controls = self.controls(ticket.job_id) if self.controls else None
         message = self.sink.track(ticket.job_id, interaction, controls)
-        title = getattr(spec, "prompt", spec.kind)
+        title = job_title(spec)
         await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
         async for event in ticket.events():
             if isinstance(event, Queued):
@@ -63,7 +80,8 @@ class InteractiveJobs:
             elif isinstance(event, Started):
                 await message.progress(f"**{title}** — starting", force=True)
             elif isinstance(event, Progress):
-                await message.progress(f"**{title}** — step {event.step}/{event.total}")
+                note = f" · {event.note}" if event.note else ""
+                await message.progress(f"**{title}** — step {event.step}/{event.total}{note}")
             elif isinstance(event, Failed):
                 await message.fail(f"**{title}** — failed: {event.reason}")
             elif isinstance(event, Cancelled):

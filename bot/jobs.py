@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
-from generation.specs import ImagineSpec, JobSpec, TrainSpec, spec_from_json
+from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, spec_from_json
 from storage import library
 from storage import repositories as repo
 from storage.files import FileStore
@@ -189,14 +189,14 @@ class JobService:
     ) -> JobSpec:
         if isinstance(spec, ImagineSpec) and spec.adapters:
             return await resolve_adapters(session, spec, owner_id, guild_id)
-        if isinstance(spec, TrainSpec):
-            if await library.owned_adapter(session, owner_id, spec.token) is not None:
-                raise TokenTaken(
-                    f"you already have <{spec.token}>; pick another name or delete it with /library"
-                )
-            missing = [digest for digest in spec.images if not self.files.exists(digest)]
+        if isinstance(spec, TrainSpec | ImportSpec):
+            name = spec.token if isinstance(spec, TrainSpec) else spec.name
+            if await library.owned_adapter(session, owner_id, name) is not None:
+                raise TokenTaken(f"you already have <{name}>; pick another name or delete it with /library")
+            needed = spec.images if isinstance(spec, TrainSpec) else (spec.file,)
+            missing = [digest for digest in needed if not self.files.exists(digest)]
             if missing:
-                raise DreamcordError(f"{len(missing)} training photos are not in the file store")
+                raise DreamcordError(f"{len(missing)} of the job's files are not in the file store")
         return spec
 
     def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec) -> JobTicket:
@@ -245,28 +245,33 @@ class JobService:
                     job,
                     [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height) for i in images],
                 )
-                if output.adapter is not None and adapter_hash is not None:
-                    await self._add_trained_adapter(session, job, output.adapter, adapter_hash)
+                await self._add_to_library(session, job, output.adapter, adapter_hash)
         except TokenTaken as error:
             await self._finish(job_id, JobState.FAILED, str(error))
             return Failed(str(error))
         return Finished(images=images, output=output)
 
-    async def _add_trained_adapter(
-        self, session: AsyncSession, job: Job, adapter: AdapterOutput, file_hash: str
+    async def _add_to_library(
+        self, session: AsyncSession, job: Job, trained: AdapterOutput | None, trained_hash: str | None
     ) -> None:
+        """A finished training or import becomes a private library entry of the job's owner."""
         spec = spec_from_json(job.spec_json)
-        assert isinstance(spec, TrainSpec)
-        if await library.owned_adapter(session, job.owner_id, spec.token) is not None:
-            raise TokenTaken(f"you created another <{spec.token}> while this one trained; nothing was saved")
+        if isinstance(spec, TrainSpec) and trained is not None and trained_hash is not None:
+            name, kind, file_hash, trigger = spec.token, trained.kind, trained_hash, trained.trigger
+        elif isinstance(spec, ImportSpec):
+            name, kind, file_hash, trigger = spec.name, spec.adapter_kind, spec.file, spec.trigger
+        else:
+            return
+        if await library.owned_adapter(session, job.owner_id, name) is not None:
+            raise TokenTaken(f"you created another <{name}> while this job ran; nothing was saved")
         await library.add_adapter(
             session,
             owner_id=job.owner_id,
-            kind=AdapterKind(adapter.kind),
-            name=spec.token,
+            kind=AdapterKind(kind),
+            name=name,
             base_model=spec.model,
             file_hash=file_hash,
-            trigger_words=adapter.trigger,
+            trigger_words=trigger,
         )
 
     async def _deliver_or_log(self, job_id: int) -> None:

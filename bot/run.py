@@ -7,12 +7,14 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.captions import result_caption
 from bot.delivery import DiscordResultSink
 from bot.discord_bot import DreamcordBot, Services
 from bot.interactive import InteractiveJobs
 from bot.jobs import JobService
+from bot.library import LibraryService
 from bot.settings import Settings, SettingsError
-from cogs.imagine.views import result_caption, result_view
+from cogs.imagine.views import result_view
 from cogs.queue.views import cancel_view
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
@@ -47,7 +49,14 @@ def assemble(
     sink = DiscordResultSink(bot, files, result_caption, result_view)
     jobs = JobService(sessions, pool, files, sink)
     interactive = InteractiveJobs(jobs, sink, controls=cancel_view)
-    services = Services(settings=settings, jobs=jobs, files=files, sink=sink, interactive=interactive)
+    services = Services(
+        settings=settings,
+        jobs=jobs,
+        files=files,
+        sink=sink,
+        interactive=interactive,
+        library=LibraryService(sessions, files, jobs),
+    )
     bot.attach(services)
     return services
 

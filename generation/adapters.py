@@ -117,6 +117,9 @@ class AdapterCache:
             return
         self._evict_loras(pipeline, keep=self.capacity - 1)
         name = lora_adapter_name(ref.file)
+        if name in pipeline.get_list_adapters().get("unet", []):  # loaded before, e.g. by an earlier cache
+            self._loras[ref.file] = name
+            return
         state = load_safetensors(self.read_file(ref.file))
         try:
             with warnings.catch_warnings():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from generation.errors import SpecError
 from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, JobSpec, TrainSpec
+from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class JobRunner:
             return self._imagine(spec, on_step, should_cancel)
         if isinstance(spec, TrainSpec):
             return self._train(spec, job_id, on_step, should_cancel)
+        if isinstance(spec, ImportSpec):
+            return self._import(spec)
         raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
 
     def _read_file(self, digest: str) -> bytes:
@@ -89,6 +92,15 @@ class JobRunner:
                 run_imagine(model, half, on_step=on_step, should_cancel=should_cancel) for half in halves
             ]
         return _job_output(results, batch_retried=len(results) > 1)
+
+    # ------------------------------------------------------------ import
+    def _import(self, spec: ImportSpec) -> JobOutput:
+        """Load the file into the base model for real (shapes must fit), then switch it off again."""
+        started = time.perf_counter()
+        model = self.models.get(spec.model)
+        self.adapters.activate(model.pipeline, (spec.ref(),))  # SpecError when it does not fit
+        self.adapters.activate(model.pipeline, ())
+        return JobOutput(images=(), elapsed_s=time.perf_counter() - started)
 
     # ------------------------------------------------------------ train
     def _train(

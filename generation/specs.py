@@ -123,7 +123,22 @@ class TrainSpec(_Spec):
 
 LORA_IDENTIFIER = "sks"  # the rare-token identifier of the DreamBooth paper and diffusers' examples
 
-JobSpec = Annotated[ImagineSpec | TrainSpec, Field(discriminator="kind")]
+
+class ImportSpec(_Spec):
+    """Check that an uploaded LoRA or embedding loads into a base model, then add it to the library."""
+
+    kind: Literal["import"] = "import"
+    model: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=ADAPTER_NAME_PATTERN)
+    adapter_kind: AdapterKind
+    file: str = Field(pattern=SHA256_PATTERN)
+    trigger: str = Field(default="", max_length=200)
+
+    def ref(self) -> AdapterRef:
+        return AdapterRef(name=self.name, kind=self.adapter_kind, file=self.file, trigger=self.trigger)
+
+
+JobSpec = Annotated[ImagineSpec | TrainSpec | ImportSpec, Field(discriminator="kind")]
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
 SpecT = TypeVar("SpecT", bound=_Spec)

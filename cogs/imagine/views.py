@@ -15,7 +15,7 @@ import discord
 
 from bot.jobs import StoredImage
 from generation.imagine import seeds_from
-from generation.specs import MAX_SEED, ImagineSpec, spec_from_json
+from generation.specs import MAX_SEED, spec_from_json
 from storage.models import Job, JobState
 
 if TYPE_CHECKING:
@@ -24,20 +24,9 @@ if TYPE_CHECKING:
 ACTION_LABELS = {"u": "U", "r": "🔄"}
 
 
-def result_caption(job: Job) -> str:
-    spec = spec_from_json(job.spec_json)
-    if isinstance(spec, ImagineSpec):
-        seeds = f"seed {spec.seeds[0]}" if len(spec.seeds) == 1 else f"seeds {spec.seeds[0]}–{spec.seeds[-1]}"
-        prompt = spec.prompt if len(spec.prompt) <= 1500 else spec.prompt[:1497] + "…"
-        return (
-            f"**{prompt}** — <@{job.owner_id}> · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"
-        )
-    return f"{spec.kind} — <@{job.owner_id}> · job {job.id}"
-
-
 def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | None:
-    """U1–U4 and reroll under a grid; nothing under a single image yet."""
-    if len(images) < 2:
+    """U1–U4 and reroll under an imagine grid; nothing under a single image or other jobs yet."""
+    if len(images) < 2 or job.kind != "imagine":
         return None
     view = discord.ui.View(timeout=None)
     for index in range(len(images)):

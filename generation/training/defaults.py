@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.specs import MAX_SEED, TrainMethod, TrainSpec, build_spec
+from generation.specs import (
+    ADAPTER_NAME_PATTERN,
+    CLASS_NOUN_PATTERN,
+    MAX_SEED,
+    TrainMethod,
+    TrainSpec,
+    build_spec,
+)
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,22 @@ def train_spec(
     seed: int | None = None,
 ) -> TrainSpec:
     """A complete, reproducible TrainSpec: what the user chose, the model's defaults for the rest."""
+    class_noun = " ".join(class_noun.split()).lower()
+    if not re.match(ADAPTER_NAME_PATTERN, token):
+        raise SpecError(
+            f"{token!r} cannot be a token name: use 2-32 letters, digits, '-' or '_' (e.g. my-dog)"
+        )
+    if not re.match(CLASS_NOUN_PATTERN, class_noun):
+        raise SpecError(
+            f"{class_noun!r} cannot be a class noun: one or a few plain words for what the photos show, "
+            "e.g. dog, person, coffee mug"
+        )
     defaults = training_defaults(method, model)
     return build_spec(
         TrainSpec,
         model=model.name,
         token=token,
-        class_noun=" ".join(class_noun.split()).lower(),
+        class_noun=class_noun,
         method=method,
         images=images,
         resolution=resolution,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from bot.discord_bot import DreamcordBot
@@ -41,21 +42,51 @@ class Stack:
             await asyncio.sleep(0.05)
 
 
+QUICK_TRAINING = {"steps": 3, "learning_rate": 1e-2, "batch_size": 2, "class_images": 2}
+
+
+@pytest.fixture(scope="module")
+def e2e_config(tiny_config: ModelConfig) -> ModelConfig:
+    return replace(tiny_config, training={"lora": QUICK_TRAINING, "embedding": QUICK_TRAINING})
+
+
+@pytest.fixture(scope="module")
+def e2e_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by the module's workers and bots: the file store is content-addressed, so tests can share it."""
+    return tmp_path_factory.mktemp("e2e-data")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def e2e_pool(tiny_config: ModelConfig) -> AsyncIterator[WorkerPool]:
-    worker = WorkerSettings(models={"tiny": tiny_config}, device="cpu", threads=2, log_level=logging.WARNING)
-    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",)))
+async def e2e_pool(
+    request: pytest.FixtureRequest, e2e_config: ModelConfig, e2e_data_dir: Path
+) -> AsyncIterator[WorkerPool]:
+    """One pool per test module; a module that sets E2E_TRAINING_WORKER = True also gets a training worker."""
+    worker = WorkerSettings(
+        models={"tiny": e2e_config},
+        data_dir=str(e2e_data_dir),
+        device="cpu",
+        threads=2,
+        log_level=logging.WARNING,
+    )
+    training = ("cpu",) if getattr(request.module, "E2E_TRAINING_WORKER", False) else ()
+    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",), training_devices=training))
     await pool.start()
     yield pool
     await pool.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def stack(e2e_pool: WorkerPool, tiny_config: ModelConfig, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    e2e_pool: WorkerPool, e2e_config: ModelConfig, e2e_data_dir: Path, tmp_path: Path
+) -> AsyncIterator[Stack]:
     fake = FakeDiscord()
     await fake.start()
-    settings = Settings(models={"tiny": tiny_config}, default_model="tiny", data_dir=tmp_path / "data")
-    settings.data_dir.mkdir(parents=True)
+    settings = Settings(
+        models={"tiny": e2e_config},
+        default_model="tiny",
+        data_dir=e2e_data_dir,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'dreamcord.db'}",  # a fresh database per test
+    )
     upgrade(settings.db_url)
     engine = create_engine(settings.db_url)
     files = FileStore(settings.files_dir)

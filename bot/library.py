@@ -1,0 +1,157 @@
+"""The personal library behind /library: list, show, rename, delete, share and import tokens.
+
+Every write checks ownership here (a user may only change their own entries), and every read goes
+through `storage.library`'s visibility rule, so another user's private token is invisible: asking
+for it by name gets the same "not in your library" as a name nobody has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.jobs import JobService, JobTicket, TokenTaken, UnknownToken
+from generation.adapter_files import inspect_adapter_file
+from generation.errors import DreamcordError
+from generation.specs import ADAPTER_NAME_PATTERN, ImportSpec, build_spec
+from storage import library
+from storage.files import FileStore
+from storage.models import Adapter, Visibility
+
+_NAME = re.compile(ADAPTER_NAME_PATTERN)
+
+
+class LibraryError(DreamcordError):
+    """A library request that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    name: str
+    kind: str
+    base_model: str
+    visibility: str
+    trigger_words: str
+    owner_id: int
+    mine: bool
+    created: str
+
+    @classmethod
+    def of(cls, adapter: Adapter, user_id: int) -> LibraryEntry:
+        return cls(
+            name=adapter.name,
+            kind=adapter.kind.value,
+            base_model=adapter.base_model,
+            visibility=adapter.visibility.value,
+            trigger_words=adapter.trigger_words,
+            owner_id=adapter.owner_id,
+            mine=adapter.owner_id == user_id,
+            created=adapter.created_at.strftime("%Y-%m-%d"),
+        )
+
+
+class LibraryService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], files: FileStore, jobs: JobService
+    ) -> None:
+        self.sessions = sessions
+        self.files = files
+        self.jobs = jobs
+
+    async def entries(self, user_id: int, guild_id: int | None) -> list[LibraryEntry]:
+        """The user's own tokens, then those shared with them here."""
+        async with self.sessions() as session:
+            adapters = await library.visible_adapters(session, user_id, guild_id)
+        return [LibraryEntry.of(adapter, user_id) for adapter in adapters]
+
+    async def show(self, user_id: int, name: str, guild_id: int | None) -> LibraryEntry:
+        async with self.sessions() as session:
+            adapter = await library.usable_adapter(session, user_id, name, guild_id)
+        if adapter is None:
+            raise UnknownToken(f"<{name}> is not in your library")
+        return LibraryEntry.of(adapter, user_id)
+
+    async def rename(self, user_id: int, name: str, new_name: str) -> LibraryEntry:
+        _check_name(new_name)
+        try:
+            async with self.sessions.begin() as session:
+                adapter = await self._own(session, user_id, name)
+                if await library.owned_adapter(session, user_id, new_name) is not None:
+                    raise TokenTaken(f"you already have <{new_name}>")
+                adapter.name = new_name
+                await session.flush()
+                return LibraryEntry.of(adapter, user_id)
+        except IntegrityError:  # a concurrent rename or training took the name between check and write
+            raise TokenTaken(f"you already have <{new_name}>") from None
+
+    async def delete(self, user_id: int, name: str) -> None:
+        """Remove the entry; its file too, once no other entry uses it."""
+        async with self.sessions.begin() as session:
+            adapter = await self._own(session, user_id, name)
+            file_hash = adapter.file_hash
+            await session.delete(adapter)
+            await session.flush()
+            still_used = await library.adapters_using_file(session, file_hash)
+        if not still_used:
+            await asyncio.to_thread(self.files.delete, file_hash)
+
+    async def share(
+        self, user_id: int, name: str, visibility: Visibility, guild_id: int | None
+    ) -> LibraryEntry:
+        if visibility is Visibility.GUILD and guild_id is None:
+            raise LibraryError("sharing with a server works only from inside that server")
+        async with self.sessions.begin() as session:
+            adapter = await self._own(session, user_id, name)
+            adapter.visibility = visibility
+            adapter.guild_id = guild_id if visibility is Visibility.GUILD else None
+            await session.flush()
+            return LibraryEntry.of(adapter, user_id)
+
+    async def import_file(
+        self,
+        user_id: int,
+        name: str,
+        filename: str,
+        data: bytes,
+        *,
+        model: str,
+        trigger: str = "",
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+    ) -> JobTicket:
+        """Check the file's format here, then queue a job that loads it into the model for real."""
+        spec = await self.import_spec(name, filename, data, model=model, trigger=trigger)
+        return await self.jobs.submit(owner_id=user_id, spec=spec, guild_id=guild_id, channel_id=channel_id)
+
+    async def import_spec(
+        self, name: str, filename: str, data: bytes, *, model: str, trigger: str = ""
+    ) -> ImportSpec:
+        """Refuse pickles and anything that is not a LoRA or embedding; store the file; the job's spec."""
+        _check_name(name)
+        info = inspect_adapter_file(data, filename)
+        (file_hash,) = await self.jobs.store_files([data])
+        return build_spec(
+            ImportSpec,
+            model=model,
+            name=name,
+            adapter_kind=info.kind,
+            file=file_hash,
+            trigger=" ".join((trigger or info.trigger).split()),
+        )
+
+    async def _own(self, session: AsyncSession, user_id: int, name: str) -> Adapter:
+        adapter = await library.owned_adapter(session, user_id, name)
+        if adapter is None:
+            raise UnknownToken(f"you have no token <{name}>; /library list shows yours")
+        return adapter
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise LibraryError(
+            f"{name!r} cannot be a token name: use 2-32 letters, digits, '-' or '_' (e.g. my-dog)"
+        )
