@@ -107,6 +107,7 @@ class TrainSpec(_Spec):
     vectors: int = Field(default=1, ge=1, le=8)  # embedding only: vectors the token stands for
     batch_size: int = Field(default=4, ge=1, le=16)
     prior_preservation: bool = True  # LoRA only
+    train_text_encoder: bool = False  # LoRA only: LoRA layers on the text encoder's attention too
     class_images: int = Field(default=16, ge=0, le=200)
     prior_weight: float = Field(default=1.0, ge=0.0, le=10.0, allow_inf_nan=False)
     flip: bool = True  # horizontal-flip augmentation

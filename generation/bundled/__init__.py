@@ -24,6 +24,6 @@ def bundled_model_config() -> ModelConfig:
         # A 7 M-parameter model at 64 px learns fast and needs strong steps: measured in bench_training.py.
         training={
             "lora": {"steps": 300, "learning_rate": 1e-3, "rank": 4, "batch_size": 4, "class_images": 16},
-            "embedding": {"steps": 800, "learning_rate": 5e-2, "vectors": 4, "batch_size": 4},
+            "embedding": {"steps": 800, "learning_rate": 0.2, "vectors": 4, "batch_size": 8},
         },
     )

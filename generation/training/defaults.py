@@ -28,6 +28,7 @@ class TrainingDefaults:
     vectors: int = 1
     batch_size: int = 1
     class_images: int = 0
+    train_text_encoder: bool = False  # LoRA: also put LoRA layers on the text encoder
 
 
 # For SD 1.x-size models: diffusers' DreamBooth-LoRA and textual-inversion examples, scaled to a
@@ -52,8 +53,9 @@ def check_training_overrides(training: Mapping[str, Mapping[str, object]]) -> No
         for key, value in table.items():
             if key not in TRAINING_KEYS:
                 raise SpecError(f"training.{method}.{key}: unknown; known: {', '.join(TRAINING_KEYS)}")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SpecError(f"training.{method}.{key} must be a number, got {value!r}")
+            expected = bool if key == "train_text_encoder" else (int, float)
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise SpecError(f"training.{method}.{key} has the wrong type: {value!r}")
 
 
 def train_spec(
@@ -96,5 +98,6 @@ def train_spec(
         batch_size=defaults.batch_size,
         class_images=defaults.class_images,
         prior_preservation=defaults.class_images > 0,
+        train_text_encoder=bool(defaults.train_text_encoder) and method == "lora",
         seed=seed if seed is not None else secrets.randbelow(MAX_SEED + 1),
     )

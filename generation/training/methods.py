@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
@@ -21,7 +21,7 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
-from safetensors.torch import save
+from safetensors.torch import load_file, save
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.errors import SpecError
@@ -34,6 +34,13 @@ LORA_TARGET_MODULES = [
     "to_v",
     "to_out.0",
 ]  # the attention projections, as in diffusers' script
+TEXT_ENCODER_TARGET_MODULES = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "out_proj",
+]  # CLIP attention, as in diffusers' script
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 EMBEDDING_TEMPLATES = ("a {}", "a photo of a {}", "a picture of a {}", "{}")
 
 
@@ -67,53 +74,63 @@ def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: 
 
 
 class LoraTraining:
-    """DreamBooth-LoRA: low-rank adapters on a copy of the UNet; the text encoder stays frozen."""
+    """DreamBooth-LoRA: low-rank adapters on a copy of the UNet and, optionally, of the text encoder."""
 
     def __init__(self, model: LoadedModel, spec: TrainSpec) -> None:
         base = model.pipeline
         self.spec = spec
-        self.unet = copy.deepcopy(base.unet)
-        self.unet.requires_grad_(False)
-        self.unet.add_adapter(
-            LoraConfig(
-                r=spec.rank,
-                lora_alpha=spec.rank,
-                init_lora_weights="gaussian",
-                target_modules=LORA_TARGET_MODULES,
-            )
+        self.tokenizer = base.tokenizer
+        self.unet = _with_lora(base.unet, spec.rank, LORA_TARGET_MODULES)
+        self.text_encoder = (
+            _with_lora(base.text_encoder, spec.rank, TEXT_ENCODER_TARGET_MODULES)
+            if spec.train_text_encoder
+            else base.text_encoder
         )
-        cast_training_params(self.unet, dtype=torch.float32)  # trainable weights in fp32 even on a fp16 model
-        self._parameters = [p for p in self.unet.parameters() if p.requires_grad]
-        with torch.no_grad():  # a frozen text encoder: the two prompts are encoded once
-            self._instance = encode_text(base.tokenizer, base.text_encoder, [f"a {spec.trigger}"])
-            self._class = encode_text(base.tokenizer, base.text_encoder, [f"a {spec.class_noun}"])
+        trained = [self.unet, self.text_encoder] if spec.train_text_encoder else [self.unet]
+        self._parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
+        with torch.no_grad():  # with a frozen text encoder the two prompts are encoded once
+            self._instance = self._encode(f"a {spec.trigger}")
+            self._class = self._encode(f"a {spec.class_noun}")
+
+    def _encode(self, prompt: str, count: int = 1) -> torch.Tensor:
+        return encode_text(self.tokenizer, self.text_encoder, [prompt] * count)
 
     @property
     def parameters(self) -> list[torch.nn.Parameter]:
         return self._parameters
 
     def instance_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        if self.spec.train_text_encoder:
+            return self._encode(f"a {self.spec.trigger}", count)
         return self._instance.expand(count, -1, -1)
 
     def class_embeddings(self, count: int) -> torch.Tensor:
+        if self.spec.train_text_encoder:
+            return self._encode(f"a {self.spec.class_noun}", count)
         return self._class.expand(count, -1, -1)
 
     def export(self) -> dict[str, torch.Tensor]:
-        """The LoRA in diffusers' format ("unet.…lora_A.weight"), exactly what save_lora_weights writes."""
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
+        """The LoRA in diffusers' format ("unet.…" and "text_encoder.…" keys), as save_lora_weights writes."""
+        unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
+        text_layers = (
+            convert_state_dict_to_diffusers(get_peft_model_state_dict(self.text_encoder))
+            if self.spec.train_text_encoder
+            else None
+        )
         with tempfile.TemporaryDirectory() as directory:
             StableDiffusionPipeline.save_lora_weights(
-                directory, unet_lora_layers=layers, safe_serialization=True
+                directory,
+                unet_lora_layers=unet_layers,
+                text_encoder_lora_layers=text_layers,
+                safe_serialization=True,
             )
-            from safetensors.torch import load_file
-
             return load_file(Path(directory) / "pytorch_lora_weights.safetensors")
 
     def sample_prompt(self) -> str:
         return f"a {self.spec.trigger}"
 
     def sampling_pipeline(self, base: StableDiffusionPipeline) -> StableDiffusionPipeline:
-        return StableDiffusionPipeline.from_pipe(base, unet=self.unet)
+        return StableDiffusionPipeline.from_pipe(base, unet=self.unet, text_encoder=self.text_encoder)
 
 
 class _TokenEmbeddingWithNewRows(torch.nn.Module):
@@ -182,6 +199,17 @@ class EmbeddingTraining:
         return StableDiffusionPipeline.from_pipe(
             base, tokenizer=self.tokenizer, text_encoder=self.text_encoder
         )
+
+
+def _with_lora(module: ModuleT, rank: int, targets: list[str]) -> ModuleT:
+    """A frozen copy of `module` with trainable LoRA layers (in fp32, even on a half-precision model)."""
+    copied = copy.deepcopy(module)
+    copied.requires_grad_(False)
+    copied.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
+    )
+    cast_training_params(copied, dtype=torch.float32)
+    return copied
 
 
 def _initial_rows(

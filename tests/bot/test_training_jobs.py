@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
 from generation.imagine import imagine_spec
 from generation.outputs import encode_png
-from generation.pool import Cancelled, PoolConfig, Progress, WorkerPool
+from generation.pool import Cancelled, PoolConfig, Progress, Started, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, TrainSpec, spec_from_json
 from generation.training.defaults import train_spec
@@ -182,3 +184,26 @@ async def test_a_long_training_never_blocks_an_imagine(
 async def _until(condition: object) -> None:
     while not condition():  # type: ignore[operator]
         await asyncio.sleep(0.05)
+
+
+async def test_a_training_whose_worker_is_killed_resumes_from_its_checkpoint(
+    service: JobService, config: ModelConfig
+) -> None:
+    spec = await training(service, config, "embedding", steps=400, checkpoint_every=20, samples=0)
+    ticket = await service.submit(owner_id=1, spec=spec)
+    events: list[object] = []
+    killed = False
+    async for event in ticket.events():
+        events.append(event)
+        if isinstance(event, Progress) and event.step >= 30 and not killed:
+            killed = True
+            training_pid = service.pool.worker_pids()[1]  # [interactive, training]
+            os.kill(training_pid, signal.SIGKILL)
+    assert isinstance(events[-1], Finished)
+    attempts = [e for e in events if isinstance(e, Started)]
+    assert [e.attempt for e in attempts] == [1, 2]
+    after_restart = events[events.index(attempts[1]) + 1 :]
+    first_step = next(e.step for e in after_restart if isinstance(e, Progress))
+    assert first_step > 20  # went on from a checkpoint (20, 40, …), not from step 1
+    job = await service.get_job(ticket.job_id)
+    assert job is not None and job.state == JobState.DONE and job.attempts == 2

@@ -36,7 +36,9 @@ def plain_pipeline(model_dir: Path) -> StableDiffusionPipeline:
     )
 
 
+@pytest.mark.parametrize("text_encoder", [False, True], ids=["unet", "unet+text-encoder"])
 def test_lora_file_loads_in_plain_diffusers_and_changes_the_output(
+    text_encoder: bool,
     tiny_model: LoadedModel,
     tiny_model_dir: Path,
     photos: list[Image.Image],
