@@ -36,6 +36,12 @@ class Services:
     library: LibraryService
 
 
+def model_choices(settings: Settings, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a `model` option: the configured models whose name contains what was typed."""
+    names = sorted(name for name in settings.models if current.lower() in name.lower())
+    return [app_commands.Choice(name=name, value=name) for name in names][:25]
+
+
 class DreamcordTree(app_commands.CommandTree["DreamcordBot"]):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import model_choices
 from generation.checkpoint import native_resolution
 from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt
@@ -86,7 +87,4 @@ class ImagineCog(commands.Cog):
 
     @imagine.autocomplete("model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted(self.bot.services.settings.models)
-        return [
-            app_commands.Choice(name=name, value=name) for name in names if current.lower() in name.lower()
-        ][:25]
+        return model_choices(self.bot.services.settings, current)

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from bot.captions import METHOD_NAMES
+from bot.discord_bot import model_choices
 from bot.library import LibraryEntry
 from generation.adapter_files import MAX_ADAPTER_BYTES
 from generation.specs import JobSpec
@@ -109,3 +110,7 @@ class LibraryCog(commands.GroupCog, group_name="library", group_description="You
             )
 
         await services.interactive.run_prepared(interaction, prepare)
+
+    @import_.autocomplete("model")
+    async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return model_choices(self.services.settings, current)

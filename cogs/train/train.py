@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.attachments import read_attachment
+from bot.discord_bot import model_choices
 from generation.checkpoint import native_resolution
 from generation.specs import JobSpec
 from generation.training.defaults import train_spec
@@ -92,5 +93,4 @@ class TrainCog(commands.Cog):
 
     @train.autocomplete("model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        names = sorted(self.bot.services.settings.models)
-        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n.lower()][:25]
+        return model_choices(self.bot.services.settings, current)

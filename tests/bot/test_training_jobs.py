@@ -37,13 +37,18 @@ def config(tiny_config: ModelConfig) -> ModelConfig:
 
 @pytest.fixture
 async def service(
-    sessions: async_sessionmaker[AsyncSession], config: ModelConfig, tmp_path: Path
+    request: pytest.FixtureRequest,
+    sessions: async_sessionmaker[AsyncSession],
+    config: ModelConfig,
+    tmp_path: Path,
 ) -> JobService:
+    """A job service on a real pool whose workers start only for tests marked `needs_worker`."""
     worker = WorkerSettings(
         models={"tiny": config}, data_dir=str(tmp_path), device="cpu", threads=1, log_level=logging.WARNING
     )
     pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",), training_devices=("cpu",)))
-    await pool.start()
+    if request.node.get_closest_marker("needs_worker"):
+        await pool.start()
     service = JobService(sessions, pool, FileStore(tmp_path / "files"))
     yield service
     await service.close()
@@ -69,6 +74,7 @@ async def job_count(sessions: async_sessionmaker[AsyncSession]) -> int:
         return (await session.scalar(select(func.count()).select_from(Job))) or 0
 
 
+@pytest.mark.needs_worker
 @pytest.mark.parametrize("method", ["lora", "embedding"])
 async def test_trained_token_lands_in_the_owners_library_and_works_in_prompts(
     method: str, service: JobService, config: ModelConfig, sessions: async_sessionmaker[AsyncSession]
@@ -153,6 +159,7 @@ async def test_training_a_name_the_user_already_has_is_refused(
     assert await job_count(sessions) == before
 
 
+@pytest.mark.needs_worker
 async def test_a_long_training_never_blocks_an_imagine(
     service: JobService, config: ModelConfig, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -186,6 +193,7 @@ async def _until(condition: object) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.needs_worker
 async def test_a_training_whose_worker_is_killed_resumes_from_its_checkpoint(
     service: JobService, config: ModelConfig
 ) -> None:
