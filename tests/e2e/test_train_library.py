@@ -79,6 +79,14 @@ async def test_train_then_use_the_token_only_its_owner_can(stack: Stack) -> None
 
     used = await imagine(stack, alice, "a <hexy> --seed 3 --steps 2")
     await fake.wait_until(lambda: (m := fake.message(used.original_id)) and m["attachments"], timeout=60)
+    grid = fake.message(used.original_id)
+    reroll_id = grid["components"][-1]["components"][-1]["custom_id"]  # type: ignore[index]
+    assert reroll_id.startswith("dc:r:")
+
+    jobs_before = await count(stack, Job)
+    pressed = await fake.press(bob, int(grid["id"]), reroll_id)  # type: ignore[index]
+    assert "<hexy> is not in your library" in await ephemeral_reply(stack, pressed)  # never applied for bob
+    assert await count(stack, Job) == jobs_before
 
     jobs_before = await count(stack, Job)
     refused = await imagine(stack, bob, "a <hexy> --steps 2")
