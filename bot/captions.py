@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, spec_from_json
+from generation.specs import (
+    STRONG_STRENGTH,
+    SUBTLE_STRENGTH,
+    ImagineSpec,
+    ImportSpec,
+    JobSpec,
+    PromptedSpec,
+    TrainSpec,
+    VarySpec,
+    spec_from_json,
+)
 from storage.models import Job
 
 METHOD_NAMES = {"lora": "LoRA", "embedding": "embedding"}
 
 
 def job_title(spec: JobSpec) -> str:
+    if isinstance(spec, VarySpec):
+        return f"{spec.prompt} (variations)"
     if isinstance(spec, ImagineSpec):
         return spec.prompt
     if isinstance(spec, TrainSpec):
@@ -20,12 +32,11 @@ def job_title(spec: JobSpec) -> str:
 
 def result_caption(job: Job) -> str:
     spec = spec_from_json(job.spec_json)
-    if isinstance(spec, ImagineSpec):
+    if isinstance(spec, PromptedSpec):
         seeds = f"seed {spec.seeds[0]}" if len(spec.seeds) == 1 else f"seeds {spec.seeds[0]}–{spec.seeds[-1]}"
         prompt = spec.prompt if len(spec.prompt) <= 1500 else spec.prompt[:1497] + "…"
-        return (
-            f"**{prompt}** — <@{job.owner_id}> · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"
-        )
+        kind = f" · variations ({_strength_word(spec.strength)})" if isinstance(spec, VarySpec) else ""
+        return f"**{prompt}** — <@{job.owner_id}>{kind} · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"
     if isinstance(spec, TrainSpec):
         return (
             f"**<{spec.token}>** is ready — <@{job.owner_id}>'s {METHOD_NAMES[spec.method]} of a {spec.class_noun}, "
@@ -39,3 +50,8 @@ def result_caption(job: Job) -> str:
             f"{spec.model}); use it as `<{spec.name}>` in prompts · job {job.id}"
         )
     return f"{spec.kind} — <@{job.owner_id}> · job {job.id}"
+
+
+def _strength_word(strength: float) -> str:
+    names = {SUBTLE_STRENGTH: "subtle", STRONG_STRENGTH: "strong"}
+    return names.get(strength, f"strength {strength:g}")

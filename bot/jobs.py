@@ -11,20 +11,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, spec_from_json
+from generation.specs import ImportSpec, JobSpec, PromptedSpec, TrainSpec, VarySpec, spec_from_json
 from storage import library
 from storage import repositories as repo
 from storage.files import FileStore
 from storage.models import AdapterKind, Job, JobState
 
 log = logging.getLogger(__name__)
+PromptedSpecT = TypeVar("PromptedSpecT", bound=PromptedSpec)
 
 
 class JobNotFound(DreamcordError):
@@ -187,7 +188,9 @@ class JobService:
     async def _prepare(
         self, session: AsyncSession, spec: JobSpec, owner_id: int, guild_id: int | None
     ) -> JobSpec:
-        if isinstance(spec, ImagineSpec) and spec.adapters:
+        if isinstance(spec, VarySpec) and not self.files.exists(spec.source):
+            raise DreamcordError("the image to vary is no longer stored")
+        if isinstance(spec, PromptedSpec) and spec.adapters:
             return await resolve_adapters(session, spec, owner_id, guild_id)
         if isinstance(spec, TrainSpec | ImportSpec):
             name = spec.token if isinstance(spec, TrainSpec) else spec.name
@@ -299,8 +302,8 @@ class JobService:
 
 
 async def resolve_adapters(
-    session: AsyncSession, spec: ImagineSpec, owner_id: int, guild_id: int | None
-) -> ImagineSpec:
+    session: AsyncSession, spec: PromptedSpecT, owner_id: int, guild_id: int | None
+) -> PromptedSpecT:
     """Fill each `<name>` of the spec with the file, kind and trigger of the adapter it means here."""
     resolved = []
     for ref in spec.adapters:

@@ -20,7 +20,7 @@ from generation.models import LoadedModel
 from generation.prompt import ParsedPrompt
 from generation.schedulers import make_scheduler
 from generation.sizes import size_for_aspect
-from generation.specs import MAX_SEED, ImagineSpec, build_spec
+from generation.specs import MAX_SEED, ImagineSpec, PromptedSpec, build_spec
 from generation.tiling import seamless_tiling
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ CancelCheck = Callable[[], bool]
 class ImagineResult:
     """The images of one imagine job, in seed order, with what the safety checker said of each."""
 
-    spec: ImagineSpec
+    spec: PromptedSpec
     images: list[Image.Image]
     elapsed_s: float
     nsfw: list[bool] = field(default_factory=list)
@@ -114,7 +114,7 @@ def run_imagine(
     return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw)
 
 
-def check_imagine(model: LoadedModel, spec: ImagineSpec) -> None:
+def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
     if spec.model != model.config.name:
         raise SpecError(f"spec is for model {spec.model!r} but {model.config.name!r} is loaded")
     if spec.width * spec.height > MAX_AREA_FACTOR * model.resolution**2:
@@ -130,7 +130,7 @@ def check_imagine(model: LoadedModel, spec: ImagineSpec) -> None:
 
 @torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
 def encode_prompts(
-    pipeline: StableDiffusionPipeline, spec: ImagineSpec
+    pipeline: StableDiffusionPipeline, spec: PromptedSpec
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Text embeddings for every image (with chaos applied), and the negative ones when CFG is on."""
     negative = expand_tokens(spec.negative_prompt, spec.adapters)
@@ -141,7 +141,8 @@ def encode_prompts(
         do_classifier_free_guidance=spec.guidance > 1.0,
         negative_prompt=negative or None,
     )
-    return apply_chaos(prompt_embeds, spec.seeds, spec.chaos), negative_embeds
+    chaos = spec.chaos if isinstance(spec, ImagineSpec) else 0
+    return apply_chaos(prompt_embeds, spec.seeds, chaos), negative_embeds
 
 
 def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> torch.Tensor:

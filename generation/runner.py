@@ -19,7 +19,7 @@ from generation.errors import SpecError
 from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec
+from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, VarySpec
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class JobRunner:
     ) -> JobOutput:
         if isinstance(spec, ImagineSpec):
             return self._imagine(spec, on_step, should_cancel)
+        if isinstance(spec, VarySpec):
+            return self._vary(spec, on_step, should_cancel)
         if isinstance(spec, TrainSpec):
             return self._train(spec, job_id, on_step, should_cancel)
         if isinstance(spec, ImportSpec):
@@ -92,6 +94,19 @@ class JobRunner:
                 run_imagine(model, half, on_step=on_step, should_cancel=should_cancel) for half in halves
             ]
         return _job_output(results, batch_retried=len(results) > 1)
+
+    # ------------------------------------------------------------ vary
+    def _vary(
+        self, spec: VarySpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
+    ) -> JobOutput:
+        from generation.user_images import open_user_image
+        from generation.vary import run_vary
+
+        model = self.models.get(spec.model)
+        self.adapters.activate(model.pipeline, spec.adapters)
+        source = open_user_image(self._read_file(spec.source), "the source image")
+        result = run_vary(model, spec, source, on_step=on_step, should_cancel=should_cancel)
+        return _job_output([result], batch_retried=False)
 
     # ------------------------------------------------------------ import
     def _import(self, spec: ImportSpec) -> JobOutput:

@@ -55,10 +55,9 @@ class _Spec(BaseModel):
         return self.model_dump_json()
 
 
-class ImagineSpec(_Spec):
-    """Text to image: one image per seed, rendered in one batched pipeline call."""
+class PromptedSpec(_Spec):
+    """What every prompted rendering job has: model, prompts, one seed per image, size, sampler, adapters."""
 
-    kind: Literal["imagine"] = "imagine"
     model: str = Field(min_length=1, max_length=64)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
@@ -68,8 +67,6 @@ class ImagineSpec(_Spec):
     steps: int = Field(ge=1, le=150)
     guidance: float = Field(ge=0.0, le=30.0, allow_inf_nan=False)
     scheduler: SchedulerName = "euler_a"
-    chaos: int = Field(default=0, ge=0, le=100)
-    tile: bool = False
     adapters: tuple[AdapterRef, ...] = ()
 
     @model_validator(mode="after")
@@ -78,11 +75,34 @@ class ImagineSpec(_Spec):
             raise ValueError("the prompt is empty: describe what you want to see")
         return self
 
-    def single(self, index: int) -> ImagineSpec:
+    def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""
         if not 0 <= index < len(self.seeds):
             raise SpecError(f"image index must be 0..{len(self.seeds) - 1}, got {index}")
         return self.model_copy(update={"seeds": (self.seeds[index],)})
+
+
+class ImagineSpec(PromptedSpec):
+    """Text to image: one image per seed, rendered in one batched pipeline call."""
+
+    kind: Literal["imagine"] = "imagine"
+    chaos: int = Field(default=0, ge=0, le=100)
+    tile: bool = False
+
+
+SUBTLE_STRENGTH, STRONG_STRENGTH = 0.35, 0.7
+
+
+class VarySpec(PromptedSpec):
+    """Variations of a stored image: img2img from `source` (a file-store hash) with new seeds.
+
+    `strength` is how much of the denoising is redone: ~0.35 keeps the composition (subtle), ~0.7
+    keeps the colours and rough layout (strong).
+    """
+
+    kind: Literal["vary"] = "vary"
+    source: str = Field(pattern=SHA256_PATTERN)
+    strength: float = Field(ge=0.05, le=1.0, allow_inf_nan=False)
 
 
 class TrainSpec(_Spec):
@@ -139,7 +159,7 @@ class ImportSpec(_Spec):
         return AdapterRef(name=self.name, kind=self.adapter_kind, file=self.file, trigger=self.trigger)
 
 
-JobSpec = Annotated[ImagineSpec | TrainSpec | ImportSpec, Field(discriminator="kind")]
+JobSpec = Annotated[ImagineSpec | VarySpec | TrainSpec | ImportSpec, Field(discriminator="kind")]
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
 SpecT = TypeVar("SpecT", bound=_Spec)

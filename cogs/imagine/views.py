@@ -13,36 +13,42 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.interactive import reply_error
 from bot.jobs import StoredImage
-from generation.imagine import seeds_from
-from generation.specs import MAX_SEED, spec_from_json
+from generation.imagine import GRID_SIZE, seeds_from
+from generation.specs import MAX_SEED, STRONG_STRENGTH, PromptedSpec, VarySpec, build_spec, spec_from_json
 from storage.models import Job, JobState
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
 
-ACTION_LABELS = {"u": "U", "r": "🔄"}
+ACTION_LABELS = {"u": "U", "v": "V", "r": "🔄"}
+GRID_KINDS = ("imagine", "vary")
 
 
 def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | None:
     """U1–U4 and reroll under an imagine grid; nothing under a single image or other jobs yet."""
-    if len(images) < 2 or job.kind != "imagine":
+    if len(images) < 2 or job.kind not in GRID_KINDS:
         return None
     view = discord.ui.View(timeout=None)
     for index in range(len(images)):
         view.add_item(GridButton("u", job.id, index))
     view.add_item(GridButton("r", job.id, 0))
+    for index in range(len(images)):
+        view.add_item(GridButton("v", job.id, index))
     return view
 
 
 class GridButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc:(?P<action>[ur]):(?P<job>\d+):(?P<index>\d)"
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"dc:(?P<action>[urv]):(?P<job>\d+):(?P<index>\d)",
 ):
     def __init__(self, action: str, job_id: int, index: int) -> None:
-        label = f"U{index + 1}" if action == "u" else ACTION_LABELS[action]
-        style = discord.ButtonStyle.secondary if action == "u" else discord.ButtonStyle.primary
+        label = ACTION_LABELS[action] + (str(index + 1) if action in "uv" else "")
+        style = discord.ButtonStyle.primary if action == "r" else discord.ButtonStyle.secondary
+        row = 1 if action == "v" else 0  # U1-U4 and reroll on top, V1-V4 below
         super().__init__(
-            discord.ui.Button(label=label, style=style, custom_id=f"dc:{action}:{job_id}:{index}")
+            discord.ui.Button(label=label, style=style, custom_id=f"dc:{action}:{job_id}:{index}", row=row)
         )
         self.action, self.job_id, self.index = action, job_id, index
 
@@ -54,7 +60,6 @@ class GridButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         from bot.discord_bot import DreamcordBot
-        from bot.interactive import reply_error
 
         bot = interaction.client
         assert isinstance(bot, DreamcordBot)
@@ -64,6 +69,8 @@ class GridButton(
             return
         if self.action == "u":
             await self._send_single(bot, interaction, job)
+        elif self.action == "v":
+            await self._vary(bot, interaction, job)
         else:
             await self._reroll(bot, interaction, job)
 
@@ -85,3 +92,20 @@ class GridButton(
             update={"seeds": seeds_from(secrets.randbelow(MAX_SEED + 1), len(spec.seeds))}
         )
         await bot.services.interactive.run(interaction, fresh, parent_job_id=job.id)
+
+    async def _vary(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
+        """Strong variations of image `index`, owned by whoever pressed (their tokens, not the owner's)."""
+        spec = spec_from_json(job.spec_json)
+        images = await bot.services.jobs.images_of(job.id)
+        if not isinstance(spec, PromptedSpec) or self.index >= len(images):
+            await reply_error(interaction, "That image cannot be varied.")
+            return
+        variation = vary_spec(spec, images[self.index].file_hash, STRONG_STRENGTH)
+        await bot.services.interactive.run(interaction, variation, parent_job_id=job.id)
+
+
+def vary_spec(spec: PromptedSpec, source: str, strength: float) -> VarySpec:
+    """Variations of one image of `spec`'s result: same prompt and settings, new seeds."""
+    common = {name: getattr(spec, name) for name in PromptedSpec.model_fields}
+    common["seeds"] = seeds_from(secrets.randbelow(MAX_SEED + 1), GRID_SIZE)
+    return build_spec(VarySpec, **common, source=source, strength=strength)

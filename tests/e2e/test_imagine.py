@@ -43,7 +43,10 @@ async def test_imagine_answers_with_a_grid_and_buttons(stack: Stack) -> None:
     assert _image(fake, message["attachments"][0]).size == (128, 128)
     ids = _custom_ids(message)
     job_id = int(ids[0].split(":")[2])
-    assert ids == [f"dc:u:{job_id}:{i}" for i in range(4)] + [f"dc:r:{job_id}:0"]
+    assert ids == [f"dc:u:{job_id}:{i}" for i in range(4)] + [f"dc:r:{job_id}:0"] + [
+        f"dc:v:{job_id}:{i}" for i in range(4)
+    ]  # nine buttons: U1-U4 and reroll on the first row, V1-V4 on the second
+    assert [len(row["components"]) for row in message["components"]] == [5, 4]
     assert "a red circle" in message["content"] and "seeds 5–8" in message["content"]
     assert await stack.job_message_id(job_id) == int(message["id"])
     job = await stack.jobs.get_job(job_id)
@@ -67,13 +70,33 @@ async def test_reroll_still_works_after_the_bot_restarts(stack: Stack) -> None:
     grid_message = await _imagine(stack, carol, "a green star --seed 1 --steps 2")
     await stack.restart_bot()  # a new Bot instance: the buttons must not depend on memory
     dave = fake.add_user("dave")
-    press = await fake.press(dave, int(grid_message["id"]), _custom_ids(grid_message)[-1])
+    press = await fake.press(dave, int(grid_message["id"]), _custom_ids(grid_message)[4])
     await fake.wait_until(
         lambda: press.original_id and fake.message(press.original_id)["attachments"], timeout=60
     )
     rerolled = fake.message(press.original_id)
     assert rerolled is not None and f"<@{dave}>" in rerolled["content"]  # whoever presses owns the new job
     assert "seeds 1–4" not in rerolled["content"]
+
+
+async def test_v3_after_a_restart_gives_variations_of_image_3(stack: Stack) -> None:
+    fake = stack.fake
+    erica = fake.add_user("erica")
+    grid_message = await _imagine(stack, erica, "a yellow ring --seed 20 --steps 2")
+    grid_job = int(_custom_ids(grid_message)[0].split(":")[2])
+    await stack.restart_bot()
+    press = await fake.press(erica, int(grid_message["id"]), f"dc:v:{grid_job}:2")
+    await fake.wait_until(
+        lambda: press.original_id and fake.message(press.original_id)["attachments"], timeout=60
+    )
+    varied = fake.message(press.original_id)
+    assert varied is not None and "variations (strong)" in varied["content"]
+    assert _image(fake, varied["attachments"][0]).size == (128, 128)
+    assert len(_custom_ids(varied)) == 9  # a variation grid has the same buttons
+    vary_job = await stack.jobs.get_job(int(_custom_ids(varied)[0].split(":")[2]))
+    third = (await stack.jobs.images_of(grid_job))[2]
+    assert vary_job is not None and vary_job.parent_job_id == grid_job
+    assert f'"source":"{third.file_hash}"' in vary_job.spec_json
 
 
 async def test_bad_prompt_gets_an_ephemeral_error_and_queues_nothing(stack: Stack) -> None:

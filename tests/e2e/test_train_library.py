@@ -80,7 +80,7 @@ async def test_train_then_use_the_token_only_its_owner_can(stack: Stack) -> None
     used = await imagine(stack, alice, "a <hexy> --seed 3 --steps 2")
     await fake.wait_until(lambda: (m := fake.message(used.original_id)) and m["attachments"], timeout=60)
     grid = fake.message(used.original_id)
-    reroll_id = grid["components"][-1]["components"][-1]["custom_id"]  # type: ignore[index]
+    reroll_id = grid["components"][0]["components"][-1]["custom_id"]  # type: ignore[index]
     assert reroll_id.startswith("dc:r:")
 
     jobs_before = await count(stack, Job)
