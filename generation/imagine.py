@@ -7,9 +7,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from generation.adapters import expand_tokens
@@ -31,6 +32,7 @@ CHAOS_STRENGTH = 0.5  # at --chaos 100, each image's text embedding gets noise o
 _CHAOS_SEED_SALT = 0x5EED_C4A0  # keeps the chaos noise stream apart from the latent noise stream
 
 StepCallback = Callable[[int, int], None]
+PromptedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline
 CancelCheck = Callable[[], bool]
 
 
@@ -91,26 +93,40 @@ def run_imagine(
     should_cancel: CancelCheck | None = None,
 ) -> ImagineResult:
     """Render every image of `spec` in one batched pipeline call with one generator per seed."""
+    pipeline = model.pipeline
+    with seamless_tiling(pipeline.unet, pipeline.vae, enabled=spec.tile):
+        return render_batch(
+            model, pipeline, spec, on_step, should_cancel, width=spec.width, height=spec.height
+        )
+
+
+def render_batch(
+    model: LoadedModel,
+    pipeline: PromptedPipeline,
+    spec: PromptedSpec,
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+    **inputs: Any,
+) -> ImagineResult:
+    """What every prompted job does: check the spec, give the pipeline a fresh scheduler, encode the
+    prompts, then one batched call with a generator per seed, reporting steps and honouring cancel.
+    `inputs` are the pipeline's own arguments (size for txt2img; image and strength for img2img)."""
     check_imagine(model, spec)
     started = time.perf_counter()
-    pipeline = model.pipeline
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
     prompt_embeds, negative_embeds = encode_prompts(pipeline, spec)
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds]
-    with seamless_tiling(pipeline.unet, pipeline.vae, enabled=spec.tile):
-        output = pipeline(
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_embeds,
-            width=spec.width,
-            height=spec.height,
-            num_inference_steps=spec.steps,
-            guidance_scale=spec.guidance,
-            generator=generators,
-            callback_on_step_end=step_reporter(on_step, should_cancel),
-        )
+    output = pipeline(
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative_embeds,
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.guidance,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
+        callback_on_step_end=step_reporter(on_step, should_cancel),
+        **inputs,
+    )
     nsfw = list(output.nsfw_content_detected or [False] * len(output.images))
     elapsed = time.perf_counter() - started
-    log.debug("imagine %s: %d images in %.2fs", spec.model, len(output.images), elapsed)
+    log.debug("%s %s: %d images in %.2fs", type(spec).__name__, spec.model, len(output.images), elapsed)
     return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw)
 
 
@@ -130,7 +146,7 @@ def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
 
 @torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
 def encode_prompts(
-    pipeline: StableDiffusionPipeline, spec: PromptedSpec
+    pipeline: PromptedPipeline, spec: PromptedSpec
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Text embeddings for every image (with chaos applied), and the negative ones when CFG is on."""
     negative = expand_tokens(spec.negative_prompt, spec.adapters)

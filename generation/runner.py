@@ -20,6 +20,8 @@ from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
 from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, VarySpec
+from generation.user_images import open_user_image
+from generation.vary import run_vary
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -99,9 +101,6 @@ class JobRunner:
     def _vary(
         self, spec: VarySpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
     ) -> JobOutput:
-        from generation.user_images import open_user_image
-        from generation.vary import run_vary
-
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         source = open_user_image(self._read_file(spec.source), "the source image")
@@ -125,8 +124,8 @@ class JobRunner:
         on_step: ProgressCallback | None,
         should_cancel: CancelCheck | None,
     ) -> JobOutput:
+        # Imported here: only training workers need peft and the training code.
         from generation.training.loop import spec_fingerprint, train_adapter
-        from generation.user_images import open_user_image
 
         model = self.models.get(spec.model)
         self.adapters.reset()  # the LoRA trainer copies the UNet: no user's LoRA may ride along

@@ -4,7 +4,6 @@ VAE latent distributions, encoded once before the first step."""
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from generation.imagine import run_imagine
 from generation.models import LoadedModel
+from generation.outputs import encode_png
+from generation.specs import ImagineSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def class_images(model: LoadedModel, class_noun: str, count: int, cache_root: Pa
         batch = missing[start : start + CLASS_IMAGE_BATCH]
         log.info("rendering class images %s of %r", batch, class_noun)
         for index, image in zip(batch, _render(model, f"a {class_noun}", batch), strict=True):
-            _write_atomically(directory / f"{index:04d}.png", image)
+            _write_atomically(directory / f"{index:04d}.png", encode_png(image))
     return [Image.open(directory / f"{index:04d}.png").convert("RGB") for index in range(count)]
 
 
@@ -79,24 +81,22 @@ def _model_key(model: LoadedModel) -> str:
 
 
 def _render(model: LoadedModel, prompt: str, seeds: list[int]) -> list[Image.Image]:
-    from generation.schedulers import make_scheduler
-
-    pipeline = model.pipeline
-    pipeline.scheduler = make_scheduler(model.config.scheduler, model.scheduler_config)
-    output = pipeline(
-        prompt=[prompt] * len(seeds),
-        num_inference_steps=model.config.steps,
-        guidance_scale=model.config.guidance,
-        height=model.resolution,
+    """The model's own pictures of `prompt` with its default settings, as any /imagine renders them."""
+    config = model.config
+    spec = ImagineSpec(
+        model=config.name,
+        prompt=prompt,
+        seeds=tuple(seeds),
         width=model.resolution,
-        generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+        height=model.resolution,
+        steps=config.steps,
+        guidance=config.guidance,
+        scheduler=config.scheduler,
     )
-    return list(output.images)
+    return run_imagine(model, spec).images
 
 
-def _write_atomically(path: Path, image: Image.Image) -> None:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(buffer.getvalue())
+    temporary.write_bytes(data)
     temporary.replace(path)
