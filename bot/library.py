@@ -8,7 +8,6 @@ for it by name gets the same "not in your library" as a name nobody has.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -17,12 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.jobs import JobService, JobTicket, TokenTaken, UnknownToken
 from generation.adapter_files import inspect_adapter_file
 from generation.errors import DreamcordError
-from generation.specs import ADAPTER_NAME_PATTERN, ImportSpec, build_spec
+from generation.specs import ImportSpec, adapter_name_problem, build_spec
 from storage import library
 from storage.files import FileStore
 from storage.models import Adapter, Visibility
-
-_NAME = re.compile(ADAPTER_NAME_PATTERN)
 
 
 class LibraryError(DreamcordError):
@@ -151,7 +148,5 @@ class LibraryService:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise LibraryError(
-            f"{name!r} cannot be a token name: use 2-32 letters, digits, '-' or '_' (e.g. my-dog)"
-        )
+    if problem := adapter_name_problem(name):
+        raise LibraryError(problem)

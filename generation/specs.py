@@ -6,6 +6,7 @@ resolved values (seeds, size, steps, scheduler), never "use the default".
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -26,6 +27,13 @@ TrainMethod = AdapterKind
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 CLASS_NOUN_PATTERN = r"^[A-Za-z][A-Za-z -]{0,38}[A-Za-z]$"
 MIN_TRAIN_IMAGES, MAX_TRAIN_IMAGES = 3, 20
+
+
+def adapter_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a token (for the user), or None when it can."""
+    if re.match(ADAPTER_NAME_PATTERN, name):
+        return None
+    return f"{name!r} cannot be a token name: use 2-32 letters, digits, '-' or '_' (e.g. my-dog)"
 
 
 class AdapterRef(BaseModel):

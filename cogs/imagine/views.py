@@ -27,7 +27,7 @@ GRID_KINDS = ("imagine", "vary")
 
 
 def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | None:
-    """U1–U4 and reroll under an imagine grid; nothing under a single image or other jobs yet."""
+    """U1–U4, reroll and V1–V4 under an imagine or vary grid; nothing under a single image or other jobs yet."""
     if len(images) < 2 or job.kind not in GRID_KINDS:
         return None
     view = discord.ui.View(timeout=None)

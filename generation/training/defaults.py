@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields, replace
 from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.specs import (
-    ADAPTER_NAME_PATTERN,
     CLASS_NOUN_PATTERN,
     MAX_SEED,
     TrainMethod,
     TrainSpec,
+    adapter_name_problem,
     build_spec,
 )
 
@@ -73,10 +73,8 @@ def train_spec(
 ) -> TrainSpec:
     """A complete, reproducible TrainSpec: what the user chose, the model's defaults for the rest."""
     class_noun = " ".join(class_noun.split()).lower()
-    if not re.match(ADAPTER_NAME_PATTERN, token):
-        raise SpecError(
-            f"{token!r} cannot be a token name: use 2-32 letters, digits, '-' or '_' (e.g. my-dog)"
-        )
+    if problem := adapter_name_problem(token):
+        raise SpecError(problem)
     if not re.match(CLASS_NOUN_PATTERN, class_noun):
         raise SpecError(
             f"{class_noun!r} cannot be a class noun: one or a few plain words for what the photos show, "
