@@ -14,7 +14,7 @@ import logging
 import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -160,11 +160,18 @@ class AdapterCache:
         except (ValueError, KeyError, RuntimeError) as error:
             log.warning("embedding %s does not load: %s", ref.file, error)
             raise SpecError(f"<{ref.name}> does not fit this model's text encoder") from None
-        tokenizer = pipeline.tokenizer
-        tokens = [token] + [f"{token}_{i}" for i in range(1, 256) if f"{token}_{i}" in tokenizer.get_vocab()]
-        ids = tokenizer.convert_tokens_to_ids(tokens)
+        tokens = _vector_tokens(token, pipeline.tokenizer.get_vocab())
+        ids = pipeline.tokenizer.convert_tokens_to_ids(tokens)
         rows = pipeline.text_encoder.get_input_embeddings().weight[ids].detach().clone()
         embedding = _Embedding(tokens, ids, rows)
         self._embeddings[ref.file] = embedding
         log.info("loaded embedding <%s> as %s (%d vectors)", ref.name, token, len(tokens))
         return embedding
+
+
+def _vector_tokens(token: str, vocabulary: Mapping[str, int]) -> list[str]:
+    """`token` and the `token_1`, `token_2`, … diffusers adds for a multi-vector embedding."""
+    tokens = [token]
+    while f"{token}_{len(tokens)}" in vocabulary:
+        tokens.append(f"{token}_{len(tokens)}")
+    return tokens
