@@ -41,7 +41,9 @@ class LoadedModel:
         if pipeline_type is type(self.pipeline):
             return self.pipeline  # type: ignore[return-value]
         if pipeline_type not in self.derived:
-            self.derived[pipeline_type] = pipeline_type.from_pipe(self.pipeline)
+            derived = pipeline_type.from_pipe(self.pipeline)
+            derived.set_progress_bar_config(disable=True)  # from_pipe does not carry it over
+            self.derived[pipeline_type] = derived
         return self.derived[pipeline_type]  # type: ignore[return-value]
 
 

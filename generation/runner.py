@@ -17,9 +17,10 @@ from generation.adapters import AdapterCache
 from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.imagine import CancelCheck, ImagineResult, run_imagine
+from generation.inpaint import run_outpaint
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, TrainSpec, VarySpec
+from generation.specs import ImagineSpec, ImportSpec, JobSpec, OutpaintSpec, TrainSpec, VarySpec
 from generation.user_images import open_user_image
 from generation.vary import run_vary
 from storage.files import FileStore
@@ -63,6 +64,8 @@ class JobRunner:
             return self._imagine(spec, on_step, should_cancel)
         if isinstance(spec, VarySpec):
             return self._vary(spec, on_step, should_cancel)
+        if isinstance(spec, OutpaintSpec):
+            return self._outpaint(spec, on_step, should_cancel)
         if isinstance(spec, TrainSpec):
             return self._train(spec, job_id, on_step, should_cancel)
         if isinstance(spec, ImportSpec):
@@ -104,7 +107,17 @@ class JobRunner:
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         source = open_user_image(self._read_file(spec.source), "the source image")
-        result = run_vary(model, spec, source, on_step=on_step, should_cancel=should_cancel)
+        mask = open_user_image(self._read_file(spec.mask), "the mask") if spec.mask else None
+        result = run_vary(model, spec, source, mask=mask, on_step=on_step, should_cancel=should_cancel)
+        return _job_output([result], batch_retried=False)
+
+    def _outpaint(
+        self, spec: OutpaintSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
+    ) -> JobOutput:
+        model = self.models.get(spec.model)
+        self.adapters.activate(model.pipeline, spec.adapters)
+        source = open_user_image(self._read_file(spec.source), "the source image")
+        result = run_outpaint(model, spec, source, on_step=on_step, should_cancel=should_cancel)
         return _job_output([result], batch_retried=False)
 
     # ------------------------------------------------------------ import

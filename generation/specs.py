@@ -98,19 +98,94 @@ class ImagineSpec(PromptedSpec):
     tile: bool = False
 
 
-SUBTLE_STRENGTH, STRONG_STRENGTH = 0.35, 0.7
+SUBTLE_STRENGTH, STRONG_STRENGTH, REGION_STRENGTH = 0.35, 0.7, 1.0
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class RegionBox(BaseModel):
+    """A rectangle as fractions of the picture's width and height (0,0 = top left)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    left: Fraction
+    top: Fraction
+    right: Fraction
+    bottom: Fraction
+
+    @model_validator(mode="after")
+    def _has_area(self) -> Self:
+        if self.right - self.left < 0.01 or self.bottom - self.top < 0.01:
+            raise ValueError("the box is empty: right must be more than left and bottom more than top")
+        return self
 
 
 class VarySpec(PromptedSpec):
     """Variations of a stored image: img2img from `source` (a file-store hash) with new seeds.
 
     `strength` is how much of the denoising is redone: ~0.35 keeps the composition (subtle), ~0.7
-    keeps the colours and rough layout (strong).
+    keeps the colours and rough layout (strong). With a region (`mask`, a file-store hash of a mask
+    image, or `box`) only that part is repainted and the pixels outside it are kept.
     """
 
     kind: Literal["vary"] = "vary"
     source: str = Field(pattern=SHA256_PATTERN)
     strength: float = Field(ge=0.05, le=1.0, allow_inf_nan=False)
+    mask: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    box: RegionBox | None = None
+
+    @model_validator(mode="after")
+    def _one_region_at_most(self) -> Self:
+        if self.mask is not None and self.box is not None:
+            raise ValueError("give a mask image or a box, not both")
+        return self
+
+    @property
+    def has_region(self) -> bool:
+        return self.mask is not None or self.box is not None
+
+
+class Placement(BaseModel):
+    """Where a source picture is drawn in a larger canvas, in the canvas's pixels."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    left: int = Field(ge=0)
+    top: int = Field(ge=0)
+    width: int = Field(ge=8)
+    height: int = Field(ge=8)
+
+    @property
+    def right(self) -> int:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.height
+
+
+OUTPAINT_OPERATIONS = ("zoom", "pan-left", "pan-right", "pan-up", "pan-down", "square", "aspect")
+OutpaintOperation = Literal["zoom", "pan-left", "pan-right", "pan-up", "pan-down", "square", "aspect"]
+
+
+class OutpaintSpec(PromptedSpec):
+    """Extend a stored picture: draw `source` at `placement` in a `width` x `height` canvas and paint
+    the rest to match. `operation` (zoom, pan, square, aspect) is what the user asked for; the
+    placement is its resolved geometry (generation.outpaint), so the job replays from the spec alone."""
+
+    kind: Literal["outpaint"] = "outpaint"
+    source: str = Field(pattern=SHA256_PATTERN)
+    operation: OutpaintOperation
+    placement: Placement
+
+    @model_validator(mode="after")
+    def _placement_inside_canvas(self) -> Self:
+        box = self.placement
+        if box.right > self.width or box.bottom > self.height:
+            raise ValueError(f"the placement must lie inside the {self.width}x{self.height} canvas")
+        if box.width == self.width and box.height == self.height:
+            raise ValueError("the placement covers the whole canvas: there is nothing to paint")
+        return self
 
 
 class TrainSpec(_Spec):
@@ -167,7 +242,9 @@ class ImportSpec(_Spec):
         return AdapterRef(name=self.name, kind=self.adapter_kind, file=self.file, trigger=self.trigger)
 
 
-JobSpec = Annotated[ImagineSpec | VarySpec | TrainSpec | ImportSpec, Field(discriminator="kind")]
+JobSpec = Annotated[
+    ImagineSpec | VarySpec | OutpaintSpec | TrainSpec | ImportSpec, Field(discriminator="kind")
+]
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
 SpecT = TypeVar("SpecT", bound=_Spec)

@@ -40,6 +40,14 @@ def tiny_model(tiny_config: ModelConfig) -> Iterator[LoadedModel]:
     yield load_model(tiny_config, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def bundled_model() -> LoadedModel:
+    """The committed bundled model: the one whose pictures mean something (circles, stars, colours)."""
+    from generation.bundled import bundled_model_config
+
+    return load_model(bundled_model_config(), device="cpu")
+
+
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """A fresh, migrated SQLite database in WAL mode."""

@@ -15,8 +15,9 @@ import discord
 
 from bot.interactive import reply_error
 from bot.jobs import StoredImage
-from generation.imagine import GRID_SIZE, seeds_from
-from generation.specs import MAX_SEED, STRONG_STRENGTH, PromptedSpec, VarySpec, build_spec, spec_from_json
+from generation.derive import vary_spec
+from generation.imagine import seeds_from
+from generation.specs import MAX_SEED, STRONG_STRENGTH, PromptedSpec, spec_from_json
 from storage.models import Job, JobState
 
 if TYPE_CHECKING:
@@ -102,10 +103,3 @@ class GridButton(
             return
         variation = vary_spec(spec, images[self.index].file_hash, STRONG_STRENGTH)
         await bot.services.interactive.run(interaction, variation, parent_job_id=job.id)
-
-
-def vary_spec(spec: PromptedSpec, source: str, strength: float) -> VarySpec:
-    """Variations of one image of `spec`'s result: same prompt and settings, new seeds."""
-    common = {name: getattr(spec, name) for name in PromptedSpec.model_fields}
-    common["seeds"] = seeds_from(secrets.randbelow(MAX_SEED + 1), GRID_SIZE)
-    return build_spec(VarySpec, **common, source=source, strength=strength)

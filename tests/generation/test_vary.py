@@ -9,8 +9,10 @@ from PIL import Image
 from generation.bundled import bundled_model_config
 from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
-from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, VarySpec
+from generation.errors import SpecError
+from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, RegionBox, VarySpec, build_spec
 from generation.vary import run_vary
+from tests.conftest import pixels
 
 SOURCE_HASH = "0" * 64  # run_vary takes the image itself; the hash only names it in the spec
 
@@ -75,3 +77,70 @@ def test_same_spec_same_pixels_and_steps_scale_with_strength(
     second = run_vary(tiny_model, vary(SUBTLE_STRENGTH), source)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(first.images, second.images, strict=True))
     assert steps[-1] == (3, 3)  # 10 steps at strength 0.35: only the last 3 are redone
+
+
+def region_spec(strength: float = 1.0, **region: object) -> VarySpec:
+    return vary(strength).model_copy(update=region)
+
+
+def outside(mask: Image.Image, margin: int) -> np.ndarray:
+    """True where a pixel lies beyond the blend ramp (2 margins) around the mask."""
+    from generation.masks import grow
+
+    return np.asarray(grow(mask, 2 * margin)) == 0
+
+
+def test_region_vary_repaints_the_box_and_keeps_every_pixel_outside_it(
+    tiny_model: LoadedModel, source: Image.Image
+) -> None:
+    from generation.inpaint import seam_margin
+    from generation.masks import box_mask
+
+    box = RegionBox(left=0.5, top=0.25, right=1.0, bottom=0.75)
+    result = run_vary(tiny_model, region_spec(box=box), source)
+    mask = box_mask(source.size, box)
+    kept = outside(mask, seam_margin(tiny_model))
+    assert kept.mean() > 0.2  # the test means something: a good part of the picture is outside
+    inside = np.asarray(mask) == 255
+    for image in result.images:
+        change = np.abs(pixels(image) - pixels(source)).max(axis=2)
+        assert change[kept].max() == 0  # exactly the source's pixels
+        assert change[inside].mean() > 10  # the region was repainted
+    assert len({image.tobytes() for image in result.images}) == 4
+
+
+def test_region_vary_follows_an_uploaded_mask_white_or_transparent(
+    tiny_model: LoadedModel, source: Image.Image
+) -> None:
+    from generation.inpaint import seam_margin
+
+    white = Image.new("L", (32, 32), 0)  # a different size from the picture: it is fitted
+    white.paste(255, (0, 0, 12, 32))  # the left 3/8 of the picture
+    transparent = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    transparent.paste((0, 0, 0, 0), (0, 0, 24, 64))
+    spec = region_spec(mask="1" * 64)
+    by_white = run_vary(tiny_model, spec, source, mask=white)
+    by_alpha = run_vary(tiny_model, spec, source, mask=transparent)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(by_white.images, by_alpha.images, strict=True))
+    left = Image.new("L", (64, 64), 0)
+    left.paste(255, (0, 0, 24, 64))
+    kept = outside(left, seam_margin(tiny_model))
+    assert kept[:, 40:].all() and not kept[:, :24].any()
+    for image in by_white.images:
+        assert np.abs(pixels(image) - pixels(source))[kept].max() == 0
+
+
+def test_an_empty_mask_or_box_is_refused(tiny_model: LoadedModel, source: Image.Image) -> None:
+    with pytest.raises(SpecError, match="mask is empty"):
+        run_vary(tiny_model, region_spec(mask="1" * 64), source, mask=Image.new("L", (64, 64), 0))
+    with pytest.raises(SpecError, match="box is empty"):
+        build_spec(RegionBox, left=0.5, top=0.1, right=0.5, bottom=0.9)
+    with pytest.raises(SpecError, match="not both"):
+        build_spec(
+            VarySpec,
+            **{
+                **vary(1.0).model_dump(),
+                "mask": "1" * 64,
+                "box": {"left": 0, "top": 0, "right": 1, "bottom": 1},
+            },
+        )

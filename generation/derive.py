@@ -1,0 +1,59 @@
+"""Specs derived from an earlier result or an uploaded picture: what a button or /vary, /outpaint,
+/upscale asks for, resolved into a complete spec (new seeds drawn here, geometry planned here)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from generation.imagine import GRID_SIZE, MAX_AREA_FACTOR, seeds_from
+from generation.outpaint import plan_outpaint
+from generation.specs import (
+    MAX_SEED,
+    OutpaintOperation,
+    OutpaintSpec,
+    PromptedSpec,
+    RegionBox,
+    VarySpec,
+    build_spec,
+)
+
+
+def prompted_fields(spec: PromptedSpec, **changes: Any) -> dict[str, Any]:
+    """What every derived spec keeps of its base: model, prompts, sampler, adapters (and size)."""
+    fields = {name: getattr(spec, name) for name in PromptedSpec.model_fields}
+    fields["seeds"] = seeds_from(secrets.randbelow(MAX_SEED + 1), GRID_SIZE)
+    fields.update(changes)
+    return fields
+
+
+def vary_spec(
+    base: PromptedSpec,
+    source: str,
+    strength: float,
+    *,
+    mask: str | None = None,
+    box: RegionBox | None = None,
+    **changes: Any,
+) -> VarySpec:
+    """Four variations of the picture `source` (a file-store hash): same settings, new seeds."""
+    return build_spec(
+        VarySpec, **prompted_fields(base, **changes), source=source, strength=strength, mask=mask, box=box
+    )
+
+
+def outpaint_spec(
+    base: PromptedSpec,
+    source: str,
+    source_size: tuple[int, int],
+    operation: OutpaintOperation,
+    resolution: int,
+    *,
+    zoom: float = 2.0,
+    aspect: tuple[int, int] | None = None,
+    **changes: Any,
+) -> OutpaintSpec:
+    """Four outpaintings of `source`, planned for a model of native side `resolution`."""
+    canvas = plan_outpaint(operation, source_size, MAX_AREA_FACTOR * resolution**2, zoom=zoom, aspect=aspect)
+    fields = prompted_fields(base, **changes) | {"width": canvas.width, "height": canvas.height}
+    return build_spec(OutpaintSpec, **fields, source=source, operation=operation, placement=canvas.placement)
