@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
+from generation.errors import SpecError
 from generation.imagine import GRID_SIZE, MAX_AREA_FACTOR, seeds_from
 from generation.outpaint import plan_outpaint
 from generation.specs import (
     MAX_SEED,
+    MAX_UPSCALED_SIDE,
+    UPSCALE_STRENGTHS,
     OutpaintOperation,
     OutpaintSpec,
     PromptedSpec,
     RegionBox,
+    UpscaleMode,
+    UpscaleSpec,
     VarySpec,
     build_spec,
 )
@@ -57,3 +62,40 @@ def outpaint_spec(
     canvas = plan_outpaint(operation, source_size, MAX_AREA_FACTOR * resolution**2, zoom=zoom, aspect=aspect)
     fields = prompted_fields(base, **changes) | {"width": canvas.width, "height": canvas.height}
     return build_spec(OutpaintSpec, **fields, source=source, operation=operation, placement=canvas.placement)
+
+
+def upscale_spec(
+    base: PromptedSpec,
+    source: str,
+    source_size: tuple[int, int],
+    factor: Literal[2, 4],
+    mode: UpscaleMode,
+    resolution: int,
+    *,
+    tile_prompt: str = "",
+    **changes: Any,
+) -> UpscaleSpec:
+    """`source` at `factor` times its size, redrawn in tiles of the model's native side `resolution`."""
+    width, height = (_multiple_of_8(side * factor) for side in source_size)
+    if max(width, height) > MAX_UPSCALED_SIDE:
+        raise SpecError(
+            f"a {source_size[0]}x{source_size[1]} picture upscaled {factor}x would be {width}x{height}: "
+            f"at most {MAX_UPSCALED_SIDE} pixels a side (try 2x)"
+        )
+    fields = prompted_fields(base, **changes) | {"width": width, "height": height}
+    fields["seeds"] = fields["seeds"][:1]
+    return build_spec(
+        UpscaleSpec,
+        **fields,
+        source=source,
+        factor=factor,
+        mode=mode,
+        strength=UPSCALE_STRENGTHS[mode],
+        tile_size=resolution,
+        tile_overlap=_multiple_of_8(resolution // 4),
+        tile_prompt=tile_prompt,
+    )
+
+
+def _multiple_of_8(value: float) -> int:
+    return max(8, round(value / 8) * 8)

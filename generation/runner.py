@@ -20,7 +20,8 @@ from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.inpaint import run_outpaint
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, OutpaintSpec, TrainSpec, VarySpec
+from generation.specs import ImagineSpec, ImportSpec, JobSpec, OutpaintSpec, TrainSpec, UpscaleSpec, VarySpec
+from generation.upscale import run_upscale
 from generation.user_images import open_user_image
 from generation.vary import run_vary
 from storage.files import FileStore
@@ -66,6 +67,8 @@ class JobRunner:
             return self._vary(spec, on_step, should_cancel)
         if isinstance(spec, OutpaintSpec):
             return self._outpaint(spec, on_step, should_cancel)
+        if isinstance(spec, UpscaleSpec):
+            return self._upscale(spec, on_step, should_cancel)
         if isinstance(spec, TrainSpec):
             return self._train(spec, job_id, on_step, should_cancel)
         if isinstance(spec, ImportSpec):
@@ -118,6 +121,15 @@ class JobRunner:
         self.adapters.activate(model.pipeline, spec.adapters)
         source = open_user_image(self._read_file(spec.source), "the source image")
         result = run_outpaint(model, spec, source, on_step=on_step, should_cancel=should_cancel)
+        return _job_output([result], batch_retried=False)
+
+    def _upscale(
+        self, spec: UpscaleSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
+    ) -> JobOutput:
+        model = self.models.get(spec.model)
+        self.adapters.activate(model.pipeline, spec.adapters)
+        source = open_user_image(self._read_file(spec.source), "the source image")
+        result = run_upscale(model, spec, source, on_step=on_step, should_cancel=should_cancel)
         return _job_output([result], batch_retried=False)
 
     # ------------------------------------------------------------ import

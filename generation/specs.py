@@ -188,6 +188,41 @@ class OutpaintSpec(PromptedSpec):
         return self
 
 
+UpscaleMode = Literal["subtle", "creative"]
+UPSCALE_MODES: tuple[str, ...] = UpscaleMode.__args__  # type: ignore[attr-defined]
+UPSCALE_STRENGTHS: dict[str, float] = {"subtle": 0.2, "creative": 0.4}
+MAX_UPSCALED_SIDE = 4096
+
+
+class UpscaleSpec(PromptedSpec):
+    """A larger, sharper `source`: resized to `width` x `height`, then redrawn tile by tile with
+    img2img at `strength` (low for subtle, higher for creative). Tiles of `tile_size` pixels overlap by
+    `tile_overlap` and are blended, so memory stays that of one tile batch whatever the output size.
+
+    Tiles are conditioned on `tile_prompt`, not on the scene's prompt: a tile shows only part of the
+    scene, and the whole scene's prompt paints a small copy of the scene into every tile (measured on
+    the bundled model: a circle per tile). Empty means unconditioned (and no guidance pass).
+    """
+
+    kind: Literal["upscale"] = "upscale"
+    source: str = Field(pattern=SHA256_PATTERN)
+    factor: Literal[2, 4]
+    mode: UpscaleMode
+    strength: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)  # 0: resize only
+    width: int = Field(ge=MIN_SIDE, le=MAX_UPSCALED_SIDE, multiple_of=8)
+    height: int = Field(ge=MIN_SIDE, le=MAX_UPSCALED_SIDE, multiple_of=8)
+    seeds: tuple[Annotated[int, Field(ge=0, le=MAX_SEED)], ...] = Field(min_length=1, max_length=1)
+    tile_size: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    tile_overlap: int = Field(ge=0, le=MAX_SIDE // 2, multiple_of=8)
+    tile_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> Self:
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError("tile_overlap must be smaller than tile_size")
+        return self
+
+
 class TrainSpec(_Spec):
     """Train a personal token on a user's photos: a DreamBooth LoRA or a textual-inversion embedding.
 
@@ -243,7 +278,7 @@ class ImportSpec(_Spec):
 
 
 JobSpec = Annotated[
-    ImagineSpec | VarySpec | OutpaintSpec | TrainSpec | ImportSpec, Field(discriminator="kind")
+    ImagineSpec | VarySpec | OutpaintSpec | UpscaleSpec | TrainSpec | ImportSpec, Field(discriminator="kind")
 ]
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
