@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,7 +27,7 @@ def test_tiles_cover_the_picture_and_blend_weights_sum_to_one_share_per_pixel(
 ) -> None:
     starts = tile_starts(length, tile, overlap)
     assert starts[0] == 0 and starts[-1] + min(tile, length) == length
-    assert all(b - a <= min(tile, length) - overlap for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= min(tile, length) - overlap for a, b in itertools.pairwise(starts))
     coverage = np.zeros((length, length + 8, 1))
     for planned in plan_tiles(length + 8, length, tile, overlap):
         left, top, right, bottom = planned.box

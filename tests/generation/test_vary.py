@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from generation.bundled import bundled_model_config
+from generation.errors import SpecError
 from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
-from generation.errors import SpecError
 from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, RegionBox, VarySpec, build_spec
 from generation.vary import run_vary
 from tests.conftest import pixels
