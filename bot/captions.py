@@ -8,8 +8,10 @@ from generation.specs import (
     ImagineSpec,
     ImportSpec,
     JobSpec,
+    OutpaintSpec,
     PromptedSpec,
     TrainSpec,
+    UpscaleSpec,
     VarySpec,
     spec_from_json,
 )
@@ -18,9 +20,32 @@ from storage.models import Job
 METHOD_NAMES = {"lora": "LoRA", "embedding": "embedding"}
 
 
-def job_title(spec: JobSpec) -> str:
+OUTPAINT_WORDS = {
+    "zoom": "zoomed out",
+    "pan-left": "panned left",
+    "pan-right": "panned right",
+    "pan-up": "panned up",
+    "pan-down": "panned down",
+    "square": "made square",
+    "aspect": "new aspect",
+}
+
+
+def operation_words(spec: JobSpec) -> str:
+    """What a derived job did to its picture, e.g. "variations (subtle)", "upscaled 2x (creative)"."""
     if isinstance(spec, VarySpec):
-        return f"{spec.prompt} (variations)"
+        region = ", region" if spec.has_region else ""
+        return f"variations ({_strength_word(spec.strength)}{region})"
+    if isinstance(spec, UpscaleSpec):
+        return f"upscaled {spec.factor}x ({spec.mode})"
+    if isinstance(spec, OutpaintSpec):
+        return f"{OUTPAINT_WORDS[spec.operation]} to {spec.width}x{spec.height}"
+    return ""
+
+
+def job_title(spec: JobSpec) -> str:
+    if isinstance(spec, VarySpec | UpscaleSpec | OutpaintSpec):
+        return f"{spec.prompt} ({operation_words(spec)})"
     if isinstance(spec, ImagineSpec):
         return spec.prompt
     if isinstance(spec, TrainSpec):
@@ -35,7 +60,8 @@ def result_caption(job: Job) -> str:
     if isinstance(spec, PromptedSpec):
         seeds = f"seed {spec.seeds[0]}" if len(spec.seeds) == 1 else f"seeds {spec.seeds[0]}–{spec.seeds[-1]}"
         prompt = spec.prompt if len(spec.prompt) <= 1500 else spec.prompt[:1497] + "…"
-        kind = f" · variations ({_strength_word(spec.strength)})" if isinstance(spec, VarySpec) else ""
+        words = operation_words(spec)
+        kind = f" · {words}" if words else ""
         return f"**{prompt}** — <@{job.owner_id}>{kind} · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"
     if isinstance(spec, TrainSpec):
         return (

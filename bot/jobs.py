@@ -18,7 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
-from generation.specs import ImportSpec, JobSpec, PromptedSpec, TrainSpec, VarySpec, spec_from_json
+from generation.specs import (
+    ImportSpec,
+    JobSpec,
+    OutpaintSpec,
+    PromptedSpec,
+    TrainSpec,
+    UpscaleSpec,
+    VarySpec,
+    spec_from_json,
+)
 from storage import library
 from storage import repositories as repo
 from storage.files import FileStore
@@ -26,6 +35,7 @@ from storage.models import AdapterKind, Job, JobState
 
 log = logging.getLogger(__name__)
 PromptedSpecT = TypeVar("PromptedSpecT", bound=PromptedSpec)
+DerivedSpec = VarySpec | OutpaintSpec | UpscaleSpec  # jobs that start from a stored picture
 
 
 class JobNotFound(DreamcordError):
@@ -188,8 +198,10 @@ class JobService:
     async def _prepare(
         self, session: AsyncSession, spec: JobSpec, owner_id: int, guild_id: int | None
     ) -> JobSpec:
-        if isinstance(spec, VarySpec) and not self.files.exists(spec.source):
-            raise DreamcordError("the image to vary is no longer stored")
+        if isinstance(spec, DerivedSpec):
+            stored = (spec.source, spec.mask) if isinstance(spec, VarySpec) else (spec.source,)
+            if not all(self.files.exists(digest) for digest in stored if digest is not None):
+                raise DreamcordError("the picture (or mask) this job starts from is no longer stored")
         if isinstance(spec, PromptedSpec) and spec.adapters:
             return await resolve_adapters(session, spec, owner_id, guild_id)
         if isinstance(spec, TrainSpec | ImportSpec):

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 from typing import Any, Literal
 
 from generation.errors import SpecError
 from generation.imagine import GRID_SIZE, MAX_AREA_FACTOR, seeds_from
-from generation.outpaint import plan_outpaint
+from generation.outpaint import fit, plan_outpaint
 from generation.specs import (
     MAX_SEED,
     MAX_UPSCALED_SIDE,
@@ -35,16 +37,40 @@ def prompted_fields(spec: PromptedSpec, **changes: Any) -> dict[str, Any]:
 def vary_spec(
     base: PromptedSpec,
     source: str,
+    source_size: tuple[int, int],
+    resolution: int,
     strength: float,
     *,
     mask: str | None = None,
     box: RegionBox | None = None,
     **changes: Any,
 ) -> VarySpec:
-    """Four variations of the picture `source` (a file-store hash): same settings, new seeds."""
-    return build_spec(
-        VarySpec, **prompted_fields(base, **changes), source=source, strength=strength, mask=mask, box=box
-    )
+    """Four variations of the picture `source` (a file-store hash): same settings, new seeds, at the
+    picture's own size (scaled down to what a model of native side `resolution` renders)."""
+    width, height = fit(*source_size, MAX_AREA_FACTOR * resolution**2)
+    fields = prompted_fields(base, **changes) | {"width": width, "height": height}
+    fields["steps"] = steps_for_strength(fields["steps"], strength)
+    return build_spec(VarySpec, **fields, source=source, strength=strength, mask=mask, box=box)
+
+
+def steps_for_strength(steps: int, strength: float) -> int:
+    """img2img runs only the last `steps * strength` steps: ask for enough that at least one runs."""
+    return max(steps, math.ceil(1 / strength)) if strength > 0 else steps
+
+
+def parse_box(text: str) -> RegionBox:
+    """ "left, top, right, bottom" in percent of the picture (e.g. "25, 25, 75, 75") as a RegionBox."""
+    parts = [part for part in re.split(r"[\s,;]+", text.strip().replace("%", "")) if part]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(0 <= value <= 100 for value in values):
+        raise SpecError(
+            f"the region {text!r} should be four percentages: left, top, right, bottom (e.g. 25, 25, 75, 75)"
+        )
+    left, top, right, bottom = (value / 100 for value in values)
+    return build_spec(RegionBox, left=left, top=top, right=right, bottom=bottom)
 
 
 def outpaint_spec(
@@ -84,6 +110,7 @@ def upscale_spec(
         )
     fields = prompted_fields(base, **changes) | {"width": width, "height": height}
     fields["seeds"] = fields["seeds"][:1]
+    fields["steps"] = steps_for_strength(fields["steps"], UPSCALE_STRENGTHS[mode])
     return build_spec(
         UpscaleSpec,
         **fields,

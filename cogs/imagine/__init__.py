@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from cogs.imagine.imagine import ImagineCog
-from cogs.imagine.views import GridButton
+from cogs.imagine.views import GridButton, PictureButton
 
 
 async def setup(bot: object) -> None:
     from bot.discord_bot import DreamcordBot
 
     assert isinstance(bot, DreamcordBot)
-    bot.add_dynamic_items(GridButton)
+    bot.add_dynamic_items(GridButton, PictureButton)
     await bot.add_cog(ImagineCog(bot))

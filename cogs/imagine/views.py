@@ -1,6 +1,8 @@
 """The buttons under a result: persistent `DynamicItem`s whose custom_id carries action, job and image.
 
 They survive restarts (no per-message state in memory): a click on a week-old grid still works.
+Under a grid: U1–U4, reroll, V1–V4. Under a single picture (after U, or an upscale): vary, upscale,
+zoom out, make square and pan (cogs/imagine/actions.py says what each makes).
 """
 
 from __future__ import annotations
@@ -15,22 +17,25 @@ import discord
 
 from bot.interactive import reply_error
 from bot.jobs import StoredImage
-from generation.derive import vary_spec
+from cogs.imagine.actions import IMAGE_ACTIONS, Picture, stored_picture, vary
+from generation.derive import parse_box
+from generation.errors import DreamcordError
 from generation.imagine import seeds_from
-from generation.specs import MAX_SEED, STRONG_STRENGTH, PromptedSpec, spec_from_json
+from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, REGION_STRENGTH, STRONG_STRENGTH, spec_from_json
 from storage.models import Job, JobState
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
 
 ACTION_LABELS = {"u": "U", "v": "V", "r": "🔄"}
-GRID_KINDS = ("imagine", "vary")
 
 
 def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | None:
-    """U1–U4, reroll and V1–V4 under an imagine or vary grid; nothing under a single image or other jobs yet."""
-    if len(images) < 2 or job.kind not in GRID_KINDS:
+    """Grid buttons under a grid, picture buttons under a single picture, none under other jobs."""
+    if not images or job.kind in ("train", "import"):
         return None
+    if len(images) == 1:
+        return picture_view(job.id, 0, images[0])
     view = discord.ui.View(timeout=None)
     for index in range(len(images)):
         view.add_item(GridButton("u", job.id, index))
@@ -38,6 +43,23 @@ def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | No
     for index in range(len(images)):
         view.add_item(GridButton("v", job.id, index))
     return view
+
+
+def picture_view(job_id: int, index: int, image: StoredImage) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in IMAGE_ACTIONS:
+        if action == "sq" and image.width == image.height:
+            continue  # already square
+        view.add_item(PictureButton(action, job_id, index))
+    return view
+
+
+def _bot(interaction: discord.Interaction) -> DreamcordBot:
+    from bot.discord_bot import DreamcordBot
+
+    bot = interaction.client
+    assert isinstance(bot, DreamcordBot)
+    return bot
 
 
 class GridButton(
@@ -60,10 +82,7 @@ class GridButton(
         return cls(match["action"], int(match["job"]), int(match["index"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord_bot import DreamcordBot
-
-        bot = interaction.client
-        assert isinstance(bot, DreamcordBot)
+        bot = _bot(interaction)
         job = await bot.services.jobs.get_job(self.job_id)
         if job is None or job.state != JobState.DONE:
             await reply_error(interaction, "That result is no longer available.")
@@ -71,7 +90,7 @@ class GridButton(
         if self.action == "u":
             await self._send_single(bot, interaction, job)
         elif self.action == "v":
-            await self._vary(bot, interaction, job)
+            await self._vary(bot, interaction)
         else:
             await self._reroll(bot, interaction, job)
 
@@ -84,7 +103,9 @@ class GridButton(
         data = bot.services.files.read(image.file_hash)
         caption = f"Image #{self.index + 1} of job {job.id} — <@{interaction.user.id}> · seed {image.seed}"
         await interaction.response.send_message(
-            caption, file=discord.File(io.BytesIO(data), f"dreamcord_{job.id}_{self.index + 1}.png")
+            caption,
+            file=discord.File(io.BytesIO(data), f"dreamcord_{job.id}_{self.index + 1}.png"),
+            view=picture_view(job.id, self.index, image),
         )
 
     async def _reroll(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
@@ -94,12 +115,81 @@ class GridButton(
         )
         await bot.services.interactive.run(interaction, fresh, parent_job_id=job.id)
 
-    async def _vary(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
+    async def _vary(self, bot: DreamcordBot, interaction: discord.Interaction) -> None:
         """Strong variations of image `index`, owned by whoever pressed (their tokens, not the owner's)."""
-        spec = spec_from_json(job.spec_json)
-        images = await bot.services.jobs.images_of(job.id)
-        if not isinstance(spec, PromptedSpec) or self.index >= len(images):
-            await reply_error(interaction, "That image cannot be varied.")
+        try:
+            picture = await stored_picture(bot, self.job_id, self.index)
+            spec = vary(picture, STRONG_STRENGTH)
+        except DreamcordError as error:
+            await reply_error(interaction, str(error))
             return
-        variation = vary_spec(spec, images[self.index].file_hash, STRONG_STRENGTH)
-        await bot.services.interactive.run(interaction, variation, parent_job_id=job.id)
+        await bot.services.interactive.run(interaction, spec, parent_job_id=self.job_id)
+
+
+class PictureButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"dc:(?P<action>" + "|".join(IMAGE_ACTIONS) + r"):(?P<job>\d+):(?P<index>\d)",
+):
+    def __init__(self, action: str, job_id: int, index: int) -> None:
+        what = IMAGE_ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=what.label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"dc:{action}:{job_id}:{index}",
+                row=what.row,
+            )
+        )
+        self.action, self.job_id, self.index = action, job_id, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> PictureButton:
+        return cls(match["action"], int(match["job"]), int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        build = IMAGE_ACTIONS[self.action].build
+        try:
+            picture = await stored_picture(bot, self.job_id, self.index)
+            if build is None:
+                await interaction.response.send_modal(RegionForm(picture))
+                return
+            spec = build(picture)
+        except DreamcordError as error:
+            await reply_error(interaction, str(error))
+            return
+        await bot.services.interactive.run(interaction, spec, parent_job_id=self.job_id)
+
+
+class RegionForm(discord.ui.Modal, title="Vary (Region)"):
+    """Which part of the picture to repaint (a box in percent) and what to paint there."""
+
+    region: discord.ui.TextInput[RegionForm] = discord.ui.TextInput(
+        label="Region: left, top, right, bottom in %",
+        placeholder="25, 25, 75, 75",
+        default="25, 25, 75, 75",
+        max_length=40,
+    )
+
+    def __init__(self, picture: Picture) -> None:
+        super().__init__(timeout=15 * 60)
+        self.picture = picture
+        self.prompt: discord.ui.TextInput[RegionForm] = discord.ui.TextInput(
+            label="What to paint there",
+            style=discord.TextStyle.paragraph,
+            default=picture.spec.prompt,
+            max_length=MAX_PROMPT_CHARS,
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        try:
+            spec = vary(
+                self.picture, REGION_STRENGTH, box=parse_box(self.region.value), prompt=self.prompt.value
+            )
+        except DreamcordError as error:
+            await reply_error(interaction, str(error))
+            return
+        await _bot(interaction).services.interactive.run(interaction, spec, parent_job_id=self.picture.job_id)

@@ -72,6 +72,7 @@ class Interaction:
     message_id: int | None = None  # the message whose button was pressed
     followup_ids: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)  # Discord error codes the bot received
+    modal: dict[str, Any] | None = None  # the form the bot opened in reply (callback type 9)
 
 
 class FakeDiscord:
@@ -199,6 +200,26 @@ class FakeDiscord:
         message = self.messages[message_id]
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(user_id, 3, data, message=message)
+
+    async def submit_modal(self, user_id: int, opened_by: Interaction, values: dict[str, str]) -> Interaction:
+        """Fill in and submit the form the bot opened in reply to `opened_by` (text inputs by custom_id)."""
+        form = opened_by.modal
+        assert form is not None, "the bot opened no form"
+        rows = []
+        for row in form["components"]:
+            inputs = row["components"] if row["type"] == 1 else [row["component"]]  # action row or label
+            for text_input in inputs:
+                value = values.get(text_input["custom_id"], text_input.get("value", ""))
+                rows.append(
+                    {
+                        "type": 1,
+                        "components": [{"type": 4, "custom_id": text_input["custom_id"], "value": value}],
+                    }
+                )
+        message = self.messages.get(opened_by.message_id) if opened_by.message_id else None
+        return await self._interact(
+            user_id, 5, {"custom_id": form["custom_id"], "components": rows}, message=message
+        )
 
     async def wait_until(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked on every change the bot makes); return it."""
@@ -392,7 +413,9 @@ class FakeDiscord:
         interaction.response_type = kind
         interaction.ephemeral = bool(data.get("flags", 0) & 64)
         message: dict[str, Any] | None = None
-        if kind in (4, 5):  # a reply, or "thinking…" to be edited later
+        if kind == 9:  # a form: the user fills it in with submit_modal
+            interaction.modal = data
+        elif kind in (4, 5):  # a reply, or "thinking…" to be edited later
             message = self._new_message(
                 data if kind == 4 else {"content": "", "flags": data.get("flags", 0)}, files
             )
