@@ -20,7 +20,15 @@ from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.imagine", "cogs.queue", "cogs.train", "cogs.library")
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.vary",
+    "cogs.upscale",
+    "cogs.outpaint",
+    "cogs.queue",
+    "cogs.train",
+    "cogs.library",
+)
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
 

@@ -107,7 +107,7 @@ def _bounded_int(name: str, argument: str, low: int, high: int) -> int:
     return int(argument)
 
 
-def _parse_aspect(argument: str) -> tuple[int, int]:
+def parse_aspect(argument: str) -> tuple[int, int]:
     parts = argument.split(":")
     if len(parts) != 2 or not all(_INT_RE.match(part) and len(part) <= 5 for part in parts):
         raise _flag_error("ar", argument)
@@ -146,7 +146,7 @@ def _parse_model(argument: str) -> str:
 
 
 _FLAG_PARSERS = {
-    "ar": _parse_aspect,
+    "ar": parse_aspect,
     "seed": lambda argument: _bounded_int("seed", argument, 0, MAX_SEED),
     "no": _parse_negative,
     "steps": lambda argument: _bounded_int("steps", argument, 1, 150),

@@ -7,60 +7,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from bot.jobs import StoredImage
-from generation.checkpoint import native_resolution
+from cogs.pictures import Picture
 from generation.derive import outpaint_spec, upscale_spec, vary_spec
-from generation.errors import DreamcordError
 from generation.specs import (
     STRONG_STRENGTH,
     SUBTLE_STRENGTH,
     JobSpec,
-    PromptedSpec,
     RegionBox,
-    spec_from_json,
 )
-from storage.models import JobState
-
-if TYPE_CHECKING:
-    from bot.discord_bot import DreamcordBot
-
-
-@dataclass(frozen=True)
-class Picture:
-    """One stored picture and the job that made it: what every derived spec starts from."""
-
-    job_id: int
-    spec: PromptedSpec
-    image: StoredImage
-    resolution: int  # the native side of the model that made it
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.image.width, self.image.height
-
-
-async def stored_picture(bot: DreamcordBot, job_id: int, index: int) -> Picture:
-    """Picture `index` of finished job `job_id`, or a friendly error."""
-    services = bot.services
-    job = await services.jobs.get_job(job_id)
-    if job is None or job.state != JobState.DONE:
-        raise DreamcordError(f"job {job_id} has no finished pictures")
-    spec = spec_from_json(job.spec_json)
-    images = await services.jobs.images_of(job_id)
-    if not isinstance(spec, PromptedSpec) or not 0 <= index < len(images):
-        raise DreamcordError(f"job {job_id} has no picture #{index + 1}")
-    resolution = native_resolution(services.settings.model(spec.model))
-    return Picture(job_id, spec, images[index], resolution)
 
 
 def vary(
-    picture: Picture, strength: float, *, box: RegionBox | None = None, prompt: str | None = None
+    picture: Picture,
+    strength: float,
+    *,
+    box: RegionBox | None = None,
+    mask: str | None = None,
+    prompt: str | None = None,
 ) -> JobSpec:
     changes = {"prompt": prompt} if prompt else {}
+    image = picture.image
     return vary_spec(
-        picture.spec, picture.image.file_hash, picture.size, picture.resolution, strength, box=box, **changes
+        picture.spec,
+        image.file_hash,
+        picture.size,
+        picture.resolution,
+        strength,
+        box=box,
+        mask=mask,
+        **changes,
     )
 
 

@@ -17,7 +17,8 @@ import discord
 
 from bot.interactive import reply_error
 from bot.jobs import StoredImage
-from cogs.imagine.actions import IMAGE_ACTIONS, Picture, stored_picture, vary
+from cogs.imagine.actions import IMAGE_ACTIONS, vary
+from cogs.pictures import Picture, stored_picture
 from generation.derive import parse_box
 from generation.errors import DreamcordError
 from generation.imagine import seeds_from

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import func, select
 
 from storage.models import Job
 from tests.e2e.conftest import Stack
+from tests.e2e.helpers import custom_ids, image_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def _image(fake: Any, attachment: dict[str, Any]) -> Image.Image:
-    with Image.open(io.BytesIO(fake.attachment_bytes(attachment))) as image:
-        return image.convert("RGB")
-
-
-def _custom_ids(message: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for row in message["components"] for c in row["components"]]
 
 
 async def _imagine(stack: Stack, user: int, prompt: str) -> dict[str, Any]:
@@ -40,8 +30,8 @@ async def test_imagine_answers_with_a_grid_and_buttons(stack: Stack) -> None:
     alice = fake.add_user("alice")
     message = await _imagine(stack, alice, "a red circle --seed 5 --steps 3")
     assert message["edits"] >= 2  # "queued…" then the result
-    assert _image(fake, message["attachments"][0]).size == (128, 128)
-    ids = _custom_ids(message)
+    assert image_of(fake, message["attachments"][0]).size == (128, 128)
+    ids = custom_ids(message)
     job_id = int(ids[0].split(":")[2])
     assert ids == [f"dc:u:{job_id}:{i}" for i in range(4)] + [f"dc:r:{job_id}:0"] + [
         f"dc:v:{job_id}:{i}" for i in range(4)
@@ -57,10 +47,10 @@ async def test_u_button_posts_that_image_alone(stack: Stack) -> None:
     fake = stack.fake
     bob = fake.add_user("bob")
     grid_message = await _imagine(stack, bob, "a blue square --seed 9 --steps 2")
-    grid = _image(fake, grid_message["attachments"][0])
-    press = await fake.press(bob, int(grid_message["id"]), _custom_ids(grid_message)[1])
+    grid = image_of(fake, grid_message["attachments"][0])
+    press = await fake.press(bob, int(grid_message["id"]), custom_ids(grid_message)[1])
     await fake.wait_until(lambda: press.original_id and fake.message(press.original_id)["attachments"])
-    single = _image(fake, fake.message(press.original_id)["attachments"][0])  # type: ignore[index]
+    single = image_of(fake, fake.message(press.original_id)["attachments"][0])  # type: ignore[index]
     assert np.array_equal(np.asarray(single), np.asarray(grid.crop((64, 0, 128, 64))))
 
 
@@ -70,7 +60,7 @@ async def test_reroll_still_works_after_the_bot_restarts(stack: Stack) -> None:
     grid_message = await _imagine(stack, carol, "a green star --seed 1 --steps 2")
     await stack.restart_bot()  # a new Bot instance: the buttons must not depend on memory
     dave = fake.add_user("dave")
-    press = await fake.press(dave, int(grid_message["id"]), _custom_ids(grid_message)[4])
+    press = await fake.press(dave, int(grid_message["id"]), custom_ids(grid_message)[4])
     await fake.wait_until(
         lambda: press.original_id and fake.message(press.original_id)["attachments"], timeout=60
     )
@@ -83,7 +73,7 @@ async def test_v3_after_a_restart_gives_variations_of_image_3(stack: Stack) -> N
     fake = stack.fake
     erica = fake.add_user("erica")
     grid_message = await _imagine(stack, erica, "a yellow ring --seed 20 --steps 2")
-    grid_job = int(_custom_ids(grid_message)[0].split(":")[2])
+    grid_job = int(custom_ids(grid_message)[0].split(":")[2])
     await stack.restart_bot()
     press = await fake.press(erica, int(grid_message["id"]), f"dc:v:{grid_job}:2")
     await fake.wait_until(
@@ -91,9 +81,9 @@ async def test_v3_after_a_restart_gives_variations_of_image_3(stack: Stack) -> N
     )
     varied = fake.message(press.original_id)
     assert varied is not None and "variations (strong)" in varied["content"]
-    assert _image(fake, varied["attachments"][0]).size == (128, 128)
-    assert len(_custom_ids(varied)) == 9  # a variation grid has the same buttons
-    vary_job = await stack.jobs.get_job(int(_custom_ids(varied)[0].split(":")[2]))
+    assert image_of(fake, varied["attachments"][0]).size == (128, 128)
+    assert len(custom_ids(varied)) == 9  # a variation grid has the same buttons
+    vary_job = await stack.jobs.get_job(int(custom_ids(varied)[0].split(":")[2]))
     third = (await stack.jobs.images_of(grid_job))[2]
     assert vary_job is not None and vary_job.parent_job_id == grid_job
     assert f'"source":"{third.file_hash}"' in vary_job.spec_json

@@ -10,33 +10,26 @@ import pytest
 
 from generation.specs import spec_from_json
 from tests.e2e.conftest import Stack
-from tests.e2e.test_imagine import _custom_ids, _image, _imagine
+from tests.e2e.helpers import custom_ids, finished, image_of
+from tests.e2e.test_imagine import _imagine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-async def _finished(stack: Stack, interaction: Any) -> dict[str, Any]:
-    fake = stack.fake
-    await fake.wait_until(
-        lambda: interaction.original_id and fake.message(interaction.original_id)["attachments"], timeout=60
-    )
-    return fake.message(interaction.original_id)  # type: ignore[return-value]
 
 
 async def _single(stack: Stack, user: int, prompt: str, index: int = 1) -> dict[str, Any]:
     """/imagine, then U(index+1): the single picture's message."""
     grid = await _imagine(stack, user, prompt)
-    press = await stack.fake.press(user, int(grid["id"]), _custom_ids(grid)[index])
-    return await _finished(stack, press)
+    press = await stack.fake.press(user, int(grid["id"]), custom_ids(grid)[index])
+    return await finished(stack, press)
 
 
 async def _press(stack: Stack, user: int, message: dict[str, Any], action: str) -> dict[str, Any]:
-    custom_id = next(c for c in _custom_ids(message) if c.startswith(f"dc:{action}:"))
-    return await _finished(stack, await stack.fake.press(user, int(message["id"]), custom_id))
+    custom_id = next(c for c in custom_ids(message) if c.startswith(f"dc:{action}:"))
+    return await finished(stack, await stack.fake.press(user, int(message["id"]), custom_id))
 
 
 async def _spec_of(stack: Stack, message: dict[str, Any]) -> Any:
-    job = await stack.jobs.get_job(int(_custom_ids(message)[0].split(":")[2]))
+    job = await stack.jobs.get_job(int(custom_ids(message)[0].split(":")[2]))
     assert job is not None
     return job, spec_from_json(job.spec_json)
 
@@ -44,8 +37,8 @@ async def _spec_of(stack: Stack, message: dict[str, Any]) -> Any:
 async def test_a_single_picture_has_vary_upscale_zoom_and_pan_buttons(stack: Stack) -> None:
     alice = stack.fake.add_user("alice")
     single = await _single(stack, alice, "a red circle --seed 5 --steps 3")
-    job_id = int(_custom_ids(single)[0].split(":")[2])
-    actions = [custom_id.split(":")[1] for custom_id in _custom_ids(single)]
+    job_id = int(custom_ids(single)[0].split(":")[2])
+    actions = [custom_id.split(":")[1] for custom_id in custom_ids(single)]
     assert actions == [
         "vs",
         "vt",
@@ -59,7 +52,7 @@ async def test_a_single_picture_has_vary_upscale_zoom_and_pan_buttons(stack: Sta
         "pu",
         "pd",
     ]  # square: no Make Square
-    assert all(custom_id.endswith(f":{job_id}:1") for custom_id in _custom_ids(single))
+    assert all(custom_id.endswith(f":{job_id}:1") for custom_id in custom_ids(single))
     assert [len(row["components"]) for row in single["components"]] == [3, 2, 2, 4]
 
 
@@ -67,9 +60,9 @@ async def test_upscale_2x_gives_a_bigger_picture_with_its_own_buttons(stack: Sta
     bob = stack.fake.add_user("bob")
     single = await _single(stack, bob, "a blue square --seed 9 --steps 3")
     upscaled = await _press(stack, bob, single, "u2")
-    assert _image(stack.fake, upscaled["attachments"][0]).size == (128, 128)
+    assert image_of(stack.fake, upscaled["attachments"][0]).size == (128, 128)
     assert "upscaled 2x (subtle)" in upscaled["content"]
-    assert "u4" in {custom_id.split(":")[1] for custom_id in _custom_ids(upscaled)}
+    assert "u4" in {custom_id.split(":")[1] for custom_id in custom_ids(upscaled)}
     job, spec = await _spec_of(stack, upscaled)
     assert spec.kind == "upscale" and job.parent_job_id is not None
 
@@ -78,11 +71,11 @@ async def test_zoom_out_and_pan_give_grids_of_the_right_size(stack: Stack) -> No
     carol = stack.fake.add_user("carol")
     single = await _single(stack, carol, "a green star --seed 1 --steps 3")
     zoomed = await _press(stack, carol, single, "z2")
-    assert _image(stack.fake, zoomed["attachments"][0]).size == (128, 128)  # 2x2 grid of 64x64
+    assert image_of(stack.fake, zoomed["attachments"][0]).size == (128, 128)  # 2x2 grid of 64x64
     assert "zoomed out to 64x64" in zoomed["content"]
-    assert len(_custom_ids(zoomed)) == 9  # a grid again: U1-U4, reroll, V1-V4
+    assert len(custom_ids(zoomed)) == 9  # a grid again: U1-U4, reroll, V1-V4
     panned = await _press(stack, carol, single, "pl")
-    assert _image(stack.fake, panned["attachments"][0]).size == (192, 128)  # 96x64 pictures, 3:2
+    assert image_of(stack.fake, panned["attachments"][0]).size == (192, 128)  # 96x64 pictures, 3:2
     _, spec = await _spec_of(stack, panned)
     assert spec.operation == "pan-left" and spec.placement.left == 32
 
@@ -91,14 +84,14 @@ async def test_vary_region_opens_a_form_and_repaints_only_the_box(stack: Stack) 
     fake = stack.fake
     dave = fake.add_user("dave")
     single = await _single(stack, dave, "a yellow ring --seed 20 --steps 3")
-    custom_id = next(c for c in _custom_ids(single) if c.startswith("dc:vr:"))
+    custom_id = next(c for c in custom_ids(single) if c.startswith("dc:vr:"))
     opened = await fake.press(dave, int(single["id"]), custom_id)
     await fake.wait_until(lambda: opened.modal is not None)
     fields = {row["components"][0]["custom_id"] for row in opened.modal["components"]}  # type: ignore[index]
     assert len(fields) == 2
     region_field = opened.modal["components"][0]["components"][0]["custom_id"]  # type: ignore[index]
     submitted = await fake.submit_modal(dave, opened, {region_field: "0, 0, 50%, 100%"})
-    varied = await _finished(stack, submitted)
+    varied = await finished(stack, submitted)
     assert "variations (strength 1, region)" in varied["content"]
     _, spec = await _spec_of(stack, varied)
     assert json.loads(spec.box.model_dump_json()) == {"left": 0.0, "top": 0.0, "right": 0.5, "bottom": 1.0}
@@ -108,7 +101,7 @@ async def test_a_bad_region_gets_an_ephemeral_error(stack: Stack) -> None:
     fake = stack.fake
     erin = fake.add_user("erin")
     single = await _single(stack, erin, "a red circle --seed 2 --steps 3")
-    custom_id = next(c for c in _custom_ids(single) if c.startswith("dc:vr:"))
+    custom_id = next(c for c in custom_ids(single) if c.startswith("dc:vr:"))
     opened = await fake.press(erin, int(single["id"]), custom_id)
     await fake.wait_until(lambda: opened.modal is not None)
     region_field = opened.modal["components"][0]["components"][0]["custom_id"]  # type: ignore[index]

@@ -9,21 +9,14 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
 
 from generation.bundled.novel import hexagon_photos
 from storage.models import Adapter, Job
 from tests.e2e.conftest import Stack
+from tests.e2e.helpers import count, ephemeral_reply, png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 E2E_TRAINING_WORKER = True  # this module's pool gets a training worker (see conftest)
-EPHEMERAL = 64
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def photo_attachments(count: int = 4) -> dict[str, tuple[str, bytes, str]]:
@@ -31,25 +24,6 @@ def photo_attachments(count: int = 4) -> dict[str, tuple[str, bytes, str]]:
         f"photo{i + 1}": (f"hex{i + 1}.png", png(image), "image/png")
         for i, image in enumerate(hexagon_photos(count, size=96, seed=4))
     }
-
-
-async def count(stack: Stack, model: type) -> int:
-    async with stack.jobs.sessions() as session:
-        return (await session.scalar(select(func.count()).select_from(model))) or 0
-
-
-async def ephemeral_reply(stack: Stack, interaction: Any) -> str:
-    """The text of the ephemeral answer, given directly or as a follow-up after a defer."""
-    fake = stack.fake
-    await fake.wait_until(
-        lambda: (interaction.response_type == 4) or bool(interaction.followup_ids), timeout=30
-    )
-    if interaction.response_type == 4:
-        assert interaction.ephemeral
-        return fake.message(interaction.original_id)["content"]  # type: ignore[index]
-    message = fake.message(interaction.followup_ids[-1])
-    assert message is not None and message["flags"] & EPHEMERAL
-    return message["content"]
 
 
 async def train(stack: Stack, user: int, token: str = "hexy", **options: object) -> dict[str, Any]:

@@ -1,0 +1,88 @@
+"""Where derived jobs (vary, upscale, outpaint) get their picture: a stored result (job + index) or
+an uploaded image, which is checked, stored, and given a base spec from the prompt the user typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.attachments import read_attachment
+from bot.jobs import StoredImage
+from generation.checkpoint import native_resolution
+from generation.errors import DreamcordError
+from generation.imagine import imagine_spec
+from generation.prompt import parse_prompt
+from generation.specs import PromptedSpec, spec_from_json
+from generation.user_images import open_user_image
+from storage.models import JobState
+
+if TYPE_CHECKING:
+    from bot.discord_bot import DreamcordBot
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One stored picture and the spec it came from: what every derived spec starts from."""
+
+    job_id: int | None  # None for an uploaded picture
+    spec: PromptedSpec
+    image: StoredImage
+    resolution: int  # the native side of the model that will work on it
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.width, self.image.height
+
+
+async def stored_picture(bot: DreamcordBot, job_id: int, index: int) -> Picture:
+    """Picture `index` (from 0) of finished job `job_id`, or a friendly error."""
+    services = bot.services
+    job = await services.jobs.get_job(job_id)
+    if job is None or job.state != JobState.DONE:
+        raise DreamcordError(f"job {job_id} has no finished pictures")
+    spec = spec_from_json(job.spec_json)
+    images = await services.jobs.images_of(job_id)
+    if not isinstance(spec, PromptedSpec) or not 0 <= index < len(images):
+        raise DreamcordError(f"job {job_id} has no picture #{index + 1}")
+    resolution = native_resolution(services.settings.model(spec.model))
+    return Picture(job_id, spec, images[index], resolution)
+
+
+async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt: str | None) -> Picture:
+    """An attachment as a stored picture; `prompt` (with flags such as --model) says what it shows."""
+    if not prompt:
+        raise DreamcordError("describe the uploaded picture in `prompt` (e.g. 'a red fox in the snow')")
+    data = await read_attachment(upload)
+    image = open_user_image(data, upload.filename)  # format, size and pixel limits: UserImageError
+    parsed = parse_prompt(prompt)
+    config = bot.services.settings.model(parsed.model)
+    resolution = native_resolution(config)
+    (digest,) = await bot.services.jobs.store_files([data])
+    base = imagine_spec(parsed, config, resolution, count=1)
+    return Picture(None, base, StoredImage(0, None, digest, image.width, image.height), resolution)
+
+
+async def chosen_picture(
+    bot: DreamcordBot,
+    upload: discord.Attachment | None,
+    job: int | None,
+    index: int | None,
+    prompt: str | None,
+) -> Picture:
+    """The picture a command names: an upload, or picture `index` (from 1) of `job`; exactly one."""
+    if (upload is None) == (job is None):
+        raise DreamcordError("give either an `image` to upload or the `job` number of an earlier result")
+    if upload is not None:
+        return await uploaded_picture(bot, upload, prompt)
+    assert job is not None
+    picture = await stored_picture(bot, job, (index or 1) - 1)
+    if prompt:
+        picture = Picture(
+            picture.job_id,
+            picture.spec.model_copy(update={"prompt": prompt}),
+            picture.image,
+            picture.resolution,
+        )
+    return picture
