@@ -1,4 +1,5 @@
-"""The `dreamcord` command line: `imagine` renders a prompt to a file, `models` lists what is configured.
+"""The `dreamcord` command line: `imagine` renders a prompt to a file; `vary`, `upscale` and `outpaint`
+work on a picture file; `models` lists what is configured; `run` starts the bot.
 
 Exit codes: 0 done, 2 bad input (prompt, flags, model, file), 1 anything unexpected.
 """
@@ -13,12 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from bot.cli_edit import add_edit_commands, run_edit
 from bot.settings import Settings, load_settings
 from generation.config import HUB_ID_PATTERN
 from generation.errors import DreamcordError
 from generation.specs import SCHEDULER_NAMES
 
 USAGE_ERROR = 2
+EDIT_COMMANDS = ("vary", "upscale", "outpaint")
 log = logging.getLogger("dreamcord")
 
 
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
     imagine.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
 
+    add_edit_commands(commands)
+
     commands.add_parser("models", help="list the configured models")
 
     commands.add_parser("run", help="run the Discord bot (token from $DISCORD_TOKEN)")
@@ -77,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_models(settings)
         if args.command == "db":
             return migrate(settings, args.action, args.revision)
+        if args.command in EDIT_COMMANDS:
+            return run_edit(settings, args)
         if args.command == "run":
             from bot.run import main as run_main
 

@@ -30,6 +30,7 @@ class Picture:
     spec: PromptedSpec
     image: StoredImage
     resolution: int  # the native side of the model that will work on it
+    seed: int | None = None  # a --seed the user typed for an upload; derived jobs draw new seeds otherwise
 
     @property
     def size(self) -> tuple[int, int]:
@@ -61,7 +62,8 @@ async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt
     resolution = native_resolution(config)
     (digest,) = await bot.services.jobs.store_files([data])
     base = imagine_spec(parsed, config, resolution, count=1)
-    return Picture(None, base, StoredImage(0, None, digest, image.width, image.height), resolution)
+    stored = StoredImage(0, None, digest, image.width, image.height)
+    return Picture(None, base, stored, resolution, parsed.seed)
 
 
 async def chosen_picture(

@@ -26,10 +26,12 @@ from generation.specs import (
 )
 
 
-def prompted_fields(spec: PromptedSpec, **changes: Any) -> dict[str, Any]:
-    """What every derived spec keeps of its base: model, prompts, sampler, adapters (and size)."""
+def prompted_fields(spec: PromptedSpec, *, seed: int | None = None, **changes: Any) -> dict[str, Any]:
+    """What every derived spec keeps of its base: model, prompts, sampler, adapters (and size); new
+    seeds from `seed` (random when None), never the base's: a derived job is a new roll."""
     fields = {name: getattr(spec, name) for name in PromptedSpec.model_fields}
-    fields["seeds"] = seeds_from(secrets.randbelow(MAX_SEED + 1), GRID_SIZE)
+    first = seed if seed is not None else secrets.randbelow(MAX_SEED + 1)
+    fields["seeds"] = seeds_from(first, GRID_SIZE)
     fields.update(changes)
     return fields
 

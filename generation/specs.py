@@ -192,6 +192,7 @@ UpscaleMode = Literal["subtle", "creative"]
 UPSCALE_MODES: tuple[str, ...] = UpscaleMode.__args__  # type: ignore[attr-defined]
 UPSCALE_STRENGTHS: dict[str, float] = {"subtle": 0.2, "creative": 0.4}
 MAX_UPSCALED_SIDE = 4096
+UPSCALE_PROMPT = "an upscaled picture"  # for uploads: tiles ignore the prompt (UpscaleSpec); captions show it
 
 
 class UpscaleSpec(PromptedSpec):

@@ -35,6 +35,7 @@ def vary(
         picture.resolution,
         strength,
         box=box,
+        seed=picture.seed,
         mask=mask,
         **changes,
     )

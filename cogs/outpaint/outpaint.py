@@ -50,7 +50,14 @@ class OutpaintCog(commands.Cog):
             picture = await chosen_picture(bot, image, job, index, prompt)
             image_hash = picture.image.file_hash
             return outpaint_spec(
-                picture.spec, image_hash, picture.size, operation, picture.resolution, zoom=zoom, aspect=ratio
+                picture.spec,
+                image_hash,
+                picture.size,
+                operation,
+                picture.resolution,
+                zoom=zoom,
+                aspect=ratio,
+                seed=picture.seed,
             )
 
         await bot.services.interactive.run_prepared(interaction, prepare, parent_job_id=job)

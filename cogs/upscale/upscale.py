@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from cogs.pictures import chosen_picture
 from generation.derive import upscale_spec
-from generation.specs import MAX_PROMPT_CHARS, JobSpec
+from generation.specs import MAX_PROMPT_CHARS, UPSCALE_PROMPT, JobSpec
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -27,7 +27,7 @@ class UpscaleCog(commands.Cog):
         index="Which picture of that job, 1-4 (default 1)",
         factor="2x or 4x the size (default 2)",
         mode="subtle adds detail and keeps everything; creative redraws more (default subtle)",
-        prompt="What the picture shows (needed for an uploaded picture)",
+        prompt="What the picture shows (optional; flags such as --model NAME work here)",
     )
     async def upscale(
         self,
@@ -42,8 +42,11 @@ class UpscaleCog(commands.Cog):
         bot = self.bot
 
         async def prepare() -> JobSpec:
-            picture = await chosen_picture(bot, image, job, index, prompt)
+            described = prompt or (UPSCALE_PROMPT if image is not None else None)
+            picture = await chosen_picture(bot, image, job, index, described)
             image_hash = picture.image.file_hash
-            return upscale_spec(picture.spec, image_hash, picture.size, factor, mode, picture.resolution)
+            return upscale_spec(
+                picture.spec, image_hash, picture.size, factor, mode, picture.resolution, seed=picture.seed
+            )
 
         await bot.services.interactive.run_prepared(interaction, prepare, parent_job_id=job)

@@ -16,15 +16,6 @@ def _read(path: Path) -> Image.Image:
         return image.copy()
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    path = tmp_path / "dreamcord.toml"
-    path.write_text(
-        f'default_model = "tiny"\ndevice = "cpu"\n[models.tiny]\nsource = "{tiny_model_dir}"\nsteps = 3\n'
-    )
-    return path
-
-
 def test_imagine_writes_a_grid_and_prints_seeds(
     config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,160 @@
+"""`dreamcord vary|upscale|outpaint`: the picture operations on a local image file.
+
+They build the same specs as the Discord buttons (generation/derive.py) and run them in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from generation.errors import DreamcordError
+from generation.specs import OUTPAINT_OPERATIONS, UPSCALE_MODES, UPSCALE_PROMPT
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from generation.imagine import ImagineResult
+    from generation.models import LoadedModel
+    from generation.specs import JobSpec, PromptedSpec
+
+
+def add_edit_commands(commands: Any) -> None:
+    vary = _picture_command(commands, "vary", "four variations of a picture, or of one region of it")
+    vary.add_argument("prompt", help="what to draw (flags such as --steps 30 --model NAME work here)")
+    vary.add_argument(
+        "--strength", default="strong", help="subtle, strong or a number 0.05-1 (default strong)"
+    )
+    region = vary.add_mutually_exclusive_group()
+    region.add_argument(
+        "--region", help="repaint only this box: left,top,right,bottom in %% (e.g. 25,25,75,75)"
+    )
+    region.add_argument(
+        "--mask", type=Path, help="repaint only the white (or transparent) part of this image"
+    )
+
+    upscale = _picture_command(commands, "upscale", "a larger, sharper picture")
+    upscale.add_argument("--factor", type=int, choices=(2, 4), default=2, help="2x or 4x (default 2)")
+    upscale.add_argument("--mode", choices=UPSCALE_MODES, default="subtle", help="default subtle")
+    upscale.add_argument("--tile-prompt", default="", help="what each tile is redrawn as (default: nothing)")
+    upscale.add_argument("--prompt", default=UPSCALE_PROMPT, help="flags such as --model NAME --steps 30")
+
+    outpaint = _picture_command(commands, "outpaint", "zoom out, pan, make square or change the aspect")
+    outpaint.add_argument("prompt", help="what to draw in the new area (and flags)")
+    outpaint.add_argument("operation", choices=OUTPAINT_OPERATIONS, help="what to do")
+    outpaint.add_argument("--zoom", type=float, default=2.0, help="zoom factor, 1.1-4 (default 2)")
+    outpaint.add_argument("--aspect", help="the new aspect W:H for `aspect` (e.g. 16:9)")
+
+
+def _picture_command(commands: Any, name: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=description, description=description)
+    parser.add_argument("image", type=Path, help="the picture to start from")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="image file to write (png, jpg, webp)"
+    )
+    parser.add_argument("--seed", type=int, help="seed of the first result (default: random)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
+    parser.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
+    return parser
+
+
+def run_edit(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli import check_output_path
+    from generation.checkpoint import native_resolution
+    from generation.imagine import imagine_spec
+    from generation.models import load_model
+    from generation.prompt import parse_prompt
+    from generation.user_images import open_user_image
+
+    check_output_path(args.output)
+    source_bytes = _read(args.image)
+    source = open_user_image(source_bytes, args.image.name)
+    parsed = parse_prompt(args.prompt)
+    config = settings.model(parsed.model)
+    resolution = native_resolution(config)
+    base = imagine_spec(parsed, config, resolution, count=1)
+    digest = hashlib.sha256(source_bytes).hexdigest()
+    seed = args.seed if args.seed is not None else parsed.seed
+    spec, mask = _derived_spec(args, base, digest, source.size, resolution, seed)
+    model = load_model(config, device=args.device or settings.device, dtype=args.dtype or settings.dtype)
+    result = _run(model, spec, source, mask)
+    image = result.grid() if len(result.images) > 1 else result.images[0]
+    image.save(args.output)
+    seeds = " ".join(str(seed) for seed in result.spec.seeds)
+    print(f"wrote {args.output} ({image.width}x{image.height}) in {result.elapsed_s:.2f}s · seeds: {seeds}")
+    return 0
+
+
+def _derived_spec(
+    args: argparse.Namespace,
+    base: PromptedSpec,
+    digest: str,
+    size: tuple[int, int],
+    resolution: int,
+    seed: int | None,
+) -> tuple[JobSpec, Any]:
+    from generation.derive import outpaint_spec, parse_box, upscale_spec, vary_spec
+    from generation.prompt import parse_aspect
+    from generation.specs import REGION_STRENGTH
+    from generation.user_images import open_user_image
+
+    if args.command == "upscale":
+        spec = upscale_spec(
+            base, digest, size, args.factor, args.mode, resolution, tile_prompt=args.tile_prompt, seed=seed
+        )
+        return spec, None
+    if args.command == "outpaint":
+        aspect = parse_aspect(args.aspect) if args.aspect else None
+        spec = outpaint_spec(
+            base, digest, size, args.operation, resolution, zoom=args.zoom, aspect=aspect, seed=seed
+        )
+        return spec, None
+    box = parse_box(args.region) if args.region else None
+    mask_bytes = _read(args.mask) if args.mask else None
+    mask = open_user_image(mask_bytes, args.mask.name) if mask_bytes else None
+    mask_hash = hashlib.sha256(mask_bytes).hexdigest() if mask_bytes else None
+    strength = REGION_STRENGTH if box or mask is not None else _strength(args.strength)
+    return vary_spec(base, digest, size, resolution, strength, box=box, mask=mask_hash, seed=seed), mask
+
+
+def _strength(text: str) -> float:
+    from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH
+
+    named = {"subtle": SUBTLE_STRENGTH, "strong": STRONG_STRENGTH}
+    try:
+        value = named[text] if text in named else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 1.0:
+        raise DreamcordError(f"--strength must be subtle, strong or a number from 0.05 to 1, got {text!r}")
+    return value
+
+
+def _read(path: Path) -> bytes:
+    if not path.is_file():
+        raise DreamcordError(f"{path} does not exist")
+    return path.read_bytes()
+
+
+def _run(model: LoadedModel, spec: JobSpec, source: Any, mask: Any) -> ImagineResult:
+    from tqdm import tqdm
+
+    from generation.inpaint import run_outpaint
+    from generation.specs import OutpaintSpec, UpscaleSpec, VarySpec
+    from generation.upscale import run_upscale
+    from generation.vary import run_vary
+
+    with tqdm(desc=spec.kind, unit="step", file=sys.stderr) as bar:
+
+        def on_step(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
+        if isinstance(spec, UpscaleSpec):
+            return run_upscale(model, spec, source, on_step=on_step)
+        if isinstance(spec, OutpaintSpec):
+            return run_outpaint(model, spec, source, on_step=on_step)
+        assert isinstance(spec, VarySpec)
+        return run_vary(model, spec, source, mask=mask, on_step=on_step)
