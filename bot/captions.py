@@ -40,6 +40,8 @@ def operation_words(spec: JobSpec) -> str:
         return f"upscaled {spec.factor}x ({spec.mode})"
     if isinstance(spec, OutpaintSpec):
         return f"{OUTPAINT_WORDS[spec.operation]} to {spec.width}x{spec.height}"
+    if isinstance(spec, ImagineSpec) and spec.control:
+        return f"{spec.control.mode} control, scale {spec.control.scale:g}"
     return ""
 
 

@@ -11,14 +11,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from bot.cli_edit import add_edit_commands, run_edit
 from bot.settings import Settings, load_settings
-from generation.config import HUB_ID_PATTERN
+from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import DreamcordError
-from generation.specs import SCHEDULER_NAMES
+from generation.specs import CONTROL_MODES, SCHEDULER_NAMES
+
+if TYPE_CHECKING:
+    from generation.specs import ImagineSpec
 
 USAGE_ERROR = 2
 EDIT_COMMANDS = ("vary", "upscale", "outpaint")
@@ -52,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="sampler (default: the model's)")
     imagine.add_argument(
         "--each", action="store_true", help="also write each image as NAME_1.png, NAME_2.png, …"
+    )
+    imagine.add_argument(
+        "--control", type=Path, help="a picture the result follows (ControlNet; see --control-mode)"
+    )
+    imagine.add_argument(
+        "--control-mode",
+        choices=CONTROL_MODES,
+        default="canny",
+        help="canny: edges found in the picture (default); depth, pose: the picture is that map",
+    )
+    imagine.add_argument(
+        "--control-scale", type=float, default=1.0, help="0-2, how strongly it steers (default 1)"
     )
     imagine.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
     imagine.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
@@ -146,13 +162,16 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
         offline=settings.offline or None,
     )
     spec = imagine_spec(parsed, config, model.resolution, count=args.count, scheduler=args.scheduler)
+    control_image = None
+    if args.control is not None:
+        spec, control_image = with_control(spec, config, args.control, args.control_mode, args.control_scale)
     with tqdm(total=spec.steps, desc="imagine", unit="step", file=sys.stderr) as bar:
 
         def on_step(step: int, total: int) -> None:
             bar.total = total
             bar.update(step - bar.n)
 
-        result = run_imagine(model, spec, on_step=on_step)
+        result = run_imagine(model, spec, control_image=control_image, on_step=on_step)
     image = result.grid() if len(result.images) > 1 else result.images[0]
     image.save(args.output)
     if args.each:
@@ -164,6 +183,25 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
         f"seeds: {seeds}   model: {spec.model}   {spec.steps} steps {spec.scheduler}, cfg {spec.guidance:g}"
     )
     return 0
+
+
+def with_control(
+    spec: ImagineSpec, config: ModelConfig, path: Path, mode: str, scale: float
+) -> tuple[ImagineSpec, Image.Image]:
+    """`spec` steered by the picture at `path` (ControlNet), and that picture."""
+    import hashlib
+
+    from generation.control import check_control_mode
+    from generation.specs import ControlRef, build_spec
+    from generation.user_images import open_user_image
+
+    if not path.is_file():
+        raise DreamcordError(f"control picture {path} does not exist")
+    data = path.read_bytes()
+    picture = open_user_image(data, path.name)
+    check_control_mode(spec.model, config.controlnets, mode)
+    control = build_spec(ControlRef, image=hashlib.sha256(data).hexdigest(), mode=mode, scale=scale)
+    return spec.model_copy(update={"control": control}), picture
 
 
 def check_output_path(path: Path) -> None:

@@ -19,6 +19,7 @@ from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
 from generation.specs import (
+    ImagineSpec,
     ImportSpec,
     JobSpec,
     OutpaintSpec,
@@ -198,6 +199,8 @@ class JobService:
     async def _prepare(
         self, session: AsyncSession, spec: JobSpec, owner_id: int, guild_id: int | None
     ) -> JobSpec:
+        if isinstance(spec, ImagineSpec) and spec.control and not self.files.exists(spec.control.image):
+            raise DreamcordError("the control picture is no longer stored")
         if isinstance(spec, DerivedSpec):
             stored = (spec.source, spec.mask) if isinstance(spec, VarySpec) else (spec.source,)
             if not all(self.files.exists(digest) for digest in stored if digest is not None):

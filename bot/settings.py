@@ -15,7 +15,7 @@ from typing import Any, get_args
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig
 from generation.errors import DreamcordError, SpecError
-from generation.specs import SchedulerName
+from generation.specs import CONTROL_MODES, SchedulerName
 from generation.training.defaults import check_training_overrides
 
 CONFIG_ENV = "DREAMCORD_CONFIG"
@@ -163,6 +163,7 @@ def _parse_models(raw_models: object) -> dict[str, ModelConfig]:
             expected = _MODEL_KEY_TYPES[key]
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise SettingsError(f"[models.{name}] {key} has the wrong type: {value!r}")
+        _check_controlnets(name, table.get("controlnets", {}))
         try:
             check_training_overrides(table.get("training", {}))
         except SpecError as error:
@@ -180,7 +181,20 @@ _MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "safety_checker": bool,
     "description": str,
     "training": dict,
+    "controlnets": dict,
 }
+
+
+def _check_controlnets(model: str, table: dict[str, object]) -> None:
+    for mode, source in table.items():
+        if mode not in CONTROL_MODES:
+            raise SettingsError(
+                f"[models.{model}.controlnets] {mode!r} is not a control mode; use {', '.join(CONTROL_MODES)}"
+            )
+        if not isinstance(source, str) or not source:
+            raise SettingsError(
+                f'[models.{model}.controlnets] {mode} must be a hub id or a folder, e.g. "owner/name"'
+            )
 
 
 def _validate(settings: Settings) -> None:

@@ -27,3 +27,5 @@ class ModelConfig:
     description: str = ""
     # Per training method ("lora", "embedding"): overrides of generation.training.defaults.GENERIC.
     training: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
+    # ControlNets for this base model, by control mode ("canny", "depth", "pose"): hub id or folder.
+    controlnets: dict[str, str] = field(default_factory=dict, hash=False)

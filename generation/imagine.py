@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from generation.adapters import expand_tokens
@@ -32,7 +32,7 @@ CHAOS_STRENGTH = 0.5  # at --chaos 100, each image's text embedding gets noise o
 _CHAOS_SEED_SALT = 0x5EED_C4A0  # keeps the chaos noise stream apart from the latent noise stream
 
 StepCallback = Callable[[int, int], None]
-PromptedPipeline = StableDiffusionPipeline | StableDiffusionImg2ImgPipeline
+PromptedPipeline = DiffusionPipeline  # txt2img, img2img, inpaint, ControlNet: all share encode_prompt
 CancelCheck = Callable[[], bool]
 
 
@@ -89,15 +89,26 @@ def run_imagine(
     model: LoadedModel,
     spec: ImagineSpec,
     *,
+    control_image: Image.Image | None = None,
     on_step: StepCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> ImagineResult:
-    """Render every image of `spec` in one batched pipeline call with one generator per seed."""
-    pipeline = model.pipeline
+    """Render every image of `spec` in one batched pipeline call with one generator per seed.
+
+    `control_image` is the picture `spec.control` names (the runner reads it from the file store).
+    """
+    pipeline: PromptedPipeline = model.pipeline
+    inputs: dict[str, Any] = {"width": spec.width, "height": spec.height}
+    if spec.control is not None:
+        from generation.control import control_map, control_pipeline  # OpenCV only when asked for
+
+        if control_image is None:
+            raise ValueError("an ImagineSpec with control needs the control image")
+        pipeline = control_pipeline(model, spec.control.mode)
+        inputs["image"] = control_map(spec.control, control_image, (spec.width, spec.height))
+        inputs["controlnet_conditioning_scale"] = spec.control.scale
     with seamless_tiling(pipeline.unet, pipeline.vae, enabled=spec.tile):
-        return render_batch(
-            model, pipeline, spec, on_step, should_cancel, width=spec.width, height=spec.height
-        )
+        return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
 
 def render_batch(

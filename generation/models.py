@@ -35,6 +35,7 @@ class LoadedModel:
     scheduler_config: dict[str, Any]  # the checkpoint's own; each job builds a fresh scheduler from it
     resolution: int
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
+    extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
 
     def derive(self, pipeline_type: type[PipelineT]) -> PipelineT:
         """A task pipeline (img2img, inpaint, …) sharing this model's weight tensors."""
@@ -80,12 +81,15 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def resolve_source(source: str, *, offline: bool) -> tuple[str, bool]:
-    """Return (what to pass to from_pretrained, local_files_only) or raise a clear not-found error."""
+def resolve_source(source: str, *, offline: bool, marker: str = "model_index.json") -> tuple[str, bool]:
+    """Return (what to pass to from_pretrained, local_files_only) or raise a clear not-found error.
+
+    `marker` is the file a folder of that kind has: model_index.json for a pipeline, config.json for
+    a single model such as a ControlNet."""
     path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelNotFoundError(f"{path} is not a diffusers model folder (no model_index.json)")
+        if not (path / marker).is_file():
+            raise ModelNotFoundError(f"{path} is not a diffusers model folder (no {marker})")
         return str(path), True
     if HUB_ID_PATTERN.match(source) and not source.startswith((".", "~")):
         return source, offline

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
+from PIL import Image
 
 from generation.adapters import AdapterCache
 from generation.config import ModelConfig
@@ -20,7 +22,16 @@ from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.inpaint import run_outpaint
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.specs import ImagineSpec, ImportSpec, JobSpec, OutpaintSpec, TrainSpec, UpscaleSpec, VarySpec
+from generation.specs import (
+    ImagineSpec,
+    ImportSpec,
+    JobSpec,
+    OutpaintSpec,
+    PromptedSpec,
+    TrainSpec,
+    UpscaleSpec,
+    VarySpec,
+)
 from generation.upscale import run_upscale
 from generation.user_images import open_user_image
 from generation.vary import run_vary
@@ -86,51 +97,50 @@ class JobRunner:
     ) -> JobOutput:
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
-        try:
-            results = [run_imagine(model, spec, on_step=on_step, should_cancel=should_cancel)]
-        except torch.OutOfMemoryError:
-            if len(spec.seeds) == 1:
-                raise
-            # Each seed has its own generator, so halves give the same images; a second OOM fails the job.
-            log.warning("out of memory with %d images; retrying in halves", len(spec.seeds))
-            _release_cached_memory()
-            middle = len(spec.seeds) // 2
-            halves = [
-                spec.model_copy(update={"seeds": part}) for part in (spec.seeds[:middle], spec.seeds[middle:])
-            ]
-            results = [
-                run_imagine(model, half, on_step=on_step, should_cancel=should_cancel) for half in halves
-            ]
-        return _job_output(results, batch_retried=len(results) > 1)
+        control = self._open(spec.control.image, "the control image") if spec.control else None
+        return _halving_on_oom(
+            spec,
+            lambda part: run_imagine(
+                model, part, control_image=control, on_step=on_step, should_cancel=should_cancel
+            ),
+        )
 
-    # ------------------------------------------------------------ vary
+    # ------------------------------------------------------------ vary, outpaint, upscale
     def _vary(
         self, spec: VarySpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
     ) -> JobOutput:
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
-        source = open_user_image(self._read_file(spec.source), "the source image")
-        mask = open_user_image(self._read_file(spec.mask), "the mask") if spec.mask else None
-        result = run_vary(model, spec, source, mask=mask, on_step=on_step, should_cancel=should_cancel)
-        return _job_output([result], batch_retried=False)
+        source = self._open(spec.source, "the source image")
+        mask = self._open(spec.mask, "the mask") if spec.mask else None
+        return _halving_on_oom(
+            spec,
+            lambda part: run_vary(
+                model, part, source, mask=mask, on_step=on_step, should_cancel=should_cancel
+            ),
+        )
 
     def _outpaint(
         self, spec: OutpaintSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
     ) -> JobOutput:
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
-        source = open_user_image(self._read_file(spec.source), "the source image")
-        result = run_outpaint(model, spec, source, on_step=on_step, should_cancel=should_cancel)
-        return _job_output([result], batch_retried=False)
+        source = self._open(spec.source, "the source image")
+        return _halving_on_oom(
+            spec, lambda part: run_outpaint(model, part, source, on_step=on_step, should_cancel=should_cancel)
+        )
 
     def _upscale(
         self, spec: UpscaleSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
     ) -> JobOutput:
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
-        source = open_user_image(self._read_file(spec.source), "the source image")
+        source = self._open(spec.source, "the source image")
         result = run_upscale(model, spec, source, on_step=on_step, should_cancel=should_cancel)
         return _job_output([result], batch_retried=False)
+
+    def _open(self, digest: str, what: str) -> Image.Image:
+        return open_user_image(self._read_file(digest), what)
 
     # ------------------------------------------------------------ import
     def _import(self, spec: ImportSpec) -> JobOutput:
@@ -176,6 +186,24 @@ class JobRunner:
             elapsed_s=trained.elapsed_s,
             adapter=AdapterOutput(trained.kind, trained.safetensors, trained.trigger, trained.final_loss),
         )
+
+
+SpecT = TypeVar("SpecT", bound=PromptedSpec)
+
+
+def _halving_on_oom(spec: SpecT, render: Callable[[SpecT], ImagineResult]) -> JobOutput:
+    """Render all seeds in one batch; out of GPU memory, render each half alone. Each seed has its
+    own generator, so the halves give the same pictures; a second OOM fails the job."""
+    try:
+        return _job_output([render(spec)], batch_retried=False)
+    except torch.OutOfMemoryError:
+        if len(spec.seeds) == 1:
+            raise
+    log.warning("out of memory with %d images; retrying in halves", len(spec.seeds))
+    _release_cached_memory()
+    middle = len(spec.seeds) // 2
+    halves = [spec.model_copy(update={"seeds": part}) for part in (spec.seeds[:middle], spec.seeds[middle:])]
+    return _job_output([render(half) for half in halves], batch_retried=True)
 
 
 def _job_output(results: list[ImagineResult], *, batch_retried: bool) -> JobOutput:

@@ -90,12 +90,40 @@ class PromptedSpec(_Spec):
         return self.model_copy(update={"seeds": (self.seeds[index],)})
 
 
+ControlMode = Literal["canny", "depth", "pose"]
+CONTROL_MODES: tuple[str, ...] = ControlMode.__args__  # type: ignore[attr-defined]
+
+
+class ControlRef(BaseModel):
+    """A control picture for ControlNet: `image` (a file-store hash) steers the layout in `mode`.
+
+    For canny the edges are computed from the picture here (thresholds on 0-255 gradients) unless
+    it is `preprocessed` (already an edge map); depth and pose take a ready-made map.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: str = Field(pattern=SHA256_PATTERN)
+    mode: ControlMode = "canny"
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    preprocessed: bool = False
+    low_threshold: int = Field(default=100, ge=1, le=255)
+    high_threshold: int = Field(default=200, ge=1, le=255)
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Self:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError("low_threshold must not exceed high_threshold")
+        return self
+
+
 class ImagineSpec(PromptedSpec):
     """Text to image: one image per seed, rendered in one batched pipeline call."""
 
     kind: Literal["imagine"] = "imagine"
     chaos: int = Field(default=0, ge=0, le=100)
     tile: bool = False
+    control: ControlRef | None = None
 
 
 SUBTLE_STRENGTH, STRONG_STRENGTH, REGION_STRENGTH = 0.35, 0.7, 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.schedulers import sd_noise_schedule
@@ -108,4 +108,31 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
 def save_tiny_model(folder: Path, seed: int = 0) -> Path:
     """Build a tiny pipeline and save it in diffusers' folder layout (safetensors)."""
     build_tiny_pipeline(seed).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@torch.no_grad()
+def randomise_control_path(
+    controlnet: ControlNetModel, seed: int, std: float = 0.5, gain: float = 3.0
+) -> ControlNetModel:
+    """Make a fresh random ControlNet respond to its control image, as a trained one does.
+
+    Its output convolutions start at zero (it adds exactly nothing), and with default init the
+    7-convolution embedding shrinks a sparse edge map to almost nothing (measured: a control moved the
+    UNet output by 0.1 % of its size); random outputs and a gain of 3 per embedding conv fix both."""
+    generator = torch.Generator().manual_seed(seed)
+    embedding = controlnet.controlnet_cond_embedding
+    for layer in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block, embedding.conv_out]:
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+    for conv in [embedding.conv_in, *embedding.blocks]:
+        conv.weight.mul_(gain)
+    return controlnet
+
+
+def save_tiny_controlnet(folder: Path, seed: int = 0) -> Path:
+    """A random ControlNet shaped for the tiny model's UNet (built from it, as diffusers' training
+    script does), with non-zero output convolutions, saved in diffusers' layout."""
+    controlnet = ControlNetModel.from_unet(build_tiny_unet())
+    randomise_control_path(controlnet, seed)
+    controlnet.save_pretrained(folder, safe_serialization=True)
     return folder

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.config import ModelConfig
 from generation.models import LoadedModel, load_model
-from generation.tiny_model import save_tiny_model
+from generation.tiny_model import save_tiny_controlnet, save_tiny_model
 from storage.db import create_engine, session_factory, sqlite_url, upgrade
 
 # Same thread count for every test: float results depend on it (NOTES.md, Determinism).
@@ -38,6 +38,12 @@ def tiny_config(tiny_model_dir: Path) -> ModelConfig:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config: ModelConfig) -> Iterator[LoadedModel]:
     yield load_model(tiny_config, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random canny ControlNet made from the tiny UNet, that responds to its control image."""
+    return save_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "canny")
 
 
 @pytest.fixture(scope="session")

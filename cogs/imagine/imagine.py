@@ -8,11 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
 from generation.checkpoint import native_resolution
+from generation.control import check_control_mode
 from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt
-from generation.specs import MAX_PROMPT_CHARS, MAX_SEED
+from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, ControlMode, ControlRef, JobSpec, build_spec
+from generation.user_images import open_user_image
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -54,6 +57,9 @@ class ImagineCog(commands.Cog):
         model="Which configured model to use",
         chaos="0-100: how different the four images are",
         tile="Make a seamless, repeating pattern",
+        control_image="A picture whose edges (or depth / pose map) the result should follow (ControlNet)",
+        control_mode="canny: edges found in the picture (default); depth or pose: the picture is that map",
+        control_scale="0-2: how strongly the control picture steers (default 1)",
     )
     async def imagine(
         self,
@@ -67,6 +73,9 @@ class ImagineCog(commands.Cog):
         model: str | None = None,
         chaos: app_commands.Range[int, 0, 100] | None = None,
         tile: bool = False,
+        control_image: discord.Attachment | None = None,
+        control_mode: ControlMode = "canny",
+        control_scale: app_commands.Range[float, 0.0, 2.0] = 1.0,
     ) -> None:
         text = prompt_with_options(
             prompt,
@@ -83,7 +92,19 @@ class ImagineCog(commands.Cog):
         services = self.bot.services
         config = services.settings.model(parsed.model)
         spec = imagine_spec(parsed, config, native_resolution(config))
-        await services.interactive.run(interaction, spec)
+        if control_image is None:
+            await services.interactive.run(interaction, spec)
+            return
+        check_control_mode(config.name, config.controlnets, control_mode)  # before deferring: ephemeral
+
+        async def with_control() -> JobSpec:
+            data = await read_attachment(control_image)
+            open_user_image(data, control_image.filename)
+            (digest,) = await services.jobs.store_files([data])
+            control = build_spec(ControlRef, image=digest, mode=control_mode, scale=control_scale)
+            return spec.model_copy(update={"control": control})
+
+        await services.interactive.run_prepared(interaction, with_control)
 
     @imagine.autocomplete("model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

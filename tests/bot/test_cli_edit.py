@@ -87,3 +87,26 @@ def test_bad_input_exits_2_with_one_clear_line(
     assert run(config_file, *args) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.startswith("dreamcord: ")
+
+
+def test_imagine_with_a_control_picture(
+    tmp_path: Path, tiny_model_dir: Path, tiny_controlnet_dir: Path, picture: Path
+) -> None:
+    config = tmp_path / "control.toml"
+    config.write_text(
+        f'default_model = "tiny"\ndevice = "cpu"\n[models.tiny]\nsource = "{tiny_model_dir}"\nsteps = 3\n'
+        f'[models.tiny.controlnets]\ncanny = "{tiny_controlnet_dir}"\n'
+    )
+    plain, steered = tmp_path / "plain.png", tmp_path / "steered.png"
+    assert run(config, "imagine", "a box --seed 2", "-n", "1", "-o", str(plain)) == 0
+    assert (
+        run(config, "imagine", "a box --seed 2", "-n", "1", "--control", str(picture), "-o", str(steered))
+        == 0
+    )
+    assert _read(plain).size == _read(steered).size and _read(plain).tobytes() != _read(steered).tobytes()
+    assert (
+        run(
+            config, "imagine", "a box", "--control", str(picture), "--control-mode", "depth", "-o", str(plain)
+        )
+        == 2
+    )

@@ -46,8 +46,12 @@ QUICK_TRAINING = {"steps": 3, "learning_rate": 1e-2, "batch_size": 2, "class_ima
 
 
 @pytest.fixture(scope="module")
-def e2e_config(tiny_config: ModelConfig) -> ModelConfig:
-    return replace(tiny_config, training={"lora": QUICK_TRAINING, "embedding": QUICK_TRAINING})
+def e2e_config(tiny_config: ModelConfig, tiny_controlnet_dir: Path) -> ModelConfig:
+    return replace(
+        tiny_config,
+        training={"lora": QUICK_TRAINING, "embedding": QUICK_TRAINING},
+        controlnets={"canny": str(tiny_controlnet_dir)},
+    )
 
 
 @pytest.fixture(scope="module")

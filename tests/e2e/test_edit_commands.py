@@ -112,3 +112,34 @@ async def test_bad_input_gets_an_ephemeral_error_and_queues_nothing(
     interaction = await stack.fake.slash(erin, command, options, attachments=attachments)
     assert expected in await ephemeral_reply(stack, interaction)
     assert await count(stack, Job) == 0
+
+
+async def test_imagine_with_a_control_picture_uses_the_controlnet(stack: Stack) -> None:
+    fake = stack.fake
+    gina = fake.add_user("gina")
+    edges = Image.new("RGB", (64, 64), (0, 0, 0))
+    edges.paste((255, 255, 255), (10, 10, 50, 50))
+    options = {"prompt": "a box --seed 3 --steps 3", "control_scale": 0.8}
+    controlled = await finished(
+        stack,
+        await fake.slash(
+            gina, "imagine", options, attachments={"control_image": ("box.png", png(edges), "image/png")}
+        ),
+    )
+    assert "canny control, scale 0.8" in controlled["content"]
+    job = await stack.jobs.get_job(await _job_of(stack, controlled))
+    assert job is not None
+    spec = spec_from_json(job.spec_json)
+    assert spec.control is not None and stack.jobs.files.exists(spec.control.image)
+    plain = await _imagine(stack, gina, "a box --seed 3 --steps 3")
+    assert (
+        image_of(fake, plain["attachments"][0]).tobytes()
+        != image_of(fake, controlled["attachments"][0]).tobytes()
+    )
+    refused = await fake.slash(
+        gina,
+        "imagine",
+        {"prompt": "a box", "control_mode": "pose"},
+        attachments={"control_image": ("box.png", png(edges), "image/png")},
+    )
+    assert "no pose ControlNet configured (configured: canny)" in await ephemeral_reply(stack, refused)
