@@ -77,7 +77,7 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     base = imagine_spec(parsed, config, resolution, count=1)
     digest = hashlib.sha256(source_bytes).hexdigest()
     seed = args.seed if args.seed is not None else parsed.seed
-    spec, mask = _derived_spec(args, base, digest, source.size, resolution, seed)
+    spec, mask = _derived_spec(args, base, digest, source.size, resolution, seed, config.upscaler is not None)
     model = load_model(config, device=args.device or settings.device, dtype=args.dtype or settings.dtype)
     result = _run(model, spec, source, mask)
     image = result.grid() if len(result.images) > 1 else result.images[0]
@@ -94,6 +94,7 @@ def _derived_spec(
     size: tuple[int, int],
     resolution: int,
     seed: int | None,
+    upscaler: bool,
 ) -> tuple[JobSpec, Any]:
     from generation.derive import outpaint_spec, parse_box, upscale_spec, vary_spec
     from generation.prompt import parse_aspect
@@ -102,7 +103,15 @@ def _derived_spec(
 
     if args.command == "upscale":
         spec = upscale_spec(
-            base, digest, size, args.factor, args.mode, resolution, tile_prompt=args.tile_prompt, seed=seed
+            base,
+            digest,
+            size,
+            args.factor,
+            args.mode,
+            resolution,
+            tile_prompt=args.tile_prompt,
+            seed=seed,
+            upscaler=upscaler,
         )
         return spec, None
     if args.command == "outpaint":

@@ -182,6 +182,7 @@ _MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "training": dict,
     "controlnets": dict,
+    "upscaler": str,
 }
 
 

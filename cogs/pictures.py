@@ -3,7 +3,7 @@ an uploaded image, which is checked, stored, and given a base spec from the prom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -31,6 +31,7 @@ class Picture:
     image: StoredImage
     resolution: int  # the native side of the model that will work on it
     seed: int | None = None  # a --seed the user typed for an upload; derived jobs draw new seeds otherwise
+    upscaler: bool = False  # the model has an x4 upscaler configured
 
     @property
     def size(self) -> tuple[int, int]:
@@ -47,8 +48,10 @@ async def stored_picture(bot: DreamcordBot, job_id: int, index: int) -> Picture:
     images = await services.jobs.images_of(job_id)
     if not isinstance(spec, PromptedSpec) or not 0 <= index < len(images):
         raise DreamcordError(f"job {job_id} has no picture #{index + 1}")
-    resolution = native_resolution(services.settings.model(spec.model))
-    return Picture(job_id, spec, images[index], resolution)
+    config = services.settings.model(spec.model)
+    return Picture(
+        job_id, spec, images[index], native_resolution(config), upscaler=config.upscaler is not None
+    )
 
 
 async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt: str | None) -> Picture:
@@ -63,7 +66,7 @@ async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt
     (digest,) = await bot.services.jobs.store_files([data])
     base = imagine_spec(parsed, config, resolution, count=1)
     stored = StoredImage(0, None, digest, image.width, image.height)
-    return Picture(None, base, stored, resolution, parsed.seed)
+    return Picture(None, base, stored, resolution, parsed.seed, upscaler=config.upscaler is not None)
 
 
 async def chosen_picture(
@@ -80,11 +83,22 @@ async def chosen_picture(
         return await uploaded_picture(bot, upload, prompt)
     assert job is not None
     picture = await stored_picture(bot, job, (index or 1) - 1)
-    if prompt:
-        picture = Picture(
-            picture.job_id,
-            picture.spec.model_copy(update={"prompt": prompt}),
-            picture.image,
-            picture.resolution,
+    return with_prompt(picture, prompt) if prompt else picture
+
+
+def with_prompt(picture: Picture, text: str) -> Picture:
+    """The picture with a re-typed prompt (and its flags: --no, --steps, --cfg, --seed) for derived jobs."""
+    parsed = parse_prompt(text)
+    if parsed.model is not None and parsed.model != picture.spec.model:
+        raise DreamcordError(
+            f"this picture was made with model {picture.spec.model!r}; --model cannot change it here"
         )
-    return picture
+    changes: dict[str, object] = {"prompt": parsed.text, "adapters": parsed.adapters}
+    if parsed.negative:
+        changes["negative_prompt"] = parsed.negative
+    if parsed.steps is not None:
+        changes["steps"] = parsed.steps
+    if parsed.cfg is not None:
+        changes["guidance"] = parsed.cfg
+    seed = parsed.seed if parsed.seed is not None else picture.seed
+    return replace(picture, spec=picture.spec.model_copy(update=changes), seed=seed)

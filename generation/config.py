@@ -29,3 +29,6 @@ class ModelConfig:
     training: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     # ControlNets for this base model, by control mode ("canny", "depth", "pose"): hub id or folder.
     controlnets: dict[str, str] = field(default_factory=dict, hash=False)
+    # A diffusers x4 super-resolution pipeline (e.g. stabilityai/stable-diffusion-x4-upscaler) that
+    # subtle upscales use instead of img2img detail passes.
+    upscaler: str | None = None

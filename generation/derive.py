@@ -101,9 +101,11 @@ def upscale_spec(
     resolution: int,
     *,
     tile_prompt: str = "",
+    upscaler: bool = False,
     **changes: Any,
 ) -> UpscaleSpec:
-    """`source` at `factor` times its size, redrawn in tiles of the model's native side `resolution`."""
+    """`source` at `factor` times its size: by the model's x4 `upscaler` for a subtle upscale when it
+    has one, else redrawn with img2img in tiles of the model's native side `resolution`."""
     width, height = (_multiple_of_8(side * factor) for side in source_size)
     if max(width, height) > MAX_UPSCALED_SIDE:
         raise SpecError(
@@ -112,7 +114,9 @@ def upscale_spec(
         )
     fields = prompted_fields(base, **changes) | {"width": width, "height": height}
     fields["seeds"] = fields["seeds"][:1]
-    fields["steps"] = steps_for_strength(fields["steps"], UPSCALE_STRENGTHS[mode])
+    by_model = upscaler and mode == "subtle"
+    if not by_model:  # img2img runs only steps x strength of them
+        fields["steps"] = steps_for_strength(fields["steps"], UPSCALE_STRENGTHS[mode])
     return build_spec(
         UpscaleSpec,
         **fields,
@@ -120,10 +124,18 @@ def upscale_spec(
         factor=factor,
         mode=mode,
         strength=UPSCALE_STRENGTHS[mode],
-        tile_size=resolution,
-        tile_overlap=_multiple_of_8(resolution // 4),
         tile_prompt=tile_prompt,
+        **_upscale_method(by_model, resolution),
     )
+
+
+X4_TILE, X4_OVERLAP = 128, 32  # the x4 upscaler was trained on 128-pixel crops (512 out)
+
+
+def _upscale_method(by_model: bool, resolution: int) -> dict[str, Any]:
+    if by_model:
+        return {"method": "x4", "tile_size": X4_TILE, "tile_overlap": X4_OVERLAP}
+    return {"method": "img2img", "tile_size": resolution, "tile_overlap": _multiple_of_8(resolution // 4)}
 
 
 def _multiple_of_8(value: float) -> int:

@@ -219,6 +219,7 @@ class OutpaintSpec(PromptedSpec):
 UpscaleMode = Literal["subtle", "creative"]
 UPSCALE_MODES: tuple[str, ...] = UpscaleMode.__args__  # type: ignore[attr-defined]
 UPSCALE_STRENGTHS: dict[str, float] = {"subtle": 0.2, "creative": 0.4}
+UpscaleMethod = Literal["img2img", "x4"]
 MAX_UPSCALED_SIDE = 4096
 UPSCALE_PROMPT = "an upscaled picture"  # for uploads: tiles ignore the prompt (UpscaleSpec); captions show it
 
@@ -244,6 +245,9 @@ class UpscaleSpec(PromptedSpec):
     tile_size: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
     tile_overlap: int = Field(ge=0, le=MAX_SIDE // 2, multiple_of=8)
     tile_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    # x4: the model's configured super-resolution upscaler (tile_size in source pixels; strength unused).
+    method: UpscaleMethod = "img2img"
+    noise_level: int = Field(default=20, ge=0, le=350)  # x4 only: noise added to the low-res input
 
     @model_validator(mode="after")
     def _overlap_below_tile(self) -> Self:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
+    UNet2DConditionModel,
+)
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.schedulers import sd_noise_schedule
@@ -135,4 +143,51 @@ def save_tiny_controlnet(folder: Path, seed: int = 0) -> Path:
     controlnet = ControlNetModel.from_unet(build_tiny_unet())
     randomise_control_path(controlnet, seed)
     controlnet.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_upscaler(seed: int = 0) -> StableDiffusionUpscalePipeline:
+    """A random x4 super-resolution pipeline in the layout of stabilityai/stable-diffusion-x4-upscaler:
+    a 7-channel UNet (latents + the low-res picture) with a noise-level embedding, a VAE that
+    decodes 4x larger (scaling factor 0.08333, as the pipeline expects)."""
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = build_tiny_text_encoder(tokenizer)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=7,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=text_encoder.config.hidden_size,
+        attention_head_dim=8,
+        num_class_embeds=351,  # one per noise level 0..max_noise_level
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        scaling_factor=0.08333,
+    )
+    return StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        watermarker=None,
+        max_noise_level=350,
+    )
+
+
+def save_tiny_upscaler(folder: Path, seed: int = 0) -> Path:
+    build_tiny_upscaler(seed).save_pretrained(folder, safe_serialization=True)
     return folder

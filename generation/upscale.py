@@ -1,78 +1,32 @@
-"""Upscale: a high-quality resize, then img2img detail passes tile by tile, blended where tiles overlap.
+"""Upscale, by one of two methods, both tile by tile so memory stays bounded at any size:
 
-Each tile is the model's native size, so memory is that of one batch of native-size images whatever
-the output size; overlapping tiles are weighted by ramps that fall to zero at their inner edges, so
-no tile border shows as a step.
+- img2img (any model): a high-quality resize to the output size, then img2img detail passes over
+  tiles of the model's native size, blended where they overlap.
+- x4 (subtle mode, when the model's config names an upscaler): diffusers' StableDiffusionUpscalePipeline,
+  a real 4x super-resolution model, on tiles of the source; a 2x result is the 4x one scaled down.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-from diffusers import StableDiffusionImg2ImgPipeline
+import torch
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionUpscalePipeline
 from PIL import Image
 
+from generation.errors import JobCancelled, ModelLoadError, SpecError
 from generation.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
-from generation.models import LoadedModel
+from generation.models import LoadedModel, hub_offline, resolve_source
 from generation.specs import MAX_SEED, UpscaleSpec
+from generation.tiles import Tile, TileCanvas, plan_tiles
+
+log = logging.getLogger(__name__)
 
 TILE_BATCH = 4  # tiles denoised together: bounds memory, keeps the GPU busy
-Box = tuple[int, int, int, int]
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering `length` with at least `overlap` shared pixels, spread evenly
-    so the last tile ends exactly at the edge."""
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    return [round(index * (length - tile) / (count - 1)) for index in range(count)]
-
-
-@dataclass(frozen=True)
-class Tile:
-    box: Box  # left, top, right, bottom
-    weights: np.ndarray  # (height, width, 1): how much this tile counts at each of its pixels
-
-
-def _axis(length: int, tile: int, overlap: int) -> list[tuple[int, np.ndarray]]:
-    """(start, blend ramp) of each tile along one axis: ramps only where a neighbour overlaps."""
-    tile = min(tile, length)
-    starts = tile_starts(length, tile, overlap)
-    ends = [start + tile for start in starts]
-    return [
-        (
-            start,
-            _ramp(
-                tile, ends[i - 1] - start if i > 0 else 0, end - starts[i + 1] if i + 1 < len(starts) else 0
-            ),
-        )
-        for i, (start, end) in enumerate(zip(starts, ends, strict=True))
-    ]
-
-
-def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[Tile]:
-    """Tiles row by row, each with its blend weights."""
-    tiles = []
-    for top, down in _axis(height, tile, overlap):
-        for left, across in _axis(width, tile, overlap):
-            box = (left, top, left + len(across), top + len(down))
-            tiles.append(Tile(box, np.outer(down, across)[..., None]))
-    return tiles
-
-
-def _ramp(size: int, before: int, after: int) -> np.ndarray:
-    """1 in the middle, rising over `before` pixels at the start and falling over `after` at the end."""
-    position = np.arange(size, dtype=np.float64) + 0.5
-    weight = np.ones(size)
-    if before > 0:
-        weight = np.minimum(weight, position / before)
-    if after > 0:
-        weight = np.minimum(weight, (size - position) / after)
-    return weight
+X4 = 4
 
 
 def run_upscale(
@@ -83,30 +37,41 @@ def run_upscale(
     on_step: StepCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> ImagineResult:
-    """Resize `source` to the spec's size, then redraw it tile by tile (nothing more at strength 0)."""
     started = time.perf_counter()
-    resized = source.convert("RGB").resize((spec.width, spec.height), Image.Resampling.LANCZOS)
-    if spec.strength == 0:
-        return ImagineResult(
-            spec=spec, images=[resized], elapsed_s=time.perf_counter() - started, nsfw=[False]
-        )
-    tiles = plan_tiles(spec.width, spec.height, spec.tile_size, spec.tile_overlap)
-    pipeline = model.derive(StableDiffusionImg2ImgPipeline)
-    total = np.zeros((spec.height, spec.width, 3))
-    weight_sum = np.zeros((spec.height, spec.width, 1))
-    nsfw = False
+    upscale = _by_x4_model if spec.method == "x4" else _by_img2img
+    image, nsfw = upscale(model, spec, source.convert("RGB"), on_step, should_cancel)
+    return ImagineResult(spec=spec, images=[image], elapsed_s=time.perf_counter() - started, nsfw=[nsfw])
+
+
+def _batches(tiles: list[Tile]) -> list[list[tuple[int, Tile]]]:
     numbered = list(enumerate(tiles))
-    groups = [numbered[i : i + TILE_BATCH] for i in range(0, len(numbered), TILE_BATCH)]  # 3.11: no batched
+    return [numbered[i : i + TILE_BATCH] for i in range(0, len(numbered), TILE_BATCH)]
+
+
+def _tile_seeds(spec: UpscaleSpec, group: list[tuple[int, Tile]]) -> tuple[int, ...]:
+    return tuple((spec.seeds[0] + index) % (MAX_SEED + 1) for index, _ in group)
+
+
+def _by_img2img(
+    model: LoadedModel,
+    spec: UpscaleSpec,
+    source: Image.Image,
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+) -> tuple[Image.Image, bool]:
+    """Resize, then redraw tile by tile (nothing more at strength 0)."""
+    resized = source.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
+    if spec.strength == 0:
+        return resized, False
+    pipeline = model.derive(StableDiffusionImg2ImgPipeline)
+    canvas = TileCanvas(spec.width, spec.height)
+    nsfw = False
+    groups = _batches(plan_tiles(spec.width, spec.height, spec.tile_size, spec.tile_overlap))
     for group_index, group in enumerate(groups):
-        tile_seeds = tuple((spec.seeds[0] + index) % (MAX_SEED + 1) for index, _ in group)
         left, top, right, bottom = group[0][1].box
+        size = {"width": right - left, "height": bottom - top}
         tile_spec = spec.model_copy(
-            update={
-                "width": right - left,
-                "height": bottom - top,
-                "seeds": tile_seeds,
-                **tile_prompting(spec),
-            }
+            update={**size, "seeds": _tile_seeds(spec, group), **tile_prompting(spec)}
         )
         drawn = render_batch(
             model,
@@ -119,16 +84,67 @@ def run_upscale(
         )
         nsfw = nsfw or any(drawn.nsfw)
         for (_, tile), picture in zip(group, drawn.images, strict=True):
-            left, top, right, bottom = tile.box
-            total[top:bottom, left:right] += tile.weights * np.asarray(picture, dtype=np.float64)
-            weight_sum[top:bottom, left:right] += tile.weights
-    blended = np.clip(np.rint(total / weight_sum), 0, 255).astype(np.uint8)
-    image = Image.fromarray(blended, "RGB")
-    return ImagineResult(spec=spec, images=[image], elapsed_s=time.perf_counter() - started, nsfw=[nsfw])
+            canvas.add(tile, picture)
+    return canvas.image(), nsfw
+
+
+def _by_x4_model(
+    model: LoadedModel,
+    spec: UpscaleSpec,
+    source: Image.Image,
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+) -> tuple[Image.Image, bool]:
+    """4x super-resolution tile by tile, then scaled to the spec's size (down, for 2x)."""
+    pipeline = upscaler_pipeline(model)
+    width, height = (max(8, side // 8 * 8) for side in source.size)  # the UNet needs multiples of 8
+    source = (
+        source.resize((width, height), Image.Resampling.LANCZOS) if (width, height) != source.size else source
+    )
+    canvas = TileCanvas(width * X4, height * X4)
+    prompt = spec.tile_prompt.strip()
+    nsfw = False
+    groups = _batches(plan_tiles(width, height, spec.tile_size, spec.tile_overlap, scale=X4))
+    for group_index, group in enumerate(groups):
+        output = pipeline(
+            prompt=[prompt] * len(group),
+            image=[source.crop(tile.box) for _, tile in group],
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.guidance if prompt else 1.0,  # no prompt: no guidance pass either
+            noise_level=spec.noise_level,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in _tile_seeds(spec, group)],
+            callback=_legacy_step_callback(
+                _overall_progress(on_step, group_index, len(groups)), should_cancel, spec.steps
+            ),
+        )
+        nsfw = nsfw or any(output.nsfw_content_detected or [])
+        for (_, tile), picture in zip(group, output.images, strict=True):
+            canvas.add(tile, picture)
+    return canvas.image().resize((spec.width, spec.height), Image.Resampling.LANCZOS), nsfw
+
+
+def upscaler_pipeline(model: LoadedModel) -> StableDiffusionUpscalePipeline:
+    """The model's configured x4 upscaler, loaded on first use with its own VAE (NOTES: the upscale
+    pipeline rewrites its VAE's scaling factor, so it never gets the base model's)."""
+    source = model.config.upscaler
+    if source is None:
+        raise SpecError(f"model {model.config.name!r} has no upscaler configured; use the img2img method")
+    if "upscaler" not in model.extras:
+        where, local_only = resolve_source(source, offline=hub_offline())
+        try:
+            pipeline = StableDiffusionUpscalePipeline.from_pretrained(
+                where, dtype=model.pipeline.unet.dtype, local_files_only=local_only
+            )
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"could not load upscaler {source!r}: {error}") from error
+        pipeline.set_progress_bar_config(disable=True)
+        model.extras["upscaler"] = pipeline.to(model.pipeline.device)
+        log.info("loaded upscaler %s for %s", where, model.config.name)
+    return model.extras["upscaler"]  # type: ignore[return-value]
 
 
 def tile_prompting(spec: UpscaleSpec) -> dict[str, object]:
-    """What each tile is conditioned on: `tile_prompt`, or nothing at all (guidance off) when empty."""
+    """What each img2img tile is conditioned on: `tile_prompt`, or nothing at all (no guidance) when empty."""
     if spec.tile_prompt.strip():
         return {"prompt": spec.tile_prompt}
     return {"prompt": "", "negative_prompt": "", "guidance": 1.0}
@@ -139,3 +155,17 @@ def _overall_progress(on_step: StepCallback | None, group: int, groups: int) -> 
     if on_step is None:
         return None
     return lambda step, total: on_step(group * total + step, groups * total)
+
+
+def _legacy_step_callback(
+    on_step: StepCallback | None, should_cancel: CancelCheck | None, total: int
+) -> Callable[[int, Any, Any], None]:
+    """The upscale pipeline still takes the old `callback(step, timestep, latents)`."""
+
+    def callback(step: int, timestep: Any, latents: Any) -> None:
+        if on_step is not None:
+            on_step(step + 1, total)
+        if should_cancel is not None and should_cancel():
+            raise JobCancelled()
+
+    return callback

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cogs.pictures import Picture
+from cogs.pictures import Picture, with_prompt
 from generation.derive import outpaint_spec, upscale_spec, vary_spec
 from generation.specs import (
     STRONG_STRENGTH,
@@ -26,23 +26,32 @@ def vary(
     mask: str | None = None,
     prompt: str | None = None,
 ) -> JobSpec:
-    changes = {"prompt": prompt} if prompt else {}
-    image = picture.image
+    """Four variations of `picture`, in a region when `box` or `mask` is given; `prompt` (with flags)
+    replaces the picture's own."""
+    if prompt:
+        picture = with_prompt(picture, prompt)
     return vary_spec(
         picture.spec,
-        image.file_hash,
+        picture.image.file_hash,
         picture.size,
         picture.resolution,
         strength,
         box=box,
-        seed=picture.seed,
         mask=mask,
-        **changes,
+        seed=picture.seed,
     )
 
 
 def _upscale(factor: int) -> Callable[[Picture], JobSpec]:
-    return lambda p: upscale_spec(p.spec, p.image.file_hash, p.size, factor, "subtle", p.resolution)  # type: ignore[arg-type]
+    return lambda p: upscale_spec(
+        p.spec,
+        p.image.file_hash,
+        p.size,
+        factor,
+        "subtle",
+        p.resolution,
+        upscaler=p.upscaler,  # type: ignore[arg-type]
+    )
 
 
 def _outpaint(operation: str, zoom: float = 2.0) -> Callable[[Picture], JobSpec]:

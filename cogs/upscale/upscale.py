@@ -46,7 +46,14 @@ class UpscaleCog(commands.Cog):
             picture = await chosen_picture(bot, image, job, index, described)
             image_hash = picture.image.file_hash
             return upscale_spec(
-                picture.spec, image_hash, picture.size, factor, mode, picture.resolution, seed=picture.seed
+                picture.spec,
+                image_hash,
+                picture.size,
+                factor,
+                mode,
+                picture.resolution,
+                seed=picture.seed,
+                upscaler=picture.upscaler,
             )
 
         await bot.services.interactive.run_prepared(interaction, prepare, parent_job_id=job)

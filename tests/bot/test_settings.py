@@ -72,7 +72,10 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ("[models.x]\nsource = 'a/b'\nsteps = 'many'\n", "steps has the wrong type"),
         ("default_model = 'nope'\n", "default_model 'nope' is not configured"),
         ("device = 'tpu'\n", "device must be one of"),
-        ("[models.x]\nsource = 'a/b'\n[models.x.controlnets]\nedges = 'c/d'\n", "'edges' is not a control mode"),
+        (
+            "[models.x]\nsource = 'a/b'\n[models.x.controlnets]\nedges = 'c/d'\n",
+            "'edges' is not a control mode",
+        ),
         ("[models.x]\nsource = 'a/b'\n[models.x.controlnets]\ncanny = 3\n", "canny must be a hub id"),
         ("this is not toml", "not valid TOML"),
     ],

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from generation.config import ModelConfig
 from generation.derive import upscale_spec
 from generation.errors import SpecError
 from generation.imagine import run_imagine
-from generation.models import LoadedModel
+from generation.models import LoadedModel, load_model
 from generation.specs import ImagineSpec, UpscaleSpec
-from generation.upscale import plan_tiles, run_upscale, tile_starts
+from generation.tiles import plan_tiles, tile_starts
+from generation.upscale import run_upscale
 from tests.conftest import pixels
 
 SOURCE_HASH = "0" * 64
@@ -114,3 +117,42 @@ def test_a_subtle_upscale_on_the_bundled_model_is_the_same_picture_larger(bundle
     )  # same picture: a plain detail pass here moves ~12/255
     judge = evaluator.load()
     assert evaluator.classify(judge, [back]) == evaluator.classify(judge, [source])
+
+
+@pytest.fixture(scope="module")
+def with_upscaler(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig) -> LoadedModel:
+    from generation.tiny_model import save_tiny_upscaler
+
+    folder = save_tiny_upscaler(tmp_path_factory.mktemp("upscalers") / "x4")
+    return load_model(dataclasses.replace(tiny_config, upscaler=str(folder)), device="cpu")
+
+
+def test_subtle_upscale_uses_the_configured_x4_model_tile_by_tile(with_upscaler: LoadedModel) -> None:
+    source = run_imagine(with_upscaler, base_spec("tiny", steps=4, guidance=7.0)).images[0]
+    spec = upscale_spec(base_spec("tiny", steps=3), SOURCE_HASH, source.size, 2, "subtle", 64, upscaler=True)
+    assert (spec.method, spec.tile_size) == ("x4", 128)
+    assert (
+        upscale_spec(base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "creative", 64, upscaler=True).method
+        == "img2img"
+    )
+    steps: list[tuple[int, int]] = []
+    whole = run_upscale(with_upscaler, spec, source, on_step=lambda s, t: steps.append((s, t))).images[0]
+    assert whole.size == (128, 128) and steps[-1] == (3, 3)
+    four = run_upscale(
+        with_upscaler, spec.model_copy(update={"factor": 4, "width": 256, "height": 256}), source
+    )
+    assert four.images[0].size == (256, 256)
+    # In 32-pixel tiles (9 of them, 3 batches): same size, and the model really ran on each tile.
+    tiled_spec = spec.model_copy(update={"tile_size": 32, "tile_overlap": 8})
+    steps.clear()
+    tiled = run_upscale(with_upscaler, tiled_spec, source, on_step=lambda s, t: steps.append((s, t))).images[
+        0
+    ]
+    assert tiled.size == (128, 128) and steps[-1] == (9, 9)
+    assert tiled.tobytes() != whole.tobytes()
+
+
+def test_x4_without_a_configured_upscaler_is_a_clear_error(tiny_model: LoadedModel) -> None:
+    spec = upscale_spec(base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "subtle", 64, upscaler=True)
+    with pytest.raises(SpecError, match="has no upscaler configured"):
+        run_upscale(tiny_model, spec, Image.new("RGB", (64, 64)))
