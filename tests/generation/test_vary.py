@@ -144,3 +144,39 @@ def test_an_empty_mask_or_box_is_refused(tiny_model: LoadedModel, source: Image.
                 "box": {"left": 0, "top": 0, "right": 1, "bottom": 1},
             },
         )
+
+
+def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
+    bundled_model: LoadedModel,
+) -> None:
+    """A red circle on blue; the box covers it and asks for background: the red goes, the rest stays."""
+    picture = ImagineSpec(
+        model="bundled",
+        prompt="a large red circle in the centre on a blue background",
+        seeds=(1,),
+        width=64,
+        height=64,
+        steps=20,
+        guidance=5.0,
+    )
+    source = run_imagine(bundled_model, picture).images[0]
+    rgb = pixels(source)
+    red = (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)
+    ys, xs = np.nonzero(red)
+    assert red.sum() > 500
+    box = RegionBox(
+        left=xs.min() / 64, top=ys.min() / 64, right=(xs.max() + 1) / 64, bottom=(ys.max() + 1) / 64
+    )
+    spec = vary(1.0).model_copy(
+        update={"model": "bundled", "steps": 20, "guidance": 5.0, "prompt": "a blue background", "box": box}
+    )
+    from generation.inpaint import seam_margin
+    from generation.masks import box_mask
+
+    kept = outside(box_mask(source.size, box), seam_margin(bundled_model))
+    assert kept.sum() > 200
+    for image in run_vary(bundled_model, spec, source).images:
+        after = pixels(image)
+        still_red = (after[..., 0] > 150) & (after[..., 1] < 110) & (after[..., 2] < 110)
+        assert still_red.sum() < 0.2 * red.sum()  # the circle is painted over
+        assert np.array_equal(after[kept], rgb[kept])  # and everything beyond the box is the source
