@@ -155,6 +155,10 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     parsed = parse_prompt(" ".join([args.prompt, *extra]))
     check_output_path(args.output)
     config = settings.model(parsed.model)
+    if args.control is not None:  # before the slow part: a mode without a ControlNet fails at once
+        from generation.control import check_control_mode
+
+        check_control_mode(config.name, config.controlnets, args.control_mode)
     model = load_model(
         config,
         device=args.device or settings.device,
