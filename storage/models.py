@@ -88,7 +88,34 @@ class GuildSettings(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     default_model: Mapped[str | None] = mapped_column(String(64))
     max_queued_per_user: Mapped[int | None] = mapped_column(Integer)
+    daily_jobs_per_user: Mapped[int | None] = mapped_column(Integer)  # jobs per user per 24 h
     settings_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class GuildBan(Base):
+    """A user a server's administrators barred from using the bot in that server."""
+
+    __tablename__ = "guild_bans"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    banned_by: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """What an administrator did (ban, quota, model) or did to someone else's things."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):

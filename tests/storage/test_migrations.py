@@ -37,19 +37,37 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     assert differences == []
 
 
-def test_downgrade_one_step_and_upgrade_again(tmp_path: Path) -> None:
+def test_downgrade_step_by_step_and_upgrade_again(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     url = sqlite_url(path)
     upgrade(url)
+    downgrade(url, "-1")  # 0002 -> 0001: the admin tables go, the rest stays
+    assert _tables(path) == set(Base.metadata.tables) - {"guild_bans", "audit_log"}
     downgrade(url, "-1")
     assert _tables(path) == set()
     upgrade(url)
     assert _tables(path) == set(Base.metadata.tables)
 
 
-@pytest.mark.parametrize("revision", ["head"])
-def test_upgrade_twice_is_a_no_op(tmp_path: Path, revision: str) -> None:
+def test_upgrading_an_0001_database_keeps_its_rows(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    path = tmp_path / "db.sqlite"
+    url = sqlite_url(path)
+    upgrade(url, "0001")
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO guild_settings (guild_id, settings_json) VALUES (7, '{}')"))
+    upgrade(url)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT guild_id, daily_jobs_per_user FROM guild_settings")).one()
+    engine.dispose()
+    assert tuple(row) == (7, None)
+
+
+@pytest.mark.parametrize(("revision", "absent"), [("0001", {"guild_bans", "audit_log"}), ("head", set())])
+def test_upgrade_twice_is_a_no_op(tmp_path: Path, revision: str, absent: set[str]) -> None:
     url = sqlite_url(tmp_path / "db.sqlite")
     upgrade(url, revision)
     upgrade(url, revision)
-    assert _tables(tmp_path / "db.sqlite") == set(Base.metadata.tables)
+    assert _tables(tmp_path / "db.sqlite") == set(Base.metadata.tables) - absent
