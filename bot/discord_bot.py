@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admin import AdminService, Banned
 from bot.delivery import DiscordResultSink
 from bot.interactive import InteractiveJobs, reply_error
 from bot.jobs import JobService
@@ -28,6 +29,9 @@ EXTENSIONS = (
     "cogs.queue",
     "cogs.train",
     "cogs.library",
+    "cogs.settings",
+    "cogs.info",
+    "cogs.admin",
 )
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
@@ -42,6 +46,7 @@ class Services:
     sink: DiscordResultSink
     interactive: InteractiveJobs
     library: LibraryService
+    admin: AdminService
 
 
 def model_choices(settings: Settings, current: str) -> list[app_commands.Choice[str]]:
@@ -51,6 +56,16 @@ def model_choices(settings: Settings, current: str) -> list[app_commands.Choice[
 
 
 class DreamcordTree(app_commands.CommandTree["DreamcordBot"]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Banned users get one ephemeral line for any command (jobs are refused again at submit)."""
+        try:
+            await self.client.services.admin.check_not_banned(interaction.user.id, interaction.guild_id)
+        except Banned as error:
+            if interaction.type == discord.InteractionType.application_command:
+                await reply_error(interaction, str(error))
+            return False
+        return True
+
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, DreamcordError | app_commands.CheckFailure | app_commands.TransformerError):

@@ -25,6 +25,11 @@ async def reply_error(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True)
 
 
+def is_admin(interaction: discord.Interaction) -> bool:
+    """Whether Discord says the user administers this server (the interaction's resolved permissions)."""
+    return interaction.guild_id is not None and interaction.permissions.administrator
+
+
 ControlsFactory = Callable[[int], discord.ui.View]
 
 

@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.admin import check_may_submit
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
@@ -144,13 +145,14 @@ class JobService:
         channel_id: int | None = None,
         parent_job_id: int | None = None,
     ) -> JobTicket:
-        """Persist the job, then queue it. Raises QueueFull (nothing persisted) if the user has too many.
+        """Persist the job, then queue it. Raises QueueFull, Banned or QuotaExceeded (nothing persisted).
 
         `<token>`s in an imagine prompt are resolved against the user's library here, so the stored spec
         names the exact files it used; an unknown token raises UnknownToken and nothing is stored.
         """
         self.pool.check_capacity(owner_id)
         async with self.sessions.begin() as session:
+            await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user)
             spec = await self._prepare(session, spec, owner_id, guild_id)
             job = await repo.create_job(
                 session,

@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.admin import AdminService
 from bot.captions import result_caption
 from bot.delivery import DiscordResultSink
 from bot.discord_bot import DreamcordBot, Services
@@ -56,6 +57,7 @@ def assemble(
         sink=sink,
         interactive=interactive,
         library=LibraryService(sessions, files, jobs),
+        admin=AdminService(sessions, settings),
     )
     bot.attach(services)
     return services

@@ -13,7 +13,7 @@ from bot.jobs import StoredImage
 from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
 from generation.imagine import imagine_spec
-from generation.prompt import parse_prompt
+from generation.prompt import parse_prompt, with_defaults
 from generation.specs import PromptedSpec, spec_from_json
 from generation.user_images import open_user_image
 from storage.models import JobState
@@ -54,13 +54,20 @@ async def stored_picture(bot: DreamcordBot, job_id: int, index: int) -> Picture:
     )
 
 
-async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt: str | None) -> Picture:
-    """An attachment as a stored picture; `prompt` (with flags such as --model) says what it shows."""
+async def uploaded_picture(
+    bot: DreamcordBot, upload: discord.Attachment, prompt: str | None, interaction: discord.Interaction
+) -> Picture:
+    """An attachment as a stored picture; `prompt` (with flags such as --model) says what it shows,
+    completed by the asker's saved defaults."""
+    user_id, guild_id = interaction.user.id, interaction.guild_id
     if not prompt:
         raise DreamcordError("describe the uploaded picture in `prompt` (e.g. 'a red fox in the snow')")
     data = await read_attachment(upload)
     image = open_user_image(data, upload.filename)  # format, size and pixel limits: UserImageError
     parsed = parse_prompt(prompt)
+    defaults = await bot.services.admin.prompt_defaults(user_id, guild_id)
+    if defaults is not None:
+        parsed = with_defaults(parsed, defaults)
     config = bot.services.settings.model(parsed.model)
     resolution = native_resolution(config)
     (digest,) = await bot.services.jobs.store_files([data])
@@ -71,6 +78,7 @@ async def uploaded_picture(bot: DreamcordBot, upload: discord.Attachment, prompt
 
 async def chosen_picture(
     bot: DreamcordBot,
+    interaction: discord.Interaction,
     upload: discord.Attachment | None,
     job: int | None,
     index: int | None,
@@ -80,7 +88,7 @@ async def chosen_picture(
     if (upload is None) == (job is None):
         raise DreamcordError("give either an `image` to upload or the `job` number of an earlier result")
     if upload is not None:
-        return await uploaded_picture(bot, upload, prompt)
+        return await uploaded_picture(bot, upload, prompt, interaction)
     assert job is not None
     picture = await stored_picture(bot, job, (index or 1) - 1)
     return with_prompt(picture, prompt) if prompt else picture

@@ -145,6 +145,13 @@ class _Worker:
         return self.ready.is_set() and self.current is None
 
 
+@dataclass(frozen=True)
+class PoolLoad:
+    workers: tuple[str, ...]  # "interactive on cuda:0", …
+    running: int
+    waiting: int
+
+
 class WorkerPool:
     """Submit specs, get handles; `start()` spawns the workers and `close()` stops them."""
 
@@ -185,6 +192,15 @@ class WorkerPool:
 
     def worker_pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
+
+    def load(self) -> PoolLoad:
+        """How busy the pool is right now (for /info)."""
+        running = sum(1 for worker in self._workers if worker.current is not None)
+        return PoolLoad(
+            workers=tuple(f"{worker.lane} on {worker.device}" for worker in self._workers),
+            running=running,
+            waiting=len(self._handles) - running,
+        )
 
     # ------------------------------------------------------------ jobs
     def submit(self, job_id: int, spec: JobSpec, *, owner_id: int) -> JobHandle:

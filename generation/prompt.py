@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation.errors import PromptError
 from generation.specs import ADAPTER_NAME_PATTERN, MAX_PROMPT_CHARS, MAX_SEED, AdapterRef
@@ -190,3 +190,45 @@ def _parse_token_ref(whole: str, inner: str) -> AdapterRef:
 
 def _normalise_text(text: str) -> str:
     return " ".join(text.split()).strip(" ,")
+
+
+DEFAULTABLE = ("negative", "aspect", "steps", "cfg", "chaos", "model")  # what /settings may preset
+
+
+def parse_defaults(flags: str) -> ParsedPrompt:
+    """A user's saved defaults, written as prompt flags ("--ar 3:2 --steps 30"), checked by the same
+    parser as prompts; seeds, tiling and tokens are per prompt, never defaults."""
+    parsed = parse_prompt(f"defaults {flags}")
+    if parsed.seed is not None or parsed.tile or parsed.adapters:
+        raise PromptError(
+            "defaults may set --ar, --steps, --cfg, --chaos, --no and --model (not --seed, --tile or <tokens>)"
+        )
+    return parsed
+
+
+def with_defaults(parsed: ParsedPrompt, defaults: ParsedPrompt) -> ParsedPrompt:
+    """`parsed` with every value it leaves open taken from `defaults`."""
+    changes = {
+        name: getattr(defaults, name)
+        for name in DEFAULTABLE
+        if getattr(parsed, name) in (None, "") and getattr(defaults, name) not in (None, "")
+    }  # unset is None, or "" for the negative prompt; an explicit --chaos 0 stays 0
+    return replace(parsed, **changes)
+
+
+def format_defaults(parsed: ParsedPrompt) -> str:
+    """The defaults of `parsed` written back as flags, in a fixed order ("" when there are none)."""
+    parts = []
+    if parsed.aspect is not None:
+        parts.append(f"--ar {parsed.aspect[0]}:{parsed.aspect[1]}")
+    if parsed.steps is not None:
+        parts.append(f"--steps {parsed.steps}")
+    if parsed.cfg is not None:
+        parts.append(f"--cfg {parsed.cfg:g}")
+    if parsed.chaos is not None:
+        parts.append(f"--chaos {parsed.chaos}")
+    if parsed.model is not None:
+        parts.append(f"--model {parsed.model}")
+    if parsed.negative:
+        parts.append(f"--no {parsed.negative}")  # last: --no takes the rest of the text
+    return " ".join(parts)

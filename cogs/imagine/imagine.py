@@ -13,7 +13,7 @@ from bot.discord_bot import model_choices
 from generation.checkpoint import native_resolution
 from generation.control import check_control_mode
 from generation.imagine import imagine_spec
-from generation.prompt import parse_prompt
+from generation.prompt import parse_prompt, with_defaults
 from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, ControlMode, ControlRef, JobSpec, build_spec
 from generation.user_images import open_user_image
 
@@ -88,8 +88,11 @@ class ImagineCog(commands.Cog):
             chaos=chaos,
             tile=tile,
         )
-        parsed = parse_prompt(text)
         services = self.bot.services
+        parsed = parse_prompt(text)
+        defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
+        if defaults is not None:
+            parsed = with_defaults(parsed, defaults)
         config = services.settings.model(parsed.model)
         spec = imagine_spec(parsed, config, native_resolution(config))
         if control_image is None:

@@ -47,7 +47,7 @@ class OutpaintCog(commands.Cog):
         ratio = parse_aspect(aspect) if aspect else None  # before deferring: a typo is answered ephemerally
 
         async def prepare() -> JobSpec:
-            picture = await chosen_picture(bot, image, job, index, prompt)
+            picture = await chosen_picture(bot, interaction, image, job, index, prompt)
             image_hash = picture.image.file_hash
             return outpaint_spec(
                 picture.spec,

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.queue.views import is_admin
+from bot.interactive import is_admin
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot

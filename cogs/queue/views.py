@@ -14,11 +14,6 @@ def cancel_view(job_id: int) -> discord.ui.View:
     return view
 
 
-def is_admin(interaction: discord.Interaction) -> bool:
-    permissions = getattr(interaction.user, "guild_permissions", None)
-    return bool(permissions and permissions.administrator)
-
-
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc:c:(?P<job>\d+)"):
     def __init__(self, job_id: int) -> None:
         super().__init__(
@@ -34,7 +29,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc
 
     async def callback(self, interaction: discord.Interaction) -> None:
         from bot.discord_bot import DreamcordBot
-        from bot.interactive import reply_error
+        from bot.interactive import is_admin, reply_error
         from generation.errors import DreamcordError
 
         bot = interaction.client

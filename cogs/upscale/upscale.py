@@ -43,7 +43,7 @@ class UpscaleCog(commands.Cog):
 
         async def prepare() -> JobSpec:
             described = prompt or (UPSCALE_PROMPT if image is not None else None)
-            picture = await chosen_picture(bot, image, job, index, described)
+            picture = await chosen_picture(bot, interaction, image, job, index, described)
             image_hash = picture.image.file_hash
             return upscale_spec(
                 picture.spec,

@@ -50,7 +50,7 @@ class VaryCog(commands.Cog):
         box = parse_box(region) if region else None  # before deferring: a typo gets an ephemeral reply
 
         async def prepare() -> JobSpec:
-            picture = await chosen_picture(bot, image, job, index, prompt)
+            picture = await chosen_picture(bot, interaction, image, job, index, prompt)
             mask_hash = None
             if mask is not None:
                 data = await read_attachment(mask)

@@ -188,7 +188,15 @@ class FakeDiscord:
             target, option_specs = entry["options"], spec.get("options", [])
         types = {o["name"]: o["type"] for o in option_specs}
         for name, value in (options or {}).items():
-            target.append({"name": name, "type": types[name], "value": value})
+            target.append(
+                {"name": name, "type": types[name], "value": str(value) if types[name] == 6 else value}
+            )
+            if types[name] == 6:  # a user option: Discord sends the user (and member) in `resolved`
+                resolved = data["resolved"]
+                resolved.setdefault("users", {})[str(value)] = self.users[int(value)]  # type: ignore[index]
+                member = payloads.member(self.users[int(value)])  # type: ignore[index]
+                member.pop("user", None)
+                resolved.setdefault("members", {})[str(value)] = member
         for name, (filename, blob, content_type) in (attachments or {}).items():
             attachment = self._store_attachment(filename, blob, content_type)
             target.append({"name": name, "type": 11, "value": str(attachment.id)})

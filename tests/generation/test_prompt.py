@@ -153,3 +153,21 @@ def test_flag_soup_parses_or_raises_prompt_error(words: list[str]) -> None:
 def test_parsed_values_round_trip(seed: int, steps: int, chaos: int) -> None:
     parsed = parse_prompt(f"a fox --seed {seed} --steps {steps} --chaos {chaos}")
     assert (parsed.seed, parsed.steps, parsed.chaos) == (seed, steps, chaos)
+
+
+def test_saved_defaults_fill_only_what_a_prompt_leaves_open() -> None:
+    from generation.prompt import parse_defaults, with_defaults
+
+    defaults = parse_defaults("--ar 3:2 --steps 30 --no blur --chaos 20 --model sd15")
+    typed = with_defaults(parse_prompt("a cat --steps 10 --chaos 0"), defaults)
+    assert (typed.aspect, typed.steps, typed.negative, typed.chaos, typed.model) == (
+        (3, 2),
+        10,
+        "blur",
+        0,
+        "sd15",
+    )
+    assert with_defaults(parse_prompt("a dog --no rain"), defaults).negative == "rain"
+    for bad in ("--seed 3", "--tile", "<rex>", "--steps lots"):
+        with pytest.raises(PromptError):
+            parse_defaults(bad)

@@ -1,0 +1,158 @@
+"""Who may use the bot and how much: server bans and quotas, a server's default model, each user's
+saved defaults, and the audit log of what administrators did. Discord-free (the cogs call it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.settings import Settings
+from generation.errors import DreamcordError
+from generation.prompt import ParsedPrompt, parse_defaults, with_defaults
+from storage import admin as store
+from storage.models import AuditEntry, GuildBan
+
+
+class Banned(DreamcordError):
+    """The user may not use the bot in this server."""
+
+
+class QuotaExceeded(DreamcordError):
+    """The user reached one of the server's limits."""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    max_queued_per_user: int  # the server's limit, never above the bot's own
+    daily_jobs_per_user: int | None
+
+
+async def check_may_submit(
+    session: AsyncSession, owner_id: int, guild_id: int | None, bot_max_queued: int
+) -> None:
+    """Raise Banned or QuotaExceeded before a job is stored (called inside the job's transaction)."""
+    ban = await store.ban_of(session, guild_id, owner_id)
+    if ban is not None:
+        reason = f" ({ban.reason})" if ban.reason else ""
+        raise Banned(f"you are banned from using dreamcord here{reason}")
+    settings = await store.find_guild_settings(session, guild_id)
+    if settings is None:
+        return
+    max_queued = min(settings.max_queued_per_user or bot_max_queued, bot_max_queued)
+    active = await store.active_jobs(session, owner_id)
+    if active >= max_queued:
+        raise QuotaExceeded(
+            f"this server allows {max_queued} jobs queued or running per person and you have {active}; "
+            "wait for one to finish or cancel one with /queue"
+        )
+    daily = settings.daily_jobs_per_user
+    if daily is not None and await store.jobs_since(session, owner_id, guild_id, store.day_ago()) >= daily:
+        raise QuotaExceeded(
+            f"this server allows {daily} jobs per person per 24 hours; please try again later"
+        )
+
+
+class AdminService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+
+    # ------------------------------------------------------------ anyone
+    async def check_not_banned(self, user_id: int, guild_id: int | None) -> None:
+        async with self.sessions() as session:
+            ban = await store.ban_of(session, guild_id, user_id)
+        if ban is not None:
+            reason = f" ({ban.reason})" if ban.reason else ""
+            raise Banned(f"you are banned from using dreamcord here{reason}")
+
+    async def prompt_defaults(self, user_id: int, guild_id: int | None) -> ParsedPrompt | None:
+        """The user's saved defaults, with the server's default model when they name none."""
+        async with self.sessions() as session:
+            saved = (await store.personal_defaults(session, user_id)).get("flags", "")
+            guild = await store.find_guild_settings(session, guild_id)
+        defaults = parse_defaults(str(saved)) if saved else None
+        if guild is not None and guild.default_model and guild.default_model in self.settings.models:
+            server = ParsedPrompt(text="defaults", model=guild.default_model)
+            defaults = with_defaults(defaults, server) if defaults else server
+        return defaults
+
+    async def saved_flags(self, user_id: int) -> str:
+        async with self.sessions() as session:
+            return str((await store.personal_defaults(session, user_id)).get("flags", ""))
+
+    async def save_flags(self, user_id: int, flags: str) -> None:
+        """Save defaults written as prompt flags (checked first; "" clears them)."""
+        if flags:
+            parsed = parse_defaults(flags)
+            if parsed.model is not None:
+                self.settings.model(parsed.model)  # unknown model: a clear error now, not at /imagine
+        async with self.sessions.begin() as session:
+            await store.set_personal_defaults(session, user_id, {"flags": flags} if flags else {})
+
+    # ------------------------------------------------------------ administrators
+    async def set_model(self, guild_id: int, actor_id: int, model: str | None) -> None:
+        if model is not None:
+            self.settings.model(model)
+        async with self.sessions.begin() as session:
+            (await store.guild_settings(session, guild_id)).default_model = model
+            await store.audit(
+                session, guild_id=guild_id, actor_id=actor_id, action="model", detail=model or "(bot default)"
+            )
+
+    async def set_quotas(
+        self, guild_id: int, actor_id: int, *, max_queued: int | None, daily_jobs: int | None
+    ) -> Quotas:
+        async with self.sessions.begin() as session:
+            row = await store.guild_settings(session, guild_id)
+            row.max_queued_per_user, row.daily_jobs_per_user = max_queued, daily_jobs
+            detail = f"max_queued={max_queued} daily_jobs={daily_jobs}"
+            await store.audit(session, guild_id=guild_id, actor_id=actor_id, action="quota", detail=detail)
+        return await self.quotas(guild_id)
+
+    async def quotas(self, guild_id: int | None) -> Quotas:
+        bot_max = self.settings.max_queued_per_user
+        async with self.sessions() as session:
+            row = await store.find_guild_settings(session, guild_id)
+        if row is None:
+            return Quotas(bot_max, None)
+        return Quotas(min(row.max_queued_per_user or bot_max, bot_max), row.daily_jobs_per_user)
+
+    async def guild_model(self, guild_id: int | None) -> str:
+        async with self.sessions() as session:
+            row = await store.find_guild_settings(session, guild_id)
+        chosen = row.default_model if row is not None else None
+        return chosen if chosen in self.settings.models else self.settings.default_model  # type: ignore[return-value]
+
+    async def ban(self, guild_id: int, actor_id: int, user_id: int, reason: str) -> bool:
+        if user_id == actor_id:
+            raise DreamcordError("you cannot ban yourself")
+        async with self.sessions.begin() as session:
+            added = await store.ban(session, guild_id, user_id, by=actor_id, reason=reason)
+            if added:
+                await store.audit(
+                    session,
+                    guild_id=guild_id,
+                    actor_id=actor_id,
+                    action="ban",
+                    target=str(user_id),
+                    detail=reason,
+                )
+        return added
+
+    async def unban(self, guild_id: int, actor_id: int, user_id: int) -> bool:
+        async with self.sessions.begin() as session:
+            removed = await store.unban(session, guild_id, user_id)
+            if removed:
+                await store.audit(
+                    session, guild_id=guild_id, actor_id=actor_id, action="unban", target=str(user_id)
+                )
+        return removed
+
+    async def bans(self, guild_id: int) -> list[GuildBan]:
+        async with self.sessions() as session:
+            return list(await store.bans_in(session, guild_id))
+
+    async def audit_log(self, guild_id: int) -> list[AuditEntry]:
+        async with self.sessions() as session:
+            return list(await store.audit_log(session, guild_id))

@@ -1,0 +1,51 @@
+"""Bans and quotas as the job service checks them, straight against the database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.admin import Banned, QuotaExceeded, check_may_submit
+from storage import admin as store
+from storage import repositories as repo
+from storage.models import JobState, User
+
+GUILD, OTHER_GUILD, USER = 1, 2, 42
+
+
+async def test_a_server_ban_applies_in_that_server_only(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        assert await store.ban(session, GUILD, USER, by=7, reason="spam")
+        assert not await store.ban(session, GUILD, USER, by=7, reason="again")
+    async with sessions() as session:
+        with pytest.raises(Banned, match=r"\(spam\)"):
+            await check_may_submit(session, USER, GUILD, 10)
+        await check_may_submit(session, USER, OTHER_GUILD, 10)
+        await check_may_submit(session, USER, None, 10)
+
+
+async def test_the_owners_global_ban_applies_everywhere(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        (await repo.ensure_user(session, USER)).banned = True
+    async with sessions() as session:
+        for guild in (GUILD, None):
+            with pytest.raises(Banned, match="owner"):
+                await check_may_submit(session, USER, guild, 10)
+
+
+async def test_max_queued_counts_active_jobs_and_never_exceeds_the_bots_limit(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        (await store.guild_settings(session, GUILD)).max_queued_per_user = 5
+        first = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+        await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+    async with sessions() as session:
+        with pytest.raises(QuotaExceeded, match="allows 2 jobs queued"):
+            await check_may_submit(session, USER, GUILD, bot_max_queued=2)  # the bot's 2 beats the server's 5
+        await check_may_submit(session, USER, GUILD, bot_max_queued=3)
+    async with sessions.begin() as session:
+        await repo.finish_job(session, first.id, JobState.DONE)
+        assert (await session.get(User, USER)) is not None
+    async with sessions() as session:
+        await check_may_submit(session, USER, GUILD, bot_max_queued=2)  # a finished job frees its place
