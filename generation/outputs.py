@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,11 @@ class JobOutput:
     adapter: AdapterOutput | None = None  # training jobs only
 
 
-def encode_png(image: Image.Image) -> bytes:
+def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes, with `text` as iTXt chunks (UTF-8: prompts may be in any language)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

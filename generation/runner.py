@@ -22,6 +22,7 @@ from generation.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.inpaint import run_outpaint
 from generation.models import ModelCache
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
+from generation.provenance import provenance_chunks
 from generation.specs import (
     ImagineSpec,
     ImportSpec,
@@ -209,7 +210,12 @@ def _halving_on_oom(spec: SpecT, render: Callable[[SpecT], ImagineResult]) -> Jo
 def _job_output(results: list[ImagineResult], *, batch_retried: bool) -> JobOutput:
     return JobOutput(
         images=tuple(
-            ImageOutput(encode_png(image), seed, image.width, image.height)
+            ImageOutput(
+                encode_png(image, provenance_chunks(result.spec, seed, image.width, image.height)),
+                seed,
+                image.width,
+                image.height,
+            )
             for result in results
             for image, seed in zip(result.images, result.spec.seeds, strict=True)
         ),
