@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.images import fit_to_limit, grid_png
+from bot.images import HIDDEN_NOTE, fit_to_limit, grid_png, hidden_png
 from bot.jobs import StoredImage
 from storage.files import FileStore
 from storage.models import Job
@@ -94,6 +94,13 @@ class JobMessage:
                 await self.interaction.channel.send(text)  # type: ignore[union-attr]
 
 
+def channel_allows_nsfw(client: discord.Client, channel_id: int | None) -> bool:
+    """Only channels Discord marks age-restricted (NSFW) may show pictures the safety checker flagged."""
+    channel = client.get_channel(channel_id) if channel_id is not None else None
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw is not None and is_nsfw())
+
+
 class DiscordResultSink:
     """The job service's ResultSink for Discord."""
 
@@ -113,12 +120,16 @@ class DiscordResultSink:
         return message
 
     async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
+        allow_nsfw = channel_allows_nsfw(self.client, job.channel_id)
         data = (
-            await asyncio.to_thread(lambda: grid_png([self.files.read(image.file_hash) for image in images]))
+            await asyncio.to_thread(lambda: grid_png([self._shown(image, allow_nsfw) for image in images]))
             if images
             else None  # e.g. an import: a message, no picture
         )
         content, view = self.caption(job), self.view(job, images)
+        hidden = 0 if allow_nsfw else sum(image.nsfw for image in images)
+        if hidden:
+            content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"
         live = self.live.pop(job.id, None)
         if live is not None and live.token_alive:
             async with live.lock:
@@ -139,6 +150,12 @@ class DiscordResultSink:
                         raise
                     log.info("job %d: interaction token expired; posting to the channel instead", job.id)
         return await self._post_to_channel(job, data, content, view)
+
+    def _shown(self, image: StoredImage, allow_nsfw: bool) -> bytes:
+        """The picture's bytes, or a placeholder: a flagged picture is never uploaded where not allowed."""
+        if image.nsfw and not allow_nsfw:
+            return hidden_png(image.width, image.height)
+        return self.files.read(image.file_hash)
 
     async def _post_to_channel(
         self, job: Job, data: bytes | None, content: str, view: discord.ui.View | None

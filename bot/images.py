@@ -24,6 +24,18 @@ def grid_png(images: list[bytes]) -> bytes:
     return _encode(compose_grid([load_png(data) for data in images]), "PNG")
 
 
+HIDDEN_NOTE = "hidden by the safety filter"
+
+
+def hidden_png(width: int, height: int) -> bytes:
+    """What is shown instead of a picture the safety checker flagged: grey, with a short note."""
+    from PIL import ImageDraw
+
+    placeholder = Image.new("RGB", (width, height), (96, 96, 96))
+    ImageDraw.Draw(placeholder).text((4, height // 2 - 6), "hidden", fill=(230, 230, 230))
+    return _encode(placeholder, "PNG")
+
+
 def fit_to_limit(data: bytes, limit: int, filename: str = "image.png") -> tuple[bytes, str]:
     """The image as is when it fits in `limit` bytes; else JPEG at falling quality, then smaller sizes."""
     if len(data) <= limit:

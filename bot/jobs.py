@@ -59,6 +59,7 @@ class StoredImage:
     file_hash: str
     width: int
     height: int
+    nsfw: bool = False  # the safety checker flagged it: shown only where the channel allows it
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class JobService:
     async def images_of(self, job_id: int) -> list[StoredImage]:
         async with self.sessions() as session:
             records = await repo.job_images(session, job_id)
-        return [StoredImage(r.index, r.seed, r.file_hash, r.width, r.height) for r in records]
+        return [StoredImage(r.index, r.seed, r.file_hash, r.width, r.height, r.nsfw) for r in records]
 
     async def store_files(self, blobs: Sequence[bytes]) -> list[str]:
         """Put files (e.g. prepared training photos) in the file store; their sha256 names, in order."""
@@ -248,9 +249,10 @@ class JobService:
     async def _store_result(self, job_id: int, output: JobOutput) -> Finished | Failed:
         hashes = await self.store_files([image.png for image in output.images])
         adapter_hash = (await self.store_files([output.adapter.safetensors]))[0] if output.adapter else None
+        flags = output.nsfw or (False,) * len(output.images)
         images = tuple(
-            StoredImage(index, image.seed, digest, image.width, image.height)
-            for index, (image, digest) in enumerate(zip(output.images, hashes, strict=True))
+            StoredImage(index, image.seed, digest, image.width, image.height, flagged)
+            for index, (image, digest, flagged) in enumerate(zip(output.images, hashes, flags, strict=True))
         )
         try:
             async with self.sessions.begin() as session:
@@ -263,7 +265,7 @@ class JobService:
                 await repo.add_images(
                     session,
                     job,
-                    [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height) for i in images],
+                    [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height, i.nsfw) for i in images],
                 )
                 await self._add_to_library(session, job, output.adapter, adapter_hash)
         except TokenTaken as error:

@@ -117,6 +117,8 @@ def render_batch(
     spec: PromptedSpec,
     on_step: StepCallback | None,
     should_cancel: CancelCheck | None,
+    *,
+    check_safety: bool = True,
     **inputs: Any,
 ) -> ImagineResult:
     """What every prompted job does: check the spec, give the pipeline a fresh scheduler, encode the
@@ -135,7 +137,7 @@ def render_batch(
         callback_on_step_end=step_reporter(on_step, should_cancel),
         **inputs,
     )
-    nsfw = list(output.nsfw_content_detected or [False] * len(output.images))
+    nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
     elapsed = time.perf_counter() - started
     log.debug("%s %s: %d images in %.2fs", type(spec).__name__, spec.model, len(output.images), elapsed)
     return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
+from PIL import Image
 
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
@@ -27,6 +29,26 @@ PipelineT = TypeVar("PipelineT", bound=DiffusionPipeline)
 
 
 @dataclass
+class SafetyCheck:
+    """The checkpoint's safety checker, run by us on finished pictures rather than inside the pipeline:
+    the pipeline would black flagged pictures out, and an age-restricted channel may show them."""
+
+    checker: Any  # diffusers' StableDiffusionSafetyChecker (or one the owner configured)
+    features: Any  # its CLIP image processor
+
+    @torch.no_grad()
+    def flags(self, images: list[Image.Image]) -> list[bool]:
+        parameter = next(self.checker.parameters())
+        inputs = self.features([image.convert("RGB") for image in images], return_tensors="pt")
+        clip_input = inputs.pixel_values.to(parameter.device, parameter.dtype)
+        copies = [
+            np.asarray(image.convert("RGB"), dtype=np.float32) / 255 for image in images
+        ]  # it zeroes these
+        _, flagged = self.checker(clip_input=clip_input, images=copies)
+        return [bool(flag) for flag in flagged]
+
+
+@dataclass
 class LoadedModel:
     """A base pipeline in memory, with what jobs need to know about it."""
 
@@ -34,6 +56,7 @@ class LoadedModel:
     pipeline: StableDiffusionPipeline
     scheduler_config: dict[str, Any]  # the checkpoint's own; each job builds a fresh scheduler from it
     resolution: int
+    safety: SafetyCheck | None = None
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
     extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
 
@@ -46,6 +69,10 @@ class LoadedModel:
             derived.set_progress_bar_config(disable=True)  # from_pipe does not carry it over
             self.derived[pipeline_type] = derived
         return self.derived[pipeline_type]  # type: ignore[return-value]
+
+    def nsfw_flags(self, images: list[Image.Image]) -> list[bool]:
+        """The safety checker's verdict per picture (all False when the model has none)."""
+        return self.safety.flags(images) if self.safety else [False] * len(images)
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -123,12 +150,17 @@ def load_model(
     pipeline.unet.set_attn_processor(AttnProcessor2_0())
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     pipeline.to(torch_device)
+    safety = None
+    if config.safety_checker:
+        safety = SafetyCheck(pipeline.safety_checker, pipeline.feature_extractor)
+        pipeline.safety_checker = None  # run by us after each job (SafetyCheck says why)
     log.info("loaded model %s from %s on %s (%s)", config.name, where, torch_device, torch_dtype)
     return LoadedModel(
         config=config,
         pipeline=pipeline,
         scheduler_config=dict(pipeline.scheduler.config),
         resolution=config.resolution or native_resolution(pipeline),
+        safety=safety,
     )
 
 

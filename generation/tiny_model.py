@@ -7,6 +7,7 @@ are saved with `save_pretrained`, so tests load them through the same loader as 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import (
@@ -18,7 +19,8 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextModel, CLIPTokenizer
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from generation.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer, clip_text_encoder
@@ -94,28 +96,51 @@ def build_tiny_vae() -> AutoencoderKL:
     )
 
 
-def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
-    """A complete SD 1.x-layout pipeline with random weights drawn from `seed` (64 px native)."""
+SafetyVerdict = Literal["flag-all", "flag-none"]
+
+
+def build_tiny_pipeline(seed: int = 0, safety: SafetyVerdict | None = None) -> StableDiffusionPipeline:
+    """A complete SD 1.x-layout pipeline with random weights drawn from `seed` (64 px native); with
+    `safety`, a tiny safety checker whose verdict is fixed (to test what happens to flagged images)."""
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
     text_encoder = build_tiny_text_encoder(tokenizer)
     unet = build_tiny_unet()
     vae = build_tiny_vae()
+    checker, processor = build_tiny_safety_checker(safety) if safety else (None, None)
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
         scheduler=sd_noise_schedule(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        safety_checker=checker,
+        feature_extractor=processor,
+        requires_safety_checker=safety is not None,
     )
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+def build_tiny_safety_checker(
+    verdict: SafetyVerdict,
+) -> tuple[StableDiffusionSafetyChecker, CLIPImageProcessor]:
+    """diffusers' StableDiffusionSafetyChecker on a tiny CLIP whose concept thresholds fix the verdict:
+    cosine similarities lie in [-1, 1], so a threshold of -2 flags every picture and +2 none."""
+    vision = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 4,
+              "image_size": 32, "patch_size": 8}  # fmt: skip
+    text = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 4}
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)
+    )
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(-2.0 if verdict == "flag-all" else 2.0)
+        checker.special_care_embeds_weights.fill_(2.0)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, processor
+
+
+def save_tiny_model(folder: Path, seed: int = 0, safety: SafetyVerdict | None = None) -> Path:
     """Build a tiny pipeline and save it in diffusers' folder layout (safetensors)."""
-    build_tiny_pipeline(seed).save_pretrained(folder, safe_serialization=True)
+    build_tiny_pipeline(seed, safety).save_pretrained(folder, safe_serialization=True)
     return folder
 
 

@@ -39,8 +39,9 @@ def run_upscale(
 ) -> ImagineResult:
     started = time.perf_counter()
     upscale = _by_x4_model if spec.method == "x4" else _by_img2img
-    image, nsfw = upscale(model, spec, source.convert("RGB"), on_step, should_cancel)
-    return ImagineResult(spec=spec, images=[image], elapsed_s=time.perf_counter() - started, nsfw=[nsfw])
+    image = upscale(model, spec, source.convert("RGB"), on_step, should_cancel)
+    nsfw = model.nsfw_flags([image])  # the whole picture, once: a tile alone may mislead the checker
+    return ImagineResult(spec=spec, images=[image], elapsed_s=time.perf_counter() - started, nsfw=nsfw)
 
 
 def _batches(tiles: list[Tile]) -> list[list[tuple[int, Tile]]]:
@@ -58,14 +59,13 @@ def _by_img2img(
     source: Image.Image,
     on_step: StepCallback | None,
     should_cancel: CancelCheck | None,
-) -> tuple[Image.Image, bool]:
+) -> Image.Image:
     """Resize, then redraw tile by tile (nothing more at strength 0)."""
     resized = source.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
     if spec.strength == 0:
-        return resized, False
+        return resized
     pipeline = model.derive(StableDiffusionImg2ImgPipeline)
     canvas = TileCanvas(spec.width, spec.height)
-    nsfw = False
     groups = _batches(plan_tiles(spec.width, spec.height, spec.tile_size, spec.tile_overlap))
     for group_index, group in enumerate(groups):
         left, top, right, bottom = group[0][1].box
@@ -81,11 +81,11 @@ def _by_img2img(
             should_cancel,
             image=[resized.crop(tile.box) for _, tile in group],
             strength=spec.strength,
+            check_safety=False,
         )
-        nsfw = nsfw or any(drawn.nsfw)
         for (_, tile), picture in zip(group, drawn.images, strict=True):
             canvas.add(tile, picture)
-    return canvas.image(), nsfw
+    return canvas.image()
 
 
 def _by_x4_model(
@@ -94,7 +94,7 @@ def _by_x4_model(
     source: Image.Image,
     on_step: StepCallback | None,
     should_cancel: CancelCheck | None,
-) -> tuple[Image.Image, bool]:
+) -> Image.Image:
     """4x super-resolution tile by tile, then scaled to the spec's size (down, for 2x)."""
     pipeline = upscaler_pipeline(model)
     width, height = (max(8, side // 8 * 8) for side in source.size)  # the UNet needs multiples of 8
@@ -103,7 +103,6 @@ def _by_x4_model(
     )
     canvas = TileCanvas(width * X4, height * X4)
     prompt = spec.tile_prompt.strip()
-    nsfw = False
     groups = _batches(plan_tiles(width, height, spec.tile_size, spec.tile_overlap, scale=X4))
     for group_index, group in enumerate(groups):
         output = pipeline(
@@ -117,10 +116,9 @@ def _by_x4_model(
                 _overall_progress(on_step, group_index, len(groups)), should_cancel, spec.steps
             ),
         )
-        nsfw = nsfw or any(output.nsfw_content_detected or [])
         for (_, tile), picture in zip(group, output.images, strict=True):
             canvas.add(tile, picture)
-    return canvas.image().resize((spec.width, spec.height), Image.Resampling.LANCZOS), nsfw
+    return canvas.image().resize((spec.width, spec.height), Image.Resampling.LANCZOS)
 
 
 def upscaler_pipeline(model: LoadedModel) -> StableDiffusionUpscalePipeline:

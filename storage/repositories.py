@@ -25,6 +25,7 @@ class NewImage:
     file_hash: str
     width: int
     height: int
+    nsfw: bool = False
 
 
 async def ensure_user(session: AsyncSession, user_id: int) -> User:
@@ -120,6 +121,7 @@ async def add_images(session: AsyncSession, job: Job, images: Sequence[NewImage]
             file_hash=image.file_hash,
             width=image.width,
             height=image.height,
+            nsfw=image.nsfw,
         )
         for image in images
     ]

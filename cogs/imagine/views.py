@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.delivery import channel_allows_nsfw
+from bot.images import HIDDEN_NOTE
 from bot.interactive import reply_error
 from bot.jobs import StoredImage
 from cogs.imagine.actions import IMAGE_ACTIONS, vary
@@ -101,6 +103,9 @@ class GridButton(
             await interaction.response.send_message("That image does not exist.", ephemeral=True)
             return
         image = images[self.index]
+        if image.nsfw and not channel_allows_nsfw(bot, interaction.channel_id):
+            await reply_error(interaction, f"That picture was {HIDDEN_NOTE}.")
+            return
         data = bot.services.files.read(image.file_hash)
         caption = f"Image #{self.index + 1} of job {job.id} — <@{interaction.user.id}> · seed {image.seed}"
         await interaction.response.send_message(

@@ -86,6 +86,9 @@ class FakeDiscord:
         self.bot_user = payloads.user(self.app_id, "dreamcord", bot=True)
         self.guild_id = payloads.snowflake()
         self.channel_id = payloads.snowflake()
+        self.channel_nsfw = (
+            False  # an age-restricted channel (sent on the next connect and with interactions)
+        )
         self.users: dict[int, dict[str, Any]] = {}
         self.admins: set[int] = set()
         self.messages: dict[int, dict[str, Any]] = {}  # id -> message payload
@@ -278,7 +281,7 @@ class FakeDiscord:
             },
         )
         members = [payloads.member(u, admin=i in self.admins) for i, u in self.users.items()]
-        channels = [payloads.text_channel(self.channel_id, self.guild_id)]
+        channels = [payloads.text_channel(self.channel_id, self.guild_id, nsfw=self.channel_nsfw)]
         await self._dispatch_to(
             socket, "GUILD_CREATE", payloads.guild(self.guild_id, self.app_id, channels, members)
         )
@@ -308,7 +311,7 @@ class FakeDiscord:
             "data": data,
             "guild_id": str(self.guild_id),
             "channel_id": str(self.channel_id),
-            "channel": payloads.text_channel(self.channel_id, self.guild_id),
+            "channel": payloads.text_channel(self.channel_id, self.guild_id, nsfw=self.channel_nsfw),
             "member": payloads.member(self.users[user_id], admin=user_id in self.admins),
             "token": interaction.token,
             "version": 1,

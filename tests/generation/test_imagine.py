@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +177,21 @@ def test_prompt_encoding_records_no_autograd_graph(tiny_model: LoadedModel) -> N
 
     embeds, negative = encode_prompts(tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
     assert not embeds.requires_grad and negative is not None and not negative.requires_grad
+
+
+def test_the_safety_checker_flags_without_blacking_out(tmp_path: Path) -> None:
+    """The checkpoint's checker runs after the pipeline: flags are reported, pixels kept (an
+    age-restricted channel may show them; elsewhere the bot shows a notice instead)."""
+    from generation.config import ModelConfig
+    from generation.models import load_model
+    from generation.tiny_model import save_tiny_model
+
+    spec = ImagineSpec(model="tiny", prompt="a cat", seeds=(1, 2), width=64, height=64, steps=2, guidance=7.0)
+    verdicts = {}
+    for verdict in ("flag-all", "flag-none"):
+        folder = save_tiny_model(tmp_path / verdict, safety=verdict)
+        model = load_model(ModelConfig(name="tiny", source=str(folder), safety_checker=True), device="cpu")
+        result = run_imagine(model, spec)
+        assert all(np.asarray(image).std() > 10 for image in result.images)
+        verdicts[verdict] = result.nsfw
+    assert verdicts == {"flag-all": [True, True], "flag-none": [False, False]}
