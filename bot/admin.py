@@ -3,6 +3,7 @@ saved defaults, and the audit log of what administrators did. Discord-free (the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,14 +29,49 @@ class Quotas:
     daily_jobs_per_user: int | None
 
 
+class BlockedPrompt(DreamcordError):
+    """The prompt contains a word or pattern the server does not allow."""
+
+
+MAX_BLOCKED_TERMS, MAX_TERM_CHARS = 200, 100
+REGEX_PREFIX = "re:"
+
+
+def term_pattern(term: str) -> re.Pattern[str]:
+    """A blocked term as a regex: "re:…" as written, anything else as a whole word or phrase."""
+    if term.startswith(REGEX_PREFIX):
+        return re.compile(term.removeprefix(REGEX_PREFIX), re.IGNORECASE)
+    return re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.IGNORECASE)
+
+
+def check_term(term: str) -> str:
+    term = term.strip()
+    if not term or len(term) > MAX_TERM_CHARS:
+        raise DreamcordError(f"a blocked term is 1-{MAX_TERM_CHARS} characters")
+    try:
+        term_pattern(term)
+    except re.error as error:
+        raise DreamcordError(f"{term!r} is not a valid regular expression: {error}") from None
+    return term
+
+
+def blocked_term(prompt: str, terms: list[str]) -> str | None:
+    """The first blocked term the prompt contains, or None."""
+    return next((term for term in terms if term_pattern(term).search(prompt)), None)
+
+
 async def check_may_submit(
-    session: AsyncSession, owner_id: int, guild_id: int | None, bot_max_queued: int
+    session: AsyncSession, owner_id: int, guild_id: int | None, bot_max_queued: int, prompt: str = ""
 ) -> None:
-    """Raise Banned or QuotaExceeded before a job is stored (called inside the job's transaction)."""
+    """Raise Banned, BlockedPrompt or QuotaExceeded before a job is stored (inside its transaction)."""
     ban = await store.ban_of(session, guild_id, owner_id)
     if ban is not None:
         reason = f" ({ban.reason})" if ban.reason else ""
         raise Banned(f"you are banned from using dreamcord here{reason}")
+    term = blocked_term(prompt, await store.blocked_terms(session, guild_id)) if prompt else None
+    if term is not None:
+        shown = "a pattern this server blocks" if term.startswith(REGEX_PREFIX) else f"“{term}”"
+        raise BlockedPrompt(f"this server does not allow {shown} in prompts; please rephrase")
     settings = await store.find_guild_settings(session, guild_id)
     if settings is None:
         return
@@ -148,6 +184,33 @@ class AdminService:
                     session, guild_id=guild_id, actor_id=actor_id, action="unban", target=str(user_id)
                 )
         return removed
+
+    async def block(self, guild_id: int, actor_id: int, term: str) -> list[str]:
+        term = check_term(term)
+        async with self.sessions.begin() as session:
+            terms = await store.blocked_terms(session, guild_id)
+            if term not in terms:
+                if len(terms) >= MAX_BLOCKED_TERMS:
+                    raise DreamcordError(f"a server may block at most {MAX_BLOCKED_TERMS} terms")
+                terms.append(term)
+                await store.set_blocked_terms(session, guild_id, terms)
+                await store.audit(session, guild_id=guild_id, actor_id=actor_id, action="block", detail=term)
+        return terms
+
+    async def unblock(self, guild_id: int, actor_id: int, term: str) -> list[str]:
+        async with self.sessions.begin() as session:
+            terms = await store.blocked_terms(session, guild_id)
+            if term.strip() in terms:
+                terms.remove(term.strip())
+                await store.set_blocked_terms(session, guild_id, terms)
+                await store.audit(
+                    session, guild_id=guild_id, actor_id=actor_id, action="unblock", detail=term
+                )
+        return terms
+
+    async def blocked(self, guild_id: int) -> list[str]:
+        async with self.sessions() as session:
+            return await store.blocked_terms(session, guild_id)
 
     async def bans(self, guild_id: int) -> list[GuildBan]:
         async with self.sessions() as session:

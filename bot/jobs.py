@@ -153,7 +153,8 @@ class JobService:
         """
         self.pool.check_capacity(owner_id)
         async with self.sessions.begin() as session:
-            await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user)
+            prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
+            await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user, prompt)
             spec = await self._prepare(session, spec, owner_id, guild_id)
             job = await repo.create_job(
                 session,

@@ -28,6 +28,18 @@ async def find_guild_settings(session: AsyncSession, guild_id: int | None) -> Gu
     return await session.get(GuildSettings, guild_id) if guild_id is not None else None
 
 
+async def blocked_terms(session: AsyncSession, guild_id: int | None) -> list[str]:
+    row = await find_guild_settings(session, guild_id)
+    return list(json.loads(row.settings_json).get("blocked_terms", [])) if row is not None else []
+
+
+async def set_blocked_terms(session: AsyncSession, guild_id: int, terms: list[str]) -> None:
+    row = await guild_settings(session, guild_id)
+    extra = json.loads(row.settings_json)
+    extra["blocked_terms"] = terms
+    row.settings_json = json.dumps(extra, sort_keys=True)
+
+
 async def ban(session: AsyncSession, guild_id: int, user_id: int, *, by: int, reason: str) -> bool:
     """Ban `user_id` in the server; False when they already were."""
     if await session.get(GuildBan, (guild_id, user_id)) is not None:

@@ -98,6 +98,26 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
         lines = [f"<@{b.user_id}> by <@{b.banned_by}>{f' — {b.reason}' if b.reason else ''}" for b in bans]
         await self._reply(interaction, "\n".join(lines) or "Nobody is banned here.")
 
+    @app_commands.command(name="block", description="Refuse prompts containing a word, phrase or re:pattern")
+    @app_commands.describe(term="A word or phrase (whole words, any case), or re: then a regular expression")
+    async def block(self, interaction: discord.Interaction, term: app_commands.Range[str, 1, 100]) -> None:
+        assert interaction.guild_id is not None
+        terms = await self.admin.block(interaction.guild_id, interaction.user.id, term)
+        await self._reply(interaction, f"Blocked in prompts here: {_listed(terms)}")
+
+    @app_commands.command(name="unblock", description="Allow a blocked term again")
+    async def unblock(self, interaction: discord.Interaction, term: app_commands.Range[str, 1, 100]) -> None:
+        assert interaction.guild_id is not None
+        terms = await self.admin.unblock(interaction.guild_id, interaction.user.id, term)
+        await self._reply(interaction, f"Blocked in prompts here: {_listed(terms)}")
+
+    @app_commands.command(name="blocklist", description="The terms prompts may not contain here")
+    async def blocklist(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await self._reply(
+            interaction, f"Blocked in prompts here: {_listed(await self.admin.blocked(interaction.guild_id))}"
+        )
+
     @app_commands.command(name="log", description="What administrators did here, newest first")
     async def log(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
@@ -108,3 +128,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
             for e in entries
         ]
         await self._reply(interaction, "\n".join(lines) or "Nothing yet.")
+
+
+def _listed(terms: list[str]) -> str:
+    return ", ".join(f"`{term}`" for term in terms) or "nothing"

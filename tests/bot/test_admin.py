@@ -49,3 +49,27 @@ async def test_max_queued_counts_active_jobs_and_never_exceeds_the_bots_limit(
         assert (await session.get(User, USER)) is not None
     async with sessions() as session:
         await check_may_submit(session, USER, GUILD, bot_max_queued=2)  # a finished job frees its place
+
+
+@pytest.mark.parametrize(
+    ("prompt", "blocked"),
+    [
+        ("a Gory scene", "gory"),
+        ("a gorynych dragon", None),  # whole words only
+        ("blood red sky", "re:bl(oo|ee)d"),
+        ("a blue sky", None),
+    ],
+)
+def test_blocked_terms_match_whole_words_or_patterns(prompt: str, blocked: str | None) -> None:
+    from bot.admin import blocked_term
+
+    assert blocked_term(prompt, ["gory", "re:bl(oo|ee)d"]) == blocked
+
+
+def test_a_bad_pattern_is_refused_when_it_is_added() -> None:
+    from bot.admin import check_term
+    from generation.errors import DreamcordError
+
+    with pytest.raises(DreamcordError, match="not a valid regular expression"):
+        check_term("re:(unclosed")
+    assert check_term("  spaced  ") == "spaced"

@@ -93,3 +93,20 @@ async def test_admin_model_sets_the_servers_default_and_info_shows_it(stack: Sta
     assert "**tiny** (default here)" in info and "interactive on cpu" in info
     result = await finished(stack, await fake.slash(boss, "imagine", {"prompt": "a cat --steps 2"}))
     assert "tiny" in result["content"]
+
+
+async def test_blocked_terms_refuse_prompts_and_buttons_alike(stack: Stack) -> None:
+    fake = stack.fake
+    boss, gina = fake.add_user("boss4", admin=True), fake.add_user("gina")
+    grid = await _imagine(stack, gina, "a gore-free cat --steps 2")  # before the block
+    added = await fake.slash(boss, "admin block", {"term": "gore"})
+    assert "`gore`" in await ephemeral_reply(stack, added)
+    jobs_before = await count(stack, Job)
+    refused = await fake.slash(gina, "imagine", {"prompt": "so much GORE"})
+    assert "does not allow “gore” in prompts" in await ephemeral_reply(stack, refused)
+    rerolled = await fake.press(gina, int(grid["id"]), custom_ids(grid)[4])  # the old prompt has it too
+    assert "does not allow" in await ephemeral_reply(stack, rerolled)
+    assert await count(stack, Job) == jobs_before
+    assert "nothing" in await ephemeral_reply(
+        stack, await fake.slash(boss, "admin unblock", {"term": "gore"})
+    )
