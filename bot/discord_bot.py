@@ -15,6 +15,7 @@ from bot.delivery import DiscordResultSink
 from bot.interactive import InteractiveJobs, reply_error
 from bot.jobs import JobService
 from bot.library import LibraryService
+from bot.privacy import PrivacyService
 from bot.settings import Settings
 from generation.errors import DreamcordError
 from storage.files import FileStore
@@ -32,6 +33,7 @@ EXTENSIONS = (
     "cogs.settings",
     "cogs.info",
     "cogs.admin",
+    "cogs.forget",
 )
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
@@ -47,6 +49,7 @@ class Services:
     interactive: InteractiveJobs
     library: LibraryService
     admin: AdminService
+    privacy: PrivacyService
 
 
 def model_choices(settings: Settings, current: str) -> list[app_commands.Choice[str]]:

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin import check_may_submit
+from bot.privacy import PrivacyService
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
@@ -109,8 +110,10 @@ class JobService:
         pool: WorkerPool,
         files: FileStore,
         sink: ResultSink | None = None,
+        privacy: PrivacyService | None = None,
     ) -> None:
         self.sessions = sessions
+        self.privacy = privacy
         self.pool = pool
         self.files = files
         self.sink = sink
@@ -237,15 +240,23 @@ class JobService:
                         await repo.mark_running(session, handle.job_id)
                 elif isinstance(event, Done):
                     forwarded = await self._store_result(handle.job_id, event.output)
+                    await self._after_final(handle.job_id, ticket.spec)  # before the user hears "done"
                     if isinstance(forwarded, Finished):
                         await self._deliver_or_log(handle.job_id)
                 elif isinstance(event, Failed):
                     await self._finish(handle.job_id, JobState.FAILED, event.reason)
+                    await self._after_final(handle.job_id, ticket.spec)
                 elif isinstance(event, Cancelled):
                     await self._finish(handle.job_id, JobState.CANCELLED)
+                    await self._after_final(handle.job_id, ticket.spec)
                 ticket._events.put_nowait(forwarded)
         finally:
             self._followers.pop(handle.job_id, None)
+
+    async def _after_final(self, job_id: int, spec: JobSpec) -> None:
+        """However a training ends, its photos go (unless the user kept them)."""
+        if isinstance(spec, TrainSpec) and self.privacy is not None:
+            await self.privacy.discard_training_photos(job_id, spec)
 
     async def _store_result(self, job_id: int, output: JobOutput) -> Finished | Failed:
         hashes = await self.store_files([image.png for image in output.images])

@@ -14,6 +14,7 @@ from bot.discord_bot import DreamcordBot, Services
 from bot.interactive import InteractiveJobs
 from bot.jobs import JobService
 from bot.library import LibraryService
+from bot.privacy import PrivacyService
 from bot.settings import Settings, SettingsError
 from cogs.imagine.views import result_view
 from cogs.queue.views import cancel_view
@@ -48,7 +49,8 @@ def assemble(
 ) -> Services:
     """Join the pieces: the job service posts through the bot, the cogs reach both through Services."""
     sink = DiscordResultSink(bot, files, result_caption, result_view)
-    jobs = JobService(sessions, pool, files, sink)
+    privacy = PrivacyService(sessions, files, settings.data_dir)
+    jobs = JobService(sessions, pool, files, sink, privacy)
     interactive = InteractiveJobs(jobs, sink, controls=cancel_view)
     services = Services(
         settings=settings,
@@ -58,6 +60,7 @@ def assemble(
         interactive=interactive,
         library=LibraryService(sessions, files, jobs),
         admin=AdminService(sessions, settings),
+        privacy=privacy,
     )
     bot.attach(services)
     return services

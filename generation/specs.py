@@ -286,6 +286,9 @@ class TrainSpec(_Spec):
     samples: int = Field(default=4, ge=0, le=4)  # preview images rendered with the new token
     sample_steps: int = Field(default=20, ge=1, le=150)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    # The user confirmed the photos are of them or of something they may use (recorded with the job).
+    consent: bool = False
+    keep_photos: bool = False  # otherwise the photos are deleted when the training ends
 
     @property
     def trigger(self) -> str:

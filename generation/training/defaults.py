@@ -70,6 +70,8 @@ def train_spec(
     learning_rate: float | None = None,
     rank: int | None = None,
     seed: int | None = None,
+    consent: bool = False,
+    keep_photos: bool = False,
 ) -> TrainSpec:
     """A complete, reproducible TrainSpec: what the user chose, the model's defaults for the rest."""
     class_noun = " ".join(class_noun.split()).lower()
@@ -98,4 +100,6 @@ def train_spec(
         prior_preservation=defaults.class_images > 0,
         train_text_encoder=bool(defaults.train_text_encoder) and method == "lora",
         seed=seed if seed is not None else secrets.randbelow(MAX_SEED + 1),
+        consent=consent,
+        keep_photos=keep_photos,
     )

@@ -29,7 +29,10 @@ def photo_attachments(count: int = 4) -> dict[str, tuple[str, bytes, str]]:
 async def train(stack: Stack, user: int, token: str = "hexy", **options: object) -> dict[str, Any]:
     fake = stack.fake
     interaction = await fake.slash(
-        user, "train", {"token": token, "class_noun": "shape", **options}, attachments=photo_attachments()
+        user,
+        "train",
+        {"token": token, "class_noun": "shape", "consent": True, **options},
+        attachments=photo_attachments(),
     )
     await fake.wait_until(
         lambda: (m := fake.message(interaction.original_id)) and "is ready" in m["content"], timeout=120
@@ -113,7 +116,7 @@ async def test_bad_photo_is_an_ephemeral_error_and_nothing_is_queued(
     attachments = photo_attachments(3)
     attachments["photo2"] = (filename, blob, "image/png")
     interaction = await fake.slash(
-        erin, "train", {"token": "oops", "class_noun": "shape"}, attachments=attachments
+        erin, "train", {"token": "oops", "class_noun": "shape", "consent": True}, attachments=attachments
     )
     assert expected in await ephemeral_reply(stack, interaction)
     assert await count(stack, Job) == 0
@@ -124,7 +127,10 @@ async def test_bad_token_name_and_pickle_import_are_refused(stack: Stack) -> Non
     fake = stack.fake
     frank = fake.add_user("frank")
     bad_name = await fake.slash(
-        frank, "train", {"token": "my token!", "class_noun": "shape"}, attachments=photo_attachments(3)
+        frank,
+        "train",
+        {"token": "my token!", "class_noun": "shape", "consent": True},
+        attachments=photo_attachments(3),
     )
     assert "cannot be a token name" in await ephemeral_reply(stack, bad_name)
     pickled = await fake.slash(
@@ -143,7 +149,7 @@ async def test_training_progress_is_shown_and_the_training_lane_leaves_imagine_f
     training = await fake.slash(
         gina,
         "train",
-        {"token": "slowpoke", "class_noun": "shape", "steps": 5000, "method": "embedding"},
+        {"token": "slowpoke", "class_noun": "shape", "consent": True, "steps": 5000, "method": "embedding"},
         attachments=photo_attachments(),
     )
     await fake.wait_until(

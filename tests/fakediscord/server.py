@@ -123,6 +123,7 @@ class FakeDiscord:
                 web.post("/api/v10/channels/{channel}/messages", self._channel_send),
                 web.patch("/api/v10/channels/{channel}/messages/{message}", self._channel_edit),
                 web.get("/api/v10/channels/{channel}/messages/{message}", self._channel_get),
+                web.delete("/api/v10/channels/{channel}/messages/{message}", self._channel_delete),
                 web.get("/api/v10/channels/{channel}", self._channel),
             ]
         )
@@ -495,6 +496,12 @@ class FakeDiscord:
         if message is None:
             raise DiscordError(404, 10008, "Unknown Message")
         return self._json(message)
+
+    async def _channel_delete(self, request: web.Request) -> web.Response:
+        message_id = int(request.match_info["message"])
+        if self.messages.pop(message_id, None) is None:
+            raise DiscordError(404, 10008, "Unknown Message")
+        return web.Response(status=204)
 
     async def _channel_edit(self, request: web.Request) -> web.Response:
         message = self.messages.get(int(request.match_info["message"]))

@@ -1,0 +1,74 @@
+"""A user's right to be forgotten, and training photos that do not outlive their training."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from generation.errors import DreamcordError
+from generation.specs import TrainSpec
+from storage import admin as admin_store
+from storage import privacy as store
+from storage.files import FileStore
+
+log = logging.getLogger(__name__)
+
+
+class PrivacyService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], files: FileStore, data_dir: Path | None = None
+    ) -> None:
+        self.sessions = sessions
+        self.files = files
+        self.data_dir = data_dir
+
+    async def summary(self, user_id: int) -> store.UserData:
+        async with self.sessions() as session:
+            return await store.user_data(session, user_id)
+
+    async def forget(self, user_id: int) -> store.UserData:
+        """Delete every row and file of the user (files others still use stay). Refused while they have
+        jobs queued or running: a worker would write a result for a job that no longer exists."""
+        async with self.sessions.begin() as session:
+            active = await admin_store.active_jobs(session, user_id)
+            if active:
+                raise DreamcordError(
+                    "you have jobs queued or running: cancel them with /queue (or wait), then try again"
+                )
+            data = await store.user_data(session, user_id)
+            await store.delete_user_rows(session, user_id)
+        await self._delete_unused(data.files)
+        await asyncio.to_thread(self._delete_checkpoints, data.train_job_ids)
+        log.info(
+            "user %d forgotten: %d jobs, %d images, %d adapters",
+            user_id,
+            data.jobs,
+            data.images,
+            data.adapters,
+        )
+        return data
+
+    async def discard_training_photos(self, job_id: int, spec: TrainSpec) -> int:
+        """After a training ends (however it ends), delete its photos unless the user kept them."""
+        if spec.keep_photos:
+            return 0
+        return await self._delete_unused(set(spec.images), except_job=job_id)
+
+    async def _delete_unused(
+        self, digests: set[str] | frozenset[str], *, except_job: int | None = None
+    ) -> int:
+        async with self.sessions() as session:
+            in_use = await store.files_in_use(session, digests, except_job=except_job)
+        unused = [digest for digest in digests if digest not in in_use]
+        return sum(await asyncio.to_thread(lambda: [self.files.delete(digest) for digest in unused]))
+
+    def _delete_checkpoints(self, train_job_ids: tuple[int, ...]) -> None:
+        if self.data_dir is None:
+            return
+        for job_id in train_job_ids:
+            for folder in (self.data_dir / "training").glob(f"job-{job_id}-*"):
+                shutil.rmtree(folder, ignore_errors=True)

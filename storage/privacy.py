@@ -1,0 +1,77 @@
+"""Deleting a user's data: which files their rows name, whether anyone else still uses a file, and
+removing the rows themselves. Files are content-addressed and may be shared (two users uploading
+the same picture), so a file goes only when no row of anyone names it any more."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Adapter, ImageRecord, Job, User
+
+SHA256_RE = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+@dataclass(frozen=True)
+class UserData:
+    jobs: int
+    images: int
+    adapters: int
+    files: frozenset[str]  # every file their rows name (photos, sources, results, adapters)
+    train_job_ids: tuple[int, ...]
+    messages: tuple[tuple[int, int], ...]  # (channel, message) of every result the bot posted for them
+    messages: tuple[tuple[int, int], ...]  # (channel, message) of every result the bot posted for them
+
+
+def hashes_in(text: str) -> set[str]:
+    """Every file-store name in a spec's JSON (sources, masks, control pictures, photos, adapters)."""
+    return set(SHA256_RE.findall(text))
+
+
+async def user_data(session: AsyncSession, user_id: int) -> UserData:
+    columns = (Job.id, Job.kind, Job.spec_json, Job.channel_id, Job.message_id)
+    jobs = (await session.execute(select(*columns).where(Job.owner_id == user_id))).all()
+    images = (
+        await session.scalars(select(ImageRecord.file_hash).where(ImageRecord.owner_id == user_id))
+    ).all()
+    adapters = (await session.scalars(select(Adapter.file_hash).where(Adapter.owner_id == user_id))).all()
+    files = set(images) | set(adapters)
+    for job in jobs:
+        files |= hashes_in(job.spec_json)
+    train_jobs = tuple(job.id for job in jobs if job.kind == "train")
+    messages = tuple((job.channel_id, job.message_id) for job in jobs if job.channel_id and job.message_id)
+    return UserData(len(jobs), len(images), len(adapters), frozenset(files), train_jobs, messages)
+
+
+async def delete_user_rows(session: AsyncSession, user_id: int) -> None:
+    """Every row of the user: images, adapters, jobs, the user (with their saved defaults)."""
+    mine = select(Job.id).where(Job.owner_id == user_id)
+    # Other people's jobs made from theirs (a V press on their grid) lose the link, not their rows.
+    await session.execute(
+        update(Job).where(Job.parent_job_id.in_(mine), Job.owner_id != user_id).values(parent_job_id=None)
+    )
+    await session.execute(delete(ImageRecord).where(ImageRecord.owner_id == user_id))
+    await session.execute(delete(Adapter).where(Adapter.owner_id == user_id))
+    await session.execute(update(Job).where(Job.owner_id == user_id).values(parent_job_id=None))
+    await session.execute(delete(Job).where(Job.owner_id == user_id))
+    await session.execute(delete(User).where(User.id == user_id))
+
+
+async def files_in_use(
+    session: AsyncSession, digests: Iterable[str], *, except_job: int | None = None
+) -> set[str]:
+    """Which of `digests` some remaining row still names (a job other than `except_job` counts)."""
+    used = set()
+    for digest in digests:
+        jobs = select(func.count()).select_from(Job).where(Job.spec_json.contains(digest))
+        if except_job is not None:
+            jobs = jobs.where(Job.id != except_job)
+        images = select(func.count()).select_from(ImageRecord).where(ImageRecord.file_hash == digest)
+        adapters = select(func.count()).select_from(Adapter).where(Adapter.file_hash == digest)
+        if any([await session.scalar(query) for query in (jobs, images, adapters)]):
+            used.add(digest)
+    return used
