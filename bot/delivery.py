@@ -119,8 +119,12 @@ class DiscordResultSink:
         self.live[job_id] = message = JobMessage(interaction, controls)
         return message
 
-    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
-        allow_nsfw = channel_allows_nsfw(self.client, job.channel_id)
+    async def render(
+        self, job: Job, images: Sequence[StoredImage], channel_id: int | None
+    ) -> tuple[bytes | None, str, discord.ui.View | None]:
+        """The result as a message for `channel_id`: picture (or grid) bytes, caption, buttons.
+        Flagged pictures become placeholders unless the channel is age-restricted."""
+        allow_nsfw = channel_allows_nsfw(self.client, channel_id)
         data = (
             await asyncio.to_thread(lambda: grid_png([self._shown(image, allow_nsfw) for image in images]))
             if images
@@ -130,6 +134,10 @@ class DiscordResultSink:
         hidden = 0 if allow_nsfw else sum(image.nsfw for image in images)
         if hidden:
             content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"
+        return data, content, view
+
+    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
+        data, content, view = await self.render(job, images, job.channel_id)
         live = self.live.pop(job.id, None)
         if live is not None and live.token_alive:
             async with live.lock:

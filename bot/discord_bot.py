@@ -34,6 +34,7 @@ EXTENSIONS = (
     "cogs.info",
     "cogs.admin",
     "cogs.forget",
+    "cogs.show",
 )
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 

@@ -10,7 +10,7 @@ import pytest
 
 from generation.specs import spec_from_json
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import custom_ids, finished, image_of
+from tests.e2e.helpers import custom_ids, ephemeral_reply, finished, image_of
 from tests.e2e.test_imagine import _imagine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -121,3 +121,24 @@ async def test_picture_buttons_work_after_a_restart_for_whoever_presses(stack: S
     assert f"<@{gina}>" in varied["content"] and "variations (subtle)" in varied["content"]
     job, spec = await _spec_of(stack, varied)
     assert job.owner_id == gina and spec.strength == 0.35
+
+
+async def test_show_brings_a_result_back_and_one_picture_with_its_parameters(stack: Stack) -> None:
+    fake = stack.fake
+    hana = fake.add_user("hana")
+    single = await _single(stack, hana, "a green circle --seed 30 --steps 3", index=2)
+    grid_job = int(custom_ids(single)[0].split(":")[2])
+    varied = await _press(stack, hana, single, "vt")
+    vary_job = int(custom_ids(varied)[0].split(":")[2])
+
+    again = await finished(stack, await fake.slash(hana, "show", {"job": grid_job}))
+    assert custom_ids(again)[0] == f"dc:u:{grid_job}:0" and len(custom_ids(again)) == 9
+    assert image_of(fake, again["attachments"][0]).size == (128, 128)
+
+    one = await finished(stack, await fake.slash(hana, "show", {"job": vary_job, "index": 2}))
+    assert "Picture #2 of job" in one["content"] and "Denoising strength: 0.7" in one["content"]
+    assert f"Made from job {grid_job}: https://discord.com/channels/" in one["content"]
+    assert custom_ids(one)[0] == f"dc:vs:{vary_job}:1"
+    assert image_of(fake, one["attachments"][0]).size == (64, 64)
+    missing = await fake.slash(hana, "show", {"job": 99999})
+    assert "has no result you can see here" in await ephemeral_reply(stack, missing)
