@@ -11,6 +11,7 @@ from bot.captions import job_title
 from bot.delivery import DiscordResultSink
 from bot.jobs import JobService
 from generation.errors import DreamcordError
+from generation.eta import describe_seconds
 from generation.pool import Cancelled, Failed, Progress, Queued, Started
 from generation.specs import JobSpec
 
@@ -81,11 +82,14 @@ class InteractiveJobs:
         await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
         async for event in ticket.events():
             if isinstance(event, Queued):
-                await message.progress(f"**{title}** — waiting, position {event.position} in the queue")
+                wait = f" · starts in {describe_seconds(event.eta_s)}" if event.eta_s is not None else ""
+                await message.progress(f"**{title}** — waiting, position {event.position} in the queue{wait}")
             elif isinstance(event, Started):
                 await message.progress(f"**{title}** — starting", force=True)
             elif isinstance(event, Progress):
                 note = f" · {event.note}" if event.note else ""
+                if event.eta_s is not None and not event.note:  # a training's note has its own time left
+                    note = f" · {describe_seconds(event.eta_s)} left"
                 await message.progress(f"**{title}** — step {event.step}/{event.total}{note}")
             elif isinstance(event, Failed):
                 await message.fail(f"**{title}** — failed: {event.reason}")

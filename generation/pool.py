@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from generation.errors import DreamcordError, JobCancelled
+from generation.eta import EtaBook, job_work
 from generation.outputs import JobOutput
 from generation.specs import JobSpec
 from generation.worker import WorkerSettings, worker_main
@@ -45,6 +46,7 @@ class JobFailed(DreamcordError):
 @dataclass(frozen=True)
 class Queued:
     position: int  # 1 = next to start
+    eta_s: float | None = None  # seconds until it starts, from the lane's measured speed
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Progress:
     step: int
     total: int
     note: str | None = None  # e.g. a training's loss and time left
+    eta_s: float | None = None  # seconds until it is done, from the lane's measured speed
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,15 @@ class PoolConfig:
     max_attempts: int = 2  # the first run plus one retry after a worker crash
 
 
+def _eta_moved(before: float | None, now: float | None) -> bool:
+    """Worth telling the user: an estimate appeared, or moved by more than 15 % (and 2 s)."""
+    if now is None:
+        return False
+    if before is None:
+        return True
+    return abs(now - before) > max(2.0, 0.15 * before)
+
+
 class JobHandle:
     """A submitted job: its events as they happen, its result, and a way to cancel it."""
 
@@ -96,6 +108,7 @@ class JobHandle:
         self.attempts = 0
         self.sequence = 0  # submission order, the tie-breaker between users
         self.position: int | None = None
+        self.announced_eta: float | None = None
         self.finished = False
         self._pool = pool
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -166,6 +179,7 @@ class WorkerPool:
         self._handles: dict[int, JobHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self.eta = EtaBook()
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
@@ -312,14 +326,20 @@ class WorkerPool:
                 worker.warm_model = getattr(handle.spec, "model", worker.warm_model)
                 handle.attempts += 1
                 handle.position = None
+                self.eta.started(handle.job_id, lane, job_work(handle.spec))
                 worker.connection.send(("run", handle.job_id, handle.spec.to_json()))
             self._announce_positions(lane)
 
     def _announce_positions(self, lane: Lane) -> None:
+        """Tell each waiting job its place and when it should start, when either changed noticeably."""
+        workers = sum(1 for worker in self._workers if worker.lane == lane)
+        ahead: list[float] = []
         for position, handle in enumerate(self._dispatch_order(lane), start=1):
-            if handle.position != position:
-                handle.position = position
-                handle._emit(Queued(position))
+            eta = self.eta.wait(lane, ahead, workers)
+            if handle.position != position or _eta_moved(handle.announced_eta, eta):
+                handle.position, handle.announced_eta = position, eta
+                handle._emit(Queued(position, eta))
+            ahead.append(job_work(handle.spec))
 
     def _finish(self, handle: JobHandle, event: Event) -> None:
         self._handles.pop(handle.job_id, None)
@@ -366,9 +386,12 @@ class WorkerPool:
         if kind == "started":
             handle._emit(Started(worker=worker.index, attempt=handle.attempts))
         elif kind == "progress":
-            handle._emit(Progress(step=message[2], total=message[3], note=message[4]))
+            eta = self.eta.progressed(handle.job_id, message[2], message[3])
+            handle._emit(Progress(step=message[2], total=message[3], note=message[4], eta_s=eta))
+            self._announce_positions(handle.lane)  # the jobs behind it move closer too
         elif kind in {"done", "failed", "cancelled"}:
             worker.current = None
+            self.eta.finished(handle.job_id)
             event: Event = {
                 "done": lambda: Done(message[2]),
                 "failed": lambda: Failed(message[2]),
@@ -386,6 +409,7 @@ class WorkerPool:
         self._spawn(worker)
         if handle is None:
             return
+        self.eta.finished(handle.job_id)
         if handle.attempts < self.config.max_attempts:
             log.warning("job %d: retrying after the worker crash", handle.job_id)
             self._enqueue(handle, retry=True)

@@ -189,3 +189,16 @@ async def test_training_lane_needs_its_own_workers(tiny_config: ModelConfig) -> 
     pool = WorkerPool(_config(tiny_config, interactive_devices=()))
     with pytest.raises(DreamcordError, match="no interactive workers"):
         _submit(pool, _spec(tiny_config))
+
+
+async def test_waiting_and_running_jobs_get_time_estimates_once_speed_is_measured(
+    pool: WorkerPool, tiny_config: ModelConfig
+) -> None:
+    spec = _spec(tiny_config, "a red circle --seed 3 --steps 6")
+    handles = [_submit(pool, spec, owner=900 + i) for i in range(3)]
+    events = [await _collect(handle) for handle in handles]
+    assert all(isinstance(history[-1], Done) for history in events)
+    waiting = [e for e in events[2] if isinstance(e, Queued) and e.eta_s is not None]
+    assert waiting and all(e.eta_s > 0 for e in waiting)  # type: ignore[operator]
+    running = [e.eta_s for e in events[2] if isinstance(e, Progress) and e.eta_s is not None]
+    assert running and running[-1] == 0  # done: nothing left

@@ -1,0 +1,123 @@
+"""Honest waiting times: how much work a job is, and how fast each lane's workers get through work,
+measured from the steps they report. Pure bookkeeping (the pool feeds it events and a clock)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from generation.specs import (
+    ImportSpec,
+    JobSpec,
+    TrainSpec,
+    UpscaleSpec,
+    VarySpec,
+)
+
+MEGAPIXEL = 1_000_000
+EWMA_WEIGHT = 0.3  # how much the newest measurement counts: follows a worker that speeds up or slows down
+
+
+def job_work(spec: JobSpec) -> float:
+    """Work units (denoising steps x pictures x megapixels) a job needs; costs scale with all three."""
+    if isinstance(spec, ImportSpec):
+        return 0.05
+    if isinstance(spec, TrainSpec):
+        pictures = spec.batch_size * (2 if spec.prior_preservation else 1)
+        return spec.steps * pictures * spec.resolution**2 / MEGAPIXEL
+    pixels = spec.width * spec.height / MEGAPIXEL
+    if isinstance(spec, UpscaleSpec):
+        steps = spec.steps if spec.method == "x4" else max(1, math.floor(spec.steps * spec.strength))
+        return steps * pixels * 1.8  # overlapping tiles redraw about 1.8x the pixels
+    steps = spec.steps
+    if isinstance(spec, VarySpec) and not spec.has_region:
+        steps = max(1, math.floor(spec.steps * spec.strength))  # img2img runs only the last part
+    return steps * len(spec.seeds) * pixels
+
+
+class SpeedTracker:
+    """Seconds per work unit, as an exponentially weighted mean of what the workers measured."""
+
+    def __init__(self) -> None:
+        self.seconds_per_unit: float | None = None
+
+    def observe(self, seconds: float, units: float) -> None:
+        if units <= 0 or seconds <= 0:
+            return
+        measured = seconds / units
+        previous = self.seconds_per_unit
+        self.seconds_per_unit = (
+            measured if previous is None else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * measured
+        )
+
+    def seconds(self, units: float) -> float | None:
+        """How long `units` of work take on one worker; None before anything was measured."""
+        return None if self.seconds_per_unit is None else units * self.seconds_per_unit
+
+
+def wait_estimate(
+    speed: SpeedTracker, running_left: list[float], ahead: list[float], workers: int
+) -> float | None:
+    """Seconds until a queued job starts: the work left in the lane's running jobs and in the jobs
+    ahead of it, shared by the lane's workers (a job starts when any worker frees up)."""
+    if workers <= 0:
+        return None
+    return speed.seconds((sum(running_left) + sum(ahead)) / workers)
+
+
+def describe_seconds(seconds: float) -> str:
+    """'about 40 s', 'about 3 min', 'about 1 h 10 min': rounded, as a person would say it."""
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min"
+
+
+class _Running:
+    def __init__(self, lane: str, work: float) -> None:
+        self.lane, self.work = lane, work
+        self.step, self.total = 0, 0
+        self.at: float | None = None  # when the last step was reported
+
+    @property
+    def work_left(self) -> float:
+        return self.work * (1 - self.step / self.total) if self.total else self.work
+
+
+class EtaBook:
+    """What the pool knows about speed: per lane, seconds per work unit from the steps workers report;
+    per running job, how far it is. Time comes from `clock` (tests pass a simulated one)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.speed: dict[str, SpeedTracker] = {}
+        self.running: dict[int, _Running] = {}
+
+    def started(self, job_id: int, lane: str, work: float) -> None:
+        self.running[job_id] = _Running(lane, work)
+        self.speed.setdefault(lane, SpeedTracker())
+
+    def progressed(self, job_id: int, step: int, total: int) -> float | None:
+        """Record a step; the seconds the job still needs (None until the lane's speed is known)."""
+        job = self.running.get(job_id)
+        if job is None or total <= 0:
+            return None
+        now = self.clock()
+        if job.at is not None and step > job.step:  # the first step also paid for loading: not measured
+            self.speed[job.lane].observe(now - job.at, job.work * (step - job.step) / total)
+        job.step, job.total, job.at = step, total, now
+        return self.speed[job.lane].seconds(job.work_left)
+
+    def finished(self, job_id: int) -> None:
+        self.running.pop(job_id, None)
+
+    def wait(self, lane: str, ahead: list[float], workers: int) -> float | None:
+        """Seconds until a job with `ahead` (work of the jobs before it) starts in `lane`."""
+        speed = self.speed.get(lane)
+        if speed is None:
+            return None
+        running_left = [job.work_left for job in self.running.values() if job.lane == lane]
+        return wait_estimate(speed, running_left, ahead, workers)
