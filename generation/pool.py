@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from generation.errors import DreamcordError, JobCancelled
 from generation.eta import EtaBook, job_work
+from generation.events import TERMINAL, Cancelled, Done, Event, Failed, Progress, Queued, Started
 from generation.outputs import JobOutput
 from generation.specs import JobSpec
 from generation.worker import WorkerSettings, worker_main
@@ -40,46 +41,6 @@ class QueueFull(DreamcordError):
 
 class JobFailed(DreamcordError):
     """A job ended in failure; the message says why, for the user."""
-
-
-# ---------------------------------------------------------------- events
-@dataclass(frozen=True)
-class Queued:
-    position: int  # 1 = next to start
-    eta_s: float | None = None  # seconds until it starts, from the lane's measured speed
-
-
-@dataclass(frozen=True)
-class Started:
-    worker: int
-    attempt: int
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    total: int
-    note: str | None = None  # e.g. a training's loss and time left
-    eta_s: float | None = None  # seconds until it is done, from the lane's measured speed
-
-
-@dataclass(frozen=True)
-class Done:
-    output: JobOutput
-
-
-@dataclass(frozen=True)
-class Failed:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    pass
-
-
-Event = Queued | Started | Progress | Done | Failed | Cancelled
-TERMINAL = (Done, Failed, Cancelled)
 
 
 @dataclass(frozen=True)
