@@ -27,6 +27,7 @@ class QuotaExceeded(DreamcordError):
 class Quotas:
     max_queued_per_user: int  # the server's limit, never above the bot's own
     daily_jobs_per_user: int | None
+    fast_seconds_per_day: int | None = None  # GPU-seconds per person per 24 h before Relax
 
 
 class BlockedPrompt(DreamcordError):
@@ -89,6 +90,14 @@ async def check_may_submit(
         )
 
 
+async def runs_relaxed(session: AsyncSession, owner_id: int, guild_id: int | None) -> bool:
+    """Relax once the user's GPU time of the last 24 h reached the server's Fast allowance."""
+    settings = await store.find_guild_settings(session, guild_id)
+    if settings is None or settings.fast_seconds_per_day is None:
+        return False
+    return await store.gpu_seconds_since(session, owner_id, store.day_ago()) >= settings.fast_seconds_per_day
+
+
 class AdminService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions
@@ -137,12 +146,19 @@ class AdminService:
             )
 
     async def set_quotas(
-        self, guild_id: int, actor_id: int, *, max_queued: int | None, daily_jobs: int | None
+        self,
+        guild_id: int,
+        actor_id: int,
+        *,
+        max_queued: int | None,
+        daily_jobs: int | None,
+        fast_seconds: int | None = None,
     ) -> Quotas:
         async with self.sessions.begin() as session:
             row = await store.guild_settings(session, guild_id)
             row.max_queued_per_user, row.daily_jobs_per_user = max_queued, daily_jobs
-            detail = f"max_queued={max_queued} daily_jobs={daily_jobs}"
+            row.fast_seconds_per_day = fast_seconds
+            detail = f"max_queued={max_queued} daily_jobs={daily_jobs} fast_seconds={fast_seconds}"
             await store.audit(session, guild_id=guild_id, actor_id=actor_id, action="quota", detail=detail)
         return await self.quotas(guild_id)
 
@@ -152,7 +168,8 @@ class AdminService:
             row = await store.find_guild_settings(session, guild_id)
         if row is None:
             return Quotas(bot_max, None)
-        return Quotas(min(row.max_queued_per_user or bot_max, bot_max), row.daily_jobs_per_user)
+        max_queued = min(row.max_queued_per_user or bot_max, bot_max)
+        return Quotas(max_queued, row.daily_jobs_per_user, row.fast_seconds_per_day)
 
     async def guild_model(self, guild_id: int | None) -> str:
         async with self.sessions() as session:

@@ -78,7 +78,7 @@ class InteractiveJobs:
             return
         controls = self.controls(ticket.job_id) if self.controls else None
         message = self.sink.track(ticket.job_id, interaction, controls)
-        title = job_title(spec)
+        title = job_title(spec) + (" · relax mode" if ticket.relax else "")
         await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
         async for event in ticket.events():
             if isinstance(event, Queued):

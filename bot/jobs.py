@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.admin import check_may_submit
+from bot.admin import check_may_submit, runs_relaxed
 from bot.privacy import PrivacyService
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
@@ -87,6 +87,7 @@ class JobTicket:
     job_id: int
     owner_id: int
     spec: JobSpec
+    relax: bool = False  # the owner's Fast time is used up: it runs when no Fast job waits
     _events: asyncio.Queue[TicketEvent] = field(default_factory=asyncio.Queue)
 
     async def events(self) -> AsyncIterator[TicketEvent]:
@@ -130,7 +131,7 @@ class JobService:
         tickets = []
         for job in leftovers:
             log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
-            tickets.append(self._hand_to_pool(job.id, job.owner_id, spec_from_json(job.spec_json)))
+            tickets.append(self._hand_to_pool(job.id, job.owner_id, spec_from_json(job.spec_json), job.relax))
         return tickets
 
     async def close(self) -> None:
@@ -159,6 +160,7 @@ class JobService:
             prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
             await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user, prompt)
             spec = await self._prepare(session, spec, owner_id, guild_id)
+            relax = await runs_relaxed(session, owner_id, guild_id)
             job = await repo.create_job(
                 session,
                 owner_id=owner_id,
@@ -167,9 +169,10 @@ class JobService:
                 guild_id=guild_id,
                 channel_id=channel_id,
                 parent_job_id=parent_job_id,
+                relax=relax,
             )
         try:
-            return self._hand_to_pool(job.id, owner_id, spec)
+            return self._hand_to_pool(job.id, owner_id, spec, relax)
         except QueueFull as error:  # another submit won the last place while we were writing
             await self._finish(job.id, JobState.FAILED, str(error))
             raise
@@ -224,9 +227,9 @@ class JobService:
                 raise DreamcordError(f"{len(missing)} of the job's files are not in the file store")
         return spec
 
-    def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec) -> JobTicket:
-        handle = self.pool.submit(job_id, spec, owner_id=owner_id)
-        ticket = JobTicket(job_id=job_id, owner_id=owner_id, spec=spec)
+    def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec, relax: bool = False) -> JobTicket:
+        handle = self.pool.submit(job_id, spec, owner_id=owner_id, relax=relax)
+        ticket = JobTicket(job_id=job_id, owner_id=owner_id, spec=spec, relax=relax)
         self._followers[job_id] = asyncio.create_task(self._follow(handle, ticket), name=f"job-{job_id}")
         return ticket
 
@@ -274,6 +277,7 @@ class JobService:
                     return Finished(images=images, output=output)
                 job = await repo.get_job(session, job_id)
                 assert job is not None
+                await repo.record_gpu_time(session, job, output.elapsed_s)
                 await repo.add_images(
                     session,
                     job,

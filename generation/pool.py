@@ -70,6 +70,7 @@ class JobHandle:
         self.sequence = 0  # submission order, the tie-breaker between users
         self.position: int | None = None
         self.announced_eta: float | None = None
+        self.relax = False  # Relax: starts only when no Fast job is waiting in its lane
         self.finished = False
         self._pool = pool
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -178,7 +179,7 @@ class WorkerPool:
         )
 
     # ------------------------------------------------------------ jobs
-    def submit(self, job_id: int, spec: JobSpec, *, owner_id: int) -> JobHandle:
+    def submit(self, job_id: int, spec: JobSpec, *, owner_id: int, relax: bool = False) -> JobHandle:
         """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many."""
         lane: Lane = "training" if spec.kind == "train" else "interactive"
         devices = self.config.interactive_devices if lane == "interactive" else self.config.training_devices
@@ -189,6 +190,7 @@ class WorkerPool:
         self.check_capacity(owner_id)
         handle = JobHandle(self, job_id, owner_id, spec, lane)
         handle.sequence = next(self._submissions)
+        handle.relax = relax
         self._handles[job_id] = handle
         self._enqueue(handle)
         self._dispatch()
@@ -242,7 +244,9 @@ class WorkerPool:
         queues = self._pending[lane]
         if not queues:
             return None
-        owner = _least_recently_served(queues, lambda owner: self._served_at.get((lane, owner), _NEVER))
+        owner = _least_recently_served(
+            _fast_first(queues), lambda owner: self._served_at.get((lane, owner), _NEVER)
+        )
         self._served_at[(lane, owner)] = next(self._ticks)
         handle = queues[owner].popleft()
         if not queues[owner]:
@@ -257,7 +261,7 @@ class WorkerPool:
         for tick in itertools.count(start=1 << 62):  # later than any real tick
             if not queues:
                 return order
-            owner = _least_recently_served(queues, served.__getitem__)
+            owner = _least_recently_served(_fast_first(queues), served.__getitem__)
             served[owner] = tick
             order.append(queues[owner].popleft())
             if not queues[owner]:
@@ -380,6 +384,12 @@ class WorkerPool:
 
 
 _NEVER, _RETRY_FIRST = -1, -2
+
+
+def _fast_first(queues: dict[int, deque[JobHandle]]) -> dict[int, deque[JobHandle]]:
+    """The users whose next job is Fast, if any; else everyone (Relax jobs run when nothing else waits)."""
+    fast = {owner: queue for owner, queue in queues.items() if not queue[0].relax}
+    return fast or queues
 
 
 def _least_recently_served(queues: dict[int, deque[JobHandle]], served_at: Callable[[int], int]) -> int:

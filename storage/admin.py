@@ -79,6 +79,13 @@ async def jobs_since(session: AsyncSession, owner_id: int, guild_id: int | None,
     return int(await session.scalar(query) or 0)
 
 
+async def gpu_seconds_since(session: AsyncSession, owner_id: int, since: datetime) -> float:
+    query = select(func.coalesce(func.sum(Job.gpu_seconds), 0.0)).where(
+        Job.owner_id == owner_id, Job.created_at >= since
+    )
+    return float(await session.scalar(query) or 0.0)
+
+
 async def active_jobs(session: AsyncSession, owner_id: int) -> int:
     states = (JobState.QUEUED, JobState.RUNNING)
     query = select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.state.in_(states))

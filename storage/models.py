@@ -90,6 +90,7 @@ class GuildSettings(Base):
     default_model: Mapped[str | None] = mapped_column(String(64))
     max_queued_per_user: Mapped[int | None] = mapped_column(Integer)
     daily_jobs_per_user: Mapped[int | None] = mapped_column(Integer)  # jobs per user per 24 h
+    fast_seconds_per_day: Mapped[int | None] = mapped_column(Integer)  # then Relax; None: all Fast
     settings_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
@@ -132,6 +133,8 @@ class Job(Base):
     channel_id: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)  # where the result was posted (idempotence)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    relax: Mapped[bool] = mapped_column(default=False, server_default=false())  # runs when no Fast job waits
+    gpu_seconds: Mapped[float | None] = mapped_column()  # measured by the worker, for Fast allowances
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

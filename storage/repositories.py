@@ -46,6 +46,7 @@ async def create_job(
     guild_id: int | None = None,
     channel_id: int | None = None,
     parent_job_id: int | None = None,
+    relax: bool = False,
 ) -> Job:
     """Insert a queued job (and its owner, first time seen); the id is assigned on return."""
     await ensure_user(session, owner_id)
@@ -59,6 +60,7 @@ async def create_job(
         guild_id=guild_id,
         channel_id=channel_id,
         parent_job_id=parent_job_id,
+        relax=relax,
         state=JobState.QUEUED,
         attempts=0,
     )
@@ -109,6 +111,14 @@ async def finish_job(session: AsyncSession, job_id: int, state: JobState, error:
 
 async def record_message(session: AsyncSession, job_id: int, message_id: int) -> None:
     await session.execute(update(Job).where(Job.id == job_id).values(message_id=message_id))
+
+
+async def record_gpu_time(session: AsyncSession, job: Job, seconds: float) -> None:
+    """The worker's measured time of a job, on the job (for Fast allowances) and the user's total."""
+    job.gpu_seconds = seconds
+    await session.execute(
+        update(User).where(User.id == job.owner_id).values(gpu_seconds=User.gpu_seconds + seconds)
+    )
 
 
 async def add_images(session: AsyncSession, job: Job, images: Sequence[NewImage]) -> list[ImageRecord]:

@@ -13,6 +13,8 @@ from discord.ext import commands
 from bot.discord_bot import model_choices
 from bot.interactive import is_admin
 
+from bot.admin import Quotas
+
 if TYPE_CHECKING:
     from bot.admin import AdminService
     from bot.discord_bot import DreamcordBot
@@ -55,21 +57,24 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
     @app_commands.describe(
         max_queued="Jobs one person may have queued or running at once (at most the bot's own limit)",
         daily_jobs="Jobs one person may start per 24 hours (0: no daily limit)",
+        fast_seconds="GPU-seconds per person per 24 hours in Fast mode; beyond, jobs run in Relax (0: no limit)",
     )
     async def quota(
         self,
         interaction: discord.Interaction,
         max_queued: app_commands.Range[int, 1, 100] | None = None,
         daily_jobs: app_commands.Range[int, 0, 10_000] | None = None,
+        fast_seconds: app_commands.Range[int, 0, 1_000_000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         quotas = await self.admin.set_quotas(
-            interaction.guild_id, interaction.user.id, max_queued=max_queued, daily_jobs=daily_jobs or None
+            interaction.guild_id,
+            interaction.user.id,
+            max_queued=max_queued,
+            daily_jobs=daily_jobs or None,
+            fast_seconds=fast_seconds or None,
         )
-        daily = f"{quotas.daily_jobs_per_user} per day" if quotas.daily_jobs_per_user else "no daily limit"
-        await self._reply(
-            interaction, f"Limits: {quotas.max_queued_per_user} jobs queued or running per person, {daily}."
-        )
+        await self._reply(interaction, f"Limits: {describe_quotas(quotas)}.")
 
     @app_commands.command(name="ban", description="Stop someone from using the bot in this server")
     @app_commands.describe(user="Who", reason="Shown to them when they try")
@@ -132,3 +137,13 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
 
 def _listed(terms: list[str]) -> str:
     return ", ".join(f"`{term}`" for term in terms) or "nothing"
+
+
+def describe_quotas(quotas: Quotas) -> str:
+    daily = f"{quotas.daily_jobs_per_user} per day" if quotas.daily_jobs_per_user else "no daily limit"
+    fast = (
+        f"{quotas.fast_seconds_per_day} fast GPU-seconds a day, then relax"
+        if quotas.fast_seconds_per_day
+        else "all fast"
+    )
+    return f"{quotas.max_queued_per_user} jobs queued or running per person, {daily}, {fast}"

@@ -10,6 +10,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.admin.admin import describe_quotas
+
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
 
@@ -32,7 +34,7 @@ class InfoCog(commands.Cog):
         quotas = await services.admin.quotas(interaction.guild_id)
         load = services.jobs.pool.load()
         mine = await services.jobs.active_jobs_of(interaction.user.id)
-        daily = f", {quotas.daily_jobs_per_user} a day" if quotas.daily_jobs_per_user is not None else ""
+
         models = "\n".join(
             f"• **{name}**{' (default here)' if name == guild_model else ''}"
             f"{f' — {config.description}' if config.description else ''}"
@@ -42,7 +44,7 @@ class InfoCog(commands.Cog):
             f"**dreamcord {package_version()}**",
             f"Models:\n{models}",
             f"Workers: {', '.join(load.workers) or 'none'} · {load.running} running, {load.waiting} waiting",
-            f"Limits here: {quotas.max_queued_per_user} jobs queued or running per person{daily}",
+            f"Limits here: {describe_quotas(quotas)}",
             f"You: {len(mine)} queued or running · `/settings show` for your defaults, `/library list` for your tokens",
         ]
         await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)

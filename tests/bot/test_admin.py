@@ -73,3 +73,25 @@ def test_a_bad_pattern_is_refused_when_it_is_added() -> None:
     with pytest.raises(DreamcordError, match="not a valid regular expression"):
         check_term("re:(unclosed")
     assert check_term("  spaced  ") == "spaced"
+
+
+async def test_jobs_run_relaxed_once_the_fast_allowance_is_used(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from bot.admin import runs_relaxed
+
+    async with sessions.begin() as session:
+        (await store.guild_settings(session, GUILD)).fast_seconds_per_day = 60
+        job = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+        await repo.record_gpu_time(session, job, 45.0)
+    async with sessions() as session:
+        assert not await runs_relaxed(session, USER, GUILD)
+        assert not await runs_relaxed(session, USER, OTHER_GUILD)  # no allowance set there: all fast
+    async with sessions.begin() as session:
+        job = await repo.create_job(
+            session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=OTHER_GUILD
+        )
+        await repo.record_gpu_time(session, job, 20.0)  # GPU time counts wherever it was spent
+    async with sessions() as session:
+        assert await runs_relaxed(session, USER, GUILD)
+        assert (await session.get(User, USER)).gpu_seconds == 65.0  # type: ignore[union-attr]

@@ -77,7 +77,7 @@ async def test_a_daily_quota_refuses_the_job_over_it(stack: Stack) -> None:
     assert "allows 1 jobs per person per 24 hours" in await ephemeral_reply(stack, over)
     assert await count(stack, Job) == jobs_before
     info = await ephemeral_reply(stack, await fake.slash(erin, "info"))
-    assert "2 jobs queued or running per person, 1 a day" in info
+    assert "2 jobs queued or running per person, 1 per day, all fast" in info
 
 
 async def test_admin_model_sets_the_servers_default_and_info_shows_it(stack: Stack) -> None:

@@ -202,3 +202,26 @@ async def test_waiting_and_running_jobs_get_time_estimates_once_speed_is_measure
     assert waiting and all(e.eta_s > 0 for e in waiting)  # type: ignore[operator]
     running = [e.eta_s for e in events[2] if isinstance(e, Progress) and e.eta_s is not None]
     assert running and running[-1] == 0  # done: nothing left
+
+
+async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelConfig) -> None:
+    pool = WorkerPool(_config(tiny_config, max_queued_per_user=30))
+    await pool.start()
+    try:
+        spec = _spec(tiny_config)
+        first = pool.submit(5001, spec, owner_id=1)  # occupies the worker
+        relaxed = [pool.submit(5002 + i, spec, owner_id=2, relax=True) for i in range(2)]
+        fast = [pool.submit(5010 + i, spec, owner_id=3) for i in range(2)]  # submitted later, start earlier
+        order = [handle.job_id for handle in pool._dispatch_order("interactive")]
+        assert order == [5010, 5011, 5002, 5003]
+        starts: list[int] = []
+
+        async def note_start(handle: JobHandle) -> None:
+            async for event in handle.events():
+                if isinstance(event, Started):
+                    starts.append(handle.job_id)
+
+        await asyncio.gather(*(note_start(h) for h in [first, *relaxed, *fast]))
+        assert starts == [5001, 5010, 5011, 5002, 5003]
+    finally:
+        await pool.close()
