@@ -77,8 +77,8 @@ def describe_seconds(seconds: float) -> str:
 
 
 class _Running:
-    def __init__(self, lane: str, work: float) -> None:
-        self.lane, self.work = lane, work
+    def __init__(self, lane: str, work: float, started: float) -> None:
+        self.lane, self.work, self.started = lane, work, started
         self.step, self.total = 0, 0
         self.at: float | None = None  # when the last step was reported
 
@@ -94,11 +94,15 @@ class EtaBook:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.speed: dict[str, SpeedTracker] = {}
+        # Per lane, seconds a job costs besides its steps (prompt encoding, decoding, PNG, transfer):
+        # on small jobs it is most of the time. Tracked like the speed, in seconds per job.
+        self.overhead: dict[str, SpeedTracker] = {}
         self.running: dict[int, _Running] = {}
 
     def started(self, job_id: int, lane: str, work: float) -> None:
-        self.running[job_id] = _Running(lane, work)
+        self.running[job_id] = _Running(lane, work, self.clock())
         self.speed.setdefault(lane, SpeedTracker())
+        self.overhead.setdefault(lane, SpeedTracker())
 
     def progressed(self, job_id: int, step: int, total: int) -> float | None:
         """Record a step; the seconds the job still needs (None until the lane's speed is known)."""
@@ -112,7 +116,12 @@ class EtaBook:
         return self.speed[job.lane].seconds(job.work_left)
 
     def finished(self, job_id: int) -> None:
-        self.running.pop(job_id, None)
+        """A job ended: what it took beyond its steps teaches the lane's per-job overhead."""
+        job = self.running.pop(job_id, None)
+        steps_s = self.speed[job.lane].seconds(job.work) if job is not None else None
+        if job is None or steps_s is None or job.total == 0 or job.step < job.total:
+            return  # cancelled or failed part-way: says nothing about a whole job
+        self.overhead[job.lane].observe(max(1e-6, self.clock() - job.started - steps_s), 1.0)
 
     def wait(self, lane: str, ahead: list[float], workers: int) -> float | None:
         """Seconds until a job with `ahead` (work of the jobs before it) starts in `lane`."""
@@ -120,4 +129,6 @@ class EtaBook:
         if speed is None:
             return None
         running_left = [job.work_left for job in self.running.values() if job.lane == lane]
-        return wait_estimate(speed, running_left, ahead, workers)
+        steps = wait_estimate(speed, running_left, ahead, workers)
+        per_job = self.overhead[lane].seconds(1.0) or 0.0
+        return None if steps is None else steps + per_job * (len(ahead) + len(running_left)) / workers
