@@ -50,6 +50,8 @@ class PoolConfig:
     training_devices: tuple[str, ...] = ()  # one training worker per entry; () disables training
     max_queued_per_user: int = 10
     max_attempts: int = 2  # the first run plus one retry after a worker crash
+    # A training worker on the same device as a busy interactive worker pauses between steps.
+    preempt_training: bool = True
 
 
 def _eta_moved(before: float | None, now: float | None) -> bool:
@@ -114,6 +116,7 @@ class _Worker:
     current: JobHandle | None = None
     warm_model: str | None = None
     generation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
+    paused: bool = False  # a training worker told to yield its device to interactive jobs
 
     @property
     def idle(self) -> bool:
@@ -294,6 +297,23 @@ class WorkerPool:
                 self.eta.started(handle.job_id, lane, job_work(handle.spec))
                 worker.connection.send(("run", handle.job_id, handle.spec.to_json()))
             self._announce_positions(lane)
+        self._yield_devices()
+
+    def _yield_devices(self) -> None:
+        """Pause training workers whose device an interactive job is using or waiting for; resume
+        them when their device is free of interactive work again."""
+        if not self.config.preempt_training:
+            return
+        waiting = bool(self._pending["interactive"])
+        busy = {w.device for w in self._workers if w.lane == "interactive" and w.current is not None}
+        shared = {w.device for w in self._workers if w.lane == "interactive"}
+        for worker in self._workers:
+            if worker.lane != "training" or worker.connection is None:
+                continue
+            pause = worker.device in busy or (waiting and worker.device in shared)
+            if pause != worker.paused:
+                worker.paused = pause
+                worker.connection.send(("pause",) if pause else ("resume",))
 
     def _announce_positions(self, lane: Lane) -> None:
         """Tell each waiting job its place and when it should start, when either changed noticeably."""
@@ -314,7 +334,7 @@ class WorkerPool:
     def _spawn(self, worker: _Worker) -> None:
         worker.generation += 1
         worker.ready = asyncio.Event()
-        worker.current, worker.warm_model = None, None
+        worker.current, worker.warm_model, worker.paused = None, None, False
         ours, theirs = self._context.Pipe()
         settings = self.config.worker
         settings = WorkerSettings(**{**settings.__dict__, "device": worker.device})

@@ -1,7 +1,7 @@
 """The worker process: one per device, keeps its models warm and runs the jobs the pool sends it.
 
 Messages over the pipe are plain tuples:
-    pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("stop",)
+    pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("pause",) | ("resume",) | ("stop",)
     worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
 """
@@ -64,15 +64,33 @@ def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     )
     inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
     cancelled: set[int] = set()
-    threading.Thread(target=_read_messages, args=(connection, inbox, cancelled), daemon=True).start()
+    running = threading.Event()  # cleared while the pool pauses this worker for interactive jobs
+    running.set()
+    threading.Thread(target=_read_messages, args=(connection, inbox, cancelled, running), daemon=True).start()
     connection.send(("ready", os.getpid()))
     while (item := inbox.get()) is not None:
         job_id, spec_json = item
-        _run_one(connection, runner, job_id, spec_json, cancelled)
+        _run_one(connection, runner, job_id, spec_json, _between_steps(job_id, cancelled, running))
+        cancelled.discard(job_id)
+
+
+def _between_steps(job_id: int, cancelled: set[int], running: threading.Event) -> Callable[[], bool]:
+    """The jobs' per-step check: wait here while paused (a training yields the GPU to quick jobs and
+    goes on where it was), then say whether the job was cancelled."""
+
+    def check() -> bool:
+        while not running.is_set() and job_id not in cancelled:
+            running.wait(0.2)
+        return job_id in cancelled
+
+    return check
 
 
 def _read_messages(
-    connection: Connection, inbox: queue.Queue[tuple[int, str] | None], cancelled: set[int]
+    connection: Connection,
+    inbox: queue.Queue[tuple[int, str] | None],
+    cancelled: set[int],
+    running: threading.Event,
 ) -> None:
     """Runs in a thread so a cancel arrives while the main thread is inside a pipeline call."""
     while True:
@@ -86,6 +104,10 @@ def _read_messages(
                 inbox.put((job_id, spec_json))
             case ("cancel", int(job_id)):
                 cancelled.add(job_id)
+            case ("pause",):
+                running.clear()
+            case ("resume",):
+                running.set()
             case ("stop",):
                 inbox.put(None)
                 return
@@ -94,14 +116,14 @@ def _read_messages(
 
 
 def _run_one(
-    connection: Connection, runner: JobRunner, job_id: int, spec_json: str, cancelled: set[int]
+    connection: Connection, runner: JobRunner, job_id: int, spec_json: str, should_cancel: Callable[[], bool]
 ) -> None:
     import torch
 
     from generation.errors import DreamcordError, JobCancelled
     from generation.specs import spec_from_json
 
-    if job_id in cancelled:
+    if should_cancel():
         connection.send(("cancelled", job_id))
         return
     connection.send(("started", job_id))
@@ -110,7 +132,7 @@ def _run_one(
             spec_from_json(spec_json),
             job_id=job_id,
             on_step=_progress_sender(connection, job_id),
-            should_cancel=lambda: job_id in cancelled,
+            should_cancel=should_cancel,
         )
     except JobCancelled:
         connection.send(("cancelled", job_id))
@@ -124,8 +146,6 @@ def _run_one(
         connection.send(("failed", job_id, INTERNAL_ERROR_REASON))
     else:
         connection.send(("done", job_id, output))
-    finally:
-        cancelled.discard(job_id)
 
 
 def _progress_sender(connection: Connection, job_id: int) -> Callable[..., None]:

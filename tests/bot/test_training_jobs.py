@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,6 +187,38 @@ async def test_a_long_training_never_blocks_an_imagine(
     assert job is not None and job.state == JobState.CANCELLED
     async with sessions() as session:
         assert (await session.scalar(select(func.count()).select_from(Adapter))) == 0
+
+
+@pytest.mark.needs_worker
+async def test_a_training_yields_its_device_to_interactive_jobs_and_goes_on_after(
+    service: JobService, config: ModelConfig
+) -> None:
+    """Training and interactive workers share the "cpu" device here: while quick jobs wait or run,
+    the training pauses between steps (at most the step already under way finishes), then resumes."""
+    train_ticket = await service.submit(
+        owner_id=1, spec=await training(service, config, "embedding", steps=5000)
+    )
+    steps_at: list[tuple[float, int]] = []
+
+    async def follow() -> None:
+        async for event in train_ticket.events():
+            if isinstance(event, Progress):
+                steps_at.append((time.monotonic(), event.step))
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(_until(lambda: len(steps_at) >= 3), 60)
+    submitted = time.monotonic()
+    quick = [await service.submit(owner_id=2, spec=imagine(config, f"a red circle {i}")) for i in range(3)]
+    for ticket in quick:
+        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
+    finished = time.monotonic()
+    during = [step for at, step in steps_at if submitted < at < finished]
+    assert len(during) <= 1, during  # only the step that was already running when they came
+    before_resume = len(steps_at)
+    await asyncio.wait_for(_until(lambda: len(steps_at) >= before_resume + 3), 60)  # it goes on
+    assert steps_at[-1][1] > steps_at[before_resume - 1][1]
+    await service.cancel(train_ticket.job_id, requester_id=1)
+    await asyncio.wait_for(follower, 30)
 
 
 async def _until(condition: object) -> None:
