@@ -110,3 +110,25 @@ async def test_blocked_terms_refuse_prompts_and_buttons_alike(stack: Stack) -> N
     assert "nothing" in await ephemeral_reply(
         stack, await fake.slash(boss, "admin unblock", {"term": "gore"})
     )
+
+
+async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> None:
+    from storage import repositories as repo
+
+    fake = stack.fake
+    boss, ivy = fake.add_user("boss5", admin=True), fake.add_user("ivy")
+    set_quota = await fake.slash(boss, "admin quota", {"fast_seconds": 30})
+    assert "30 fast GPU-seconds a day, then relax" in await ephemeral_reply(stack, set_quota)
+    first = await _imagine(stack, ivy, "a cat --steps 2")
+    assert "relax" not in first["content"]
+    async with stack.jobs.sessions.begin() as session:  # as if her jobs had used 40 GPU-seconds today
+        job = await repo.get_job(session, int(custom_ids(first)[0].split(":")[2]))
+        assert job is not None and job.gpu_seconds is not None and job.gpu_seconds > 0  # measured
+        await repo.record_gpu_time(session, job, 40.0)
+    relaxed = await fake.slash(ivy, "imagine", {"prompt": "a dog --steps 2"})
+    await fake.wait_until(
+        lambda: "relax mode" in (fake.message(relaxed.original_id) or {}).get("content", "")
+    )
+    result = await finished(stack, relaxed)
+    job = await stack.jobs.get_job(int(custom_ids(result)[0].split(":")[2]))
+    assert job is not None and job.relax
