@@ -10,10 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admin import Quotas
 from bot.discord_bot import model_choices
 from bot.interactive import is_admin
-
-from bot.admin import Quotas
 
 if TYPE_CHECKING:
     from bot.admin import AdminService

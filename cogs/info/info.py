@@ -11,6 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.admin.admin import describe_quotas
+from cogs.show.show import picture_details, visible_job
+from generation.errors import DreamcordError
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -27,8 +29,21 @@ class InfoCog(commands.Cog):
     def __init__(self, bot: DreamcordBot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="info", description="What this bot runs, how busy it is, and your limits")
-    async def info(self, interaction: discord.Interaction) -> None:
+    @app_commands.command(
+        name="info", description="What this bot runs and how busy it is, or a picture's parameters"
+    )
+    @app_commands.describe(
+        job="A job number: show one of its pictures' parameters instead", index="Which picture, 1-4"
+    )
+    async def info(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1] | None = None,
+        index: app_commands.Range[int, 1, 4] = 1,
+    ) -> None:
+        if job is not None:
+            await self._picture_info(interaction, job, index)
+            return
         services = self.bot.services
         guild_model = await services.admin.guild_model(interaction.guild_id)
         quotas = await services.admin.quotas(interaction.guild_id)
@@ -48,3 +63,12 @@ class InfoCog(commands.Cog):
             f"You: {len(mine)} queued or running · `/settings show` for your defaults, `/library list` for your tokens",
         ]
         await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+
+    async def _picture_info(self, interaction: discord.Interaction, job_id: int, index: int) -> None:
+        """The parameters written in the picture and a link to its parent's message (text only)."""
+        job = await visible_job(self.bot, interaction, job_id)
+        images = await self.bot.services.jobs.images_of(job_id)
+        if index > len(images):
+            raise DreamcordError(f"job {job_id} has {len(images)} picture(s)")
+        _, text = await picture_details(self.bot, interaction, job, images[index - 1])
+        await interaction.response.send_message(text[:2000], ephemeral=True)

@@ -44,14 +44,14 @@ class ShowCog(commands.Cog):
         job: app_commands.Range[int, 1],
         index: app_commands.Range[int, 1, 4] | None = None,
     ) -> None:
-        record = await self._visible_job(interaction, job)
+        record = await visible_job(self.bot, interaction, job)
         images = await self.bot.services.jobs.images_of(job)
         if index is None:
             data, content, view = await self.bot.services.sink.render(record, images, interaction.channel_id)
         else:
             if index > len(images):
                 raise DreamcordError(f"job {job} has {len(images)} picture(s)")
-            data, content = await self._one_picture(interaction, record, images[index - 1])
+            data, content = await picture_details(self.bot, interaction, record, images[index - 1])
             view = picture_view(job, index - 1, images[index - 1])
         if data is None:
             await interaction.response.send_message(content[:2000], view=view or discord.utils.MISSING)
@@ -61,29 +61,32 @@ class ShowCog(commands.Cog):
             content[:2000], file=discord.File(io.BytesIO(fitted), name), view=view or discord.utils.MISSING
         )
 
-    async def _visible_job(self, interaction: discord.Interaction, job_id: int) -> Job:
-        """A finished job the asker may see here: theirs, or one made in this server."""
-        job = await self.bot.services.jobs.get_job(job_id)
-        visible = job is not None and (
-            job.owner_id == interaction.user.id or job.guild_id == interaction.guild_id
-        )
-        if job is None or not visible or job.state != JobState.DONE:
-            raise DreamcordError(f"job {job_id} has no result you can see here")
-        return job
 
-    async def _one_picture(
-        self, interaction: discord.Interaction, job: Job, image: StoredImage
-    ) -> tuple[bytes, str]:
-        files = self.bot.services.files
-        data = await asyncio.to_thread(files.read, image.file_hash)
-        parameters = read_chunks(data).get("parameters", "")
-        if image.nsfw and not channel_allows_nsfw(self.bot, interaction.channel_id):
-            data = hidden_png(image.width, image.height)
-        lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
-        if parameters:
-            lines.append(f"```\n{parameters[:1500]}\n```")
-        if job.parent_job_id is not None:
-            parent = await self.bot.services.jobs.get_job(job.parent_job_id)
-            link = message_link(parent) if parent is not None else None
-            lines.append(f"Made from job {job.parent_job_id}" + (f": {link}" if link else ""))
-        return data, "\n".join(lines)
+async def visible_job(bot: DreamcordBot, interaction: discord.Interaction, job_id: int) -> Job:
+    """A finished job the asker may see here: theirs, or one made in this server."""
+    job = await bot.services.jobs.get_job(job_id)
+    visible = job is not None and (
+        job.owner_id == interaction.user.id or job.guild_id == interaction.guild_id
+    )
+    if job is None or not visible or job.state != JobState.DONE:
+        raise DreamcordError(f"job {job_id} has no result you can see here")
+    return job
+
+
+async def picture_details(
+    bot: DreamcordBot, interaction: discord.Interaction, job: Job, image: StoredImage
+) -> tuple[bytes, str]:
+    """The picture's bytes (or the safety placeholder) and its parameters and parent link."""
+    files = bot.services.files
+    data = await asyncio.to_thread(files.read, image.file_hash)
+    parameters = read_chunks(data).get("parameters", "")
+    if image.nsfw and not channel_allows_nsfw(bot, interaction.channel_id):
+        data = hidden_png(image.width, image.height)
+    lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
+    if parameters:
+        lines.append(f"```\n{parameters[:1500]}\n```")
+    if job.parent_job_id is not None:
+        parent = await bot.services.jobs.get_job(job.parent_job_id)
+        link = message_link(parent) if parent is not None else None
+        lines.append(f"Made from job {job.parent_job_id}" + (f": {link}" if link else ""))
+    return data, "\n".join(lines)

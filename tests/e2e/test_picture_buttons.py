@@ -142,3 +142,12 @@ async def test_show_brings_a_result_back_and_one_picture_with_its_parameters(sta
     assert image_of(fake, one["attachments"][0]).size == (64, 64)
     missing = await fake.slash(hana, "show", {"job": 99999})
     assert "has no result you can see here" in await ephemeral_reply(stack, missing)
+
+
+async def test_info_on_a_picture_gives_its_parameters(stack: Stack) -> None:
+    fake = stack.fake
+    ida = fake.add_user("ida")
+    grid = await _imagine(stack, ida, "a yellow star --seed 77 --steps 3")
+    grid_job = int(custom_ids(grid)[0].split(":")[2])
+    reply = await ephemeral_reply(stack, await fake.slash(ida, "info", {"job": grid_job, "index": 3}))
+    assert "Picture #3 of job" in reply and "Seed: 79" in reply and "Steps: 3" in reply
