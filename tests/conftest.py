@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.config import ModelConfig
 from generation.models import LoadedModel, load_model
+from generation.specs import ImagineSpec
 from generation.tiny_model import save_tiny_controlnet, save_tiny_model
 from storage.db import create_engine, session_factory, sqlite_url, upgrade
 
@@ -73,3 +74,16 @@ def assert_images_close(a: Image.Image, b: Image.Image, *, max_diff: int = 2, sh
     assert a.size == b.size
     close = np.abs(pixels(a) - pixels(b)) <= max_diff
     assert close.mean() >= share, f"only {close.mean():.4%} of values within {max_diff}/255"
+
+
+def red_circle_spec(**changes: object) -> ImagineSpec:
+    """The bundled model's best-known picture: a large red circle on blue (seed 1)."""
+    fields = {"model": "bundled", "prompt": "a large red circle in the centre on a blue background",
+              "seeds": (1,), "width": 64, "height": 64, "steps": 20, "guidance": 5.0}  # fmt: skip
+    return ImagineSpec(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def red_pixels(image: Image.Image) -> np.ndarray:
+    """Where the picture is clearly red (the bundled model's red: high R, low G and B)."""
+    rgb = pixels(image)
+    return (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)

@@ -80,17 +80,21 @@ async def test_zoom_out_and_pan_give_grids_of_the_right_size(stack: Stack) -> No
     assert spec.operation == "pan-left" and spec.placement.left == 32
 
 
-async def test_vary_region_opens_a_form_and_repaints_only_the_box(stack: Stack) -> None:
-    fake = stack.fake
-    dave = fake.add_user("dave")
-    single = await _single(stack, dave, "a yellow ring --seed 20 --steps 3")
+async def _region_form(stack: Stack, user: int, prompt: str) -> tuple[Any, list[str]]:
+    """Press Vary (Region) under a fresh single picture: the opened form and its fields' ids."""
+    single = await _single(stack, user, prompt)
     custom_id = next(c for c in custom_ids(single) if c.startswith("dc:vr:"))
-    opened = await fake.press(dave, int(single["id"]), custom_id)
-    await fake.wait_until(lambda: opened.modal is not None)
-    fields = {row["components"][0]["custom_id"] for row in opened.modal["components"]}  # type: ignore[index]
-    assert len(fields) == 2
-    region_field = opened.modal["components"][0]["components"][0]["custom_id"]  # type: ignore[index]
-    submitted = await fake.submit_modal(dave, opened, {region_field: "0, 0, 50%, 100%"})
+    opened = await stack.fake.press(user, int(single["id"]), custom_id)
+    await stack.fake.wait_until(lambda: opened.modal is not None)
+    fields = [row["components"][0]["custom_id"] for row in opened.modal["components"]]  # type: ignore[index]
+    return opened, fields
+
+
+async def test_vary_region_opens_a_form_and_repaints_only_the_box(stack: Stack) -> None:
+    dave = stack.fake.add_user("dave")
+    opened, fields = await _region_form(stack, dave, "a yellow ring --seed 20 --steps 3")
+    assert len(fields) == 2  # the box and the prompt
+    submitted = await stack.fake.submit_modal(dave, opened, {fields[0]: "0, 0, 50%, 100%"})
     varied = await finished(stack, submitted)
     assert "variations (strength 1, region)" in varied["content"]
     _, spec = await _spec_of(stack, varied)
@@ -98,17 +102,10 @@ async def test_vary_region_opens_a_form_and_repaints_only_the_box(stack: Stack) 
 
 
 async def test_a_bad_region_gets_an_ephemeral_error(stack: Stack) -> None:
-    fake = stack.fake
-    erin = fake.add_user("erin")
-    single = await _single(stack, erin, "a red circle --seed 2 --steps 3")
-    custom_id = next(c for c in custom_ids(single) if c.startswith("dc:vr:"))
-    opened = await fake.press(erin, int(single["id"]), custom_id)
-    await fake.wait_until(lambda: opened.modal is not None)
-    region_field = opened.modal["components"][0]["components"][0]["custom_id"]  # type: ignore[index]
-    submitted = await fake.submit_modal(erin, opened, {region_field: "left half"})
-    await fake.wait_until(lambda: submitted.response_type is not None)
-    reply = fake.message(submitted.original_id)
-    assert submitted.ephemeral and reply is not None and "four percentages" in reply["content"]
+    erin = stack.fake.add_user("erin")
+    opened, fields = await _region_form(stack, erin, "a red circle --seed 2 --steps 3")
+    submitted = await stack.fake.submit_modal(erin, opened, {fields[0]: "left half"})
+    assert "four percentages" in await ephemeral_reply(stack, submitted)
 
 
 async def test_picture_buttons_work_after_a_restart_for_whoever_presses(stack: Stack) -> None:

@@ -15,7 +15,7 @@ from generation.masks import grow
 from generation.models import LoadedModel
 from generation.outpaint import canvas_and_mask, plan_outpaint
 from generation.specs import ImagineSpec, OutpaintSpec, Placement
-from tests.conftest import pixels
+from tests.conftest import pixels, red_circle_spec, red_pixels
 
 BUDGET_64 = MAX_AREA_FACTOR * 64 * 64
 SOURCE_HASH = "0" * 64
@@ -114,8 +114,7 @@ def test_outpaint_keeps_the_source_and_fills_the_new_area(
 
 
 def red_area_and_centre(image: Image.Image) -> tuple[int, np.ndarray]:
-    rgb = pixels(image)
-    red = (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)
+    red = red_pixels(image)
     ys, xs = np.nonzero(red)
     return int(red.sum()), np.array([xs.mean(), ys.mean()])
 
@@ -123,15 +122,7 @@ def red_area_and_centre(image: Image.Image) -> tuple[int, np.ndarray]:
 def test_zoom_out_of_a_circle_on_the_bundled_model_keeps_it_at_half_size_nearer_the_centre(
     bundled_model: LoadedModel,
 ) -> None:
-    base = ImagineSpec(
-        model="bundled",
-        prompt="a large red circle in the centre on a blue background",
-        seeds=(1,),
-        width=64,
-        height=64,
-        steps=20,
-        guidance=5.0,
-    )
+    base = red_circle_spec()
     source = run_imagine(bundled_model, base).images[0]
     area, centre = red_area_and_centre(source)
     assert area > 500  # the source really has a big red circle

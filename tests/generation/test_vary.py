@@ -12,7 +12,7 @@ from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
 from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, RegionBox, VarySpec, build_spec
 from generation.vary import run_vary
-from tests.conftest import pixels
+from tests.conftest import pixels, red_circle_spec, red_pixels
 
 SOURCE_HASH = "0" * 64  # run_vary takes the image itself; the hash only names it in the spec
 
@@ -150,18 +150,9 @@ def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
     bundled_model: LoadedModel,
 ) -> None:
     """A red circle on blue; the box covers it and asks for background: the red goes, the rest stays."""
-    picture = ImagineSpec(
-        model="bundled",
-        prompt="a large red circle in the centre on a blue background",
-        seeds=(1,),
-        width=64,
-        height=64,
-        steps=20,
-        guidance=5.0,
-    )
-    source = run_imagine(bundled_model, picture).images[0]
+    source = run_imagine(bundled_model, red_circle_spec()).images[0]
     rgb = pixels(source)
-    red = (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)
+    red = red_pixels(source)
     ys, xs = np.nonzero(red)
     assert red.sum() > 500
     box = RegionBox(
@@ -177,6 +168,5 @@ def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
     assert kept.sum() > 200
     for image in run_vary(bundled_model, spec, source).images:
         after = pixels(image)
-        still_red = (after[..., 0] > 150) & (after[..., 1] < 110) & (after[..., 2] < 110)
-        assert still_red.sum() < 0.2 * red.sum()  # the circle is painted over
+        assert red_pixels(image).sum() < 0.2 * red.sum()  # the circle is painted over
         assert np.array_equal(after[kept], rgb[kept])  # and everything beyond the box is the source
