@@ -31,6 +31,7 @@ from generation.specs import (
     VarySpec,
     spec_from_json,
 )
+from storage import admin as admin_store
 from storage import library
 from storage import repositories as repo
 from storage.files import FileStore
@@ -185,6 +186,12 @@ class JobService:
             raise JobNotFound(f"job {job_id} is not one of yours")
         if job.state.finished:
             raise JobNotFound(f"job {job_id} has already {job.state.value}")
+        if job.owner_id != requester_id:  # an administrator acting on someone else's job says so
+            async with self.sessions.begin() as session:
+                await admin_store.audit(
+                    session, guild_id=job.guild_id, actor_id=requester_id, action="cancel",
+                    target=str(job.owner_id), detail=f"job {job_id}",
+                )  # fmt: skip
         if not self.pool.cancel(job_id):
             await self._finish(job_id, JobState.CANCELLED)  # not in the pool (e.g. before a resume)
 

@@ -95,3 +95,23 @@ async def test_jobs_run_relaxed_once_the_fast_allowance_is_used(
     async with sessions() as session:
         assert await runs_relaxed(session, USER, GUILD)
         assert (await session.get(User, USER)).gpu_seconds == 65.0  # type: ignore[union-attr]
+
+
+async def test_an_admin_cancelling_someone_elses_job_is_in_the_audit_log(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from unittest.mock import MagicMock
+
+    from bot.jobs import JobNotFound, JobService
+
+    async with sessions.begin() as session:
+        job = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+    pool = MagicMock()
+    pool.cancel.return_value = True
+    service = JobService(sessions, pool, MagicMock())
+    with pytest.raises(JobNotFound):
+        await service.cancel(job.id, requester_id=7)  # not an admin: not theirs to cancel
+    await service.cancel(job.id, requester_id=7, is_admin=True)
+    async with sessions() as session:
+        (entry,) = await store.audit_log(session, GUILD)
+    assert (entry.actor_id, entry.action, entry.target, entry.detail) == (7, "cancel", str(USER), f"job {job.id}")
