@@ -43,17 +43,21 @@ class JobMessage:
         self.final = False
         self._last_edit = -PROGRESS_INTERVAL_S
         self._pending: str | None = None
+        self._preview: bytes | None = None  # the newest low-resolution preview not shown yet
         self._trailing: asyncio.Task[None] | None = None
 
     @property
     def token_alive(self) -> bool:
         return not self.interaction.is_expired()
 
-    async def progress(self, text: str, *, force: bool = False) -> None:
-        """Show `text` now if allowed (or `force`), else as soon as the interval has passed."""
+    async def progress(self, text: str, *, force: bool = False, preview: bytes | None = None) -> None:
+        """Show `text` (and a preview picture) now if allowed (or `force`), else as soon as the interval
+        has passed."""
         if self.final or not self.token_alive:
             return
         self._pending = text
+        if preview is not None:
+            self._preview = preview
         wait = self._last_edit + PROGRESS_INTERVAL_S - time.monotonic()
         if force or wait <= 0:
             await self._flush()
@@ -70,11 +74,15 @@ class JobMessage:
             if self.final or self._pending is None:
                 return
             text, self._pending = self._pending, None
+            preview, self._preview = self._preview, None
             self._last_edit = time.monotonic()
+            attachments = (
+                [discord.File(io.BytesIO(preview), "preview.png")] if preview else discord.utils.MISSING
+            )
             try:
-                # MISSING leaves the message's components as they are; a view replaces them.
+                # MISSING leaves the message's components (and picture) as they are; a view replaces them.
                 await self.interaction.edit_original_response(
-                    content=text, view=self.controls or discord.utils.MISSING
+                    content=text, view=self.controls or discord.utils.MISSING, attachments=attachments
                 )
             except discord.HTTPException as error:
                 log.info("progress edit failed (%s); carrying on", error)

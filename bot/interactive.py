@@ -90,7 +90,9 @@ class InteractiveJobs:
                 note = f" · {event.note}" if event.note else ""
                 if event.eta_s is not None and not event.note:  # a training's note has its own time left
                     note = f" · {describe_seconds(event.eta_s)} left"
-                await message.progress(f"**{title}** — step {event.step}/{event.total}{note}")
+                await message.progress(
+                    f"**{title}** — step {event.step}/{event.total}{note}", preview=event.preview
+                )
             elif isinstance(event, Failed):
                 await message.fail(f"**{title}** — failed: {event.reason}")
             elif isinstance(event, Cancelled):

@@ -25,6 +25,7 @@ class Progress:
     total: int
     note: str | None = None  # e.g. a training's loss and time left
     eta_s: float | None = None  # seconds until it is done, from the lane's measured speed
+    preview: bytes | None = None  # a small PNG of the first picture as it is now, now and then
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from generation.config import ModelConfig
 from generation.errors import JobCancelled, SpecError
 from generation.grid import compose_grid
 from generation.models import LoadedModel
+from generation.preview import PreviewSink, preview_png
 from generation.prompt import ParsedPrompt
 from generation.schedulers import make_scheduler
 from generation.sizes import size_for_aspect
@@ -200,6 +201,8 @@ def step_reporter(
     def callback(
         pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
+        if isinstance(on_step, PreviewSink) and on_step.preview_due() and "latents" in tensors:
+            on_step.preview(preview_png(pipeline, tensors["latents"]))  # before the step report carries it
         if on_step is not None:
             on_step(step + 1, pipeline.num_timesteps)
         if should_cancel is not None and should_cancel():

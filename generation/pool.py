@@ -372,7 +372,10 @@ class WorkerPool:
             handle._emit(Started(worker=worker.index, attempt=handle.attempts))
         elif kind == "progress":
             eta = self.eta.progressed(handle.job_id, message[2], message[3])
-            handle._emit(Progress(step=message[2], total=message[3], note=message[4], eta_s=eta))
+            preview = message[5] if len(message) > 5 else None
+            handle._emit(
+                Progress(step=message[2], total=message[3], note=message[4], eta_s=eta, preview=preview)
+            )
             self._announce_positions(handle.lane)  # the jobs behind it move closer too
         elif kind in {"done", "failed", "cancelled"}:
             worker.current = None

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -42,6 +43,7 @@ class WorkerSettings:
     threads: int | None = None  # CPU threads for torch; None keeps torch's default
     log_level: int = logging.INFO
     extra_env: dict[str, str] = field(default_factory=dict)
+    preview_interval_s: float = 1.5  # progress previews at most this often (0: none)
 
 
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
@@ -70,7 +72,8 @@ def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     connection.send(("ready", os.getpid()))
     while (item := inbox.get()) is not None:
         job_id, spec_json = item
-        _run_one(connection, runner, job_id, spec_json, _between_steps(job_id, cancelled, running))
+        between_steps = _between_steps(job_id, cancelled, running)
+        _run_one(connection, runner, job_id, spec_json, between_steps, settings.preview_interval_s)
         cancelled.discard(job_id)
 
 
@@ -116,7 +119,12 @@ def _read_messages(
 
 
 def _run_one(
-    connection: Connection, runner: JobRunner, job_id: int, spec_json: str, should_cancel: Callable[[], bool]
+    connection: Connection,
+    runner: JobRunner,
+    job_id: int,
+    spec_json: str,
+    should_cancel: Callable[[], bool],
+    preview_interval_s: float = 0.0,
 ) -> None:
     import torch
 
@@ -131,7 +139,7 @@ def _run_one(
         output = runner.run(
             spec_from_json(spec_json),
             job_id=job_id,
-            on_step=_progress_sender(connection, job_id),
+            on_step=_ProgressSender(connection, job_id, preview_interval_s),
             should_cancel=should_cancel,
         )
     except JobCancelled:
@@ -148,8 +156,21 @@ def _run_one(
         connection.send(("done", job_id, output))
 
 
-def _progress_sender(connection: Connection, job_id: int) -> Callable[..., None]:
-    def send(step: int, total: int, note: str | None = None) -> None:
-        connection.send(("progress", job_id, step, total, note))
+class _ProgressSender:
+    """Sends each step to the pool, with a low-resolution preview every `interval_s` at most (the
+    pipelines' step callback asks `preview_due` and hands one over: generation.preview)."""
 
-    return send
+    def __init__(self, connection: Connection, job_id: int, interval_s: float) -> None:
+        self.connection, self.job_id, self.interval_s = connection, job_id, interval_s
+        self._last = time.monotonic()  # none at the very start: the first steps are only noise
+        self._preview: bytes | None = None
+
+    def __call__(self, step: int, total: int, note: str | None = None) -> None:
+        self.connection.send(("progress", self.job_id, step, total, note, self._preview))
+        self._preview = None
+
+    def preview_due(self) -> bool:
+        return self.interval_s > 0 and time.monotonic() - self._last >= self.interval_s
+
+    def preview(self, png: bytes) -> None:
+        self._preview, self._last = png, time.monotonic()

@@ -114,4 +114,9 @@ async def test_an_admin_cancelling_someone_elses_job_is_in_the_audit_log(
     await service.cancel(job.id, requester_id=7, is_admin=True)
     async with sessions() as session:
         (entry,) = await store.audit_log(session, GUILD)
-    assert (entry.actor_id, entry.action, entry.target, entry.detail) == (7, "cancel", str(USER), f"job {job.id}")
+    assert (entry.actor_id, entry.action, entry.target, entry.detail) == (
+        7,
+        "cancel",
+        str(USER),
+        f"job {job.id}",
+    )

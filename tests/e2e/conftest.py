@@ -71,6 +71,8 @@ async def e2e_pool(
         device="cpu",
         threads=2,
         log_level=logging.WARNING,
+        # Off unless a module asks: a preview is an attachment too, and tests wait for the result's.
+        preview_interval_s=getattr(request.module, "E2E_PREVIEW_INTERVAL_S", 0.0),
     )
     training = ("cpu",) if getattr(request.module, "E2E_TRAINING_WORKER", False) else ()
     pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",), training_devices=training))

@@ -609,4 +609,7 @@ class FakeDiscord:
         message["edited_timestamp"] = "2026-01-01T00:00:01+00:00"
         message["interaction_loading"] = False
         message["edits"] += 1
+        message.setdefault("history", []).append(  # what each edit showed, for tests of progress
+            {"content": message["content"], "files": [a["filename"] for a in message["attachments"]]}
+        )
         return message
