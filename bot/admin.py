@@ -61,14 +61,19 @@ def blocked_term(prompt: str, terms: list[str]) -> str | None:
     return next((term for term in terms if term_pattern(term).search(prompt)), None)
 
 
+async def refuse_if_banned(session: AsyncSession, user_id: int, guild_id: int | None) -> None:
+    """Raise Banned (with the reason given, if any) when the user is banned here."""
+    ban = await store.ban_of(session, guild_id, user_id)
+    if ban is not None:
+        reason = f" ({ban.reason})" if ban.reason else ""
+        raise Banned(f"you are banned from using dreamcord here{reason}")
+
+
 async def check_may_submit(
     session: AsyncSession, owner_id: int, guild_id: int | None, bot_max_queued: int, prompt: str = ""
 ) -> None:
     """Raise Banned, BlockedPrompt or QuotaExceeded before a job is stored (inside its transaction)."""
-    ban = await store.ban_of(session, guild_id, owner_id)
-    if ban is not None:
-        reason = f" ({ban.reason})" if ban.reason else ""
-        raise Banned(f"you are banned from using dreamcord here{reason}")
+    await refuse_if_banned(session, owner_id, guild_id)
     term = blocked_term(prompt, await store.blocked_terms(session, guild_id)) if prompt else None
     if term is not None:
         shown = "a pattern this server blocks" if term.startswith(REGEX_PREFIX) else f"“{term}”"
@@ -106,10 +111,7 @@ class AdminService:
     # ------------------------------------------------------------ anyone
     async def check_not_banned(self, user_id: int, guild_id: int | None) -> None:
         async with self.sessions() as session:
-            ban = await store.ban_of(session, guild_id, user_id)
-        if ban is not None:
-            reason = f" ({ban.reason})" if ban.reason else ""
-            raise Banned(f"you are banned from using dreamcord here{reason}")
+            await refuse_if_banned(session, user_id, guild_id)
 
     async def prompt_defaults(self, user_id: int, guild_id: int | None) -> ParsedPrompt | None:
         """The user's saved defaults, with the server's default model when they name none."""
