@@ -37,6 +37,8 @@ def pool_config(settings: Settings) -> PoolConfig:
         interactive_devices=settings.worker_devices,
         training_devices=settings.training_worker_devices,
         max_queued_per_user=settings.max_queued_per_user,
+        backend="ray" if settings.pool == "ray" else "local",
+        ray=settings.ray,
     )
 
 

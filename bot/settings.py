@@ -5,6 +5,7 @@ Secrets (the Discord token) come from the environment only, never from the file 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig, RayOptions
 from generation.errors import DreamcordError, SpecError
 from generation.specs import CONTROL_MODES, SchedulerName
 from generation.training.defaults import check_training_overrides
@@ -39,6 +40,8 @@ class Settings:
     devices: tuple[str, ...] = ()  # one interactive worker each; () = one on `device`
     training_devices: tuple[str, ...] | None = None  # one training worker each; None = one on `device`
     max_queued_per_user: int = 10
+    pool: str = "local"  # "local": worker processes here; "ray": Ray actors in a Ray cluster
+    ray: RayOptions = field(default_factory=RayOptions)
     discord_token: str | None = field(default=None, repr=False)
 
     @property
@@ -79,12 +82,15 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     raw = _read_toml(path, required=named is not None)
     models = {BUNDLED_MODEL_NAME: bundled_model_config()}
     models.update(_parse_models(raw.pop("models", {})))
+    ray = _parse_ray(raw.pop("ray", {}))
     top: dict[str, Any] = {key: raw.pop(key) for key in list(raw) if key in _TOP_LEVEL_KEYS}
     if raw:
         raise SettingsError(
             f"{path}: unknown setting(s) {', '.join(sorted(raw))}; known: {', '.join(_TOP_LEVEL_KEYS)}"
         )
     top.update(_env_overrides(env))
+    if env.get("DREAMCORD_RAY_ADDRESS"):
+        ray = RayOptions(**{**ray.__dict__, "address": env["DREAMCORD_RAY_ADDRESS"]})
     settings = Settings(
         models=models,
         default_model=str(top.get("default_model", BUNDLED_MODEL_NAME)),
@@ -96,6 +102,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         devices=tuple(top.get("devices", ())),
         training_devices=tuple(top["training_devices"]) if "training_devices" in top else None,
         max_queued_per_user=int(top.get("max_queued_per_user", 10)),
+        pool=str(top.get("pool", "local")),
+        ray=ray,
         discord_token=env.get("DISCORD_TOKEN") or None,
     )
     _validate(settings)
@@ -112,6 +120,7 @@ _TOP_LEVEL_KEYS = (
     "devices",
     "training_devices",
     "max_queued_per_user",
+    "pool",
 )
 _ENV_KEYS = {
     "DREAMCORD_DEFAULT_MODEL": "default_model",
@@ -120,6 +129,7 @@ _ENV_KEYS = {
     "DREAMCORD_DTYPE": "dtype",
     "HF_HUB_OFFLINE": "offline",
     "DREAMCORD_DATABASE_URL": "database_url",
+    "DREAMCORD_POOL": "pool",
 }
 
 
@@ -186,6 +196,20 @@ _MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def _parse_ray(table: object) -> RayOptions:
+    """The [ray] section: where the Ray cluster is and what each worker actor asks it for."""
+    if not isinstance(table, dict):
+        raise SettingsError("[ray] must be a table (address, cpus_per_worker, gpus_per_worker, …)")
+    types = {"address": str, "namespace": str, "work_dir": str, "cpus_per_worker": (int, float)}
+    types |= {"gpus_per_worker": (int, float), "local_cpus": int, "file_cache_mb": int}
+    for key, value in table.items():
+        if key not in types:
+            raise SettingsError(f"[ray]: unknown key {key!r}; known: {', '.join(sorted(types))}")
+        if not isinstance(value, types[key]) or isinstance(value, bool):
+            raise SettingsError(f"[ray] {key} has the wrong type: {value!r}")
+    return RayOptions(**table)
+
+
 def _check_controlnets(model: str, table: dict[str, object]) -> None:
     for mode, source in table.items():
         if mode not in CONTROL_MODES:
@@ -212,3 +236,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"max_queued_per_user must be at least 1, got {settings.max_queued_per_user}")
     if settings.dtype not in DTYPE_CHOICES:
         raise SettingsError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings.dtype!r}")
+    _check_pool(settings)
+
+
+def _check_pool(settings: Settings) -> None:
+    """The backend and database named exist, and their optional packages are installed."""
+    if settings.pool not in ("local", "ray"):
+        raise SettingsError(f'pool must be "local" or "ray", got {settings.pool!r}')
+    if settings.pool == "ray" and importlib.util.find_spec("ray") is None:
+        raise SettingsError("pool = \"ray\" needs Ray: pip install 'dreamcord[ray]'")
+    if settings.db_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
+        raise SettingsError("a PostgreSQL database_url needs psycopg: pip install 'dreamcord[postgres]'")

@@ -21,12 +21,13 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load as load_safetensors
 
+from generation.config import ADAPTERS_KEPT_PER_WORKER
 from generation.errors import SpecError
 from generation.specs import AdapterRef
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPACITY = 8  # adapters of each kind kept loaded per worker
+DEFAULT_CAPACITY = ADAPTERS_KEPT_PER_WORKER
 
 
 def embedding_token(file_hash: str) -> str:

@@ -11,6 +11,20 @@ HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+ADAPTERS_KEPT_PER_WORKER = 8  # LoRAs (and, apart, embeddings) each worker keeps loaded, least recent out
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the Ray backend runs its workers (one actor per configured device)."""
+
+    address: str | None = None  # "auto", "ray://head:10001", …; None starts a Ray instance here
+    namespace: str = "dreamcord"
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0  # for cuda workers (Ray picks the GPU and sets CUDA_VISIBLE_DEVICES)
+    local_cpus: int | None = None  # the CPUs of a Ray instance started here (None: all of them)
+    work_dir: str | None = None  # node-local scratch (training checkpoints); None: the temp dir
+    file_cache_mb: int = 512  # files (adapters, pictures) each actor keeps in memory after fetching
 
 
 @dataclass(frozen=True)

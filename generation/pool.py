@@ -1,6 +1,8 @@
 """The async worker pool: `submit(spec) -> JobHandle`, events per job, fair queues, crash recovery.
 
-One worker process per device and lane (spawned, so CUDA works), each keeping its models warm. Jobs
+One worker per device and lane, each keeping its models warm: a spawned process on this machine
+(`backend = "local"`) or a Ray actor anywhere in a Ray cluster (`backend = "ray"`); the scheduling
+here is the same for both, only the link to the worker differs (generation.links). Jobs
 wait in per-user queues; the next job comes from the user served least recently (round robin that also
 counts the job already running), so one user's flood never starves another; training has
 its own lane (its own workers) so a long training never blocks a quick /imagine. A worker that dies
@@ -11,23 +13,25 @@ service's database does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import multiprocessing
-import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+from generation.config import ADAPTERS_KEPT_PER_WORKER, RayOptions
 from generation.errors import DreamcordError, JobCancelled
 from generation.eta import EtaBook, job_work
 from generation.events import TERMINAL, Cancelled, Done, Event, Failed, Progress, Queued, Started
+from generation.links import ProcessLink, WorkerLink
 from generation.outputs import JobOutput
-from generation.specs import JobSpec
-from generation.worker import WorkerSettings, worker_main
+from generation.specs import JobSpec, adapter_files
+from generation.worker import WorkerSettings
+
+if TYPE_CHECKING:
+    from generation.ray_backend import RayWorkers
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ class PoolConfig:
     max_attempts: int = 2  # the first run plus one retry after a worker crash
     # A training worker on the same device as a busy interactive worker pauses between steps.
     preempt_training: bool = True
+    backend: Literal["local", "ray"] = "local"
+    ray: RayOptions = field(default_factory=RayOptions)  # backend = "ray" only
 
 
 def _eta_moved(before: float | None, now: float | None) -> bool:
@@ -110,11 +116,12 @@ class _Worker:
     index: int
     lane: Lane
     device: str
-    process: Any = None
-    connection: Connection | None = None
+    link: WorkerLink | None = None
+    pid: int | None = None  # the worker's process id, from its "ready" message
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     current: JobHandle | None = None
     warm_model: str | None = None
+    warm_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # file hashes, LRU
     generation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
     paused: bool = False  # a training worker told to yield its device to interactive jobs
 
@@ -135,7 +142,6 @@ class WorkerPool:
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
-        self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._pending: dict[Lane, dict[int, deque[JobHandle]]] = {"interactive": {}, "training": {}}
         self._served_at: dict[tuple[Lane, int], int] = {}  # (lane, owner) -> dispatch tick of their last job
@@ -144,11 +150,19 @@ class WorkerPool:
         self._handles: dict[int, JobHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._ray: RayWorkers | None = None
         self.eta = EtaBook()
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.config.backend == "ray":
+            from generation import ray_backend  # only here: without the `ray` extra nothing imports it
+
+            data_dir = self.config.worker.data_dir
+            self._ray = await ray_backend.connect(
+                self.config.ray, Path(data_dir) / "files" if data_dir else None
+            )
         lanes: list[tuple[Lane, str]] = [("interactive", d) for d in self.config.interactive_devices]
         lanes += [("training", d) for d in self.config.training_devices]
         self._workers = [_Worker(index, lane, device) for index, (lane, device) in enumerate(lanes)]
@@ -159,18 +173,14 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker; jobs still queued or running are dropped (the database resumes them)."""
         self._closing = True
-        for worker in self._workers:
-            if worker.connection is not None:
-                with contextlib.suppress(OSError):
-                    worker.connection.send(("stop",))
-        for worker in self._workers:
-            await asyncio.to_thread(worker.process.join, 5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                await asyncio.to_thread(worker.process.join, 5)
+        links = [worker.link for worker in self._workers if worker.link is not None]
+        for link in links:
+            link.send(("stop",))
+        await asyncio.gather(*(link.stop() for link in links))
 
-    def worker_pids(self) -> list[int]:
-        return [worker.process.pid for worker in self._workers]
+    def worker_pids(self) -> list[int | None]:
+        """Each worker's process id (None until it said it is ready), wherever it runs."""
+        return [worker.pid for worker in self._workers]
 
     def load(self) -> PoolLoad:
         """How busy the pool is right now (for /info)."""
@@ -218,8 +228,8 @@ class WorkerPool:
             self._remove_pending(handle)
             self._finish(handle, Cancelled())
             self._announce_positions(handle.lane)
-        elif worker.connection is not None:
-            worker.connection.send(("cancel", job_id))
+        elif worker.link is not None:
+            worker.link.send(("cancel", job_id))
         return True
 
     def queue_position(self, job_id: int) -> int | None:
@@ -272,14 +282,19 @@ class WorkerPool:
         return order
 
     def _pick_worker(self, handle: JobHandle) -> _Worker | None:
-        """Prefer an idle worker that already holds the job's model, then an empty one, then any."""
+        """Prefer an idle worker that already holds the job's model (the one holding most of its
+        adapters first), then an empty one, then any: loading a model costs more than an adapter."""
         idle = [worker for worker in self._workers if worker.lane == handle.lane and worker.idle]
+        if not idle:
+            return None
         model = getattr(handle.spec, "model", None)
-        for wanted in (model, None):
-            for worker in idle:
-                if worker.warm_model == wanted:
-                    return worker
-        return idle[0] if idle else None
+        adapters = adapter_files(handle.spec)
+
+        def preference(worker: _Worker) -> tuple[int, int]:
+            holds_model = 2 if worker.warm_model == model else 1 if worker.warm_model is None else 0
+            return holds_model, sum(1 for digest in adapters if digest in worker.warm_adapters)
+
+        return max(idle, key=preference)  # max keeps the first of equals
 
     def _dispatch(self) -> None:
         if self._closing:
@@ -289,13 +304,13 @@ class WorkerPool:
                 handle = self._next_job(lane)
                 assert handle is not None
                 worker = self._pick_worker(handle)
-                assert worker is not None and worker.connection is not None
+                assert worker is not None and worker.link is not None
                 worker.current = handle
-                worker.warm_model = getattr(handle.spec, "model", worker.warm_model)
+                _note_warm(worker, handle.spec)
                 handle.attempts += 1
                 handle.position = None
                 self.eta.started(handle.job_id, lane, job_work(handle.spec))
-                worker.connection.send(("run", handle.job_id, handle.spec.to_json()))
+                worker.link.send(("run", handle.job_id, handle.spec.to_json()))
             self._announce_positions(lane)
         self._yield_devices()
 
@@ -308,12 +323,12 @@ class WorkerPool:
         busy = {w.device for w in self._workers if w.lane == "interactive" and w.current is not None}
         shared = {w.device for w in self._workers if w.lane == "interactive"}
         for worker in self._workers:
-            if worker.lane != "training" or worker.connection is None:
+            if worker.lane != "training" or worker.link is None:
                 continue
             pause = worker.device in busy or (waiting and worker.device in shared)
             if pause != worker.paused:
                 worker.paused = pause
-                worker.connection.send(("pause",) if pause else ("resume",))
+                worker.link.send(("pause",) if pause else ("resume",))
 
     def _announce_positions(self, lane: Lane) -> None:
         """Tell each waiting job its place and when it should start, when either changed noticeably."""
@@ -332,35 +347,29 @@ class WorkerPool:
 
     # ------------------------------------------------------------ workers
     def _spawn(self, worker: _Worker) -> None:
+        """Start the worker, or after a crash its replacement (a new process; Ray restarts an actor)."""
         worker.generation += 1
         worker.ready = asyncio.Event()
-        worker.current, worker.warm_model, worker.paused = None, None, False
-        ours, theirs = self._context.Pipe()
-        settings = self.config.worker
-        settings = WorkerSettings(**{**settings.__dict__, "device": worker.device})
-        worker.process = self._context.Process(target=worker_main, args=(theirs, settings), daemon=True)
-        worker.process.start()
-        theirs.close()
-        worker.connection = ours
+        worker.current, worker.warm_model, worker.paused, worker.pid = None, None, False, None
+        worker.warm_adapters.clear()
+        if worker.link is None:
+            worker.link = self._new_link(worker.device)
         generation = worker.generation
-        threading.Thread(target=self._read, args=(worker, ours, generation), daemon=True).start()
+        worker.link.start(
+            lambda message: self._on_message(worker, generation, message),
+            lambda: self._on_exit(worker, generation),
+        )
 
-    def _read(self, worker: _Worker, connection: Connection, generation: int) -> None:
-        """Reader thread: hands each message to the event loop; EOF means the process died."""
-        assert self._loop is not None
-        while True:
-            try:
-                message = connection.recv()
-            except (EOFError, OSError):
-                self._loop.call_soon_threadsafe(self._on_exit, worker, generation)
-                return
-            self._loop.call_soon_threadsafe(self._on_message, worker, generation, message)
+    def _new_link(self, device: str) -> WorkerLink:
+        settings = WorkerSettings(**{**self.config.worker.__dict__, "device": device})
+        return self._ray.link(settings) if self._ray is not None else ProcessLink(settings)
 
     def _on_message(self, worker: _Worker, generation: int, message: tuple[Any, ...]) -> None:
         if generation != worker.generation:
             return
         kind = message[0]
         if kind == "ready":
+            worker.pid = message[1]
             worker.ready.set()
             self._dispatch()
             return
@@ -392,8 +401,7 @@ class WorkerPool:
         if self._closing or generation != worker.generation:
             return
         handle = worker.current
-        log.error("worker %d (pid %s) died; restarting it", worker.index, worker.process.pid)
-        worker.process.join(1)
+        log.error("worker %d (pid %s) died; restarting it", worker.index, worker.pid)
         self._spawn(worker)
         if handle is None:
             return
@@ -407,6 +415,16 @@ class WorkerPool:
 
 
 _NEVER, _RETRY_FIRST = -1, -2
+
+
+def _note_warm(worker: _Worker, spec: JobSpec) -> None:
+    """Remember what the worker will hold after this job: its model and (LRU) its adapters."""
+    worker.warm_model = getattr(spec, "model", worker.warm_model)
+    for digest in adapter_files(spec):
+        worker.warm_adapters[digest] = None
+        worker.warm_adapters.move_to_end(digest)
+    while len(worker.warm_adapters) > ADAPTERS_KEPT_PER_WORKER:
+        worker.warm_adapters.popitem(last=False)
 
 
 def _fast_first(queues: dict[int, deque[JobHandle]]) -> dict[int, deque[JobHandle]]:

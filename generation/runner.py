@@ -55,10 +55,14 @@ class JobRunner:
         device: str = "auto",
         dtype: str = "auto",
         data_dir: Path | None = None,
+        read_file: Callable[[str], bytes] | None = None,
     ) -> None:
+        """`data_dir`: scratch space for training, and the file store under it unless `read_file`
+        fetches files by hash some other way (a Ray worker gets them from the object store)."""
         self.models = ModelCache(models, device=device, dtype=dtype)
         self.data_dir = data_dir
-        self.files = FileStore(data_dir / "files") if data_dir else None
+        self.files = FileStore(data_dir / "files") if data_dir and read_file is None else None
+        self._fetch = read_file
         self.adapters = AdapterCache(self._read_file)
 
     @property
@@ -88,6 +92,8 @@ class JobRunner:
         raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
 
     def _read_file(self, digest: str) -> bytes:
+        if self._fetch is not None:
+            return self._fetch(digest)
         if self.files is None or not self.files.exists(digest):
             raise SpecError(f"file {digest[:12]}… is not in this worker's file store")
         return self.files.read(digest)

@@ -316,6 +316,32 @@ class ImportSpec(_Spec):
 JobSpec = Annotated[
     ImagineSpec | VarySpec | OutpaintSpec | UpscaleSpec | TrainSpec | ImportSpec, Field(discriminator="kind")
 ]
+
+
+def spec_files(spec: JobSpec) -> tuple[str, ...]:
+    """The hashes of every stored file `spec` reads (pictures, masks, photos, adapters), in order."""
+    found: list[str | None] = []
+    if isinstance(spec, PromptedSpec):
+        found += [ref.file for ref in spec.adapters]
+    if isinstance(spec, ImagineSpec) and spec.control:
+        found.append(spec.control.image)
+    if isinstance(spec, VarySpec | OutpaintSpec | UpscaleSpec):
+        found.append(spec.source)
+    if isinstance(spec, VarySpec):
+        found.append(spec.mask)
+    if isinstance(spec, TrainSpec):
+        found += spec.images
+    if isinstance(spec, ImportSpec):
+        found.append(spec.file)
+    return tuple(dict.fromkeys(digest for digest in found if digest))
+
+
+def adapter_files(spec: JobSpec) -> tuple[str, ...]:
+    """The hashes of the LoRAs and embeddings `spec` renders with."""
+    adapters = spec.adapters if isinstance(spec, PromptedSpec) else ()
+    return tuple(ref.file for ref in adapters if ref.file)
+
+
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
 SpecT = TypeVar("SpecT", bound=_Spec)

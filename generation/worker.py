@@ -1,6 +1,8 @@
-"""The worker process: one per device, keeps its models warm and runs the jobs the pool sends it.
+"""The worker: one per device, keeps its models warm and runs the jobs the pool sends it.
 
-Messages over the pipe are plain tuples:
+`serve` is the whole worker; it talks through anything with `send` and `recv` (a Pipe end in a
+spawned process for the local pool, a pair of queues inside a Ray actor for the Ray pool).
+Messages are plain tuples:
     pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("pause",) | ("resume",) | ("stop",)
     worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
@@ -15,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from generation.config import ModelConfig
 
@@ -46,12 +47,28 @@ class WorkerSettings:
     preview_interval_s: float = 1.5  # progress previews at most this often (0: none)
 
 
+class Connection(Protocol):
+    """One end of the pool <-> worker channel."""
+
+    def send(self, message: Any) -> None: ...
+
+    def recv(self) -> Any: ...
+
+
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     """Entry point of the spawned process."""
     os.environ.update(settings.extra_env)
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s"
     )
+    serve(connection, settings)
+
+
+def serve(
+    connection: Connection, settings: WorkerSettings, read_file: Callable[[str], bytes] | None = None
+) -> None:
+    """Load the runner, say "ready", then run jobs until told to stop. `read_file` fetches a file by
+    its hash (default: the file store under `settings.data_dir`)."""
     import torch  # after the environment is set: torch reads some of it at import
 
     from generation.runner import JobRunner
@@ -63,6 +80,7 @@ def worker_main(connection: Connection, settings: WorkerSettings) -> None:
         device=settings.device,
         dtype=settings.dtype,
         data_dir=Path(settings.data_dir) if settings.data_dir else None,
+        read_file=read_file,
     )
     inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
     cancelled: set[int] = set()

@@ -48,6 +48,15 @@ def tiny_controlnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ray_instance() -> Iterator[None]:
+    """One local Ray instance with the CI machine's 2 CPUs, shared by every Ray test."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, namespace="dreamcord-tests", logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def bundled_model() -> LoadedModel:
     """The committed bundled model: the one whose pictures mean something (circles, stars, colours)."""
     from generation.bundled import bundled_model_config

@@ -78,6 +78,9 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ),
         ("[models.x]\nsource = 'a/b'\n[models.x.controlnets]\ncanny = 3\n", "canny must be a hub id"),
         ("this is not toml", "not valid TOML"),
+        ("pool = 'slurm'\n", 'pool must be "local" or "ray"'),
+        ("[ray]\nadress = 'auto'\n", "unknown key 'adress'"),
+        ("[ray]\ngpus_per_worker = 'one'\n", "gpus_per_worker has the wrong type"),
     ],
 )
 def test_bad_settings_fail_once_naming_the_key(tmp_path: Path, text: str, fragment: str) -> None:
@@ -104,6 +107,29 @@ def test_worker_devices_and_queue_limit(tmp_path: Path) -> None:
     assert load_settings(None, env={"DREAMCORD_DEVICE": "cpu"}).worker_devices == ("cpu",)
     with pytest.raises(SettingsError, match="cuda:N"):
         load_settings(_write(tmp_path, 'devices = ["gpu0"]\n'), env={})
+
+
+def test_the_ray_backend_is_chosen_in_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'pool = "ray"\n[ray]\naddress = "auto"\ngpus_per_worker = 0.5\n')
+    settings = load_settings(path, env={})
+    assert settings.pool == "ray" and settings.ray.address == "auto" and settings.ray.gpus_per_worker == 0.5
+    moved = load_settings(path, env={"DREAMCORD_RAY_ADDRESS": "ray-head:6379"})
+    assert moved.ray.address == "ray-head:6379" and moved.ray.gpus_per_worker == 0.5
+    assert load_settings(None, env={"DREAMCORD_POOL": "ray"}).pool == "ray"
+    assert load_settings(None, env={}).pool == "local"
+
+
+def test_optional_backends_need_their_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    installed = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in {"ray", "psycopg"} else installed(name)
+    )
+    with pytest.raises(SettingsError, match=r"dreamcord\[ray\]"):
+        load_settings(None, env={"DREAMCORD_POOL": "ray"})
+    with pytest.raises(SettingsError, match=r"dreamcord\[postgres\]"):
+        load_settings(None, env={"DREAMCORD_DATABASE_URL": "postgresql+psycopg://db/dreamcord"})
 
 
 def test_the_example_settings_file_is_valid() -> None:

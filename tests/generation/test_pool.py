@@ -1,4 +1,5 @@
-"""The worker pool with real spawned worker processes on the tiny model."""
+"""The pool contract, on the tiny model, against both backends: real spawned worker processes
+("local") and Ray actors on a local Ray instance with 2 CPUs ("ray")."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
+from PIL import Image
 
-from generation.config import ModelConfig
+from generation.config import ModelConfig, RayOptions
+from generation.derive import vary_spec
 from generation.errors import DreamcordError
-from generation.imagine import imagine_spec, run_imagine
-from generation.models import LoadedModel
+from generation.imagine import imagine_spec
+from generation.outputs import JobOutput, encode_png
 from generation.pool import (
     CRASHED_REASON,
     Cancelled,
@@ -31,27 +34,58 @@ from generation.pool import (
     WorkerPool,
 )
 from generation.prompt import parse_prompt
-from generation.specs import ImagineSpec
+from generation.runner import JobRunner
+from generation.specs import AdapterRef, ImagineSpec, JobSpec
 from generation.worker import WorkerSettings
+from storage.files import FileStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 
 
 def _spec(config: ModelConfig, prompt: str = "a red circle --seed 3 --steps 2") -> ImagineSpec:
     return imagine_spec(parse_prompt(prompt), config, 64)
 
 
-def _config(tiny_config: ModelConfig, **changes: object) -> PoolConfig:
-    worker = WorkerSettings(models={"tiny": tiny_config}, device="cpu", threads=2, log_level=logging.WARNING)
-    return PoolConfig(**{"worker": worker, "interactive_devices": ("cpu",), **changes})  # type: ignore[arg-type]
+def _config(
+    tiny_config: ModelConfig, backend: str = "local", data_dir: Path | None = None, **changes: object
+) -> PoolConfig:
+    worker = WorkerSettings(
+        models={"tiny": tiny_config},
+        device="cpu",
+        threads=2,
+        log_level=logging.WARNING,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    defaults = {"worker": worker, "interactive_devices": ("cpu",), "backend": backend}
+    return PoolConfig(**{**defaults, "ray": RayOptions(local_cpus=2), **changes})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "ray":
+        request.getfixturevalue("ray_instance")
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bot's data directory: its file store is what workers must get files from, by hash."""
+    return tmp_path_factory.mktemp("data")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(tiny_config: ModelConfig) -> AsyncIterator[WorkerPool]:
-    pool = WorkerPool(_config(tiny_config, max_queued_per_user=30))
+async def pool(tiny_config: ModelConfig, backend: str, data_dir: Path) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(_config(tiny_config, backend, data_dir, max_queued_per_user=30))
     await pool.start()
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_config: ModelConfig, data_dir: Path) -> JobRunner:
+    """The same runner in this process, reading the same file store: what either backend must match."""
+    return JobRunner({"tiny": tiny_config}, device="cpu", data_dir=data_dir)
 
 
 async def _collect(handle: JobHandle) -> list[Event]:
@@ -65,8 +99,13 @@ def _submit(pool: WorkerPool, spec: ImagineSpec, owner: int = 1) -> JobHandle:
     return pool.submit(next(_next_id), spec, owner_id=owner)
 
 
+def _same_pictures(ours: JobOutput, theirs: JobOutput) -> bool:
+    """Byte-identical PNGs (pixels and provenance), so the backends are interchangeable."""
+    return [image.png for image in ours.images] == [image.png for image in theirs.images]
+
+
 async def test_job_reports_start_every_step_and_its_images(
-    pool: WorkerPool, tiny_config: ModelConfig, tiny_model: LoadedModel
+    pool: WorkerPool, tiny_config: ModelConfig, direct: JobRunner
 ) -> None:
     spec = _spec(tiny_config, "a red circle --seed 3 --steps 3")
     events = await asyncio.wait_for(_collect(_submit(pool, spec)), 60)
@@ -74,9 +113,21 @@ async def test_job_reports_start_every_step_and_its_images(
     assert [(e.step, e.total) for e in events if isinstance(e, Progress)] == [(1, 3), (2, 3), (3, 3)]
     done = events[-1]
     assert isinstance(done, Done) and len(done.output.images) == 4
-    direct = run_imagine(tiny_model, spec)  # same threads as the tests: bitwise the in-process pixels
-    for ours, theirs in zip(done.output.images, direct.images, strict=True):
-        assert np.array_equal(np.asarray(ours.image()), np.asarray(theirs))
+    # Same threads as the tests: byte for byte what this process renders, whichever the backend.
+    assert _same_pictures(done.output, direct.run(spec))
+
+
+async def test_workers_get_the_pictures_a_job_reads_by_hash(
+    pool: WorkerPool, tiny_config: ModelConfig, direct: JobRunner, data_dir: Path
+) -> None:
+    source = encode_png(Image.new("RGB", (64, 64), (200, 30, 30)))
+    digest = FileStore(data_dir / "files").put(source)
+    spec: JobSpec = vary_spec(_spec(tiny_config, "a red square --steps 2"), digest, (64, 64), 64, 0.5)
+    done = (await asyncio.wait_for(_collect(_submit(pool, spec)), 60))[-1]
+    assert isinstance(done, Done) and _same_pictures(done.output, direct.run(spec))
+    missing = spec.model_copy(update={"source": "0" * 64})
+    failed = (await asyncio.wait_for(_collect(_submit(pool, missing)), 60))[-1]
+    assert isinstance(failed, Failed) and "000000000000" in failed.reason
 
 
 async def test_queued_jobs_learn_their_position(pool: WorkerPool, tiny_config: ModelConfig) -> None:
@@ -141,8 +192,10 @@ async def test_queue_limit_per_user(tiny_config: ModelConfig) -> None:
     _submit(pool, _spec(tiny_config), owner=6)  # other users are not affected
 
 
-async def test_worker_crash_retries_the_job_once_then_fails_it(tiny_config: ModelConfig) -> None:
-    pool = WorkerPool(_config(tiny_config))
+async def test_worker_crash_retries_the_job_once_then_fails_it(
+    tiny_config: ModelConfig, backend: str
+) -> None:
+    pool = WorkerPool(_config(tiny_config, backend))
     await pool.start()
     try:
         long = _spec(tiny_config, "a cat --steps 150")
@@ -153,7 +206,9 @@ async def test_worker_crash_retries_the_job_once_then_fails_it(tiny_config: Mode
                 events.append(event)
                 if isinstance(event, Progress) and event.step == 1 and kills > 0:
                     kills -= 1
-                    os.kill(pool.worker_pids()[0], signal.SIGKILL)
+                    pid = pool.worker_pids()[0]
+                    assert pid is not None
+                    os.kill(pid, signal.SIGKILL)
             return events
 
         events = await asyncio.wait_for(run_killing(_submit(pool, long), kills=1), 120)
@@ -185,6 +240,28 @@ async def test_jobs_go_to_a_worker_that_already_holds_their_model(tiny_config: M
     assert pool._pick_worker(handle) is warm_other
 
 
+async def test_jobs_go_to_a_worker_that_already_holds_their_adapters(tiny_config: ModelConfig) -> None:
+    from generation.pool import _note_warm, _Worker
+
+    pool = WorkerPool(_config(tiny_config, interactive_devices=("cpu", "cpu")))
+    plain, holder = (_Worker(i, "interactive", "cpu") for i in range(2))
+    for worker in (plain, holder):
+        worker.ready.set()
+    pool._workers = [plain, holder]
+    lora = AdapterRef(name="my-dog", kind="lora", file="a" * 64, trigger="sks dog")
+    with_lora = _spec(tiny_config).model_copy(update={"adapters": (lora,)})
+    _note_warm(plain, _spec(tiny_config))
+    _note_warm(holder, with_lora)
+    assert pool._pick_worker(JobHandle(pool, 1, 1, with_lora, "interactive")) is holder
+    assert (
+        pool._pick_worker(JobHandle(pool, 2, 1, _spec(tiny_config), "interactive")) is plain
+    )  # first of equals
+    for n in range(8):  # the worker keeps 8 adapters loaded; older ones are no longer counted as warm
+        other = AdapterRef(name=f"other{n}", kind="lora", file=f"{n:064x}")
+        _note_warm(holder, _spec(tiny_config).model_copy(update={"adapters": (other,)}))
+    assert pool._pick_worker(JobHandle(pool, 3, 1, with_lora, "interactive")) is plain
+
+
 async def test_training_lane_needs_its_own_workers(tiny_config: ModelConfig) -> None:
     pool = WorkerPool(_config(tiny_config, interactive_devices=()))
     with pytest.raises(DreamcordError, match="no interactive workers"):
@@ -204,8 +281,8 @@ async def test_waiting_and_running_jobs_get_time_estimates_once_speed_is_measure
     assert running and running[-1] == 0  # done: nothing left
 
 
-async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelConfig) -> None:
-    pool = WorkerPool(_config(tiny_config, max_queued_per_user=30))
+async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelConfig, backend: str) -> None:
+    pool = WorkerPool(_config(tiny_config, backend, max_queued_per_user=30))
     await pool.start()
     try:
         spec = _spec(tiny_config)
@@ -225,3 +302,13 @@ async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelCo
         assert starts == [5001, 5010, 5011, 5002, 5003]
     finally:
         await pool.close()
+
+
+def test_the_local_pool_and_the_bot_never_import_ray() -> None:
+    """Without the `ray` extra everything but pool = "ray" works: nothing else imports it."""
+    import subprocess
+    import sys
+
+    code = "import sys, bot.run, bot.cli, generation.pool; print('ray' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
