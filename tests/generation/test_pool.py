@@ -304,7 +304,7 @@ async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelCo
         await pool.close()
 
 
-def test_the_local_pool_and_the_bot_never_import_ray() -> None:
+async def test_the_local_pool_and_the_bot_never_import_ray() -> None:
     """Without the `ray` extra everything but pool = "ray" works: nothing else imports it."""
     import subprocess
     import sys
