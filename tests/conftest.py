@@ -21,6 +21,7 @@ from generation.models import LoadedModel, load_model
 from generation.specs import ImagineSpec
 from generation.tiny_model import save_tiny_controlnet, save_tiny_model
 from storage.db import create_engine, session_factory, sqlite_url, upgrade
+from tests.postgres import PostgresServer, find_pg_bin
 
 # Same thread count for every test: float results depend on it (NOTES.md, Determinism).
 torch.set_num_threads(2)
@@ -64,10 +65,41 @@ def bundled_model() -> LoadedModel:
     return load_model(bundled_model_config(), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session; skipped where none is installed, unless CI says that
+    PostgreSQL is required (DREAMCORD_TEST_POSTGRES=required), so CI cannot skip it silently."""
+    pytest.importorskip("psycopg")
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        if os.environ.get("DREAMCORD_TEST_POSTGRES") == "required":
+            pytest.fail("PostgreSQL is required (DREAMCORD_TEST_POSTGRES) but initdb is not installed")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked both_databases that use a database run on SQLite and on PostgreSQL."""
+    if "db_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        both = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+        metafunc.parametrize("db_url", both, indirect=True)
+
+
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A fresh, migrated SQLite database in WAL mode."""
-    url = sqlite_url(tmp_path / "db.sqlite")
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database's URL: SQLite in tmp_path unless the test is parametrised with "postgresql"."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("postgres_server").new_database()  # type: ignore[no-any-return]
+    return sqlite_url(tmp_path / "db.sqlite")
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A fresh, migrated database (SQLite in WAL mode, or PostgreSQL where the module asks for both)."""
+    url = db_url
     upgrade(url)
     engine = create_engine(url)
     yield session_factory(engine)

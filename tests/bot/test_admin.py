@@ -10,6 +10,8 @@ from storage import admin as store
 from storage import repositories as repo
 from storage.models import JobState, User
 
+pytestmark = pytest.mark.both_databases
+
 GUILD, OTHER_GUILD, USER = 1, 2, 42
 
 

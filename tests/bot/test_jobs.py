@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import Finished, JobNotFound, JobService
-from generation.config import ModelConfig
+from generation.config import ModelConfig, RayOptions
 from generation.imagine import imagine_spec
 from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
 from generation.prompt import parse_prompt
@@ -25,9 +25,10 @@ def _spec(config: ModelConfig, seed: int, steps: int = 2) -> ImagineSpec:
     return imagine_spec(parse_prompt(f"a red circle --seed {seed} --steps {steps}"), config, 64)
 
 
-def _pool(config: ModelConfig, **changes: object) -> WorkerPool:
+def _pool(config: ModelConfig, backend: str = "local", **changes: object) -> WorkerPool:
     worker = WorkerSettings(models={"tiny": config}, device="cpu", threads=2, log_level=logging.WARNING)
-    return WorkerPool(PoolConfig(**{"worker": worker, "interactive_devices": ("cpu",), **changes}))  # type: ignore[arg-type]
+    defaults = {"worker": worker, "interactive_devices": ("cpu",), "backend": backend, "ray": RayOptions()}
+    return WorkerPool(PoolConfig(**{**defaults, **changes}))  # type: ignore[arg-type]
 
 
 async def _jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:
@@ -35,6 +36,7 @@ async def _jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:
         return list((await session.scalars(select(Job).order_by(Job.id))).all())
 
 
+@pytest.mark.both_databases
 async def test_accepted_job_is_persisted_before_submit_returns(
     sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
@@ -48,6 +50,7 @@ async def test_accepted_job_is_persisted_before_submit_returns(
     await service.close()
 
 
+@pytest.mark.both_databases
 async def test_finished_job_has_its_images_stored_once(
     sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
@@ -71,11 +74,19 @@ async def test_finished_job_has_its_images_stored_once(
         await pool.close()
 
 
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
 async def test_restart_mid_run_finishes_every_job_exactly_once(
-    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession],
+    tiny_config: ModelConfig,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The database is the source of truth: a new bot (and pool) resumes what the old one left."""
+    if backend == "ray":
+        request.getfixturevalue("ray_instance")
     files = FileStore(tmp_path / "files")
-    first_pool = _pool(tiny_config)
+    first_pool = _pool(tiny_config, backend)
     await first_pool.start()
     first = JobService(sessions, first_pool, files)
     tickets = [
@@ -90,7 +101,7 @@ async def test_restart_mid_run_finishes_every_job_exactly_once(
     states = [job.state for job in await _jobs(sessions)]
     assert states[0] == JobState.DONE and JobState.QUEUED in states and JobState.DONE not in states[2:]
 
-    second_pool = _pool(tiny_config)
+    second_pool = _pool(tiny_config, backend)
     await second_pool.start()
     second = JobService(sessions, second_pool, files)
     try:

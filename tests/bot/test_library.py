@@ -28,6 +28,8 @@ from storage.files import FileStore
 from storage.models import Adapter, AdapterKind, Job, Visibility
 from tests.generation.training.conftest import make_spec
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.fixture(scope="module")
 def lora_file(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> bytes:

@@ -8,8 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage import repositories as repo
 from storage.models import Adapter, AdapterKind, JobState
 
+pytestmark = pytest.mark.both_databases
 
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sessions: async_sessionmaker[AsyncSession]) -> None:
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(
+    sessions: async_sessionmaker[AsyncSession], db_url: str
+) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's own settings")
     async with sessions() as session:
         assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
