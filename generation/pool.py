@@ -168,7 +168,21 @@ class WorkerPool:
         self._workers = [_Worker(index, lane, device) for index, (lane, device) in enumerate(lanes)]
         for worker in self._workers:
             self._spawn(worker)
-        await asyncio.gather(*(worker.ready.wait() for worker in self._workers))
+        await self._wait_until_ready()
+
+    async def _wait_until_ready(self, warn_every_s: float = 60.0) -> None:
+        """Every worker up; on a Ray cluster short of GPUs, say so now and then while waiting."""
+        waiting = asyncio.gather(*(worker.ready.wait() for worker in self._workers))
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiting), warn_every_s)
+            except TimeoutError:
+                missing = [f"{w.lane} on {w.device}" for w in self._workers if not w.ready.is_set()]
+                log.warning(
+                    "still waiting for %d worker(s) to start (%s): is a device missing?",
+                    len(missing),
+                    ", ".join(missing),
+                )
 
     async def close(self) -> None:
         """Stop every worker; jobs still queued or running are dropped (the database resumes them)."""

@@ -136,3 +136,13 @@ def test_the_example_settings_file_is_valid() -> None:
     example = Path(__file__).parents[2] / "deploy" / "dreamcord.example.toml"
     settings = load_settings(example, env={})
     assert settings.default_model == "sd15" and settings.models["sd15"].safety_checker
+
+
+def test_the_ray_deployment_settings_file_is_valid() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "ray" / "dreamcord.toml"
+    settings = load_settings(example, env={})
+    assert (
+        settings.pool == "ray"
+        and settings.ray.address == "auto"
+        and settings.worker_devices == ("cuda", "cuda")
+    )
