@@ -3,7 +3,7 @@
 One worker per device and lane, each keeping its models warm: a spawned process on this machine
 (`backend = "local"`) or a Ray actor anywhere in a Ray cluster (`backend = "ray"`); the scheduling
 here is the same for both, only the link to the worker differs (generation.links). Jobs
-wait in per-user queues; the next job comes from the user served least recently (round robin that also
+wait in per-user queues (generation.queues): the next job comes from the user served least recently (round robin that also
 counts the job already running), so one user's flood never starves another; training has
 its own lane (its own workers) so a long training never blocks a quick /imagine. A worker that dies
 is restarted and its job retried once. The pool keeps no state that matters across restarts: the job
@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +27,7 @@ from generation.eta import EtaBook, job_work
 from generation.events import TERMINAL, Cancelled, Done, Event, Failed, Progress, Queued, Started
 from generation.links import ProcessLink, WorkerLink
 from generation.outputs import JobOutput
+from generation.queues import FairQueues
 from generation.specs import JobSpec, adapter_files
 from generation.worker import WorkerSettings
 
@@ -143,9 +144,10 @@ class WorkerPool:
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
         self._workers: list[_Worker] = []
-        self._pending: dict[Lane, dict[int, deque[JobHandle]]] = {"interactive": {}, "training": {}}
-        self._served_at: dict[tuple[Lane, int], int] = {}  # (lane, owner) -> dispatch tick of their last job
-        self._ticks = itertools.count()
+        self._pending: dict[Lane, FairQueues[JobHandle]] = {
+            "interactive": FairQueues(),
+            "training": FairQueues(),
+        }
         self._submissions = itertools.count()
         self._handles: dict[int, JobHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,7 +221,7 @@ class WorkerPool:
         handle.sequence = next(self._submissions)
         handle.relax = relax
         self._handles[job_id] = handle
-        self._enqueue(handle)
+        self._pending[lane].add(handle)
         self._dispatch()
         return handle
 
@@ -239,7 +241,7 @@ class WorkerPool:
             return False
         worker = next((w for w in self._workers if w.current is handle), None)
         if worker is None:
-            self._remove_pending(handle)
+            self._pending[handle.lane].remove(handle)
             self._finish(handle, Cancelled())
             self._announce_positions(handle.lane)
         elif worker.link is not None:
@@ -251,50 +253,6 @@ class WorkerPool:
         return handle.position if handle else None
 
     # ------------------------------------------------------------ scheduling
-    def _enqueue(self, handle: JobHandle, *, retry: bool = False) -> None:
-        queue = self._pending[handle.lane].setdefault(handle.owner_id, deque())
-        if retry:  # a job interrupted by a crash goes first, before anyone's new jobs
-            queue.appendleft(handle)
-            self._served_at[(handle.lane, handle.owner_id)] = _RETRY_FIRST
-        else:
-            queue.append(handle)
-
-    def _remove_pending(self, handle: JobHandle) -> None:
-        queue = self._pending[handle.lane].get(handle.owner_id)
-        if queue and handle in queue:
-            queue.remove(handle)
-            if not queue:
-                del self._pending[handle.lane][handle.owner_id]
-
-    def _next_job(self, lane: Lane) -> JobHandle | None:
-        """The oldest job of the user served least recently (never served counts as longest ago)."""
-        queues = self._pending[lane]
-        if not queues:
-            return None
-        owner = _least_recently_served(
-            _fast_first(queues), lambda owner: self._served_at.get((lane, owner), _NEVER)
-        )
-        self._served_at[(lane, owner)] = next(self._ticks)
-        handle = queues[owner].popleft()
-        if not queues[owner]:
-            del queues[owner]
-        return handle
-
-    def _dispatch_order(self, lane: Lane) -> list[JobHandle]:
-        """Pending jobs in the order they will start, by replaying `_next_job` on a copy."""
-        queues = {owner: deque(queue) for owner, queue in self._pending[lane].items()}
-        served = {owner: self._served_at.get((lane, owner), _NEVER) for owner in queues}
-        order = []
-        for tick in itertools.count(start=1 << 62):  # later than any real tick
-            if not queues:
-                return order
-            owner = _least_recently_served(_fast_first(queues), served.__getitem__)
-            served[owner] = tick
-            order.append(queues[owner].popleft())
-            if not queues[owner]:
-                del queues[owner]
-        return order
-
     def _pick_worker(self, handle: JobHandle) -> _Worker | None:
         """Prefer an idle worker that already holds the job's model (the one holding most of its
         adapters first), then an empty one, then any: loading a model costs more than an adapter."""
@@ -315,7 +273,7 @@ class WorkerPool:
             return
         for lane in ("interactive", "training"):
             while self._pending[lane] and any(w.lane == lane and w.idle for w in self._workers):
-                handle = self._next_job(lane)
+                handle = self._pending[lane].pop_next()
                 assert handle is not None
                 worker = self._pick_worker(handle)
                 assert worker is not None and worker.link is not None
@@ -348,7 +306,7 @@ class WorkerPool:
         """Tell each waiting job its place and when it should start, when either changed noticeably."""
         workers = sum(1 for worker in self._workers if worker.lane == lane)
         ahead: list[float] = []
-        for position, handle in enumerate(self._dispatch_order(lane), start=1):
+        for position, handle in enumerate(self._pending[lane].order(), start=1):
             eta = self.eta.wait(lane, ahead, workers)
             if handle.position != position or _eta_moved(handle.announced_eta, eta):
                 handle.position, handle.announced_eta = position, eta
@@ -422,13 +380,10 @@ class WorkerPool:
         self.eta.finished(handle.job_id)
         if handle.attempts < self.config.max_attempts:
             log.warning("job %d: retrying after the worker crash", handle.job_id)
-            self._enqueue(handle, retry=True)
+            self._pending[handle.lane].add(handle, retry=True)  # first in line
             self._announce_positions(handle.lane)
         else:
             self._finish(handle, Failed(CRASHED_REASON))
-
-
-_NEVER, _RETRY_FIRST = -1, -2
 
 
 def _note_warm(worker: _Worker, spec: JobSpec) -> None:
@@ -439,13 +394,3 @@ def _note_warm(worker: _Worker, spec: JobSpec) -> None:
         worker.warm_adapters.move_to_end(digest)
     while len(worker.warm_adapters) > ADAPTERS_KEPT_PER_WORKER:
         worker.warm_adapters.popitem(last=False)
-
-
-def _fast_first(queues: dict[int, deque[JobHandle]]) -> dict[int, deque[JobHandle]]:
-    """The users whose next job is Fast, if any; else everyone (Relax jobs run when nothing else waits)."""
-    fast = {owner: queue for owner, queue in queues.items() if not queue[0].relax}
-    return fast or queues
-
-
-def _least_recently_served(queues: dict[int, deque[JobHandle]], served_at: Callable[[int], int]) -> int:
-    return min(queues, key=lambda owner: (served_at(owner), queues[owner][0].sequence))

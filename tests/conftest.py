@@ -48,9 +48,10 @@ def tiny_controlnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "canny")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_instance() -> Iterator[None]:
-    """One local Ray instance with the CI machine's 2 CPUs, shared by every Ray test."""
+    """A local Ray instance with the CI machine's 2 CPUs, for one module's Ray tests (stopped after
+    it: Ray's daemons would otherwise take CPU from every later test)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, namespace="dreamcord-tests", logging_level="WARNING")
     yield

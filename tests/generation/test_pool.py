@@ -289,7 +289,7 @@ async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelCo
         first = pool.submit(5001, spec, owner_id=1)  # occupies the worker
         relaxed = [pool.submit(5002 + i, spec, owner_id=2, relax=True) for i in range(2)]
         fast = [pool.submit(5010 + i, spec, owner_id=3) for i in range(2)]  # submitted later, start earlier
-        order = [handle.job_id for handle in pool._dispatch_order("interactive")]
+        order = [handle.job_id for handle in pool._pending["interactive"].order()]
         assert order == [5010, 5011, 5002, 5003]
         starts: list[int] = []
 
