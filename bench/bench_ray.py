@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the workers' loading bars
 
 import ray
 import torch
@@ -97,9 +98,10 @@ async def throughput(config: ModelConfig, spec: ImagineSpec, backend: str, worke
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--jobs", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="steps of each throughput job")
     args = parser.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     config = ModelConfig(name="tiny", source=str(save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")))
     make: Callable[[str, int], ImagineSpec] = lambda prompt, count: imagine_spec(  # noqa: E731
         parse_prompt(prompt), config, 64, count=count
@@ -121,8 +123,8 @@ async def main() -> None:
         f"(+{ms['ray'] - ms['local']:.1f} ms per job)"
     )
 
-    heavier = make("a red circle --seed 1 --steps 8", 4)
-    print(f"\nthroughput: {args.jobs} jobs of 4 images 64x64, 8 steps, 1 thread per worker")
+    heavier = make(f"a red circle --seed 1 --steps {args.steps}", 4)
+    print(f"\nthroughput: {args.jobs} jobs of 4 images 64x64, {args.steps} steps, 1 thread per worker")
     for backend in BACKENDS:
         one = await throughput(config, heavier, backend, 1, args.jobs)
         two = await throughput(config, heavier, backend, 2, args.jobs)
