@@ -64,7 +64,8 @@ def e2e_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def e2e_pool(
     request: pytest.FixtureRequest, e2e_config: ModelConfig, e2e_data_dir: Path
 ) -> AsyncIterator[WorkerPool]:
-    """One pool per test module; a module that sets E2E_TRAINING_WORKER = True also gets a training worker."""
+    """One pool per test module; a module that sets E2E_TRAINING_WORKER = True also gets a training
+    worker, and one that sets E2E_POOL_BACKEND = "ray" runs its workers as Ray actors."""
     worker = WorkerSettings(
         models={"tiny": e2e_config},
         data_dir=str(e2e_data_dir),
@@ -75,7 +76,12 @@ async def e2e_pool(
         preview_interval_s=getattr(request.module, "E2E_PREVIEW_INTERVAL_S", 0.0),
     )
     training = ("cpu",) if getattr(request.module, "E2E_TRAINING_WORKER", False) else ()
-    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",), training_devices=training))
+    backend = getattr(request.module, "E2E_POOL_BACKEND", "local")
+    if backend == "ray":
+        request.getfixturevalue("ray_instance")
+    pool = WorkerPool(
+        PoolConfig(worker=worker, interactive_devices=("cpu",), training_devices=training, backend=backend)
+    )
     await pool.start()
     yield pool
     await pool.close()
