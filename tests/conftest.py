@@ -6,6 +6,9 @@ import os
 
 # Never wait on the hub: a hub id would otherwise be retried with back-off per file (NOTES.md).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Ray reads these when it is imported: token authentication as deploy/ray runs it, no usage reports.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
