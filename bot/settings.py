@@ -201,7 +201,7 @@ def _parse_ray(table: object) -> RayOptions:
     if not isinstance(table, dict):
         raise SettingsError("[ray] must be a table (address, cpus_per_worker, gpus_per_worker, …)")
     types = {"address": str, "namespace": str, "work_dir": str, "cpus_per_worker": (int, float)}
-    types |= {"gpus_per_worker": (int, float), "local_cpus": int, "file_cache_mb": int}
+    types |= {"gpus_per_worker": (int, float), "local_cpus": int}
     for key, value in table.items():
         if key not in types:
             raise SettingsError(f"[ray]: unknown key {key!r}; known: {', '.join(sorted(types))}")

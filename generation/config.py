@@ -24,7 +24,6 @@ class RayOptions:
     gpus_per_worker: float = 1.0  # for cuda workers (Ray picks the GPU and sets CUDA_VISIBLE_DEVICES)
     local_cpus: int | None = None  # the CPUs of a Ray instance started here (None: all of them)
     work_dir: str | None = None  # node-local scratch (training checkpoints); None: the temp dir
-    file_cache_mb: int = 512  # files (adapters, pictures) each actor keeps in memory after fetching
 
 
 @dataclass(frozen=True)

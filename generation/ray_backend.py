@@ -9,8 +9,8 @@ source of truth. What Ray gives us:
 - restarts: an actor that dies is restarted by Ray (`max_restarts=-1`); the pool retries its job
   once, as with a local process, so Ray itself never retries a task (`max_task_retries=0`);
 - files: pictures, masks, photos and adapters go into the object store once each, by content hash,
-  and reach the actor as references; the actor fetches the bytes on first use, checks their hash and
-  keeps them in memory only. No worker ever reads the bot's disk.
+  and reach the actor as references; the actor fetches the bytes when the job reads them, checks
+  their hash, and keeps nothing past the job. No worker ever reads the bot's disk.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_THREADS = 4  # the actor's `send` must get through while a job runs and `messages` waits
 UPLOADS_KEPT = 256  # files the pool keeps in the object store for reuse (adapters, recent pictures)
+_JOB_ENDED = {"done", "failed", "cancelled"}
 
 
 async def connect(options: RayOptions, files_dir: Path | None) -> RayWorkers:
@@ -102,7 +103,7 @@ class RayLink:
                 max_restarts=-1,
                 max_task_retries=0,
                 max_concurrency=MESSAGE_THREADS,
-            ).remote(self.settings, self._workers.options.file_cache_mb << 20)
+            ).remote(self.settings)
         # After a crash this waits for Ray's restart: calls to a restarting actor are held for it.
         stream = self._actor.messages.options(num_returns="streaming").remote()
         self._follower = asyncio.get_running_loop().create_task(_follow(stream, on_message, on_exit))
@@ -146,6 +147,7 @@ class Uploads:
         self._references: OrderedDict[str, ray.ObjectRef] = OrderedDict()
 
     def references(self, digests: Iterable[str]) -> dict[str, ray.ObjectRef]:
+        self._forget_deleted()
         found = {}
         for digest in digests:
             reference = self._references.get(digest) or self._upload(digest)
@@ -153,6 +155,13 @@ class Uploads:
                 self._references.move_to_end(digest)
                 found[digest] = reference
         return found
+
+    def _forget_deleted(self) -> None:
+        """Drop what the bot deleted from its store (/forget, finished training photos): dropping
+        the last reference frees the object everywhere."""
+        if self._files is not None:
+            for digest in [d for d in self._references if not self._files.exists(d)]:
+                del self._references[digest]
 
     def _upload(self, digest: str) -> ray.ObjectRef | None:
         if self._files is None or not self._files.exists(digest):
@@ -164,52 +173,37 @@ class Uploads:
 
 
 class FetchedFiles:
-    """The actor's side: references offered with each job, bytes fetched on first use, checked
-    against their hash, and kept in memory (least recently used out past `limit_bytes`)."""
+    """The actor's side: the references sent with each job, fetched when the job reads them and
+    checked against their hash. Nothing is kept past the job: the references are dropped when it
+    ends, so a file the bot deleted (/forget) does not live on in a worker."""
 
-    def __init__(self, limit_bytes: int) -> None:
-        self._limit = limit_bytes
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._references: OrderedDict[str, ray.ObjectRef] = OrderedDict()
-        self._data: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
+        self._by_job: dict[int, dict[str, ray.ObjectRef]] = {}
 
-    def offer(self, references: dict[str, ray.ObjectRef]) -> None:
+    def offer(self, job_id: int, references: dict[str, ray.ObjectRef]) -> None:
         with self._lock:
-            for digest, reference in references.items():
-                self._references[digest] = reference
-                self._references.move_to_end(digest)
-            while len(self._references) > UPLOADS_KEPT:
-                self._references.popitem(last=False)
+            self._by_job[job_id] = references
+
+    def release(self, job_id: int) -> None:
+        with self._lock:
+            self._by_job.pop(job_id, None)
 
     def read(self, digest: str) -> bytes:
         with self._lock:
-            if digest in self._data:
-                self._data.move_to_end(digest)
-                return self._data[digest]
-            reference = self._references.get(digest)
-        if reference is None:
+            found = [refs[digest] for refs in self._by_job.values() if digest in refs]
+        if not found:
             raise SpecError(f"file {digest[:12]}… was not sent to this worker (is it still stored?)")
-        data: bytes = ray.get(reference)
+        data: bytes = ray.get(found[0])
         if hashlib.sha256(data).hexdigest() != digest:
             raise SpecError(f"file {digest[:12]}… arrived damaged (its hash does not match)")
-        self._keep(digest, data)
         return data
-
-    def _keep(self, digest: str, data: bytes) -> None:
-        with self._lock:
-            if digest not in self._data:
-                self._data[digest] = data
-                self._size += len(data)
-            while self._size > self._limit and len(self._data) > 1:
-                _, dropped = self._data.popitem(last=False)
-                self._size -= len(dropped)
 
 
 class WorkerActor:
     """The Ray actor: generation.worker.serve in a thread, its messages through two queues."""
 
-    def __init__(self, settings: WorkerSettings, file_cache_bytes: int) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         os.environ.update(settings.extra_env)
         logging.basicConfig(
             level=settings.log_level,
@@ -217,18 +211,20 @@ class WorkerActor:
         )
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._outbox: queue.Queue[Any] = queue.Queue()
-        self._files = FetchedFiles(file_cache_bytes)
+        self._files = FetchedFiles()
         threading.Thread(target=self._serve, args=(settings,), daemon=True).start()
 
     def send(self, message: tuple[Any, ...]) -> None:
         if message[0] == "run":
-            self._files.offer(message[3])
+            self._files.offer(message[1], message[3])
             message = message[:3]
         self._inbox.put(message)
 
     def messages(self) -> Iterator[tuple[Any, ...]]:
         """Everything the worker says, in order, until it stops (a streaming generator)."""
         while (message := self._outbox.get()) is not None:
+            if message[0] in _JOB_ENDED:
+                self._files.release(message[1])
             yield message
 
     def _serve(self, settings: WorkerSettings) -> None:
