@@ -1,5 +1,5 @@
-"""The Ray backend against the local pool: per-job overhead on a tiny job, and throughput with
-2 CPU workers vs 1 (scaling ratio), both backends measured in the same run.
+"""The pool's backends side by side: per-job overhead of the local pool and of Ray over a direct
+runner call on a tiny job, and throughput with 2 CPU workers vs 1 (scaling ratio).
 
 python bench/bench_ray.py [--repeats 30] [--jobs 24]
 """

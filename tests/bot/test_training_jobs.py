@@ -4,9 +4,11 @@ can use it, and a long training never holds up an /imagine."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.jobs import Finished, JobService, TokenTaken, UnknownToken
+from bot.jobs import Finished, JobService, JobTicket, TokenTaken, UnknownToken
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
 from generation.imagine import imagine_spec
@@ -206,15 +208,26 @@ async def test_a_training_yields_its_device_to_interactive_jobs_and_goes_on_afte
                 steps_at.append((time.monotonic(), event.step))
 
     follower = asyncio.create_task(follow())
-    await asyncio.wait_for(_until(lambda: len(steps_at) >= 3), 60)
-    quick = [await service.submit(owner_id=2, spec=imagine(config, "a red circle 0"))]
-    submitted = time.monotonic()  # the pause was sent inside submit (after the job row was written)
-    quick += [await service.submit(owner_id=2, spec=imagine(config, f"a red circle {i}")) for i in (1, 2)]
-    for ticket in quick:
-        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
-    finished = time.monotonic()
-    during = [step for at, step in steps_at if submitted < at < finished]
-    assert len(during) <= 1, during  # only the step that was already running when they came
+    await asyncio.wait_for(_until(lambda: len(steps_at) >= 4), 60)
+    step_s = statistics.median(b - a for (a, _), (b, _) in itertools.pairwise(steps_at))
+    quick = [await service.submit(owner_id=2, spec=imagine(config, f"a red circle {i}")) for i in range(3)]
+    started_at: list[float] = []
+
+    async def run(ticket: JobTicket) -> float:
+        async for event in ticket.events():
+            if isinstance(event, Started):
+                started_at.append(time.monotonic())
+            final = event
+        assert isinstance(final, Finished)
+        return time.monotonic()
+
+    finished = max(await asyncio.wait_for(asyncio.gather(*(run(t) for t in quick)), 60))
+    # From the first quick job's start to the last one's end (events are timed when they reach us,
+    # so the window starts once the training had its pause message and any step event under way
+    # has arrived). Long enough for several training steps, which it must not take.
+    assert (finished - min(started_at)) / step_s >= 3, "too short a window to show anything"
+    during = [step for at, step in steps_at if min(started_at) < at < finished]
+    assert len(during) <= 1, during  # at most the step that was already running when they came
     before_resume = len(steps_at)
     await asyncio.wait_for(_until(lambda: len(steps_at) >= before_resume + 3), 60)  # it goes on
     assert steps_at[-1][1] > steps_at[before_resume - 1][1]
