@@ -119,6 +119,13 @@ class _Worker:
     device: str
     link: WorkerLink | None = None
     pid: int | None = None  # the worker's process id, from its "ready" message
+    placement: str | None = None  # a Ray worker's node and GPUs, from its "ready" message
+
+    @property
+    def where(self) -> str:
+        """The hardware it runs on: two workers with the same `where` share a device."""
+        return self.placement or self.device
+
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     current: JobHandle | None = None
     warm_model: str | None = None
@@ -202,7 +209,7 @@ class WorkerPool:
         """How busy the pool is right now (for /info)."""
         running = sum(1 for worker in self._workers if worker.current is not None)
         return PoolLoad(
-            workers=tuple(f"{worker.lane} on {worker.device}" for worker in self._workers),
+            workers=tuple(f"{worker.lane} on {worker.where}" for worker in self._workers),
             running=running,
             waiting=len(self._handles) - running,
         )
@@ -292,12 +299,12 @@ class WorkerPool:
         if not self.config.preempt_training:
             return
         waiting = bool(self._pending["interactive"])
-        busy = {w.device for w in self._workers if w.lane == "interactive" and w.current is not None}
-        shared = {w.device for w in self._workers if w.lane == "interactive"}
+        busy = {w.where for w in self._workers if w.lane == "interactive" and w.current is not None}
+        shared = {w.where for w in self._workers if w.lane == "interactive"}
         for worker in self._workers:
             if worker.lane != "training" or worker.link is None:
                 continue
-            pause = worker.device in busy or (waiting and worker.device in shared)
+            pause = worker.where in busy or (waiting and worker.where in shared)
             if pause != worker.paused:
                 worker.paused = pause
                 worker.link.send(("pause",) if pause else ("resume",))
@@ -322,7 +329,8 @@ class WorkerPool:
         """Start the worker, or after a crash its replacement (a new process; Ray restarts an actor)."""
         worker.generation += 1
         worker.ready = asyncio.Event()
-        worker.current, worker.warm_model, worker.paused, worker.pid = None, None, False, None
+        worker.current, worker.warm_model, worker.paused = None, None, False
+        worker.pid = worker.placement = None
         worker.warm_adapters.clear()
         if worker.link is None:
             worker.link = self._new_link(worker.device)
@@ -342,6 +350,7 @@ class WorkerPool:
         kind = message[0]
         if kind == "ready":
             worker.pid = message[1]
+            worker.placement = message[2] if len(message) > 2 else None
             worker.ready.set()
             self._dispatch()
             return

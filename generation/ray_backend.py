@@ -72,7 +72,7 @@ class RayWorkers:
     def link(self, settings: WorkerSettings) -> RayLink:
         return RayLink(self, settings)
 
-    def placement(self, device: str) -> tuple[str, dict[str, float]]:
+    def resources_for(self, device: str) -> tuple[str, dict[str, float]]:
         """The device the actor uses and the resources it asks Ray for."""
         wants_gpu = device.startswith("cuda") or (
             device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
@@ -90,7 +90,7 @@ class RayLink:
 
     def __init__(self, workers: RayWorkers, settings: WorkerSettings) -> None:
         self._workers = workers
-        device, self._resources = workers.placement(settings.device)
+        device, self._resources = workers.resources_for(settings.device)
         work_dir = workers.options.work_dir or str(Path(tempfile.gettempdir()) / "dreamcord-ray")
         self.settings = replace(settings, device=device, data_dir=work_dir)
         self._actor: Any = None
@@ -225,6 +225,8 @@ class WorkerActor:
         while (message := self._outbox.get()) is not None:
             if message[0] in _JOB_ENDED:
                 self._files.release(message[1])
+            elif message[0] == "ready":
+                message = (*message, _placement())
             yield message
 
     def _serve(self, settings: WorkerSettings) -> None:
@@ -234,6 +236,14 @@ class WorkerActor:
             log.exception("the worker failed; exiting so that Ray restarts this actor")
             os._exit(1)
         self._outbox.put(None)
+
+
+def _placement() -> str:
+    """Where Ray put this actor: its node and GPUs (workers with the same placement share a device,
+    which decides whether a training worker must yield to an interactive one)."""
+    node = ray.get_runtime_context().get_node_id()[:8]
+    gpus = ray.get_gpu_ids()
+    return f"node {node} gpu {','.join(str(gpu) for gpu in gpus)}" if gpus else f"node {node} cpu"
 
 
 class _QueueConnection:

@@ -2,9 +2,9 @@
 
 `serve` is the whole worker; it talks through anything with `send` and `recv` (a Pipe end in a
 spawned process for the local pool, a pair of queues inside a Ray actor for the Ray pool).
-Messages are plain tuples:
+Messages are plain tuples (a Ray actor adds its node and GPUs to "ready" as `placement`):
     pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("pause",) | ("resume",) | ("stop",)
-    worker -> pool: ("ready", pid) | ("started", job_id) | ("progress", job_id, step, total, note)
+    worker -> pool: ("ready", pid[, placement]) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -312,3 +313,41 @@ async def test_the_local_pool_and_the_bot_never_import_ray() -> None:
     code = "import sys, bot.run, bot.cli, generation.pool; print('ray' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+class _RecordingLink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, ...]] = []
+
+    def send(self, message: tuple[object, ...]) -> None:
+        self.sent.append(message)
+
+
+async def test_a_training_yields_only_to_interactive_work_on_its_own_device(tiny_config: ModelConfig) -> None:
+    """On Ray every GPU worker's device is "cuda": what decides sharing is where Ray placed it."""
+    from generation.pool import _Worker
+
+    pool = WorkerPool(_config(tiny_config, interactive_devices=("cuda",), training_devices=("cuda", "cuda")))
+    interactive = _Worker(0, "interactive", "cuda", placement="node a gpu 0")
+    elsewhere = _Worker(1, "training", "cuda", placement="node a gpu 1")
+    beside = _Worker(2, "training", "cuda", placement="node a gpu 0")  # a fractional-GPU neighbour
+    links = {worker.index: _RecordingLink() for worker in (interactive, elsewhere, beside)}
+    for worker in (interactive, elsewhere, beside):
+        worker.link = links[worker.index]  # type: ignore[assignment]
+        worker.ready.set()
+    pool._workers = [interactive, elsewhere, beside]
+    interactive.current = JobHandle(pool, 1, 1, _spec(tiny_config), "interactive")
+    pool._yield_devices()
+    assert links[2].sent == [("pause",)] and links[1].sent == []
+    interactive.current = None
+    pool._yield_devices()
+    assert links[2].sent == [("pause",), ("resume",)] and links[1].sent == []
+
+
+async def test_the_pool_says_where_each_worker_runs(pool: WorkerPool, backend: str) -> None:
+    (where,) = pool.load().workers
+    assert (
+        where == "interactive on cpu"
+        if backend == "local"
+        else re.fullmatch(r"interactive on node \w+ cpu", where)
+    )
