@@ -224,6 +224,30 @@ async def test_worker_crash_retries_the_job_once_then_fails_it(
         await pool.close()
 
 
+async def test_a_worker_that_dies_while_idle_is_replaced_before_the_next_job(
+    tiny_config: ModelConfig, backend: str
+) -> None:
+    """No job pays for a death nobody saw: the pool notices it at once (a Ray actor's message stream
+    fails even when idle) and the next job runs on the replacement, on its first attempt."""
+    pool = WorkerPool(_config(tiny_config, backend))
+    await pool.start()
+    try:
+        (first_pid,) = pool.worker_pids()
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+
+        async def replaced() -> None:
+            while pool.worker_pids()[0] in (None, first_pid):
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(replaced(), 60)
+        events = await asyncio.wait_for(_collect(_submit(pool, _spec(tiny_config))), 60)
+        assert [e.attempt for e in events if isinstance(e, Started)] == [1]
+        assert isinstance(events[-1], Done)
+    finally:
+        await pool.close()
+
+
 async def test_jobs_go_to_a_worker_that_already_holds_their_model(tiny_config: ModelConfig) -> None:
     from generation.pool import _Worker
 
