@@ -2,11 +2,11 @@
 
 One worker per device and lane, each keeping its models warm: a spawned process on this machine
 (`backend = "local"`) or a Ray actor anywhere in a Ray cluster (`backend = "ray"`); the scheduling
-here is the same for both, only the link to the worker differs (generation.links). Jobs
-wait in per-user queues (generation.queues): the next job comes from the user served least recently (round robin that also
-counts the job already running), so one user's flood never starves another; training has
-its own lane (its own workers) so a long training never blocks a quick /imagine. A worker that dies
-is restarted and its job retried once. The pool keeps no state that matters across restarts: the job
+here is the same for both, only the link to the worker differs (generation.links). Jobs wait in
+per-user queues (generation.queues): the next job comes from the user served least recently (round
+robin that also counts the job already running), so one user's flood never starves another;
+training has its own lane (its own workers) so a long training never blocks a quick /imagine. A
+worker that dies is restarted and its job retried once. The pool keeps no state that matters across restarts: the job
 service's database does.
 """
 
@@ -120,18 +120,17 @@ class _Worker:
     link: WorkerLink | None = None
     pid: int | None = None  # the worker's process id, from its "ready" message
     placement: str | None = None  # a Ray worker's node and GPUs, from its "ready" message
-
-    @property
-    def where(self) -> str:
-        """The hardware it runs on: two workers with the same `where` share a device."""
-        return self.placement or self.device
-
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     current: JobHandle | None = None
     warm_model: str | None = None
     warm_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # file hashes, LRU
     generation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
     paused: bool = False  # a training worker told to yield its device to interactive jobs
+
+    @property
+    def where(self) -> str:
+        """The hardware it runs on: two workers with the same `where` share a device."""
+        return self.placement or self.device
 
     @property
     def idle(self) -> bool:
