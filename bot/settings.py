@@ -9,7 +9,7 @@ import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -90,7 +90,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         )
     top.update(_env_overrides(env))
     if env.get("DREAMCORD_RAY_ADDRESS"):
-        ray = RayOptions(**{**ray.__dict__, "address": env["DREAMCORD_RAY_ADDRESS"]})
+        ray = replace(ray, address=env["DREAMCORD_RAY_ADDRESS"])
     settings = Settings(
         models=models,
         default_model=str(top.get("default_model", BUNDLED_MODEL_NAME)),

@@ -17,7 +17,7 @@ import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -340,7 +340,7 @@ class WorkerPool:
         )
 
     def _new_link(self, device: str) -> WorkerLink:
-        settings = WorkerSettings(**{**self.config.worker.__dict__, "device": device})
+        settings = replace(self.config.worker, device=device)
         return self._ray.link(settings) if self._ray is not None else ProcessLink(settings)
 
     def _on_message(self, worker: _Worker, generation: int, message: tuple[Any, ...]) -> None:

@@ -63,14 +63,13 @@ class FairQueues(Generic[JobT]):
         """Every waiting job in the order they will start, by replaying `pop_next` on a copy."""
         queues = {owner: deque(queue) for owner, queue in self._queues.items()}
         served = {owner: self._served_at.get(owner, _NEVER) for owner in queues}
+        later = itertools.count(start=1 << 62)  # ticks later than any real one
         order = []
-        for tick in itertools.count(start=1 << 62):  # later than any real tick
-            if not queues:
-                return order
+        while queues:
             owner = _least_recently_served(_fast_first(queues), served.__getitem__)
-            served[owner] = tick
+            served[owner] = next(later)
             order.append(self._pop(queues, owner))
-        raise AssertionError("unreachable")
+        return order
 
     @staticmethod
     def _pop(queues: dict[int, deque[JobT]], owner: int) -> JobT:
