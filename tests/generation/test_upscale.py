@@ -87,7 +87,9 @@ def seam_ratio(image: Image.Image, borders: list[int]) -> float:
 
 def test_tiled_upscale_leaves_no_seams_where_a_hard_stitch_would(bundled_model: LoadedModel) -> None:
     source = run_imagine(bundled_model, base_spec("bundled")).images[0]
-    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 4, "creative", 64)
+    # A fixed seed: upscale_spec draws a new one per call otherwise (a derived job is a new roll), and
+    # the blended measure varies by seed (0.9-1.75 seen over 10 seeds; a hard stitch 24-28).
+    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 4, "creative", 64, seeds=(1,))
     blended = run_upscale(bundled_model, spec, source).images[0]
     hard = run_upscale(bundled_model, spec.model_copy(update={"tile_overlap": 0}), source).images[0]
     assert blended.size == (256, 256)
@@ -109,7 +111,7 @@ def test_a_subtle_upscale_on_the_bundled_model_is_the_same_picture_larger(bundle
     from generation.bundled import evaluator
 
     source = run_imagine(bundled_model, base_spec("bundled", seeds=(5,))).images[0]
-    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 2, "subtle", 64)
+    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 2, "subtle", 64, seeds=(1,))
     upscaled = run_upscale(bundled_model, spec, source).images[0]
     back = upscaled.resize(source.size, Image.Resampling.LANCZOS)
     assert (
