@@ -12,6 +12,7 @@ from bot.settings import Settings
 from generation.errors import DreamcordError
 from generation.prompt import ParsedPrompt, parse_defaults, with_defaults
 from storage import admin as store
+from storage.db import write_transaction
 from storage.models import AuditEntry, GuildBan
 
 
@@ -134,14 +135,14 @@ class AdminService:
             parsed = parse_defaults(flags)
             if parsed.model is not None:
                 self.settings.model(parsed.model)  # unknown model: a clear error now, not at /imagine
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             await store.set_personal_defaults(session, user_id, {"flags": flags} if flags else {})
 
     # ------------------------------------------------------------ administrators
     async def set_model(self, guild_id: int, actor_id: int, model: str | None) -> None:
         if model is not None:
             self.settings.model(model)
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             (await store.guild_settings(session, guild_id)).default_model = model
             await store.audit(
                 session, guild_id=guild_id, actor_id=actor_id, action="model", detail=model or "(bot default)"
@@ -156,7 +157,7 @@ class AdminService:
         daily_jobs: int | None,
         fast_seconds: int | None = None,
     ) -> Quotas:
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             row = await store.guild_settings(session, guild_id)
             row.max_queued_per_user, row.daily_jobs_per_user = max_queued, daily_jobs
             row.fast_seconds_per_day = fast_seconds
@@ -182,7 +183,7 @@ class AdminService:
     async def ban(self, guild_id: int, actor_id: int, user_id: int, reason: str) -> bool:
         if user_id == actor_id:
             raise DreamcordError("you cannot ban yourself")
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             added = await store.ban(session, guild_id, user_id, by=actor_id, reason=reason)
             if added:
                 await store.audit(
@@ -196,7 +197,7 @@ class AdminService:
         return added
 
     async def unban(self, guild_id: int, actor_id: int, user_id: int) -> bool:
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             removed = await store.unban(session, guild_id, user_id)
             if removed:
                 await store.audit(
@@ -206,7 +207,7 @@ class AdminService:
 
     async def block(self, guild_id: int, actor_id: int, term: str) -> list[str]:
         term = check_term(term)
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             terms = await store.blocked_terms(session, guild_id)
             if term not in terms:
                 if len(terms) >= MAX_BLOCKED_TERMS:
@@ -217,7 +218,7 @@ class AdminService:
         return terms
 
     async def unblock(self, guild_id: int, actor_id: int, term: str) -> list[str]:
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             terms = await store.blocked_terms(session, guild_id)
             if term.strip() in terms:
                 terms.remove(term.strip())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import discord
+
 from generation.specs import (
     STRONG_STRENGTH,
     SUBTLE_STRENGTH,
@@ -18,6 +22,25 @@ from generation.specs import (
 from storage.models import Job
 
 METHOD_NAMES = {"lora": "LoRA", "embedding": "embedding"}
+MAX_PROMPT_SHOWN = 1500  # of a 2000-character message, the rest is the caption around it
+
+
+def shown_text(text: str, limit: int = MAX_PROMPT_SHOWN) -> str:
+    """User text as Discord should show it inside our formatting: markdown escaped (a prompt cannot
+    turn the caption into links or headings), at most `limit` characters after escaping. Mentions in
+    it ping nobody: the bot's messages allow no mentions (bot.discord_bot)."""
+    escaped = discord.utils.escape_markdown(text)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:  # never end on half of an escape
+        cut = cut[:-1]
+    return cut + "…"
+
+
+def code_block(text: str) -> str:
+    """`text` in a code block it cannot close: a zero-width space goes between backticks."""
+    return "```\n" + re.sub("`(?=`)", "`\u200b", text) + "\n```"
 
 
 OUTPAINT_WORDS = {
@@ -47,9 +70,9 @@ def operation_words(spec: JobSpec) -> str:
 
 def job_title(spec: JobSpec) -> str:
     if isinstance(spec, VarySpec | UpscaleSpec | OutpaintSpec):
-        return f"{spec.prompt} ({operation_words(spec)})"
+        return f"{shown_text(spec.prompt)} ({operation_words(spec)})"
     if isinstance(spec, ImagineSpec):
-        return spec.prompt
+        return shown_text(spec.prompt)
     if isinstance(spec, TrainSpec):
         return f"training <{spec.token}> ({METHOD_NAMES[spec.method]}, {len(spec.images)} photos, {spec.steps} steps)"
     if isinstance(spec, ImportSpec):
@@ -61,7 +84,7 @@ def result_caption(job: Job) -> str:
     spec = spec_from_json(job.spec_json)
     if isinstance(spec, PromptedSpec):
         seeds = f"seed {spec.seeds[0]}" if len(spec.seeds) == 1 else f"seeds {spec.seeds[0]}–{spec.seeds[-1]}"
-        prompt = spec.prompt if len(spec.prompt) <= 1500 else spec.prompt[:1497] + "…"
+        prompt = shown_text(spec.prompt)
         words = operation_words(spec)
         kind = f" · {words}" if words else ""
         return f"**{prompt}** — <@{job.owner_id}>{kind} · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"

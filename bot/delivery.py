@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 1.5  # at most one progress edit per job this often (Discord rate limits edits)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 EXPIRED_TOKEN_CODES = {50027, 10015}  # invalid webhook token, unknown webhook
+UNKNOWN_MESSAGE = 10008
 
 ViewFactory = Callable[[Job, Sequence[StoredImage]], discord.ui.View | None]
 CaptionFactory = Callable[[Job], str]
@@ -93,13 +94,19 @@ class JobMessage:
         if self._trailing is not None:
             self._trailing.cancel()
 
-    async def fail(self, text: str) -> None:
+    async def fail(self, text: str) -> discord.Message | None:
+        """End the message with `text`; once the interaction has expired, `text` goes to the channel as
+        a new message, which is returned (a message a moderator deleted stays deleted)."""
         async with self.lock:
             self.close()
             try:
                 await self.interaction.edit_original_response(content=text, attachments=[], view=None)
-            except discord.HTTPException:
-                await self.interaction.channel.send(text)  # type: ignore[union-attr]
+            except discord.HTTPException as error:
+                if error.code not in EXPIRED_TOKEN_CODES:
+                    log.info("could not show the end of a job (%s); leaving it", error)
+                    return None
+                return await self.interaction.channel.send(text)  # type: ignore[union-attr]
+            return None
 
 
 def channel_allows_nsfw(client: discord.Client, channel_id: int | None) -> bool:
@@ -144,7 +151,16 @@ class DiscordResultSink:
             content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"
         return data, content, view
 
-    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None:
+    def untrack(self, job_id: int) -> None:
+        """The job ended without a result (failed, cancelled): nothing of it is kept."""
+        self.live.pop(job_id, None)
+
+    async def deliver(
+        self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
+    ) -> int | None:
+        """Show the result: as an edit of the job's own message while its interaction lives, else as a
+        channel post. `origin_message_id` is that own message: if a moderator deleted it, the deletion
+        is respected (nothing is posted, and its id is returned so the job counts as delivered)."""
         data, content, view = await self.render(job, images, job.channel_id)
         live = self.live.pop(job.id, None)
         if live is not None and live.token_alive:
@@ -153,8 +169,8 @@ class DiscordResultSink:
                 try:
                     attachments = []
                     if data is not None:
-                        fitted, name = fit_to_limit(
-                            data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
+                        fitted, name = await asyncio.to_thread(
+                            fit_to_limit, data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
                         )
                         attachments = [discord.File(io.BytesIO(fitted), name)]
                     message = await live.interaction.edit_original_response(
@@ -162,10 +178,24 @@ class DiscordResultSink:
                     )
                     return message.id
                 except discord.HTTPException as error:
+                    if error.code == UNKNOWN_MESSAGE and origin_message_id is not None:
+                        log.info("job %d: its message was deleted; the result is not posted", job.id)
+                        return origin_message_id
                     if error.code not in EXPIRED_TOKEN_CODES:
                         raise
                     log.info("job %d: interaction token expired; posting to the channel instead", job.id)
+        elif origin_message_id is not None and await self._was_deleted(job, origin_message_id):
+            log.info("job %d: its message was deleted while the bot was away; not posted", job.id)
+            return origin_message_id
         return await self._post_to_channel(job, data, content, view)
+
+    async def _was_deleted(self, job: Job, message_id: int) -> bool:
+        assert job.channel_id is not None
+        try:
+            await self.client.get_partial_messageable(job.channel_id).fetch_message(message_id)
+        except discord.NotFound:
+            return True
+        return False
 
     def _shown(self, image: StoredImage, allow_nsfw: bool) -> bytes:
         """The picture's bytes, or a placeholder: a flagged picture is never uploaded where not allowed."""
@@ -181,14 +211,16 @@ class DiscordResultSink:
         assert isinstance(channel, discord.abc.Messageable)
         # The nonce makes Discord drop a second post of the same job (e.g. a crash right after posting).
         nonce = f"dc-job-{job.id}"
+        # The one ping the bot means: the owner, whose interaction (and its notification) has lapsed.
+        owner = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.owner_id)])
         if data is None:
-            message = await channel.send(content, nonce=nonce)
+            message = await channel.send(content, nonce=nonce, allowed_mentions=owner)
             return message.id
         limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
-        fitted, name = fit_to_limit(data, limit, f"dreamcord_{job.id}.png")
+        fitted, name = await asyncio.to_thread(fit_to_limit, data, limit, f"dreamcord_{job.id}.png")
         file = discord.File(io.BytesIO(fitted), name)
         if view is None:
-            message = await channel.send(content, file=file, nonce=nonce)
+            message = await channel.send(content, file=file, nonce=nonce, allowed_mentions=owner)
         else:
-            message = await channel.send(content, file=file, nonce=nonce, view=view)
+            message = await channel.send(content, file=file, nonce=nonce, view=view, allowed_mentions=owner)
         return message.id

@@ -10,14 +10,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import AdminService, Banned
+from bot.admin import AdminService
 from bot.delivery import DiscordResultSink
-from bot.interactive import InteractiveJobs, reply_error
+from bot.gate import admit
+from bot.interactive import InteractiveJobs, answer_error
 from bot.jobs import JobService
 from bot.library import LibraryService
 from bot.privacy import PrivacyService
 from bot.settings import Settings
-from generation.errors import DreamcordError
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ EXTENSIONS = (
     "cogs.forget",
     "cogs.show",
 )
-INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
 
 
 @dataclass
@@ -59,26 +58,21 @@ def model_choices(settings: Settings, current: str) -> list[app_commands.Choice[
     return [app_commands.Choice(name=name, value=name) for name in names][:25]
 
 
+OPEN_TO_BANNED = "open_to_banned"  # a command's `extras` key: the ban gate lets it through (/forget)
+
+
 class DreamcordTree(app_commands.CommandTree["DreamcordBot"]):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """Banned users get one ephemeral line for any command (jobs are refused again at submit)."""
-        try:
-            await self.client.services.admin.check_not_banned(interaction.user.id, interaction.guild_id)
-        except Banned as error:
-            if interaction.type == discord.InteractionType.application_command:
-                await reply_error(interaction, str(error))
-            return False
-        return True
+        """The gate (bot.gate) for every slash command but those marked open to banned users."""
+        command = interaction.command
+        if command is not None and command.extras.get(OPEN_TO_BANNED):
+            return True
+        return await admit(interaction, self.client.services.admin)
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, DreamcordError | app_commands.CheckFailure | app_commands.TransformerError):
-            await reply_error(interaction, str(cause))
-        else:
-            log.exception(
-                "command %s failed", interaction.command and interaction.command.name, exc_info=cause
-            )
-            await reply_error(interaction, INTERNAL_ERROR)
+        name = interaction.command.name if interaction.command else "?"
+        await answer_error(interaction, cause, f"command /{name}")
 
 
 class DreamcordBot(commands.Bot):
@@ -88,6 +82,8 @@ class DreamcordBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
+            # Nobody is pinged unless a message asks for it (a prompt may contain @everyone).
+            allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=DreamcordTree,
             **options,  # type: ignore[arg-type]
         )

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import discord
+from discord import app_commands
 
-from bot.captions import job_title
+from bot.captions import job_title, shown_text
 from bot.delivery import DiscordResultSink
 from bot.jobs import JobService
 from generation.errors import DreamcordError
@@ -18,17 +19,32 @@ from generation.specs import JobSpec
 log = logging.getLogger(__name__)
 
 
+INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again."
+
+
 async def reply_error(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral message to the person who asked, whether or not the interaction was answered."""
-    if interaction.response.is_done():
+    """An ephemeral message to the person who asked, whether or not the interaction was answered; a
+    public "thinking…" left by a defer is removed first, so a refusal leaves nothing behind."""
+    response = interaction.response
+    if response.type == discord.InteractionResponseType.deferred_channel_message:
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as error:  # already gone (a moderator), or the token expired
+            log.info("could not remove the deferred reply: %s", error)
+    if response.is_done():
         await interaction.followup.send(text, ephemeral=True)
     else:
-        await interaction.response.send_message(text, ephemeral=True)
+        await response.send_message(text, ephemeral=True)
 
 
-def is_admin(interaction: discord.Interaction) -> bool:
-    """Whether Discord says the user administers this server (the interaction's resolved permissions)."""
-    return interaction.guild_id is not None and interaction.permissions.administrator
+async def answer_error(interaction: discord.Interaction, error: BaseException, where: str) -> None:
+    """The one error handler of commands, buttons and forms: a user's mistake is told as it is, anything
+    else is logged (with `where`) and answered with a generic line."""
+    if isinstance(error, DreamcordError | app_commands.CheckFailure | app_commands.TransformerError):
+        await reply_error(interaction, str(error))
+        return
+    log.error("%s failed", where, exc_info=error)
+    await reply_error(interaction, INTERNAL_ERROR)
 
 
 ControlsFactory = Callable[[int], discord.ui.View]
@@ -62,7 +78,7 @@ class InteractiveJobs:
         """Like `run`, for a spec that takes time to build (downloading attachments): defer first, so
         Discord's 3 s deadline is met, then build; a problem with the input still ends ephemeral."""
         self.jobs.pool.check_capacity(interaction.user.id)  # before deferring: the refusal stays ephemeral
-        await interaction.response.defer(thinking=True)
+        deferred = await interaction.response.defer(thinking=True)
         try:
             spec = await prepare()
             ticket = await self.jobs.submit(
@@ -71,10 +87,10 @@ class InteractiveJobs:
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
                 parent_job_id=parent_job_id,
+                message_id=deferred.message_id if deferred is not None else None,
             )
-        except DreamcordError as error:
-            await interaction.delete_original_response()
-            await reply_error(interaction, str(error))
+        except Exception as error:  # a bad upload, a refusal, a download Discord could not deliver
+            await answer_error(interaction, error, f"preparing a job for {interaction.user.id}")
             return
         controls = self.controls(ticket.job_id) if self.controls else None
         message = self.sink.track(ticket.job_id, interaction, controls)
@@ -93,7 +109,16 @@ class InteractiveJobs:
                 await message.progress(
                     f"**{title}** — step {event.step}/{event.total}{note}", preview=event.preview
                 )
-            elif isinstance(event, Failed):
-                await message.fail(f"**{title}** — failed: {event.reason}")
-            elif isinstance(event, Cancelled):
-                await message.fail(f"**{title}** — cancelled")
+            elif isinstance(event, Failed | Cancelled):
+                self.sink.untrack(ticket.job_id)
+                ending = (
+                    f"failed: {shown_text(event.reason, 300)}" if isinstance(event, Failed) else "cancelled"
+                )
+                posted = await message.fail(f"**{title}** — {ending}")
+                if posted is not None and self.jobs.privacy is not None:  # /forget deletes it too
+                    await self.jobs.privacy.record_posted(
+                        user_id=ticket.owner_id,
+                        job_id=ticket.job_id,
+                        channel_id=posted.channel.id,
+                        message_id=posted.id,
+                    )

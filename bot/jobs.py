@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin import check_may_submit, runs_relaxed
 from bot.privacy import PrivacyService
+from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
 from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
@@ -34,8 +35,10 @@ from generation.specs import (
 from storage import admin as admin_store
 from storage import library
 from storage import repositories as repo
+from storage.db import write_transaction
 from storage.files import FileStore
 from storage.models import AdapterKind, Job, JobState
+from storage.privacy import job_message, lock_user, record_posted
 
 log = logging.getLogger(__name__)
 PromptedSpecT = TypeVar("PromptedSpecT", bound=PromptedSpec)
@@ -78,7 +81,9 @@ TicketEvent = Event | Finished
 class ResultSink(Protocol):
     """Shows finished jobs to their owner (the Discord front end); returns the message id it posted."""
 
-    async def deliver(self, job: Job, images: Sequence[StoredImage]) -> int | None: ...
+    async def deliver(
+        self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
+    ) -> int | None: ...
 
 
 @dataclass
@@ -89,12 +94,16 @@ class JobTicket:
     owner_id: int
     spec: JobSpec
     relax: bool = False  # the owner's Fast time is used up: it runs when no Fast job waits
-    _events: asyncio.Queue[TicketEvent] = field(default_factory=asyncio.Queue)
+    # None: the service stopped following the job (the bot is closing; the job resumes on the next start)
+    _events: asyncio.Queue[TicketEvent | None] = field(default_factory=asyncio.Queue)
 
     async def events(self) -> AsyncIterator[TicketEvent]:
-        """Queued/Started/Progress as they come, then Finished, Failed or Cancelled (never Done)."""
+        """Queued/Started/Progress as they come, then Finished, Failed or Cancelled (never Done); it
+        ends early, without a final event, when the service closes."""
         while True:
             event = await self._events.get()
+            if event is None:
+                return
             yield event
             if isinstance(event, Finished | Failed | Cancelled):
                 return
@@ -150,14 +159,21 @@ class JobService:
         guild_id: int | None = None,
         channel_id: int | None = None,
         parent_job_id: int | None = None,
+        message_id: int | None = None,
     ) -> JobTicket:
         """Persist the job, then queue it. Raises QueueFull, Banned or QuotaExceeded (nothing persisted).
+        `message_id` is the job's own Discord message, if it has one already (remembered for /forget).
 
         `<token>`s in an imagine prompt are resolved against the user's library here, so the stored spec
         names the exact files it used; an unknown token raises UnknownToken and nothing is stored.
         """
         self.pool.check_capacity(owner_id)
-        async with self.sessions.begin() as session:
+        if self.privacy is not None:  # a job asked for while the user's /forget runs is refused…
+            self.privacy.refuse_while_forgetting(owner_id)
+        async with write_transaction(self.sessions) as session:
+            if self.privacy is not None:  # …and asked again under the write lock: none slips in between
+                self.privacy.refuse_while_forgetting(owner_id)
+                await lock_user(session, owner_id)
             prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
             await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user, prompt)
             spec = await self._prepare(session, spec, owner_id, guild_id)
@@ -172,28 +188,40 @@ class JobService:
                 parent_job_id=parent_job_id,
                 relax=relax,
             )
+            if channel_id is not None and message_id is not None:
+                await record_posted(
+                    session, user_id=owner_id, job_id=job.id, channel_id=channel_id, message_id=message_id
+                )
         try:
             return self._hand_to_pool(job.id, owner_id, spec, relax)
         except QueueFull as error:  # another submit won the last place while we were writing
             await self._finish(job.id, JobState.FAILED, str(error))
             raise
 
-    async def cancel(self, job_id: int, *, requester_id: int, is_admin: bool = False) -> None:
-        """Cancel a queued or running job of the requester (admins: anyone's)."""
+    async def cancel(self, job_id: int, viewer: Viewer) -> None:
+        """Cancel a queued or running job the viewer may manage (theirs; an admin: any made in their server)."""
         async with self.sessions() as session:
             job = await repo.get_job(session, job_id)
-        if job is None or (job.owner_id != requester_id and not is_admin):
+        if job is None or not may_manage(job, viewer):
             raise JobNotFound(f"job {job_id} is not one of yours")
         if job.state.finished:
             raise JobNotFound(f"job {job_id} has already {job.state.value}")
-        if job.owner_id != requester_id:  # an administrator acting on someone else's job says so
-            async with self.sessions.begin() as session:
+        if job.owner_id != viewer.user_id:  # an administrator acting on someone else's job says so
+            async with write_transaction(self.sessions) as session:
                 await admin_store.audit(
-                    session, guild_id=job.guild_id, actor_id=requester_id, action="cancel",
+                    session, guild_id=job.guild_id, actor_id=viewer.user_id, action="cancel",
                     target=str(job.owner_id), detail=f"job {job_id}",
                 )  # fmt: skip
         if not self.pool.cancel(job_id):
             await self._finish(job_id, JobState.CANCELLED)  # not in the pool (e.g. before a resume)
+
+    async def visible_job(self, job_id: int, viewer: Viewer) -> Job:
+        """A finished job the viewer may see (bot.visibility's rule), or JobNotVisible; the same words
+        whether it does not exist, is someone else's elsewhere or has no result yet."""
+        job = await self.get_job(job_id)
+        if job is None or job.state != JobState.DONE or not may_see(job, viewer):
+            raise not_visible(job_id)
+        return job
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self.sessions() as session:
@@ -246,7 +274,7 @@ class JobService:
             async for event in handle.events():
                 forwarded: TicketEvent = event
                 if isinstance(event, Started):
-                    async with self.sessions.begin() as session:
+                    async with write_transaction(self.sessions) as session:
                         await repo.mark_running(session, handle.job_id)
                 elif isinstance(event, Done):
                     forwarded = await self._store_result(handle.job_id, event.output)
@@ -262,6 +290,7 @@ class JobService:
                 ticket._events.put_nowait(forwarded)
         finally:
             self._followers.pop(handle.job_id, None)
+            ticket._events.put_nowait(None)  # whoever still listens stops (after a final event: unread)
 
     async def _after_final(self, job_id: int, spec: JobSpec) -> None:
         """However a training ends, its photos go (unless the user kept them)."""
@@ -277,7 +306,7 @@ class JobService:
             for index, (image, digest, flagged) in enumerate(zip(output.images, hashes, flags, strict=True))
         )
         try:
-            async with self.sessions.begin() as session:
+            async with write_transaction(self.sessions) as session:
                 # Final state, images and adapter in one transaction: a job is done with all of it, or not.
                 if not await repo.finish_job(session, job_id, JobState.DONE):
                     log.warning("job %d finished twice; keeping the first result", job_id)
@@ -333,13 +362,15 @@ class JobService:
         assert job is not None
         if job.message_id is not None or job.channel_id is None:
             return
-        message_id = await self.sink.deliver(job, await self.images_of(job_id))
+        async with self.sessions() as session:
+            origin = await job_message(session, job)
+        message_id = await self.sink.deliver(job, await self.images_of(job_id), origin)
         if message_id is not None:
-            async with self.sessions.begin() as session:
+            async with write_transaction(self.sessions) as session:
                 await repo.record_message(session, job_id, message_id)
 
     async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             await repo.finish_job(session, job_id, state, error)
 
 

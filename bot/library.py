@@ -18,6 +18,7 @@ from generation.adapter_files import inspect_adapter_file
 from generation.errors import DreamcordError
 from generation.specs import ImportSpec, adapter_name_problem, build_spec
 from storage import library
+from storage.db import write_transaction
 from storage.files import FileStore
 from storage.models import Adapter, Visibility
 
@@ -75,7 +76,7 @@ class LibraryService:
     async def rename(self, user_id: int, name: str, new_name: str) -> LibraryEntry:
         _check_name(new_name)
         try:
-            async with self.sessions.begin() as session:
+            async with write_transaction(self.sessions) as session:
                 adapter = await self._own(session, user_id, name)
                 if await library.owned_adapter(session, user_id, new_name) is not None:
                     raise TokenTaken(f"you already have <{new_name}>")
@@ -87,7 +88,7 @@ class LibraryService:
 
     async def delete(self, user_id: int, name: str) -> None:
         """Remove the entry; its file too, once no other entry uses it."""
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             adapter = await self._own(session, user_id, name)
             file_hash = adapter.file_hash
             await session.delete(adapter)
@@ -101,7 +102,7 @@ class LibraryService:
     ) -> LibraryEntry:
         if visibility is Visibility.GUILD and guild_id is None:
             raise LibraryError("sharing with a server works only from inside that server")
-        async with self.sessions.begin() as session:
+        async with write_transaction(self.sessions) as session:
             adapter = await self._own(session, user_id, name)
             adapter.visibility = visibility
             adapter.guild_id = guild_id if visibility is Visibility.GUILD else None

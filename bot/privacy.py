@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,9 +15,14 @@ from generation.errors import DreamcordError
 from generation.specs import TrainSpec
 from storage import admin as admin_store
 from storage import privacy as store
+from storage.db import write_transaction
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
+
+
+class ForgetInProgress(DreamcordError):
+    """The user's data is being deleted: nothing new of theirs is accepted until that is done."""
 
 
 class PrivacyService:
@@ -25,6 +32,35 @@ class PrivacyService:
         self.sessions = sessions
         self.files = files
         self.data_dir = data_dir
+        self._forgetting: set[int] = set()  # users whose /forget runs now (rows, files, then messages)
+
+    def refuse_while_forgetting(self, user_id: int) -> None:
+        """Raise ForgetInProgress while the user's /forget runs (the job service asks before storing)."""
+        if user_id in self._forgetting:
+            raise ForgetInProgress("your data is being deleted (/forget); try again once that is done")
+
+    @asynccontextmanager
+    async def forgetting(self, user_id: int) -> AsyncIterator[None]:
+        """Mark the user as being forgotten for the whole of a forget, messages included; a second forget
+        of the same user at the same time (a double click) is refused."""
+        if user_id in self._forgetting:
+            raise ForgetInProgress("your data is already being deleted")
+        self._forgetting.add(user_id)
+        try:
+            yield
+        finally:
+            self._forgetting.discard(user_id)
+
+    async def record_posted(
+        self, *, user_id: int, job_id: int | None, channel_id: int | None, message_id: int | None
+    ) -> None:
+        """Remember a message the bot posted for `user_id` (showing `job_id`), so /forget can delete it."""
+        if channel_id is None or message_id is None:
+            return  # an ephemeral reply, or one Discord gave no id for: nothing to delete later
+        async with write_transaction(self.sessions) as session:
+            await store.record_posted(
+                session, user_id=user_id, job_id=job_id, channel_id=channel_id, message_id=message_id
+            )
 
     async def summary(self, user_id: int) -> store.UserData:
         async with self.sessions() as session:
@@ -32,8 +68,13 @@ class PrivacyService:
 
     async def forget(self, user_id: int) -> store.UserData:
         """Delete every row and file of the user (files others still use stay). Refused while they have
-        jobs queued or running: a worker would write a result for a job that no longer exists."""
-        async with self.sessions.begin() as session:
+        jobs queued or running: a worker would write a result for a job that no longer exists.
+
+        Call it inside `forgetting(user_id)`. The check and the deletion are one write transaction, and
+        the job service stores a job inside one too, after asking `refuse_while_forgetting`: a submit
+        either lands before (and the forget is refused) or is refused itself."""
+        async with write_transaction(self.sessions) as session:
+            await store.lock_user(session, user_id)
             active = await admin_store.active_jobs(session, user_id)
             if active:
                 raise DreamcordError(

@@ -3,20 +3,23 @@ an uploaded image, which is checked, stored, and given a base spec from the prom
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.attachments import read_attachment
+from bot.captions import shown_text
+from bot.gate import viewer_of
 from bot.jobs import StoredImage
+from bot.visibility import Viewer
 from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
 from generation.imagine import imagine_spec
-from generation.prompt import parse_prompt, with_defaults
+from generation.prompt import MAX_ASPECT, parse_prompt, with_defaults
 from generation.specs import PromptedSpec, spec_from_json
-from generation.user_images import open_user_image
-from storage.models import JobState
+from generation.user_images import UserImageError, open_user_image
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -38,12 +41,10 @@ class Picture:
         return self.image.width, self.image.height
 
 
-async def stored_picture(bot: DreamcordBot, job_id: int, index: int) -> Picture:
-    """Picture `index` (from 0) of finished job `job_id`, or a friendly error."""
+async def stored_picture(bot: DreamcordBot, job_id: int, index: int, viewer: Viewer) -> Picture:
+    """Picture `index` (from 0) of finished job `job_id`, if `viewer` may see it; else a friendly error."""
     services = bot.services
-    job = await services.jobs.get_job(job_id)
-    if job is None or job.state != JobState.DONE:
-        raise DreamcordError(f"job {job_id} has no finished pictures")
+    job = await services.jobs.visible_job(job_id, viewer)
     spec = spec_from_json(job.spec_json)
     images = await services.jobs.images_of(job_id)
     if not isinstance(spec, PromptedSpec) or not 0 <= index < len(images):
@@ -63,7 +64,12 @@ async def uploaded_picture(
     if not prompt:
         raise DreamcordError("describe the uploaded picture in `prompt` (e.g. 'a red fox in the snow')")
     data = await read_attachment(upload)
-    image = open_user_image(data, upload.filename)  # format, size and pixel limits: UserImageError
+    image = await asyncio.to_thread(open_user_image, data, upload.filename)  # format, size, pixels
+    if max(image.width / image.height, image.height / image.width) > MAX_ASPECT:
+        raise UserImageError(
+            f"{shown_text(upload.filename, 100)} is {image.width}x{image.height}: pictures from 1:4 to 4:1 "
+            "can be varied, upscaled or extended; crop it first"
+        )
     parsed = parse_prompt(prompt)
     defaults = await bot.services.admin.prompt_defaults(user_id, guild_id)
     if defaults is not None:
@@ -90,7 +96,7 @@ async def chosen_picture(
     if upload is not None:
         return await uploaded_picture(bot, upload, prompt, interaction)
     assert job is not None
-    picture = await stored_picture(bot, job, (index or 1) - 1)
+    picture = await stored_picture(bot, job, (index or 1) - 1, viewer_of(interaction))
     return with_prompt(picture, prompt) if prompt else picture
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEntry, GuildBan, GuildSettings, Job, JobState, User, utcnow
@@ -72,8 +72,15 @@ async def bans_in(session: AsyncSession, guild_id: int) -> Sequence[GuildBan]:
 
 
 async def jobs_since(session: AsyncSession, owner_id: int, guild_id: int | None, since: datetime) -> int:
-    """How many jobs the user submitted in the server since `since` (cancelled and failed count too)."""
-    query = select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.created_at >= since)
+    """How many jobs of the user in the server since `since` ran or will run: a refused or failed job
+    does not count, nor one cancelled before it started."""
+    ran = or_(
+        Job.state.in_([JobState.QUEUED, JobState.RUNNING, JobState.DONE]),
+        and_(Job.state == JobState.CANCELLED, Job.started_at.is_not(None)),
+    )
+    query = (
+        select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.created_at >= since, ran)
+    )
     if guild_id is not None:
         query = query.where(Job.guild_id == guild_id)
     return int(await session.scalar(query) or 0)

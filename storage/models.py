@@ -179,3 +179,20 @@ class Adapter(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+
+class PostedMessage(Base):
+    """A message the bot posted for someone (a job's message, a U picture, a /show): what /forget deletes.
+
+    `user_id` is who it was posted for, `job_id` whose pictures it shows; neither is a foreign key, so
+    the record outlives the rows it names until /forget of either person removes it.
+    """
+
+    __tablename__ = "posted_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

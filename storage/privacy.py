@@ -8,10 +8,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Adapter, ImageRecord, Job, User
+from storage.models import Adapter, ImageRecord, Job, PostedMessage, User
+from storage.repositories import dialect_insert
 
 SHA256_RE = re.compile(r"\b[0-9a-f]{64}\b")
 
@@ -23,8 +24,7 @@ class UserData:
     adapters: int
     files: frozenset[str]  # every file their rows name (photos, sources, results, adapters)
     train_job_ids: tuple[int, ...]
-    messages: tuple[tuple[int, int], ...]  # (channel, message) of every result the bot posted for them
-    messages: tuple[tuple[int, int], ...]  # (channel, message) of every result the bot posted for them
+    messages: tuple[tuple[int, int], ...]  # (channel, message) of every message the bot posted for them
 
 
 def hashes_in(text: str) -> set[str]:
@@ -43,13 +43,52 @@ async def user_data(session: AsyncSession, user_id: int) -> UserData:
     for job in jobs:
         files |= hashes_in(job.spec_json)
     train_jobs = tuple(job.id for job in jobs if job.kind == "train")
-    messages = tuple((job.channel_id, job.message_id) for job in jobs if job.channel_id and job.message_id)
-    return UserData(len(jobs), len(images), len(adapters), frozenset(files), train_jobs, messages)
+    messages = {(job.channel_id, job.message_id) for job in jobs if job.channel_id and job.message_id}
+    posted = await session.execute(
+        select(PostedMessage.channel_id, PostedMessage.message_id).where(_posted_for_or_about(user_id))
+    )
+    messages |= {(row.channel_id, row.message_id) for row in posted}
+    return UserData(
+        len(jobs), len(images), len(adapters), frozenset(files), train_jobs, tuple(sorted(messages))
+    )
+
+
+def _posted_for_or_about(user_id: int) -> ColumnElement[bool]:
+    """Messages posted for the user, or showing one of their jobs (a U press by someone else)."""
+    mine = select(Job.id).where(Job.owner_id == user_id)
+    return or_(PostedMessage.user_id == user_id, PostedMessage.job_id.in_(mine))
+
+
+async def record_posted(
+    session: AsyncSession, *, user_id: int, job_id: int | None, channel_id: int, message_id: int
+) -> None:
+    """Remember a message posted for `user_id` (once: the same message may be reported twice)."""
+    insert = dialect_insert(session)
+    values = {"user_id": user_id, "job_id": job_id, "channel_id": channel_id, "message_id": message_id}
+    await session.execute(
+        insert(PostedMessage).values(**values).on_conflict_do_nothing(index_elements=["message_id"])
+    )
+
+
+async def job_message(session: AsyncSession, job: Job) -> int | None:
+    """The job's own message (its interaction's reply, posted for its owner), if one was recorded."""
+    query = select(func.min(PostedMessage.message_id)).where(
+        PostedMessage.job_id == job.id, PostedMessage.user_id == job.owner_id
+    )
+    return await session.scalar(query)
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """Lock the user's row for the rest of the transaction (PostgreSQL; SQLite's write lock covers it):
+    a forget and a submit of the same user run one after the other."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def delete_user_rows(session: AsyncSession, user_id: int) -> None:
-    """Every row of the user: images, adapters, jobs, the user (with their saved defaults)."""
+    """Every row of the user: images, adapters, jobs, the user (with their saved defaults), and the
+    records of messages posted for them or about their jobs."""
     mine = select(Job.id).where(Job.owner_id == user_id)
+    await session.execute(delete(PostedMessage).where(_posted_for_or_about(user_id)))
     # Other people's jobs made from theirs (a V press on their grid) lose the link, not their rows.
     await session.execute(
         update(Job).where(Job.parent_job_id.in_(mine), Job.owner_id != user_id).values(parent_job_id=None)

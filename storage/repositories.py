@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -16,6 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import ImageRecord, Job, JobState, User, utcnow
 
 _DIALECT_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The session's dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    return _DIALECT_INSERTS[session.get_bind().dialect.name]
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,9 @@ class NewImage:
 
 async def ensure_user(session: AsyncSession, user_id: int) -> User:
     """The user's row, created on first sight; safe when two requests of a new user race."""
-    insert = _DIALECT_INSERTS[session.get_bind().dialect.name]
-    await session.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
+    await session.execute(
+        dialect_insert(session)(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"])
+    )
     user = await session.get(User, user_id)
     assert user is not None
     return user

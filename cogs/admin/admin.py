@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.admin import Quotas
 from bot.discord_bot import model_choices
-from bot.interactive import is_admin
+from bot.gate import is_admin
 
 if TYPE_CHECKING:
     from bot.admin import AdminService

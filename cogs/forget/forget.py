@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import OPEN_TO_BANNED
 from generation.errors import DreamcordError
 
 if TYPE_CHECKING:
@@ -23,7 +24,12 @@ class ForgetCog(commands.Cog):
     def __init__(self, bot: DreamcordBot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="forget", description="Delete everything dreamcord keeps about you")
+    # Open to banned users: erasing one's own data needs no permission to generate.
+    @app_commands.command(
+        name="forget",
+        description="Delete everything dreamcord keeps about you",
+        extras={OPEN_TO_BANNED: True},
+    )
     async def forget(self, interaction: discord.Interaction) -> None:
         data = await self.bot.services.privacy.summary(interaction.user.id)
         question = (
@@ -37,40 +43,61 @@ class ForgetCog(commands.Cog):
 
 
 class ConfirmForget(discord.ui.View):
+    """The question's two buttons. They stay live after the first answer (until the view times out), so
+    a second click (a double click, or "Keep" after "Delete") is answered with a short line instead of
+    Discord's "interaction failed"."""
+
     def __init__(self, bot: DreamcordBot, user_id: int) -> None:
         super().__init__(timeout=300)
         self.bot = bot
         self.user_id = user_id
+        self.answered: str | None = None  # what the first click did
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.user_id:
+            await interaction.response.send_message("This question is not yours.", ephemeral=True)
+            return False
+        if self.answered is not None:
+            await interaction.response.send_message(f"Already answered: {self.answered}", ephemeral=True)
+            return False
+        return True
 
     @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
-        if interaction.user.id != self.user_id:
-            await interaction.response.send_message("This question is not yours.", ephemeral=True)
-            return
-        self.stop()
+        self.answered = "your data is being deleted."
+        privacy = self.bot.services.privacy
         try:
-            data = await self.bot.services.privacy.forget(self.user_id)
+            async with privacy.forgetting(self.user_id):
+                await interaction.response.defer()  # deleting files and messages may take a while
+                data = await privacy.forget(self.user_id)
+                for channel_id, message_id in data.messages:
+                    await self._delete_message(channel_id, message_id)
         except DreamcordError as error:
-            await interaction.response.edit_message(content=f"Nothing was deleted: {error}", view=None)
+            self.answered = f"nothing was deleted ({error})."
+            await self._edit(interaction, f"Nothing was deleted: {error}")
             return
-        await interaction.response.edit_message(
-            content=f"Done: deleted {data.jobs} jobs, {data.images} pictures and {data.adapters} tokens.",
-            view=None,
+        self.answered = "everything was deleted."
+        await self._edit(
+            interaction,
+            f"Done: deleted {data.jobs} jobs, {data.images} pictures, {data.adapters} tokens and "
+            f"{len(data.messages)} messages.",
         )
-        for channel_id, message_id in data.messages:
-            await self._delete_message(channel_id, message_id)
 
     @discord.ui.button(label="Keep my data", style=discord.ButtonStyle.secondary)
     async def keep(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
-        self.stop()
+        self.answered = "nothing was deleted."
         await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+
+    async def _edit(self, interaction: discord.Interaction, text: str) -> None:
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=text, view=None)
+        else:
+            await interaction.response.edit_message(content=text, view=None)
 
     async def _delete_message(self, channel_id: int, message_id: int) -> None:
         """Best effort: a message someone already deleted, or a channel the bot left, is skipped."""
-        channel = self.bot.get_channel(channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            return
+        channel = self.bot.get_partial_messageable(channel_id)
         try:
-            await channel.get_partial_message(message_id).delete()  # type: ignore[attr-defined]
+            await channel.get_partial_message(message_id).delete()
         except discord.HTTPException as error:
             log.info("could not delete message %d in %d: %s", message_id, channel_id, error)

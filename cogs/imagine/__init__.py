@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cogs.imagine.imagine import ImagineCog
-from cogs.imagine.views import GridButton, PictureButton
+from cogs.imagine.views import GridButton, PictureButton, submit_region_form
 
 
 async def setup(bot: object) -> None:
@@ -11,4 +11,5 @@ async def setup(bot: object) -> None:
 
     assert isinstance(bot, DreamcordBot)
     bot.add_dynamic_items(GridButton, PictureButton)
+    bot.add_listener(submit_region_form, "on_interaction")  # Vary (Region) forms, restart-proof
     await bot.add_cog(ImagineCog(bot))

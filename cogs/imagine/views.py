@@ -7,6 +7,7 @@ zoom out, make square and pan (cogs/imagine/actions.py says what each makes).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import secrets
@@ -16,16 +17,19 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.delivery import channel_allows_nsfw
+from bot.gate import admit, viewer_of
 from bot.images import HIDDEN_NOTE
-from bot.interactive import reply_error
+from bot.interactive import answer_error
 from bot.jobs import StoredImage
+from bot.visibility import Viewer
+from cogs.common import Gated, bot_of
 from cogs.imagine.actions import IMAGE_ACTIONS, vary
-from cogs.pictures import Picture, stored_picture
+from cogs.pictures import stored_picture
 from generation.derive import parse_box
 from generation.errors import DreamcordError
 from generation.imagine import seeds_from
 from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, REGION_STRENGTH, STRONG_STRENGTH, spec_from_json
-from storage.models import Job, JobState
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -57,15 +61,8 @@ def picture_view(job_id: int, index: int, image: StoredImage) -> discord.ui.View
     return view
 
 
-def _bot(interaction: discord.Interaction) -> DreamcordBot:
-    from bot.discord_bot import DreamcordBot
-
-    bot = interaction.client
-    assert isinstance(bot, DreamcordBot)
-    return bot
-
-
 class GridButton(
+    Gated,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"dc:(?P<action>[urv]):(?P<job>\d+):(?P<index>\d)",
 ):
@@ -84,34 +81,37 @@ class GridButton(
     ) -> GridButton:
         return cls(match["action"], int(match["job"]), int(match["index"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
-        job = await bot.services.jobs.get_job(self.job_id)
-        if job is None or job.state != JobState.DONE:
-            await reply_error(interaction, "That result is no longer available.")
-            return
+    async def run(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        viewer = viewer_of(interaction)
         if self.action == "u":
-            await self._send_single(bot, interaction, job)
+            await self._send_single(
+                bot, interaction, await bot.services.jobs.visible_job(self.job_id, viewer)
+            )
         elif self.action == "v":
-            await self._vary(bot, interaction)
+            await self._vary(bot, interaction, viewer)
         else:
-            await self._reroll(bot, interaction, job)
+            await self._reroll(bot, interaction, await bot.services.jobs.visible_job(self.job_id, viewer))
 
     async def _send_single(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
         images = await bot.services.jobs.images_of(job.id)
         if self.index >= len(images):
-            await interaction.response.send_message("That image does not exist.", ephemeral=True)
-            return
+            raise DreamcordError("That image does not exist.")
         image = images[self.index]
         if image.nsfw and not channel_allows_nsfw(bot, interaction.channel_id):
-            await reply_error(interaction, f"That picture was {HIDDEN_NOTE}.")
-            return
-        data = bot.services.files.read(image.file_hash)
+            raise DreamcordError(f"That picture was {HIDDEN_NOTE}.")
+        data = await asyncio.to_thread(bot.services.files.read, image.file_hash)
         caption = f"Image #{self.index + 1} of job {job.id} — <@{interaction.user.id}> · seed {image.seed}"
-        await interaction.response.send_message(
+        sent = await interaction.response.send_message(
             caption,
             file=discord.File(io.BytesIO(data), f"dreamcord_{job.id}_{self.index + 1}.png"),
             view=picture_view(job.id, self.index, image),
+        )
+        await bot.services.privacy.record_posted(  # /forget of the presser or the owner deletes it
+            user_id=interaction.user.id,
+            job_id=job.id,
+            channel_id=interaction.channel_id,
+            message_id=sent.message_id if sent is not None else None,
         )
 
     async def _reroll(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
@@ -121,18 +121,16 @@ class GridButton(
         )
         await bot.services.interactive.run(interaction, fresh, parent_job_id=job.id)
 
-    async def _vary(self, bot: DreamcordBot, interaction: discord.Interaction) -> None:
+    async def _vary(self, bot: DreamcordBot, interaction: discord.Interaction, viewer: Viewer) -> None:
         """Strong variations of image `index`, owned by whoever pressed (their tokens, not the owner's)."""
-        try:
-            picture = await stored_picture(bot, self.job_id, self.index)
-            spec = vary(picture, STRONG_STRENGTH)
-        except DreamcordError as error:
-            await reply_error(interaction, str(error))
-            return
-        await bot.services.interactive.run(interaction, spec, parent_job_id=self.job_id)
+        picture = await stored_picture(bot, self.job_id, self.index, viewer)
+        await bot.services.interactive.run(
+            interaction, vary(picture, STRONG_STRENGTH), parent_job_id=self.job_id
+        )
 
 
 class PictureButton(
+    Gated,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"dc:(?P<action>" + "|".join(IMAGE_ACTIONS) + r"):(?P<job>\d+):(?P<index>\d)",
 ):
@@ -154,48 +152,74 @@ class PictureButton(
     ) -> PictureButton:
         return cls(match["action"], int(match["job"]), int(match["index"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
+    async def run(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
         build = IMAGE_ACTIONS[self.action].build
-        try:
-            picture = await stored_picture(bot, self.job_id, self.index)
-            if build is None:
-                await interaction.response.send_modal(RegionForm(picture))
-                return
-            spec = build(picture)
-        except DreamcordError as error:
-            await reply_error(interaction, str(error))
+        picture = await stored_picture(bot, self.job_id, self.index, viewer_of(interaction))
+        if build is None:
+            await interaction.response.send_modal(region_form(self.job_id, self.index, picture.spec.prompt))
             return
-        await bot.services.interactive.run(interaction, spec, parent_job_id=self.job_id)
+        await bot.services.interactive.run(interaction, build(picture), parent_job_id=self.job_id)
 
 
-class RegionForm(discord.ui.Modal, title="Vary (Region)"):
-    """Which part of the picture to repaint (a box in percent) and what to paint there."""
+REGION_FORM = re.compile(r"dc:vrf:(?P<job>\d+):(?P<index>\d)")
 
-    region: discord.ui.TextInput[RegionForm] = discord.ui.TextInput(
-        label="Region: left, top, right, bottom in %",
-        placeholder="25, 25, 75, 75",
-        default="25, 25, 75, 75",
-        max_length=40,
+
+def region_form(job_id: int, index: int, prompt: str) -> discord.ui.Modal:
+    """Vary (Region): which part of the picture to repaint (a box in percent) and what to paint there.
+
+    The form keeps no state in memory: its custom_id names the picture and `submit_region_form` answers
+    it from that, so a form opened before a restart still works after it."""
+    form = discord.ui.Modal(title="Vary (Region)", custom_id=f"dc:vrf:{job_id}:{index}", timeout=None)
+    form.add_item(
+        discord.ui.TextInput(
+            label="Region: left, top, right, bottom in %",
+            custom_id="region",
+            placeholder="25, 25, 75, 75",
+            default="25, 25, 75, 75",
+            max_length=40,
+        )
     )
-
-    def __init__(self, picture: Picture) -> None:
-        super().__init__(timeout=15 * 60)
-        self.picture = picture
-        self.prompt: discord.ui.TextInput[RegionForm] = discord.ui.TextInput(
+    form.add_item(
+        discord.ui.TextInput(
             label="What to paint there",
+            custom_id="prompt",
             style=discord.TextStyle.paragraph,
-            default=picture.spec.prompt,
+            default=prompt[:MAX_PROMPT_CHARS],
             max_length=MAX_PROMPT_CHARS,
         )
-        self.add_item(self.prompt)
+    )
+    form.stop()  # never kept by discord.py's view store: the listener below answers it
+    return form
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        try:
-            spec = vary(
-                self.picture, REGION_STRENGTH, box=parse_box(self.region.value), prompt=self.prompt.value
-            )
-        except DreamcordError as error:
-            await reply_error(interaction, str(error))
-            return
-        await _bot(interaction).services.interactive.run(interaction, spec, parent_job_id=self.picture.job_id)
+
+def form_values(data: Any) -> dict[str, str]:
+    """The text inputs of a submitted form, by custom_id (in action rows or in labels)."""
+    values = {}
+    for row in data.get("components", []):
+        for component in row.get("components", []) + ([row["component"]] if "component" in row else []):
+            if "custom_id" in component:
+                values[component["custom_id"]] = str(component.get("value", ""))
+    return values
+
+
+async def submit_region_form(interaction: discord.Interaction) -> None:
+    """Answer a submitted Vary (Region) form (interactions of any other kind are left alone)."""
+    if interaction.type != discord.InteractionType.modal_submit:
+        return
+    data: Any = interaction.data or {}
+    match = REGION_FORM.fullmatch(str(data.get("custom_id", "")))
+    if match is None:
+        return
+    bot = bot_of(interaction)
+    if not await admit(interaction, bot.services.admin):
+        return
+    job_id, index = int(match["job"]), int(match["index"])
+    try:
+        values = form_values(data)
+        picture = await stored_picture(bot, job_id, index, viewer_of(interaction))
+        box = parse_box(values.get("region", ""))
+        spec = vary(picture, REGION_STRENGTH, box=box, prompt=values.get("prompt") or None)
+        await bot.services.interactive.run(interaction, spec, parent_job_id=job_id)
+    except Exception as error:
+        await answer_error(interaction, error, "form Vary (Region)")

@@ -10,8 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.gate import viewer_of
 from cogs.admin.admin import describe_quotas
-from cogs.show.show import picture_details, visible_job
+from cogs.show.show import picture_details
 from generation.errors import DreamcordError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class InfoCog(commands.Cog):
 
     async def _picture_info(self, interaction: discord.Interaction, job_id: int, index: int) -> None:
         """The parameters written in the picture and a link to its parent's message (text only)."""
-        job = await visible_job(self.bot, interaction, job_id)
+        job = await self.bot.services.jobs.visible_job(job_id, viewer_of(interaction))
         images = await self.bot.services.jobs.images_of(job_id)
         if index > len(images):
             raise DreamcordError(f"job {job_id} has {len(images)} picture(s)")

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.interactive import is_admin
+from bot.gate import viewer_of
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -23,7 +23,7 @@ class QueueCog(commands.Cog):
     async def queue(self, interaction: discord.Interaction, cancel: int | None = None) -> None:
         jobs = self.bot.services.jobs
         if cancel is not None:
-            await jobs.cancel(cancel, requester_id=interaction.user.id, is_admin=is_admin(interaction))
+            await jobs.cancel(cancel, viewer_of(interaction))
             await interaction.response.send_message(f"Cancelling job {cancel}.", ephemeral=True)
             return
         mine = await jobs.active_jobs_of(interaction.user.id)

@@ -7,6 +7,9 @@ from typing import Any
 
 import discord
 
+from bot.gate import viewer_of
+from cogs.common import Gated, bot_of
+
 
 def cancel_view(job_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
@@ -14,7 +17,9 @@ def cancel_view(job_id: int) -> discord.ui.View:
     return view
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc:c:(?P<job>\d+)"):
+class CancelButton(Gated, discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc:c:(?P<job>\d+)"):
+    open_to_banned = True  # stopping one's own job needs no permission to generate
+
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"dc:c:{job_id}")
@@ -27,18 +32,6 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"dc
     ) -> CancelButton:
         return cls(int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord_bot import DreamcordBot
-        from bot.interactive import is_admin, reply_error
-        from generation.errors import DreamcordError
-
-        bot = interaction.client
-        assert isinstance(bot, DreamcordBot)
-        try:
-            await bot.services.jobs.cancel(
-                self.job_id, requester_id=interaction.user.id, is_admin=is_admin(interaction)
-            )
-        except DreamcordError as error:
-            await reply_error(interaction, str(error))
-            return
+    async def run(self, interaction: discord.Interaction) -> None:
+        await bot_of(interaction).services.jobs.cancel(self.job_id, viewer_of(interaction))
         await interaction.response.send_message(f"Cancelling job {self.job_id}.", ephemeral=True)

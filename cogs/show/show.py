@@ -12,13 +12,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.captions import code_block
 from bot.delivery import channel_allows_nsfw
+from bot.gate import viewer_of
 from bot.images import fit_to_limit, hidden_png
 from bot.jobs import StoredImage
 from cogs.imagine.views import picture_view
 from generation.errors import DreamcordError
 from generation.provenance import read_chunks
-from storage.models import Job, JobState
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -44,7 +46,7 @@ class ShowCog(commands.Cog):
         job: app_commands.Range[int, 1],
         index: app_commands.Range[int, 1, 4] | None = None,
     ) -> None:
-        record = await visible_job(self.bot, interaction, job)
+        record = await self.bot.services.jobs.visible_job(job, viewer_of(interaction))
         images = await self.bot.services.jobs.images_of(job)
         if index is None:
             data, content, view = await self.bot.services.sink.render(record, images, interaction.channel_id)
@@ -53,24 +55,21 @@ class ShowCog(commands.Cog):
                 raise DreamcordError(f"job {job} has {len(images)} picture(s)")
             data, content = await picture_details(self.bot, interaction, record, images[index - 1])
             view = picture_view(job, index - 1, images[index - 1])
-        if data is None:
-            await interaction.response.send_message(content[:2000], view=view or discord.utils.MISSING)
-            return
-        fitted, name = fit_to_limit(data, interaction.filesize_limit, f"dreamcord_{job}.png")
-        await interaction.response.send_message(
-            content[:2000], file=discord.File(io.BytesIO(fitted), name), view=view or discord.utils.MISSING
+        file = discord.utils.MISSING
+        if data is not None:
+            fitted, name = await asyncio.to_thread(
+                fit_to_limit, data, interaction.filesize_limit, f"dreamcord_{job}.png"
+            )
+            file = discord.File(io.BytesIO(fitted), name)
+        sent = await interaction.response.send_message(
+            content[:2000], file=file, view=view or discord.utils.MISSING
         )
-
-
-async def visible_job(bot: DreamcordBot, interaction: discord.Interaction, job_id: int) -> Job:
-    """A finished job the asker may see here: theirs, or one made in this server."""
-    job = await bot.services.jobs.get_job(job_id)
-    visible = job is not None and (
-        job.owner_id == interaction.user.id or job.guild_id == interaction.guild_id
-    )
-    if job is None or not visible or job.state != JobState.DONE:
-        raise DreamcordError(f"job {job_id} has no result you can see here")
-    return job
+        await self.bot.services.privacy.record_posted(  # /forget of the asker or the owner deletes it
+            user_id=interaction.user.id,
+            job_id=job,
+            channel_id=interaction.channel_id,
+            message_id=sent.message_id if sent is not None else None,
+        )
 
 
 async def picture_details(
@@ -84,7 +83,7 @@ async def picture_details(
         data = hidden_png(image.width, image.height)
     lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
     if parameters:
-        lines.append(f"```\n{parameters[:1500]}\n```")
+        lines.append(code_block(parameters[:1500]))
     if job.parent_job_id is not None:
         parent = await bot.services.jobs.get_job(job.parent_job_id)
         link = message_link(parent) if parent is not None else None

@@ -105,6 +105,7 @@ async def test_an_admin_cancelling_someone_elses_job_is_in_the_audit_log(
     from unittest.mock import MagicMock
 
     from bot.jobs import JobNotFound, JobService
+    from bot.visibility import Viewer
 
     async with sessions.begin() as session:
         job = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
@@ -112,8 +113,10 @@ async def test_an_admin_cancelling_someone_elses_job_is_in_the_audit_log(
     pool.cancel.return_value = True
     service = JobService(sessions, pool, MagicMock())
     with pytest.raises(JobNotFound):
-        await service.cancel(job.id, requester_id=7)  # not an admin: not theirs to cancel
-    await service.cancel(job.id, requester_id=7, is_admin=True)
+        await service.cancel(job.id, Viewer(7, GUILD))  # not an admin: not theirs to cancel
+    with pytest.raises(JobNotFound):  # an admin of another server may not either
+        await service.cancel(job.id, Viewer(7, GUILD + 1, is_admin=True))
+    await service.cancel(job.id, Viewer(7, GUILD, is_admin=True))
     async with sessions() as session:
         (entry,) = await store.audit_log(session, GUILD)
     assert (entry.actor_id, entry.action, entry.target, entry.detail) == (
@@ -122,3 +125,25 @@ async def test_an_admin_cancelling_someone_elses_job_is_in_the_audit_log(
         str(USER),
         f"job {job.id}",
     )
+
+
+async def test_the_daily_quota_counts_what_ran_not_what_was_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        ids = []
+        for _ in range(6):
+            job = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+            ids.append(job.id)
+    ran, _waiting, refused, failed, cancelled_early, cancelled_late = ids
+    async with sessions.begin() as session:
+        for job_id in (ran, failed, cancelled_late):
+            await repo.mark_running(session, job_id)
+        await repo.finish_job(session, ran, JobState.DONE)
+        await repo.finish_job(session, refused, JobState.FAILED, "the queue is full")
+        await repo.finish_job(session, failed, JobState.FAILED, "the worker crashed")
+        await repo.finish_job(session, cancelled_early, JobState.CANCELLED)
+        await repo.finish_job(session, cancelled_late, JobState.CANCELLED)
+    async with sessions() as session:
+        # ran, _waiting (it will run) and cancelled_late (it ran for a while) count; the rest does not.
+        assert await store.jobs_since(session, USER, GUILD, store.day_ago()) == 3

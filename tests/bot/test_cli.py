@@ -105,7 +105,7 @@ def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
     assert main(["--config", str(config), "db", "upgrade"]) == 0
     assert (tmp_path / "data" / "dreamcord.db").is_file()
-    assert "database at revision 0004" in capsys.readouterr().out
+    assert "database at revision 0005" in capsys.readouterr().out
     assert main(["--config", str(config), "db", "downgrade", "0001"]) == 0
     assert "database at revision 0001" in capsys.readouterr().out
     assert main(["--config", str(config), "db", "downgrade"]) == 0

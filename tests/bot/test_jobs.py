@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import Finished, JobNotFound, JobService
+from bot.visibility import Viewer
 from generation.config import ModelConfig, RayOptions
 from generation.imagine import imagine_spec
 from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
@@ -144,13 +145,13 @@ async def test_only_the_owner_can_cancel(
     service = JobService(sessions, pool, FileStore(tmp_path / "files"))
     ticket = await service.submit(owner_id=3, spec=_spec(tiny_config, 1))
     with pytest.raises(JobNotFound, match="not one of yours"):
-        await service.cancel(ticket.job_id, requester_id=4)
-    await service.cancel(ticket.job_id, requester_id=3)
+        await service.cancel(ticket.job_id, Viewer(4, None))
+    await service.cancel(ticket.job_id, Viewer(3, None))
     assert isinstance(await asyncio.wait_for(ticket.wait(), 5), Cancelled)
     job = await service.get_job(ticket.job_id)
     assert job is not None and job.state == JobState.CANCELLED
     with pytest.raises(JobNotFound, match="already cancelled"):
-        await service.cancel(ticket.job_id, requester_id=3)
+        await service.cancel(ticket.job_id, Viewer(3, None))
     await service.close()
 
 
@@ -159,7 +160,7 @@ class _RecordingSink:
         self.posted: list[int] = []
         self.fail_first = fail_first
 
-    async def deliver(self, job: Job, images: object) -> int | None:
+    async def deliver(self, job: Job, images: object, origin_message_id: int | None = None) -> int | None:
         if self.fail_first:
             self.fail_first = False
             raise ConnectionError("Discord is unreachable")

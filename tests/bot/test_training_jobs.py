@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import Finished, JobService, JobTicket, TokenTaken, UnknownToken
+from bot.visibility import Viewer
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
 from generation.imagine import imagine_spec
@@ -182,7 +183,7 @@ async def test_a_long_training_never_blocks_an_imagine(
     assert not follower.done()  # the training is still going
     assert training_progress[-1].step < 5000 and "left" in (training_progress[-1].note or "")
 
-    await service.cancel(train_ticket.job_id, requester_id=1)
+    await service.cancel(train_ticket.job_id, Viewer(1, None))
     await asyncio.wait_for(follower, 30)
     assert isinstance(seen[-1], Cancelled)
     job = await service.get_job(train_ticket.job_id)
@@ -231,7 +232,7 @@ async def test_a_training_yields_its_device_to_interactive_jobs_and_goes_on_afte
     before_resume = len(steps_at)
     await asyncio.wait_for(_until(lambda: len(steps_at) >= before_resume + 3), 60)  # it goes on
     assert steps_at[-1][1] > steps_at[before_resume - 1][1]
-    await service.cancel(train_ticket.job_id, requester_id=1)
+    await service.cancel(train_ticket.job_id, Viewer(1, None))
     await asyncio.wait_for(follower, 30)
 
 

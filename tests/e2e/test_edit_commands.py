@@ -74,7 +74,7 @@ async def test_vary_a_region_of_an_uploaded_picture_by_mask(stack: Stack) -> Non
     [
         ("vary", {}, PICTURE, "describe the uploaded picture"),
         ("vary", {"job": 999, "prompt": "x"}, PICTURE, "either an `image`"),
-        ("vary", {"job": 999}, None, "job 999 has no finished pictures"),
+        ("vary", {"job": 999}, None, "job 999 has no result you can see here"),
         ("vary", {"region": "the left half", "prompt": "x"}, PICTURE, "four percentages"),
         (
             "upscale",

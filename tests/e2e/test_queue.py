@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.visibility import Viewer
 from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt
 from storage.models import JobState
@@ -73,4 +74,4 @@ async def test_queue_lists_my_jobs_and_cancels_one(stack: Stack) -> None:
             lambda i=interaction: "cancelled" in fake.message(i.original_id)["content"], timeout=30
         )
     assert await stack.jobs.active_jobs_of(me) == []
-    await stack.jobs.cancel(blocker.job_id, requester_id=1)
+    await stack.jobs.cancel(blocker.job_id, Viewer(1, None))

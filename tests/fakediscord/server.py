@@ -3,6 +3,10 @@
 It enforces the rules a real bot trips over: the 3 s first-response deadline (10062), the 15 min
 interaction token (50027), 2000-character content, 10 files and the upload limit per message,
 5x5 components, 100-character custom_ids; and it can answer 429s. Deadlines are settable.
+
+Besides its main server and channel it can hold a second server, private channels and DMs (`Place`),
+and it works out whom each message would ping as Discord does: without `allowed_mentions` every
+@everyone, @here, user and role mention in the content pings (`message["pings"]`, `fake.pings`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +27,34 @@ from aiohttp import web
 from tests.fakediscord import payloads
 
 MiB = 1024 * 1024
+MENTION_RE = re.compile(r"@(everyone|here)|<@!?(\d+)>|<@&(\d+)>")
+VIEW_CHANNEL = 1 << 10
+
+
+def pings_of(body: dict[str, Any]) -> list[str]:
+    """Whom Discord would ping for this message body: "everyone", "here", "user:ID", "role:ID"."""
+    allowed = body.get("allowed_mentions")
+    parse = {"users", "roles", "everyone"} if allowed is None else set(allowed.get("parse") or [])
+    users = {str(u) for u in (allowed or {}).get("users") or []}
+    roles = {str(r) for r in (allowed or {}).get("roles") or []}
+    found = []
+    for match in MENTION_RE.finditer(body.get("content") or ""):
+        everyone, user, role = match.groups()
+        if everyone and "everyone" in parse:
+            found.append(everyone)
+        elif user and ("users" in parse or user in users):
+            found.append(f"user:{user}")
+        elif role and ("roles" in parse or role in roles):
+            found.append(f"role:{role}")
+    return found
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an interaction happens: a channel of a server, or a DM (guild_id None)."""
+
+    guild_id: int | None
+    channel_id: int
 
 
 class DiscordError(Exception):
@@ -73,6 +106,7 @@ class Interaction:
     followup_ids: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)  # Discord error codes the bot received
     modal: dict[str, Any] | None = None  # the form the bot opened in reply (callback type 9)
+    guild_id: int | None = None  # None: in a DM
 
 
 class FakeDiscord:
@@ -91,6 +125,11 @@ class FakeDiscord:
         )
         self.users: dict[int, dict[str, Any]] = {}
         self.admins: set[int] = set()
+        self.guild_channels: dict[int, list[int]] = {self.guild_id: [self.channel_id]}
+        self.private_channels: set[int] = set()  # @everyone may not view them
+        self.dm_channels: dict[int, int] = {}  # channel -> the user it is a DM with
+        self.pings: list[tuple[int, str]] = []  # (message id, ping) for every message created or edited
+        self.cdn_broken = False  # the CDN answers 404 for every attachment (expired or deleted uploads)
         self.messages: dict[int, dict[str, Any]] = {}  # id -> message payload
         self.attachments: dict[int, Attachment] = {}
         self.interactions: dict[int, Interaction] = {}
@@ -162,6 +201,42 @@ class FakeDiscord:
             self.admins.add(user_id)
         return user_id
 
+    @property
+    def main(self) -> Place:
+        return Place(self.guild_id, self.channel_id)
+
+    async def add_guild(self) -> Place:
+        """A second server (with one channel and every known user as a member), sent to the bot now."""
+        guild_id, channel_id = payloads.snowflake(), payloads.snowflake()
+        self.guild_channels[guild_id] = [channel_id]
+        for socket in self._sockets:
+            await self._dispatch_to(socket, "GUILD_CREATE", self._guild_payload(guild_id))
+        return Place(guild_id, channel_id)
+
+    async def add_private_channel(self) -> Place:
+        """A channel of the main server that members cannot view (admins can)."""
+        channel_id = payloads.snowflake()
+        self.guild_channels[self.guild_id].append(channel_id)
+        self.private_channels.add(channel_id)
+        for socket in self._sockets:
+            await self._dispatch_to(
+                socket, "CHANNEL_CREATE", self._channel_payload(channel_id, self.guild_id)
+            )
+        return Place(self.guild_id, channel_id)
+
+    def forge_message(self, place: Place, components: list[dict[str, Any]]) -> dict[str, Any]:
+        """A bot message carrying `components` in `place`, as a hostile client could make the bot see
+        custom_ids it never sent there."""
+        return self._new_message({"content": "", "components": components}, [], channel_id=place.channel_id)
+
+    def dm(self, user_id: int) -> Place:
+        """The user's DM channel with the bot."""
+        channel_id = next((c for c, u in self.dm_channels.items() if u == user_id), None)
+        if channel_id is None:
+            channel_id = payloads.snowflake()
+            self.dm_channels[channel_id] = user_id
+        return Place(None, channel_id)
+
     def rate_limit(self, method: str, path_fragment: str, *, retry_after: float = 0.05) -> None:
         """Answer the next matching REST request with a 429 (with a Via header, as Discord's are)."""
         self.rate_limits.append((lambda m, p: m == method and path_fragment in p, retry_after))
@@ -172,8 +247,9 @@ class FakeDiscord:
         command: str,
         options: dict[str, Any] | None = None,
         attachments: dict[str, tuple[str, bytes, str]] | None = None,
+        place: Place | None = None,
     ) -> Interaction:
-        """Send an application command interaction, as a user typing `/command` would."""
+        """Send an application command interaction, as a user typing `/command` would (in `place`)."""
         names = command.split()
         definition = self.commands[names[0]]
         data: dict[str, Any] = {
@@ -205,13 +281,13 @@ class FakeDiscord:
             attachment = self._store_attachment(filename, blob, content_type)
             target.append({"name": name, "type": 11, "value": str(attachment.id)})
             data["resolved"].setdefault("attachments", {})[str(attachment.id)] = attachment.payload(self.base)
-        return await self._interact(user_id, 2, data)
+        return await self._interact(user_id, 2, data, place=place)
 
     async def press(self, user_id: int, message_id: int, custom_id: str) -> Interaction:
         """Click a button on a message."""
         message = self.messages[message_id]
         data = {"custom_id": custom_id, "component_type": 2}
-        return await self._interact(user_id, 3, data, message=message)
+        return await self._interact(user_id, 3, data, message=message, place=self._place_of(message))
 
     async def submit_modal(self, user_id: int, opened_by: Interaction, values: dict[str, str]) -> Interaction:
         """Fill in and submit the form the bot opened in reply to `opened_by` (text inputs by custom_id)."""
@@ -229,8 +305,9 @@ class FakeDiscord:
                     }
                 )
         message = self.messages.get(opened_by.message_id) if opened_by.message_id else None
+        place = Place(opened_by.guild_id, opened_by.channel_id)
         return await self._interact(
-            user_id, 5, {"custom_id": form["custom_id"], "components": rows}, message=message
+            user_id, 5, {"custom_id": form["custom_id"], "components": rows}, message=message, place=place
         )
 
     async def wait_until(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -274,33 +351,57 @@ class FakeDiscord:
             {
                 "v": 10,
                 "user": self.bot_user,
-                "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                "guilds": [{"id": str(guild), "unavailable": True} for guild in self.guild_channels],
                 "session_id": "fake-session",
                 "resume_gateway_url": f"{self.base.replace('http', 'ws')}/gateway",
                 "application": {"id": str(self.app_id), "flags": 0},
                 "shard": [0, 1],
             },
         )
+        for guild_id in self.guild_channels:
+            await self._dispatch_to(socket, "GUILD_CREATE", self._guild_payload(guild_id))
+
+    def _guild_payload(self, guild_id: int) -> dict[str, Any]:
         members = [payloads.member(u, admin=i in self.admins) for i, u in self.users.items()]
-        channels = [payloads.text_channel(self.channel_id, self.guild_id, nsfw=self.channel_nsfw)]
-        await self._dispatch_to(
-            socket, "GUILD_CREATE", payloads.guild(self.guild_id, self.app_id, channels, members)
-        )
+        channels = [self._channel_payload(c, guild_id) for c in self.guild_channels[guild_id]]
+        return payloads.guild(guild_id, self.app_id, channels, members)
+
+    def _channel_payload(self, channel_id: int, guild_id: int | None) -> dict[str, Any]:
+        if guild_id is None:
+            user = self.users[self.dm_channels[channel_id]]
+            return {"id": str(channel_id), "type": 1, "recipients": [user], "last_message_id": None}
+        channel = payloads.text_channel(channel_id, guild_id, nsfw=self.channel_nsfw)
+        if channel_id in self.private_channels:  # deny View Channel to @everyone (its role id is the guild's)
+            channel["permission_overwrites"] = [
+                {"id": str(guild_id), "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}
+            ]
+        return channel
+
+    def _place_of(self, message: dict[str, Any]) -> Place:
+        guild = message.get("guild_id")
+        return Place(int(guild) if guild else None, int(message["channel_id"]))
 
     async def _dispatch_to(self, socket: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
         self._sequence += 1
         await socket.send_json({"op": 0, "t": event, "s": self._sequence, "d": data})
 
     async def _interact(
-        self, user_id: int, kind: int, data: dict[str, Any], message: dict[str, Any] | None = None
+        self,
+        user_id: int,
+        kind: int,
+        data: dict[str, Any],
+        message: dict[str, Any] | None = None,
+        place: Place | None = None,
     ) -> Interaction:
+        place = place or self.main
         interaction = Interaction(
             id=payloads.snowflake(),
             token=f"token-{payloads.snowflake()}",
             type=kind,
             user_id=user_id,
-            channel_id=self.channel_id,
+            channel_id=place.channel_id,
             created=time.monotonic(),
+            guild_id=place.guild_id,
         )
         if message is not None:
             interaction.message_id = int(message["id"])
@@ -310,20 +411,25 @@ class FakeDiscord:
             "application_id": str(self.app_id),
             "type": kind,
             "data": data,
-            "guild_id": str(self.guild_id),
-            "channel_id": str(self.channel_id),
-            "channel": payloads.text_channel(self.channel_id, self.guild_id, nsfw=self.channel_nsfw),
-            "member": payloads.member(self.users[user_id], admin=user_id in self.admins),
+            "channel_id": str(place.channel_id),
+            "channel": self._channel_payload(place.channel_id, place.guild_id),
             "token": interaction.token,
             "version": 1,
             "app_permissions": payloads.ALL_PERMISSIONS,
             "locale": "en-US",
-            "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
-            "context": 0,
             "attachment_size_limit": self.upload_limit,
         }
+        if place.guild_id is not None:
+            body |= {
+                "guild_id": str(place.guild_id),
+                "member": payloads.member(self.users[user_id], admin=user_id in self.admins),
+                "guild_locale": "en-US",
+                "authorizing_integration_owners": {"0": str(place.guild_id)},
+                "context": 0,
+            }
+        else:  # a DM with the bot: a user, no member, no server
+            body |= {"user": self.users[user_id], "authorizing_integration_owners": {"0": "0"}, "context": 1}
         if message is not None:
             body["message"] = message
         for socket in self._sockets:
@@ -377,7 +483,7 @@ class FakeDiscord:
 
     async def _cdn(self, request: web.Request) -> web.Response:
         attachment = self.attachments.get(int(request.match_info["id"]))
-        if attachment is None:
+        if attachment is None or self.cdn_broken:
             return web.Response(status=404)
         return web.Response(body=attachment.data, headers={"Content-Type": attachment.content_type})
 
@@ -402,7 +508,11 @@ class FakeDiscord:
         return self._json(list(self.commands.values()))
 
     async def _channel(self, request: web.Request) -> web.Response:
-        return self._json(payloads.text_channel(int(request.match_info["channel"]), self.guild_id))
+        channel_id = int(request.match_info["channel"])
+        guild_id = next((g for g, channels in self.guild_channels.items() if channel_id in channels), None)
+        if guild_id is None and channel_id not in self.dm_channels:
+            guild_id = self.guild_id  # a channel no test made: one of the main server's
+        return self._json(self._channel_payload(channel_id, guild_id))
 
     def _interaction_for_token(self, token: str, *, check_expiry: bool = True) -> Interaction:
         interaction = next((i for i in self.interactions.values() if i.token == token), None)
@@ -429,7 +539,9 @@ class FakeDiscord:
             interaction.modal = data
         elif kind in (4, 5):  # a reply, or "thinking…" to be edited later
             message = self._new_message(
-                data if kind == 4 else {"content": "", "flags": data.get("flags", 0)}, files
+                data if kind == 4 else {"content": "", "flags": data.get("flags", 0)},
+                files,
+                channel_id=interaction.channel_id,
             )
             message["interaction_loading"] = kind == 5
             interaction.original_id = int(message["id"])
@@ -456,7 +568,7 @@ class FakeDiscord:
         if interaction.response_type is None:
             raise DiscordError(404, 10015, "Unknown Webhook")
         body, files = await self._read_body(request)
-        message = self._new_message(body, files)
+        message = self._new_message(body, files, channel_id=interaction.channel_id)
         interaction.followup_ids.append(int(message["id"]))
         return self._json(message)
 
@@ -561,10 +673,14 @@ class FakeDiscord:
         message_id = payloads.snowflake()
         for attachment in files:
             self.attachments[attachment.id] = attachment
+        channel_id = channel_id or self.channel_id
+        guild_id = next((g for g, channels in self.guild_channels.items() if channel_id in channels), None)
+        if guild_id is None and channel_id not in self.dm_channels:
+            guild_id = self.guild_id
         message = {
             "id": str(message_id),
-            "channel_id": str(channel_id or self.channel_id),
-            "guild_id": str(self.guild_id),
+            "channel_id": str(channel_id),
+            "guild_id": str(guild_id) if guild_id else None,
             "author": self.bot_user,
             "content": body.get("content") or "",
             "embeds": body.get("embeds") or [],
@@ -582,8 +698,15 @@ class FakeDiscord:
             "pinned": False,
             "edits": 0,
         }
+        self._record_pings(message, body)
         self.messages[message_id] = message
         return message
+
+    def _record_pings(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        if "content" not in body:
+            return  # an edit that leaves the text alone mentions nobody anew
+        message["pings"] = pings_of(body)
+        self.pings.extend((int(message["id"]), ping) for ping in message["pings"])
 
     def _edit_message(
         self, message: dict[str, Any], body: dict[str, Any], files: list[Attachment]
@@ -605,6 +728,7 @@ class FakeDiscord:
         for key in ("content", "embeds", "components", "flags"):
             if key in body:
                 message[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+        self._record_pings(message, body)
         message["attachments"] = kept + new_attachments
         message["edited_timestamp"] = "2026-01-01T00:00:01+00:00"
         message["interaction_loading"] = False

@@ -43,8 +43,8 @@ def test_migrations_match_the_models(db_url: str) -> None:
 def test_downgrade_step_by_step_and_upgrade_again(db_url: str) -> None:
     url = db_url
     upgrade(url)
-    downgrade(url, "0001")  # the admin tables (0002) go, the rest stays
-    assert _tables(url) == set(Base.metadata.tables) - {"guild_bans", "audit_log"}
+    downgrade(url, "0001")  # the admin tables (0002) and posted messages (0005) go, the rest stays
+    assert _tables(url) == set(Base.metadata.tables) - {"guild_bans", "audit_log", "posted_messages"}
     downgrade(url, "-1")
     assert _tables(url) == set()
     upgrade(url)
@@ -66,7 +66,9 @@ def test_upgrading_an_0001_database_keeps_its_rows(db_url: str) -> None:
     assert tuple(row) == (7, None)
 
 
-@pytest.mark.parametrize(("revision", "absent"), [("0001", {"guild_bans", "audit_log"}), ("head", set())])
+@pytest.mark.parametrize(
+    ("revision", "absent"), [("0001", {"guild_bans", "audit_log", "posted_messages"}), ("head", set())]
+)
 def test_upgrade_twice_is_a_no_op(db_url: str, revision: str, absent: set[str]) -> None:
     upgrade(db_url, revision)
     upgrade(db_url, revision)

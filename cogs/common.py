@@ -1,0 +1,42 @@
+"""What every button and form of the cogs shares: the gate before anything happens, one error handler
+after, and the bot behind an interaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import discord
+
+from bot.gate import admit
+from bot.interactive import answer_error
+
+if TYPE_CHECKING:
+    from bot.discord_bot import DreamcordBot
+
+
+def bot_of(interaction: discord.Interaction) -> DreamcordBot:
+    from bot.discord_bot import DreamcordBot
+
+    bot = interaction.client
+    assert isinstance(bot, DreamcordBot)
+    return bot
+
+
+class Gated:
+    """Mixin for a persistent button (before `discord.ui.DynamicItem` in the bases): the ban gate runs
+    first, then `run`; whatever `run` raises is answered by the one error handler. Without it,
+    discord.py would only log a failing dynamic item and the presser would see "interaction failed"."""
+
+    open_to_banned: ClassVar[bool] = False  # e.g. Cancel: stopping one's own job needs no permission
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return self.open_to_banned or await admit(interaction, bot_of(interaction).services.admin)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.run(interaction)
+        except Exception as error:
+            await answer_error(interaction, error, f"button {type(self).__name__}")
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
