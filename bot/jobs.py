@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.adapter_refs import resolve_adapters
 from bot.admin import check_may_submit, runs_relaxed
 from bot.privacy import PrivacyService
+from bot.tickets import (
+    FINAL_EVENTS,
+    Busy,
+    Finished,
+    JobNotFound,
+    JobTicket,
+    ResultSink,
+    StoredImage,
+    TicketEvent,
+    TokenTaken,
+    UnknownToken,
+)
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError
 from generation.outputs import AdapterOutput, JobOutput
@@ -35,83 +46,37 @@ from generation.specs import (
 from storage import admin as admin_store
 from storage import library
 from storage import repositories as repo
-from storage.db import write_transaction
+from storage.db import DatabaseBusy, retry_when_busy, write_transaction
 from storage.files import FileStore
 from storage.models import AdapterKind, Job, JobState
 from storage.privacy import job_message, lock_user, record_posted
 
+__all__ = [  # the service's own types live in bot.tickets; callers may import them from here
+    "Busy",
+    "Finished",
+    "JobNotFound",
+    "JobService",
+    "JobTicket",
+    "ResultSink",
+    "StoredImage",
+    "TicketEvent",
+    "TokenTaken",
+    "UnknownToken",
+    "resolve_adapters",
+]
 log = logging.getLogger(__name__)
-PromptedSpecT = TypeVar("PromptedSpecT", bound=PromptedSpec)
+WATCH_EVERY_S = 30.0  # how often the watchdog looks for jobs nobody follows
+RECORD_TRIES = 8  # a follower's tries at recording one event (backing off up to 30 s between them)
+
+
+def too_many_attempts(attempts: int) -> str:
+    return (
+        f"it was started {attempts} times without finishing (a worker crash or a restart each time), "
+        "so it is not tried again; submit it once more if you want it"
+    )
+
+
 DerivedSpec = VarySpec | OutpaintSpec | UpscaleSpec  # jobs that start from a stored picture
-
-
-class JobNotFound(DreamcordError):
-    """No such job, or not one the asker may touch."""
-
-
-class UnknownToken(DreamcordError):
-    """A `<token>` in a prompt that is not in the user's library (the message lists theirs)."""
-
-
-class TokenTaken(DreamcordError):
-    """A training would give the user a second token of the same name."""
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    index: int
-    seed: int | None
-    file_hash: str
-    width: int
-    height: int
-    nsfw: bool = False  # the safety checker flagged it: shown only where the channel allows it
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event a ticket yields for a successful job: its images are stored and recorded."""
-
-    images: tuple[StoredImage, ...]
-    output: JobOutput
-
-
-TicketEvent = Event | Finished
-
-
-class ResultSink(Protocol):
-    """Shows finished jobs to their owner (the Discord front end); returns the message id it posted."""
-
-    async def deliver(
-        self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
-    ) -> int | None: ...
-
-
-@dataclass
-class JobTicket:
-    """A job the service accepted: its id, and its events after the service has recorded them."""
-
-    job_id: int
-    owner_id: int
-    spec: JobSpec
-    relax: bool = False  # the owner's Fast time is used up: it runs when no Fast job waits
-    # None: the service stopped following the job (the bot is closing; the job resumes on the next start)
-    _events: asyncio.Queue[TicketEvent | None] = field(default_factory=asyncio.Queue)
-
-    async def events(self) -> AsyncIterator[TicketEvent]:
-        """Queued/Started/Progress as they come, then Finished, Failed or Cancelled (never Done); it
-        ends early, without a final event, when the service closes."""
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            yield event
-            if isinstance(event, Finished | Failed | Cancelled):
-                return
-
-    async def wait(self) -> TicketEvent:
-        """The final event: Finished, Failed or Cancelled."""
-        events = [event async for event in self.events()]
-        return events[-1]
 
 
 class JobService:
@@ -128,24 +93,64 @@ class JobService:
         self.pool = pool
         self.files = files
         self.sink = sink
-        self._followers: dict[int, asyncio.Task[None]] = {}
+        self._followers: dict[int, asyncio.Task[None]] = {}  # one per job not in a final state
+        self._submitting: set[int] = set()  # stored, not handed to the pool yet: not orphans
+        self._watchdog: asyncio.Task[None] | None = None
 
-    async def start(self) -> list[JobTicket]:
-        """Post results a previous process stored but never posted, and hand every job it left
-        queued or running to the pool again."""
+    async def start(self, *, watch_every_s: float | None = WATCH_EVERY_S) -> list[JobTicket]:
+        """Post results a previous process stored but never posted, hand every job it left queued or
+        running to the pool again, and start the watchdog (every `watch_every_s`; None: no watchdog)."""
         async with self.sessions() as session:
-            leftovers = await repo.unfinished_jobs(session)
             undelivered = await repo.undelivered_jobs(session) if self.sink else []
         for job in undelivered:
             await self._deliver_or_log(job.id)
+        tickets = await self.adopt_orphans()
+        if watch_every_s is not None:
+            self._watchdog = asyncio.create_task(self._watch(watch_every_s), name="job-watchdog")
+        return tickets
+
+    async def adopt_orphans(self) -> list[JobTicket]:
+        """Give every job the database holds as queued or running, and that nobody here follows, an
+        owner again: its pool handle if the pool still runs it, else the pool anew. A job that was
+        already started `max_attempts` times (counted in the database, across restarts) fails instead."""
+        async with self.sessions() as session:
+            leftovers = await repo.unfinished_jobs(session)
         tickets = []
         for job in leftovers:
-            log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
-            tickets.append(self._hand_to_pool(job.id, job.owner_id, spec_from_json(job.spec_json), job.relax))
+            if job.id in self._followers or job.id in self._submitting:
+                continue
+            current = await self.get_job(job.id)  # its follower may have finished it meanwhile
+            if current is None or current.state.finished or job.id in self._followers:
+                continue
+            handle = self.pool.handle_of(job.id)
+            if handle is not None:
+                log.warning("job %d: its follower was gone; following it again", job.id)
+                tickets.append(self._follow_handle(handle, JobTicket(job.id, job.owner_id, handle.spec)))
+            elif job.attempts >= self.pool.config.max_attempts:
+                log.warning("job %d: started %d times without finishing; not again", job.id, job.attempts)
+                await self._finish(job.id, JobState.FAILED, too_many_attempts(job.attempts))
+            else:
+                log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
+                spec = spec_from_json(job.spec_json)
+                tickets.append(
+                    self._hand_to_pool(job.id, job.owner_id, spec, job.relax, attempts=job.attempts)
+                )
+        for ticket in tickets:
+            ticket.listened = False  # nobody reads these tickets' progress: keep only their final event
         return tickets
+
+    async def _watch(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.adopt_orphans()
+            except Exception:  # the next round tries again; the watchdog itself never stops
+                log.exception("the job watchdog's round failed")
 
     async def close(self) -> None:
         """Stop following jobs; whatever is unfinished stays queued/running in the database."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._followers.values():
             task.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
@@ -170,33 +175,46 @@ class JobService:
         self.pool.check_capacity(owner_id)
         if self.privacy is not None:  # a job asked for while the user's /forget runs is refused…
             self.privacy.refuse_while_forgetting(owner_id)
-        async with write_transaction(self.sessions) as session:
-            if self.privacy is not None:  # …and asked again under the write lock: none slips in between
-                self.privacy.refuse_while_forgetting(owner_id)
-                await lock_user(session, owner_id)
-            prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
-            await check_may_submit(session, owner_id, guild_id, self.pool.config.max_queued_per_user, prompt)
-            spec = await self._prepare(session, spec, owner_id, guild_id)
-            relax = await runs_relaxed(session, owner_id, guild_id)
-            job = await repo.create_job(
-                session,
-                owner_id=owner_id,
-                kind=spec.kind,
-                spec_json=spec.to_json(),
-                guild_id=guild_id,
-                channel_id=channel_id,
-                parent_job_id=parent_job_id,
-                relax=relax,
-            )
-            if channel_id is not None and message_id is not None:
-                await record_posted(
-                    session, user_id=owner_id, job_id=job.id, channel_id=channel_id, message_id=message_id
+
+        async def store() -> tuple[Job, JobSpec, bool]:
+            async with write_transaction(self.sessions) as session:
+                if self.privacy is not None:  # …and asked again under the write lock: none slips in
+                    self.privacy.refuse_while_forgetting(owner_id)
+                    await lock_user(session, owner_id)
+                prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
+                max_queued = self.pool.config.max_queued_per_user
+                await check_may_submit(session, owner_id, guild_id, max_queued, prompt)
+                prepared = await self._prepare(session, spec, owner_id, guild_id)
+                relax = await runs_relaxed(session, owner_id, guild_id)
+                job = await repo.create_job(
+                    session,
+                    owner_id=owner_id,
+                    kind=prepared.kind,
+                    spec_json=prepared.to_json(),
+                    guild_id=guild_id,
+                    channel_id=channel_id,
+                    parent_job_id=parent_job_id,
+                    relax=relax,
                 )
+                if channel_id is not None and message_id is not None:
+                    await record_posted(
+                        session, user_id=owner_id, job_id=job.id, channel_id=channel_id, message_id=message_id
+                    )
+                self._submitting.add(job.id)  # until it is in the pool: the watchdog leaves it alone
+            return job, prepared, relax
+
+        try:
+            job, spec, relax = await retry_when_busy(store, what=f"a job of {owner_id}")
+        except DatabaseBusy as error:
+            log.error("%s", error)
+            raise Busy("the bot is very busy right now; please try again in a moment") from None
         try:
             return self._hand_to_pool(job.id, owner_id, spec, relax)
         except QueueFull as error:  # another submit won the last place while we were writing
             await self._finish(job.id, JobState.FAILED, str(error))
             raise
+        finally:
+            self._submitting.discard(job.id)
 
     async def cancel(self, job_id: int, viewer: Viewer) -> None:
         """Cancel a queued or running job the viewer may manage (theirs; an admin: any made in their server)."""
@@ -262,35 +280,72 @@ class JobService:
                 raise DreamcordError(f"{len(missing)} of the job's files are not in the file store")
         return spec
 
-    def _hand_to_pool(self, job_id: int, owner_id: int, spec: JobSpec, relax: bool = False) -> JobTicket:
-        handle = self.pool.submit(job_id, spec, owner_id=owner_id, relax=relax)
-        ticket = JobTicket(job_id=job_id, owner_id=owner_id, spec=spec, relax=relax)
-        self._followers[job_id] = asyncio.create_task(self._follow(handle, ticket), name=f"job-{job_id}")
+    def _hand_to_pool(
+        self, job_id: int, owner_id: int, spec: JobSpec, relax: bool = False, attempts: int = 0
+    ) -> JobTicket:
+        handle = self.pool.submit(job_id, spec, owner_id=owner_id, relax=relax, attempts=attempts)
+        return self._follow_handle(
+            handle, JobTicket(job_id=job_id, owner_id=owner_id, spec=spec, relax=relax)
+        )
+
+    def _follow_handle(self, handle: JobHandle, ticket: JobTicket) -> JobTicket:
+        task = asyncio.create_task(self._follow(handle, ticket), name=f"job-{handle.job_id}")
+        self._followers[handle.job_id] = task
+        task.add_done_callback(lambda done: self._follower_ended(handle.job_id, ticket, done))
         return ticket
 
+    def _follower_ended(self, job_id: int, ticket: JobTicket, task: asyncio.Task[None]) -> None:
+        """However a follower ends (even cancelled before it ran), its job loses it as an owner and
+        whoever still listens to its ticket stops (after a final event the marker stays unread)."""
+        if self._followers.get(job_id) is task:
+            del self._followers[job_id]
+        ticket._events.put_nowait(None)
+
     async def _follow(self, handle: JobHandle, ticket: JobTicket) -> None:
-        """Record each event, then pass it on: the database always knows at least what the user saw."""
-        try:
-            async for event in handle.events():
-                forwarded: TicketEvent = event
-                if isinstance(event, Started):
-                    async with write_transaction(self.sessions) as session:
-                        await repo.mark_running(session, handle.job_id)
-                elif isinstance(event, Done):
-                    forwarded = await self._store_result(handle.job_id, event.output)
-                    await self._after_final(handle.job_id, ticket.spec)  # before the user hears "done"
-                    if isinstance(forwarded, Finished):
-                        await self._deliver_or_log(handle.job_id)
-                elif isinstance(event, Failed):
-                    await self._finish(handle.job_id, JobState.FAILED, event.reason)
-                    await self._after_final(handle.job_id, ticket.spec)
-                elif isinstance(event, Cancelled):
-                    await self._finish(handle.job_id, JobState.CANCELLED)
-                    await self._after_final(handle.job_id, ticket.spec)
+        """Record each event, then pass it on: the database always knows at least what the user saw.
+        Recording is retried while it fails (a database busy for a while), so the follower does not
+        die and leave its job without an owner; after RECORD_TRIES the event is given up (logged), and
+        an unfinished job is left to the watchdog, which hands it to the pool again."""
+        async for event in handle.events():
+            forwarded = await self._record_with_retries(handle.job_id, ticket.spec, event)
+            if forwarded is not None and (ticket.listened or isinstance(forwarded, FINAL_EVENTS)):
                 ticket._events.put_nowait(forwarded)
-        finally:
-            self._followers.pop(handle.job_id, None)
-            ticket._events.put_nowait(None)  # whoever still listens stops (after a final event: unread)
+
+    async def _record_with_retries(self, job_id: int, spec: JobSpec, event: Event) -> TicketEvent | None:
+        for tries in range(1, RECORD_TRIES + 1):
+            try:
+                return await self._record(job_id, spec, event)
+            except Exception:
+                log.exception(
+                    "job %d: recording %s failed (try %d of %d)",
+                    job_id,
+                    type(event).__name__,
+                    tries,
+                    RECORD_TRIES,
+                )
+                if tries < RECORD_TRIES:
+                    await asyncio.sleep(min(2.0**tries, 30.0))
+        return None
+
+    async def _record(self, job_id: int, spec: JobSpec, event: Event) -> TicketEvent:
+        """What an event changes in the database (and Discord, for a result); the event to pass on."""
+        if isinstance(event, Started):
+            await retry_when_busy(lambda: self._mark_running(job_id), what=f"job {job_id} started")
+        elif isinstance(event, Done):
+            stored = await self._store_result(job_id, event.output)
+            await self._after_final(job_id, spec)  # before the user hears "done"
+            if isinstance(stored, Finished):
+                await self._deliver_or_log(job_id)
+            return stored
+        elif isinstance(event, Failed | Cancelled):
+            state = JobState.FAILED if isinstance(event, Failed) else JobState.CANCELLED
+            await self._finish(job_id, state, event.reason if isinstance(event, Failed) else None)
+            await self._after_final(job_id, spec)
+        return event
+
+    async def _mark_running(self, job_id: int) -> None:
+        async with write_transaction(self.sessions) as session:
+            await repo.mark_running(session, job_id)
 
     async def _after_final(self, job_id: int, spec: JobSpec) -> None:
         """However a training ends, its photos go (unless the user kept them)."""
@@ -305,12 +360,12 @@ class JobService:
             StoredImage(index, image.seed, digest, image.width, image.height, flagged)
             for index, (image, digest, flagged) in enumerate(zip(output.images, hashes, flags, strict=True))
         )
-        try:
+
+        async def record() -> bool:
             async with write_transaction(self.sessions) as session:
                 # Final state, images and adapter in one transaction: a job is done with all of it, or not.
                 if not await repo.finish_job(session, job_id, JobState.DONE):
-                    log.warning("job %d finished twice; keeping the first result", job_id)
-                    return Finished(images=images, output=output)
+                    return False
                 job = await repo.get_job(session, job_id)
                 assert job is not None
                 await repo.record_gpu_time(session, job, output.elapsed_s)
@@ -320,6 +375,11 @@ class JobService:
                     [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height, i.nsfw) for i in images],
                 )
                 await self._add_to_library(session, job, output.adapter, adapter_hash)
+            return True
+
+        try:
+            if not await retry_when_busy(record, what=f"job {job_id}'s result"):
+                log.warning("job %d finished twice; keeping the first result", job_id)
         except TokenTaken as error:
             await self._finish(job_id, JobState.FAILED, str(error))
             return Failed(str(error))
@@ -366,44 +426,16 @@ class JobService:
             origin = await job_message(session, job)
         message_id = await self.sink.deliver(job, await self.images_of(job_id), origin)
         if message_id is not None:
-            async with write_transaction(self.sessions) as session:
-                await repo.record_message(session, job_id, message_id)
+
+            async def record() -> None:
+                async with write_transaction(self.sessions) as session:
+                    await repo.record_message(session, job_id, message_id)
+
+            await retry_when_busy(record, what=f"job {job_id}'s message")
 
     async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
-        async with write_transaction(self.sessions) as session:
-            await repo.finish_job(session, job_id, state, error)
+        async def finish() -> None:
+            async with write_transaction(self.sessions) as session:
+                await repo.finish_job(session, job_id, state, error)
 
-
-async def resolve_adapters(
-    session: AsyncSession, spec: PromptedSpecT, owner_id: int, guild_id: int | None
-) -> PromptedSpecT:
-    """Fill each `<name>` of the spec with the file, kind and trigger of the adapter it means here."""
-    resolved = []
-    for ref in spec.adapters:
-        adapter = await library.usable_adapter(session, owner_id, ref.name, guild_id)
-        if adapter is None:
-            raise UnknownToken(await _unknown_token_message(session, ref.name, owner_id, guild_id))
-        if adapter.base_model != spec.model:
-            raise UnknownToken(
-                f"<{ref.name}> was made for model {adapter.base_model!r}, not {spec.model!r}; "
-                f"add --model {adapter.base_model} or pick another token"
-            )
-        resolved.append(
-            ref.model_copy(
-                update={
-                    "kind": adapter.kind.value,
-                    "file": adapter.file_hash,
-                    "trigger": adapter.trigger_words,
-                }
-            )
-        )
-    return spec.model_copy(update={"adapters": tuple(resolved)})
-
-
-async def _unknown_token_message(
-    session: AsyncSession, name: str, owner_id: int, guild_id: int | None
-) -> str:
-    names = sorted({f"<{a.name}>" for a in await library.visible_adapters(session, owner_id, guild_id)})
-    if not names:
-        return f"<{name}> is not in your library, which is empty: train a token with /train first"
-    return f"<{name}> is not in your library; your tokens here: {', '.join(names)}"
+        await retry_when_busy(finish, what=f"job {job_id} {state.value}")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -20,6 +22,28 @@ from generation.worker import WorkerSettings, worker_main
 
 OnMessage = Callable[[tuple[Any, ...]], None]
 OnExit = Callable[[], None]
+
+# What a worker must not inherit: it parses users' files, and needs neither the bot's token nor the
+# database's password. The hub token stays: workers download gated models with it.
+SECRET_NAMES = re.compile(
+    r"DISCORD_TOKEN|DREAMCORD_DATABASE_URL|PG(PASSWORD|PASSFILE)|.*_(TOKEN|PASSWORD|SECRET|API_KEY)"
+)
+WORKER_NEEDS = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
+
+
+@contextlib.contextmanager
+def secrets_withheld() -> Iterator[None]:
+    """Take the bot's secrets out of the environment while a worker process is spawned (it inherits
+    the environment as it is at that moment); they are back as soon as it has started."""
+    removed = {
+        name: os.environ.pop(name)
+        for name in list(os.environ)
+        if SECRET_NAMES.fullmatch(name) and name not in WORKER_NEEDS
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(removed)
 
 
 class WorkerLink(Protocol):
@@ -51,7 +75,8 @@ class ProcessLink:
             self._process.join(1)  # reap the dead one
         ours, theirs = self._context.Pipe()
         self._process = self._context.Process(target=worker_main, args=(theirs, self.settings), daemon=True)
-        self._process.start()
+        with secrets_withheld():
+            self._process.start()
         theirs.close()
         self._connection = ours
         reader = threading.Thread(target=_read, args=(ours, loop, on_message, on_exit), daemon=True)

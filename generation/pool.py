@@ -214,8 +214,11 @@ class WorkerPool:
         )
 
     # ------------------------------------------------------------ jobs
-    def submit(self, job_id: int, spec: JobSpec, *, owner_id: int, relax: bool = False) -> JobHandle:
-        """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many."""
+    def submit(
+        self, job_id: int, spec: JobSpec, *, owner_id: int, relax: bool = False, attempts: int = 0
+    ) -> JobHandle:
+        """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many.
+        `attempts`: how often it was started before (a resumed job), which counts towards max_attempts."""
         lane: Lane = "training" if spec.kind == "train" else "interactive"
         devices = self.config.interactive_devices if lane == "interactive" else self.config.training_devices
         if not devices:
@@ -225,11 +228,15 @@ class WorkerPool:
         self.check_capacity(owner_id)
         handle = JobHandle(self, job_id, owner_id, spec, lane)
         handle.sequence = next(self._submissions)
-        handle.relax = relax
+        handle.relax, handle.attempts = relax, attempts
         self._handles[job_id] = handle
         self._pending[lane].add(handle)
         self._dispatch()
         return handle
+
+    def handle_of(self, job_id: int) -> JobHandle | None:
+        """The job's handle while the pool has it (queued or running)."""
+        return self._handles.get(job_id)
 
     def check_capacity(self, owner_id: int) -> None:
         """Raise QueueFull if `owner_id` already has the maximum number of jobs queued or running."""

@@ -133,7 +133,9 @@ async def test_the_daily_quota_counts_what_ran_not_what_was_refused(
     async with sessions.begin() as session:
         ids = []
         for _ in range(6):
-            job = await repo.create_job(session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD)
+            job = await repo.create_job(
+                session, owner_id=USER, kind="imagine", spec_json="{}", guild_id=GUILD
+            )
             ids.append(job.id)
     ran, _waiting, refused, failed, cancelled_early, cancelled_late = ids
     async with sessions.begin() as session:

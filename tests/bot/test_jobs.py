@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPoo
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec
 from generation.worker import WorkerSettings
+from storage import repositories as repo
 from storage.files import FileStore
 from storage.models import ImageRecord, Job, JobState
 
@@ -192,3 +196,97 @@ async def test_result_is_delivered_once_even_across_a_restart(
         assert job is not None and job.message_id == 1000 + ticket.job_id
     finally:
         await pool.close()
+
+
+def _hold_write_lock(db_url: str, seconds: float) -> threading.Event:
+    """Another connection takes SQLite's write lock for `seconds` (longer than the busy timeout);
+    the returned event is set once it holds it."""
+    held = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(db_url.split(":///", 1)[1], timeout=30)
+        connection.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        connection.rollback()
+        connection.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    return held
+
+
+async def test_a_write_lock_longer_than_the_busy_timeout_delays_jobs_but_loses_none(
+    sessions: async_sessionmaker[AsyncSession], db_url: str, tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """A submit waits out the lock (retries), and a follower whose job finishes under the lock records
+    it afterwards instead of dying and leaving the job 'running' for good."""
+    pool = _pool(tiny_config)
+    await pool.start()
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    try:
+        held = _hold_write_lock(db_url, 7.0)
+        await asyncio.to_thread(held.wait, 10)
+        ticket = await service.submit(owner_id=1, spec=_spec(tiny_config, 1))  # went through after the lock
+        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
+
+        running = await service.submit(owner_id=1, spec=_spec(tiny_config, 2, steps=30))
+        async for event in running.events():
+            if isinstance(event, Started):  # recorded as running; the result will come under the lock
+                held = _hold_write_lock(db_url, 7.0)
+                await asyncio.to_thread(held.wait, 10)
+                break
+        assert isinstance(await asyncio.wait_for(running.wait(), 90), Finished)
+        assert [job.state for job in await _jobs(sessions)] == [JobState.DONE, JobState.DONE]
+    finally:
+        await service.close()
+        await pool.close()
+
+
+@pytest.mark.parametrize("ticket_started", [True, False], ids=["while-following", "before-starting"])
+async def test_the_watchdog_gives_a_job_whose_follower_died_an_owner_again(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path, ticket_started: bool
+) -> None:
+    pool = _pool(tiny_config)
+    await pool.start()
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    try:
+        ticket = await service.submit(owner_id=1, spec=_spec(tiny_config, 3, steps=20))
+        follower = service._followers[ticket.job_id]
+        if ticket_started:
+            await anext(aiter(ticket.events()))  # it has recorded something already
+        follower.cancel()  # it dies (as an unexpected error would have killed it before)
+        await asyncio.gather(follower, return_exceptions=True)
+        (adopted,) = await service.adopt_orphans()
+        assert adopted.job_id == ticket.job_id
+        assert isinstance(await asyncio.wait_for(adopted.wait(), 60), Finished)
+        assert [job.state for job in await _jobs(sessions)] == [JobState.DONE]
+        assert await service.adopt_orphans() == []  # nothing left without an owner
+    finally:
+        await service.close()
+        await pool.close()
+
+
+@pytest.mark.both_databases
+async def test_attempts_are_counted_across_restarts(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """A job that was started twice without finishing (crashes or restarts) is failed at the next
+    start instead of running again; one started once resumes with that attempt counted."""
+    spec_json = _spec(tiny_config, 4).to_json()
+    async with sessions.begin() as session:
+        twice = await repo.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
+        once = await repo.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
+        for job_id in (twice.id, twice.id, once.id):
+            await repo.mark_running(session, job_id)
+    pool = _pool(tiny_config)  # not started: nothing runs, the test sees what start() decided
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"))
+    try:
+        resumed = await service.start(watch_every_s=None)
+        assert [ticket.job_id for ticket in resumed] == [once.id]
+        handle = pool.handle_of(once.id)
+        assert handle is not None and handle.attempts == 1
+        failed = await service.get_job(twice.id)
+        assert failed is not None and failed.state == JobState.FAILED
+        assert "started 2 times without finishing" in (failed.error or "")
+    finally:
+        await service.close()

@@ -29,7 +29,11 @@ def sees_public_only(channel_id: int) -> bool:
         (job(GUILD), Viewer(MEMBER, OTHER_GUILD, is_admin=True), False),  # another server's job
         (job(GUILD), Viewer(MEMBER, GUILD, channel_id=CHANNEL), True),  # same channel
         (job(GUILD), Viewer(MEMBER, GUILD, channel_id=99, sees_channel=sees_public_only), True),
-        (job(GUILD, PRIVATE), Viewer(MEMBER, GUILD, channel_id=CHANNEL, sees_channel=sees_public_only), False),
+        (
+            job(GUILD, PRIVATE),
+            Viewer(MEMBER, GUILD, channel_id=CHANNEL, sees_channel=sees_public_only),
+            False,
+        ),
         (job(GUILD, PRIVATE), Viewer(MEMBER, GUILD, channel_id=CHANNEL, is_admin=True), True),
         (job(GUILD, PRIVATE), Viewer(MEMBER, GUILD, channel_id=CHANNEL), False),  # unknown channels: no
     ],

@@ -87,6 +87,23 @@ async def e2e_pool(
     await pool.close()
 
 
+# discord.py's task names for running interaction handlers: commands, buttons and forms, listeners.
+HANDLER_TASKS = ("CommandTree-invoker", "discord-ui-", "discord.py: on_interaction")
+
+
+async def _handlers_done(timeout: float = 20.0) -> None:
+    """Wait for the bot's interaction handlers still running: a test may end as soon as the fake shows a
+    message, while its handler still records it; the database must not be closed under it."""
+    current = asyncio.current_task()
+    handlers = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not current and not task.done() and task.get_name().startswith(HANDLER_TASKS)
+    ]
+    if handlers:
+        await asyncio.wait(handlers, timeout=timeout)
+
+
 @pytest_asyncio.fixture(loop_scope="module")
 async def stack(
     e2e_pool: WorkerPool, e2e_config: ModelConfig, e2e_data_dir: Path, tmp_path: Path
@@ -116,7 +133,8 @@ async def stack(
 
     async def stop_bot() -> None:
         bot, task, jobs = running.pop()
-        await jobs.close()
+        await jobs.close()  # ends the listeners of every job's events…
+        await _handlers_done()  # …so the interactions still being answered finish (and their DB writes)
         await bot.close()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -133,3 +151,5 @@ async def stack(
                 await stop_bot()
             await fake.stop()
             await engine.dispose()
+    # In every scenario: nobody pinged but a job's owner, on the channel post of their result.
+    assert [ping for ping in fake.pings if not (ping[1].startswith("user:") and ping[2])] == []

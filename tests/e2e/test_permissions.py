@@ -135,7 +135,7 @@ async def test_a_banned_user_is_stopped_at_every_button_and_form(stack: Stack) -
 
 
 def pings(fake: FakeDiscord) -> list[str]:
-    return [ping for _, ping in fake.pings]
+    return [ping for _, ping, _ in fake.pings]
 
 
 async def test_prompts_with_mentions_ping_nobody(stack: Stack) -> None:

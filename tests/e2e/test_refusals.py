@@ -86,26 +86,30 @@ async def test_a_result_whose_message_a_moderator_deleted_is_not_posted_again(st
 
 
 async def test_a_refused_burst_does_not_use_up_the_daily_quota(stack: Stack) -> None:
+    """Jobs refused at the queue limit (10 queued or running) do not count towards the day's 12."""
     fake = stack.fake
     boss, kim = fake.add_user("boss", admin=True), fake.add_user("kim")
     daily = 12
     await stack.bot.services.admin.set_quotas(fake.guild_id, boss, max_queued=None, daily_jobs=daily)
-    burst = await asyncio.gather(
-        *(fake.slash(kim, "imagine", {"prompt": f"a cat --seed {i} --steps 2"}) for i in range(daily + 2))
+    burst = await asyncio.gather(  # slow jobs, so that the queue is full when the last ones arrive
+        *(fake.slash(kim, "imagine", {"prompt": f"a cat --seed {i} --steps 40"}) for i in range(daily + 2))
     )
-    pictures = 0
+    pictures = refusals = 0
     for interaction in burst:  # each one is answered: a picture, or a refusal that names the limit
         await fake.wait_until(
             lambda i=interaction: (
-                bool(i.followup_ids) or bool((fake.message(i.original_id) or {}).get("attachments"))
+                i.response_type == 4
+                or bool(i.followup_ids)
+                or bool((fake.message(i.original_id) or {}).get("attachments"))
             ),
-            timeout=120,
+            timeout=180,
         )
-        if interaction.followup_ids:
-            assert "jobs queued or running per person" in await ephemeral_reply(stack, interaction)
+        if interaction.response_type == 4 or interaction.followup_ids:
+            assert "jobs queued or running" in await ephemeral_reply(stack, interaction)
+            refusals += 1
         else:
             pictures += 1
-    assert 0 < pictures < daily
+    assert refusals > 0 and pictures + refusals == daily + 2
     while pictures < daily:  # what was refused did not count: the rest of the allowance is still there
         await imagine_in(stack, kim, f"a dog --seed {pictures} --steps 2")
         pictures += 1

@@ -128,7 +128,8 @@ class FakeDiscord:
         self.guild_channels: dict[int, list[int]] = {self.guild_id: [self.channel_id]}
         self.private_channels: set[int] = set()  # @everyone may not view them
         self.dm_channels: dict[int, int] = {}  # channel -> the user it is a DM with
-        self.pings: list[tuple[int, str]] = []  # (message id, ping) for every message created or edited
+        # (message id, ping, posted with a nonce) for every message created or edited
+        self.pings: list[tuple[int, str, bool]] = []
         self.cdn_broken = False  # the CDN answers 404 for every attachment (expired or deleted uploads)
         self.messages: dict[int, dict[str, Any]] = {}  # id -> message payload
         self.attachments: dict[int, Attachment] = {}
@@ -706,7 +707,7 @@ class FakeDiscord:
         if "content" not in body:
             return  # an edit that leaves the text alone mentions nobody anew
         message["pings"] = pings_of(body)
-        self.pings.extend((int(message["id"]), ping) for ping in message["pings"])
+        self.pings.extend((int(message["id"]), ping, bool(message.get("nonce"))) for ping in message["pings"])
 
     def _edit_message(
         self, message: dict[str, Any], body: dict[str, Any], files: list[Attachment]

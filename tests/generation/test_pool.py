@@ -375,3 +375,24 @@ async def test_the_pool_says_where_each_worker_runs(pool: WorkerPool, backend: s
         if backend == "local"
         else re.fullmatch(r"interactive on node \w+ cpu", where)
     )
+
+
+async def test_a_spawned_worker_inherits_no_secret_of_the_bot(
+    tiny_config: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers parse users' files: they get neither the bot token nor the database password (the hub
+    token, which they need for gated models, stays)."""
+    monkeypatch.setenv("DISCORD_TOKEN", "bot-secret")
+    monkeypatch.setenv("DREAMCORD_DATABASE_URL", "postgresql+psycopg://dreamcord:pw@db/dreamcord")
+    monkeypatch.setenv("HF_TOKEN", "hub-token")
+    pool = WorkerPool(_config(tiny_config, "local"))
+    await pool.start()
+    try:
+        (pid,) = pool.worker_pids()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {entry.split(b"=", 1)[0] for entry in environ if entry}
+        assert b"DISCORD_TOKEN" not in names and b"DREAMCORD_DATABASE_URL" not in names
+        assert b"HF_TOKEN" in names
+        assert os.environ["DISCORD_TOKEN"] == "bot-secret"  # the bot keeps its own
+    finally:
+        await pool.close()
