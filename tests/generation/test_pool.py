@@ -135,7 +135,10 @@ async def test_queued_jobs_learn_their_position(pool: WorkerPool, tiny_config: M
     handles = [_submit(pool, _spec(tiny_config)) for _ in range(3)]
     results = await asyncio.wait_for(asyncio.gather(*(_collect(h) for h in handles)), 60)
     positions = [[e.position for e in events if isinstance(e, Queued)] for events in results]
-    assert positions == [[], [1], [2, 1]]
+    # A position is announced again when only its ETA moved (on a loaded machine it does): the places
+    # a job went through, in order, are what must hold.
+    places = [[p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] for seen in positions]
+    assert places == [[], [1], [2, 1]]
     assert all(isinstance(events[-1], Done) for events in results)
 
 
