@@ -195,6 +195,8 @@ class DiscordResultSink:
             await self.client.get_partial_messageable(job.channel_id).fetch_message(message_id)
         except discord.NotFound:
             return True
+        except discord.HTTPException as error:  # e.g. no Read Message History: cannot tell, so post
+            log.info("job %d: could not look for its message (%s); posting the result", job.id, error)
         return False
 
     def _shown(self, image: StoredImage, allow_nsfw: bool) -> bytes:
