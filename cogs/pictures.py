@@ -17,7 +17,7 @@ from bot.visibility import Viewer
 from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
 from generation.imagine import imagine_spec
-from generation.prompt import MAX_ASPECT, parse_prompt, with_defaults
+from generation.prompt import parse_prompt, with_defaults, within_aspect
 from generation.specs import PromptedSpec, spec_from_json
 from generation.user_images import UserImageError, open_user_image
 
@@ -65,7 +65,7 @@ async def uploaded_picture(
         raise DreamcordError("describe the uploaded picture in `prompt` (e.g. 'a red fox in the snow')")
     data = await read_attachment(upload)
     image = await asyncio.to_thread(open_user_image, data, upload.filename)  # format, size, pixels
-    if max(image.width / image.height, image.height / image.width) > MAX_ASPECT:
+    if not within_aspect(image.width, image.height):
         raise UserImageError(
             f"{shown_text(upload.filename, 100)} is {image.width}x{image.height}: pictures from 1:4 to 4:1 "
             "can be varied, upscaled or extended; crop it first"

@@ -107,12 +107,17 @@ def _bounded_int(name: str, argument: str, low: int, high: int) -> int:
     return int(argument)
 
 
+def within_aspect(width: int, height: int) -> bool:
+    """Whether a picture or ratio of `width` x `height` is between 1:MAX_ASPECT and MAX_ASPECT:1."""
+    return width > 0 and height > 0 and max(width / height, height / width) <= MAX_ASPECT
+
+
 def parse_aspect(argument: str) -> tuple[int, int]:
     parts = argument.split(":")
     if len(parts) != 2 or not all(_INT_RE.match(part) and len(part) <= 5 for part in parts):
         raise _flag_error("ar", argument)
     width, height = (int(part) for part in parts)
-    if width == 0 or height == 0 or max(width / height, height / width) > MAX_ASPECT:
+    if not within_aspect(width, height):
         raise _flag_error("ar", argument)
     divisor = math.gcd(width, height)
     return width // divisor, height // divisor

@@ -79,9 +79,10 @@ def is_busy(error: BaseException) -> bool:
         return False
     if "database is locked" in str(error.orig) or "database table is locked" in str(error.orig):
         return True
-    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_PGCODES or getattr(
-        error.orig, "pgcode", None
-    ) in _RETRYABLE_PGCODES
+    return (
+        getattr(error.orig, "sqlstate", None) in _RETRYABLE_PGCODES
+        or getattr(error.orig, "pgcode", None) in _RETRYABLE_PGCODES
+    )
 
 
 async def retry_when_busy(

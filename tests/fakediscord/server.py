@@ -378,6 +378,13 @@ class FakeDiscord:
             ]
         return channel
 
+    def _guild_of(self, channel_id: int) -> int | None:
+        """The server a channel belongs to; None for a DM; a channel no test made is the main server's."""
+        guild_id = next((g for g, channels in self.guild_channels.items() if channel_id in channels), None)
+        if guild_id is None and channel_id not in self.dm_channels:
+            return self.guild_id
+        return guild_id
+
     def _place_of(self, message: dict[str, Any]) -> Place:
         guild = message.get("guild_id")
         return Place(int(guild) if guild else None, int(message["channel_id"]))
@@ -510,10 +517,7 @@ class FakeDiscord:
 
     async def _channel(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["channel"])
-        guild_id = next((g for g, channels in self.guild_channels.items() if channel_id in channels), None)
-        if guild_id is None and channel_id not in self.dm_channels:
-            guild_id = self.guild_id  # a channel no test made: one of the main server's
-        return self._json(self._channel_payload(channel_id, guild_id))
+        return self._json(self._channel_payload(channel_id, self._guild_of(channel_id)))
 
     def _interaction_for_token(self, token: str, *, check_expiry: bool = True) -> Interaction:
         interaction = next((i for i in self.interactions.values() if i.token == token), None)
@@ -675,9 +679,7 @@ class FakeDiscord:
         for attachment in files:
             self.attachments[attachment.id] = attachment
         channel_id = channel_id or self.channel_id
-        guild_id = next((g for g, channels in self.guild_channels.items() if channel_id in channels), None)
-        if guild_id is None and channel_id not in self.dm_channels:
-            guild_id = self.guild_id
+        guild_id = self._guild_of(channel_id)
         message = {
             "id": str(message_id),
             "channel_id": str(channel_id),
