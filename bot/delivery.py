@@ -11,6 +11,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import discord
 
@@ -25,6 +26,8 @@ PROGRESS_INTERVAL_S = 1.5  # at most one progress edit per job this often (Disco
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 EXPIRED_TOKEN_CODES = {50027, 10015}  # invalid webhook token, unknown webhook
 UNKNOWN_MESSAGE = 10008
+HISTORY_LOOKBACK = timedelta(minutes=1)  # our clock and Discord's may differ a little
+HISTORY_LIMIT = 500  # messages read after the intent; a result is posted within seconds of it
 
 ViewFactory = Callable[[Job, Sequence[StoredImage]], discord.ui.View | None]
 CaptionFactory = Callable[[Job], str]
@@ -109,6 +112,11 @@ class JobMessage:
             return None
 
 
+def result_file_stem(job_id: int) -> str:
+    """The name of a result's attachment: it marks the message as that job's result."""
+    return f"dreamcord_{job_id}"
+
+
 def channel_allows_nsfw(client: discord.Client, channel_id: int | None) -> bool:
     """Only channels Discord marks age-restricted (NSFW) may show pictures the safety checker flagged."""
     channel = client.get_channel(channel_id) if channel_id is not None else None
@@ -170,7 +178,10 @@ class DiscordResultSink:
                     attachments = []
                     if data is not None:
                         fitted, name = await asyncio.to_thread(
-                            fit_to_limit, data, live.interaction.filesize_limit, f"dreamcord_{job.id}.png"
+                            fit_to_limit,
+                            data,
+                            live.interaction.filesize_limit,
+                            f"{result_file_stem(job.id)}.png",
                         )
                         attachments = [discord.File(io.BytesIO(fitted), name)]
                     message = await live.interaction.edit_original_response(
@@ -188,6 +199,40 @@ class DiscordResultSink:
             log.info("job %d: its message was deleted while the bot was away; not posted", job.id)
             return origin_message_id
         return await self._post_to_channel(job, data, content, view)
+
+    async def find_delivered(self, job: Job, origin_message_id: int | None, since: datetime) -> int | None:
+        """After a restart, the message that already shows `job`'s result, if sending it started at
+        `since` and its id was never recorded: the job's own message if it was edited to show it, else a
+        message of ours posted in the channel since then. Results are recognised by their attachment's
+        name (dreamcord_<job>.png/.jpg), or a text-only result by its caption. When the channel cannot
+        be read, None: the result is posted, and Discord's nonce still drops a recent duplicate."""
+        assert job.channel_id is not None
+        channel = self.client.get_partial_messageable(job.channel_id)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)  # SQLite returns naive UTC
+        try:
+            if origin_message_id is not None:
+                try:
+                    origin = await channel.fetch_message(origin_message_id)
+                except discord.NotFound:
+                    pass  # deleted: deliver() respects that
+                else:
+                    if self._shows_result(job, origin):
+                        return origin.id
+            after = discord.Object(discord.utils.time_snowflake(since - HISTORY_LOOKBACK))
+            async for message in channel.history(after=after, limit=HISTORY_LIMIT, oldest_first=True):
+                if self._shows_result(job, message):
+                    return message.id
+        except discord.HTTPException as error:
+            log.warning("job %d: could not look for an earlier post of its result (%s)", job.id, error)
+        return None
+
+    def _shows_result(self, job: Job, message: discord.Message) -> bool:
+        me = self.client.user
+        if me is None or message.author.id != me.id:
+            return False
+        if message.attachments:
+            return any(a.filename.startswith(f"{result_file_stem(job.id)}.") for a in message.attachments)
+        return message.content.startswith(self.caption(job))
 
     async def _was_deleted(self, job: Job, message_id: int) -> bool:
         assert job.channel_id is not None
@@ -219,7 +264,7 @@ class DiscordResultSink:
             message = await channel.send(content, nonce=nonce, allowed_mentions=owner)
             return message.id
         limit = getattr(getattr(channel, "guild", None), "filesize_limit", DEFAULT_UPLOAD_LIMIT)
-        fitted, name = await asyncio.to_thread(fit_to_limit, data, limit, f"dreamcord_{job.id}.png")
+        fitted, name = await asyncio.to_thread(fit_to_limit, data, limit, f"{result_file_stem(job.id)}.png")
         file = discord.File(io.BytesIO(fitted), name)
         if view is None:
             message = await channel.send(content, file=file, nonce=nonce, allowed_mentions=owner)

@@ -415,7 +415,9 @@ class JobService:
             log.exception("job %d: posting the result failed; it will be posted on the next start", job_id)
 
     async def _deliver(self, job_id: int) -> None:
-        """Post a finished job's result once: a job that records a message id is never posted again."""
+        """Post a finished job's result once. The intent is recorded before sending; a job that has an
+        intent but no message id (the process stopped in between) first asks Discord whether the result
+        arrived; a job that records a message id is never posted again."""
         if self.sink is None:
             return
         job = await self.get_job(job_id)
@@ -424,7 +426,19 @@ class JobService:
             return
         async with self.sessions() as session:
             origin = await job_message(session, job)
-        message_id = await self.sink.deliver(job, await self.images_of(job_id), origin)
+        message_id = None
+        if job.delivery_started_at is not None:
+            message_id = await self.sink.find_delivered(job, origin, job.delivery_started_at)
+            if message_id is not None:
+                log.info("job %d: its result was already in Discord (message %d)", job_id, message_id)
+        if message_id is None:
+
+            async def intend() -> None:
+                async with write_transaction(self.sessions) as session:
+                    await repo.record_delivery_intent(session, job_id)
+
+            await retry_when_busy(intend, what=f"job {job_id}'s delivery")
+            message_id = await self.sink.deliver(job, await self.images_of(job_id), origin)
         if message_id is not None:
 
             async def record() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from generation.errors import DreamcordError
@@ -59,6 +60,10 @@ class ResultSink(Protocol):
     async def deliver(
         self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
     ) -> int | None: ...
+
+    async def find_delivered(self, job: Job, origin_message_id: int | None, since: datetime) -> int | None:
+        """The message showing `job`'s result if one was sent (from `since` on) but never recorded."""
+        ...
 
 
 @dataclass

@@ -139,10 +139,14 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set just before the result is sent: after a crash, Discord is asked whether it arrived.
+    delivery_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     images: Mapped[list[ImageRecord]] = relationship(back_populates="job", order_by="ImageRecord.index")
 
-    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
+    # AUTOINCREMENT on SQLite: a forgotten user's job ids are never handed out again, so an old
+    # message's buttons (and its attachment names) never point at someone else's new job.
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"), {"sqlite_autoincrement": True})
 
 
 class ImageRecord(Base):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -118,6 +119,13 @@ async def finish_job(session: AsyncSession, job_id: int, state: JobState, error:
 
 async def record_message(session: AsyncSession, job_id: int, message_id: int) -> None:
     await session.execute(update(Job).where(Job.id == job_id).values(message_id=message_id))
+
+
+async def record_delivery_intent(session: AsyncSession, job_id: int) -> datetime:
+    """The result is about to be sent: from now on, a restart asks Discord before sending it again."""
+    now = utcnow()
+    await session.execute(update(Job).where(Job.id == job_id).values(delivery_started_at=now))
+    return now
 
 
 async def record_gpu_time(session: AsyncSession, job: Job, seconds: float) -> None:

@@ -160,16 +160,26 @@ async def test_only_the_owner_can_cancel(
 
 
 class _RecordingSink:
-    def __init__(self, fail_first: bool = False) -> None:
+    """Discord as far as results go: what was posted stays posted, and can be looked up."""
+
+    def __init__(self, fail_first: bool = False, crash_after_posting: bool = False) -> None:
         self.posted: list[int] = []
+        self.looked_up: list[int] = []
         self.fail_first = fail_first
+        self.crash_after_posting = crash_after_posting
 
     async def deliver(self, job: Job, images: object, origin_message_id: int | None = None) -> int | None:
         if self.fail_first:
             self.fail_first = False
             raise ConnectionError("Discord is unreachable")
         self.posted.append(job.id)
+        if self.crash_after_posting:  # sent, but the process dies before recording the message id
+            raise ConnectionError("the bot was killed")
         return 1000 + job.id
+
+    async def find_delivered(self, job: Job, origin_message_id: int | None, since: object) -> int | None:
+        self.looked_up.append(job.id)
+        return 1000 + job.id if job.id in self.posted else None
 
 
 async def test_result_is_delivered_once_even_across_a_restart(
@@ -193,6 +203,31 @@ async def test_result_is_delivered_once_even_across_a_restart(
         await third.start()
         assert sink.posted == [ticket.job_id]  # posted by the second service, not again by the third
         job = await third.get_job(ticket.job_id)
+        assert job is not None and job.message_id == 1000 + ticket.job_id
+    finally:
+        await pool.close()
+
+
+async def test_a_result_sent_just_before_a_crash_is_found_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    files = FileStore(tmp_path / "files")
+    pool = _pool(tiny_config)
+    await pool.start()
+    try:
+        discord = _RecordingSink(crash_after_posting=True)
+        first = JobService(sessions, pool, files, sink=discord)
+        ticket = await first.submit(owner_id=1, spec=_spec(tiny_config, 1), channel_id=77)
+        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
+        job = await first.get_job(ticket.job_id)
+        assert job is not None and job.message_id is None and job.delivery_started_at is not None
+
+        discord.crash_after_posting = False
+        second = JobService(sessions, pool, files, sink=discord)
+        await second.start()
+        assert discord.posted == [ticket.job_id]  # Discord was asked, and it had the result
+        assert discord.looked_up == [ticket.job_id]
+        job = await second.get_job(ticket.job_id)
         assert job is not None and job.message_id == 1000 + ticket.job_id
     finally:
         await pool.close()

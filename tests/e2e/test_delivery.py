@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
+from storage import repositories
+from storage.models import Job
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -70,3 +73,63 @@ async def test_two_users_at_once_each_get_their_own_grid(stack: Stack) -> None:
     two = await fake.wait_until(lambda: _with_image(fake, second.original_id), timeout=60)
     assert f"<@{ann}>" in one["content"] and "a red square" in one["content"]
     assert f"<@{ben}>" in two["content"] and "a green ring" in two["content"]
+
+
+class _KilledBeforeRecording:
+    """repo.record_message that fails once, as if the bot died between sending a result and recording
+    its message id."""
+
+    def __init__(self, record: Any) -> None:
+        self.record, self.killed = record, asyncio.Event()
+
+    async def __call__(self, session: Any, job_id: int, message_id: int) -> None:
+        if not self.killed.is_set():
+            self.killed.set()
+            raise ConnectionResetError("the bot was killed here")
+        await self.record(session, job_id, message_id)
+
+
+def _pictures(fake: Any) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m["attachments"]]
+
+
+async def test_an_edited_result_whose_id_was_lost_is_not_posted_again_after_a_restart(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = stack.fake
+    killed = _KilledBeforeRecording(repositories.record_message)
+    monkeypatch.setattr(repositories, "record_message", killed)
+    user = fake.add_user("unlucky")
+    interaction = await fake.slash(user, "imagine", {"prompt": "a red circle --seed 5 --steps 2"})
+    await fake.wait_until(lambda: _with_image(fake, interaction.original_id), timeout=60)
+    await asyncio.wait_for(killed.killed.wait(), 30)
+    (job,) = await _jobs_of(stack, user)
+    assert job.message_id is None and job.delivery_started_at is not None
+
+    await stack.restart_bot()
+    assert await stack.job_message_id(job.id) == interaction.original_id  # found in Discord, recorded
+    assert [m["id"] for m in _pictures(fake)] == [str(interaction.original_id)]
+
+
+async def test_a_channel_post_whose_id_was_lost_is_found_in_the_channel_after_a_restart(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = stack.fake
+    fake.token_lifetime = 0.0  # the result goes to the channel
+    fake.nonce_window_open = False  # down for longer than Discord remembers nonces
+    killed = _KilledBeforeRecording(repositories.record_message)
+    monkeypatch.setattr(repositories, "record_message", killed)
+    user = fake.add_user("unluckier")
+    await fake.slash(user, "imagine", {"prompt": "a blue square --seed 6 --steps 2"})
+    posted = await fake.wait_until(lambda: next(iter(_pictures(fake)), None), timeout=60)
+    await asyncio.wait_for(killed.killed.wait(), 30)
+    (job,) = await _jobs_of(stack, user)
+
+    await stack.restart_bot()
+    assert await stack.job_message_id(job.id) == int(posted["id"])
+    assert _pictures(fake) == [posted]
+
+
+async def _jobs_of(stack: Stack, user: int) -> list[Any]:
+    async with stack.jobs.sessions() as session:
+        return list((await session.scalars(select(Job).where(Job.owner_id == user))).all())

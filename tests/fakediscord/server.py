@@ -131,6 +131,9 @@ class FakeDiscord:
         # (message id, ping, posted with a nonce) for every message created or edited
         self.pings: list[tuple[int, str, bool]] = []
         self.cdn_broken = False  # the CDN answers 404 for every attachment (expired or deleted uploads)
+        # Discord drops a repeated nonce only for a few minutes; False: that window has passed
+        self.nonce_window_open = True
+        self.history_forbidden = False  # the bot lacks Read Message History (403 on channel history)
         self.messages: dict[int, dict[str, Any]] = {}  # id -> message payload
         self.attachments: dict[int, Attachment] = {}
         self.interactions: dict[int, Interaction] = {}
@@ -163,6 +166,7 @@ class FakeDiscord:
                 web.post("/api/v10/channels/{channel}/messages", self._channel_send),
                 web.patch("/api/v10/channels/{channel}/messages/{message}", self._channel_edit),
                 web.get("/api/v10/channels/{channel}/messages/{message}", self._channel_get),
+                web.get("/api/v10/channels/{channel}/messages", self._channel_history),
                 web.delete("/api/v10/channels/{channel}/messages/{message}", self._channel_delete),
                 web.get("/api/v10/channels/{channel}", self._channel),
             ]
@@ -601,7 +605,7 @@ class FakeDiscord:
     async def _channel_send(self, request: web.Request) -> web.Response:
         body, files = await self._read_body(request)
         nonce = body.get("nonce")
-        if nonce and body.get("enforce_nonce"):
+        if nonce and body.get("enforce_nonce") and self.nonce_window_open:
             for existing in self.messages.values():
                 if existing.get("nonce") == nonce:
                     return self._json(existing)
@@ -613,6 +617,22 @@ class FakeDiscord:
         if message is None:
             raise DiscordError(404, 10008, "Unknown Message")
         return self._json(message)
+
+    async def _channel_history(self, request: web.Request) -> web.Response:
+        """Like Discord: up to `limit` messages right after `after` (or before `before`, or the newest),
+        newest first."""
+        if self.history_forbidden:
+            raise DiscordError(403, 50001, "Missing Access")
+        query = request.query
+        limit = min(int(query.get("limit", 50)), 100)
+        found = sorted(self.channel_messages(int(request.match_info["channel"])), key=lambda m: int(m["id"]))
+        if "after" in query:
+            found = [m for m in found if int(m["id"]) > int(query["after"])][:limit]
+        else:
+            if "before" in query:
+                found = [m for m in found if int(m["id"]) < int(query["before"])]
+            found = found[-limit:]
+        return self._json(found[::-1])
 
     async def _channel_delete(self, request: web.Request) -> web.Response:
         message_id = int(request.match_info["message"])
