@@ -15,6 +15,7 @@ from generation.errors import DreamcordError
 from generation.eta import describe_seconds
 from generation.pool import Cancelled, Failed, Progress, Queued, Started
 from generation.specs import JobSpec
+from storage.files import StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ async def answer_error(interaction: discord.Interaction, error: BaseException, w
     else is logged (with `where`) and answered with a generic line."""
     if isinstance(error, DreamcordError | app_commands.CheckFailure | app_commands.TransformerError):
         await reply_error(interaction, str(error))
+        return
+    if isinstance(error, StoredFileMissing | StoredFileDamaged):  # logged by the store for the operator
+        await reply_error(
+            interaction, f"That picture cannot be used: {error}. The bot's operator can see why."
+        )
         return
     log.error("%s failed", where, exc_info=error)
     await reply_error(interaction, INTERNAL_ERROR)

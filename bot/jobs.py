@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.adapter_refs import resolve_adapters
 from bot.admin import check_may_submit, runs_relaxed
+from bot.file_sweeper import SWEEP_EVERY_S, discard_unused, sweep_forever
 from bot.privacy import PrivacyService
 from bot.tickets import (
     FINAL_EVENTS,
@@ -41,13 +43,14 @@ from generation.specs import (
     TrainSpec,
     UpscaleSpec,
     VarySpec,
+    spec_files,
     spec_from_json,
 )
 from storage import admin as admin_store
 from storage import library
 from storage import repositories as repo
 from storage.db import DatabaseBusy, retry_when_busy, write_transaction
-from storage.files import FileStore
+from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 from storage.models import AdapterKind, Job, JobState
 from storage.privacy import job_message, lock_user, record_posted
 
@@ -95,18 +98,25 @@ class JobService:
         self.sink = sink
         self._followers: dict[int, asyncio.Task[None]] = {}  # one per job not in a final state
         self._submitting: set[int] = set()  # stored, not handed to the pool yet: not orphans
-        self._watchdog: asyncio.Task[None] | None = None
+        self._files_in_flight: Counter[str] = Counter()  # named by submissions not stored yet
+        self._background: list[asyncio.Task[None]] = []  # the watchdog and the file sweeper
 
-    async def start(self, *, watch_every_s: float | None = WATCH_EVERY_S) -> list[JobTicket]:
+    async def start(
+        self, *, watch_every_s: float | None = WATCH_EVERY_S, sweep_every_s: float | None = SWEEP_EVERY_S
+    ) -> list[JobTicket]:
         """Post results a previous process stored but never posted, hand every job it left queued or
-        running to the pool again, and start the watchdog (every `watch_every_s`; None: no watchdog)."""
+        running to the pool again, and start the watchdog (every `watch_every_s`) and the sweeper of
+        unreferenced files (every `sweep_every_s`; None: not started)."""
         async with self.sessions() as session:
             undelivered = await repo.undelivered_jobs(session) if self.sink else []
         for job in undelivered:
             await self._deliver_or_log(job.id)
         tickets = await self.adopt_orphans()
         if watch_every_s is not None:
-            self._watchdog = asyncio.create_task(self._watch(watch_every_s), name="job-watchdog")
+            self._background.append(asyncio.create_task(self._watch(watch_every_s), name="job-watchdog"))
+        if sweep_every_s is not None:
+            sweeper = sweep_forever(self.sessions, self.files, sweep_every_s)
+            self._background.append(asyncio.create_task(sweeper, name="file-sweeper"))
         return tickets
 
     async def adopt_orphans(self) -> list[JobTicket]:
@@ -149,8 +159,8 @@ class JobService:
 
     async def close(self) -> None:
         """Stop following jobs; whatever is unfinished stays queued/running in the database."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in self._background:
+            task.cancel()
         for task in self._followers.values():
             task.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
@@ -172,6 +182,27 @@ class JobService:
         `<token>`s in an imagine prompt are resolved against the user's library here, so the stored spec
         names the exact files it used; an unknown token raises UnknownToken and nothing is stored.
         """
+        files = spec_files(spec)
+        self._files_in_flight.update(files)
+        refused = True
+        try:
+            ticket = await self._submit(owner_id, spec, guild_id, channel_id, parent_job_id, message_id)
+            refused = False
+            return ticket
+        finally:
+            self._files_in_flight.subtract(files)
+            if refused:  # the files stored for it go, unless a row or another submission names them
+                await self._discard_quietly(files)
+
+    async def _submit(
+        self,
+        owner_id: int,
+        spec: JobSpec,
+        guild_id: int | None,
+        channel_id: int | None,
+        parent_job_id: int | None,
+        message_id: int | None,
+    ) -> JobTicket:
         self.pool.check_capacity(owner_id)
         if self.privacy is not None:  # a job asked for while the user's /forget runs is refused…
             self.privacy.refuse_while_forgetting(owner_id)
@@ -333,24 +364,27 @@ class JobService:
             await retry_when_busy(lambda: self._mark_running(job_id), what=f"job {job_id} started")
         elif isinstance(event, Done):
             stored = await self._store_result(job_id, event.output)
-            await self._after_final(job_id, spec)  # before the user hears "done"
-            if isinstance(stored, Finished):
-                await self._deliver_or_log(job_id)
+            await self._after_final(job_id, spec, succeeded=isinstance(stored, Finished))  # before "done"
+            if isinstance(stored, Finished) and (failure := await self._deliver_or_log(job_id)):
+                return Failed(failure)
             return stored
         elif isinstance(event, Failed | Cancelled):
             state = JobState.FAILED if isinstance(event, Failed) else JobState.CANCELLED
             await self._finish(job_id, state, event.reason if isinstance(event, Failed) else None)
-            await self._after_final(job_id, spec)
+            await self._after_final(job_id, spec, succeeded=False)
         return event
 
     async def _mark_running(self, job_id: int) -> None:
         async with write_transaction(self.sessions) as session:
             await repo.mark_running(session, job_id)
 
-    async def _after_final(self, job_id: int, spec: JobSpec) -> None:
-        """However a training ends, its photos go (unless the user kept them)."""
+    async def _after_final(self, job_id: int, spec: JobSpec, *, succeeded: bool) -> None:
+        """However a training ends, its photos go (unless the user kept them); a refused import's file
+        goes (unless another row names it)."""
         if isinstance(spec, TrainSpec) and self.privacy is not None:
             await self.privacy.discard_training_photos(job_id, spec)
+        if isinstance(spec, ImportSpec) and not succeeded:
+            await self._discard_quietly([spec.file], except_job=job_id)
 
     async def _store_result(self, job_id: int, output: JobOutput) -> Finished | Failed:
         hashes = await self.store_files([image.png for image in output.images])
@@ -408,11 +442,17 @@ class JobService:
             trigger_words=trigger,
         )
 
-    async def _deliver_or_log(self, job_id: int) -> None:
+    async def _deliver_or_log(self, job_id: int) -> str | None:
+        """Post the result; None, or why it never can be (then the job is failed with that reason)."""
         try:
             await self._deliver(job_id)
+        except (StoredFileMissing, StoredFileDamaged) as error:  # retrying would not bring it back
+            reason = f"the result could not be posted: {error}"
+            await self._finish(job_id, JobState.FAILED, reason, after=JobState.DONE)
+            return reason
         except Exception:  # the result is stored; the next start posts it
             log.exception("job %d: posting the result failed; it will be posted on the next start", job_id)
+        return None
 
     async def _deliver(self, job_id: int) -> None:
         """Post a finished job's result once. The intent is recorded before sending; a job that has an
@@ -447,9 +487,21 @@ class JobService:
 
             await retry_when_busy(record, what=f"job {job_id}'s message")
 
-    async def _finish(self, job_id: int, state: JobState, error: str | None = None) -> None:
+    async def _discard_quietly(self, digests: Sequence[str], except_job: int | None = None) -> None:
+        try:
+            await discard_unused(
+                self.sessions, self.files, digests, except_job=except_job, keep=+self._files_in_flight
+            )
+        except Exception:  # the sweeper removes them later
+            log.exception("could not remove the files of a refused job")
+
+    async def _finish(
+        self, job_id: int, state: JobState, error: str | None = None, *, after: JobState | None = None
+    ) -> None:
+        """End the job in `state` (`after`: only if it is in that final state now, e.g. DONE → FAILED)."""
+
         async def finish() -> None:
             async with write_transaction(self.sessions) as session:
-                await repo.finish_job(session, job_id, state, error)
+                await repo.finish_job(session, job_id, state, error, only_from=after)
 
         await retry_when_busy(finish, what=f"job {job_id} {state.value}")

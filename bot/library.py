@@ -8,6 +8,7 @@ for it by name gets the same "not in your library" as a name nobody has.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -128,18 +129,23 @@ class LibraryService:
     async def import_spec(
         self, name: str, filename: str, data: bytes, *, model: str, trigger: str = ""
     ) -> ImportSpec:
-        """Refuse pickles and anything that is not a LoRA or embedding; store the file; the job's spec."""
+        """Refuse pickles and anything that is not a LoRA or embedding, then the spec's own checks
+        (name, trigger), and only then store the file: a refused import leaves nothing behind (and a
+        job refused later, at submit, has its file removed by the job service)."""
         _check_name(name)
-        info = inspect_adapter_file(data, filename)
-        (file_hash,) = await self.jobs.store_files([data])
-        return build_spec(
+        # Parsing a large header and hashing 400 MiB take seconds: not on the event loop.
+        info = await asyncio.to_thread(inspect_adapter_file, data, filename)
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        spec = build_spec(
             ImportSpec,
             model=model,
             name=name,
             adapter_kind=info.kind,
-            file=file_hash,
+            file=digest,
             trigger=" ".join((trigger or info.trigger).split()),
         )
+        await self.jobs.store_files([data])
+        return spec
 
     async def _own(self, session: AsyncSession, user_id: int, name: str) -> Adapter:
         adapter = await library.owned_adapter(session, user_id, name)

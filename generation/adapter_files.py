@@ -1,24 +1,39 @@
-"""Checking an uploaded adapter file before anything loads it (no torch: the bot does this).
+"""Checking an uploaded adapter file before anything stores or loads it (no torch: the bot does this).
 
 Only safetensors are accepted: the format is a JSON header plus raw tensor bytes, so reading it can
-never run code, unlike the pickles inside .ckpt/.pt/.bin files, which are refused outright. From the
-header alone we tell a LoRA (diffusers, peft or kohya/A1111 key names) from a textual-inversion
-embedding; whether its shapes fit the base model is checked by a worker loading it for real.
+never run code, unlike the pickles inside .ckpt/.pt/.bin files, which are refused outright. The header
+is checked completely, with the rules of the safetensors library itself (known dtypes, sizes that
+match shapes, offsets that tile the data exactly, string metadata) plus bounds of our own (header
+size, nesting, tensor count, name length and characters), so that every malformed file gets one clear
+message here instead of an error in the worker. From the names we tell a LoRA (diffusers, peft or
+kohya/A1111 key names) from a textual-inversion embedding; whether its values are finite and its
+shapes fit the base model is checked by a worker loading it for real.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from generation.errors import DreamcordError
+from generation.errors import DreamcordError, excerpt
 
 MAX_ADAPTER_BYTES = 400 * 1024 * 1024
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # a 1,000-tensor LoRA with kohya's metadata is well under 1 MiB
+MAX_TENSORS = 10_000
+MAX_NAME_CHARS = 300
+MAX_RANK = 8
+MAX_METADATA_ENTRIES = 1_000
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle, torch zip
 _LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.up", "lora_unet_", "lora_te")
+# Bytes per element of safetensors' dtypes; adapters hold weights, so only the float ones are allowed.
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 
 
 class AdapterFileError(DreamcordError):
@@ -37,47 +52,122 @@ class AdapterFileInfo:
         return self.metadata.get("dreamcord.trigger", "")
 
 
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
 def inspect_adapter_file(data: bytes, filename: str = "the file") -> AdapterFileInfo:
+    """What the file is, or AdapterFileError with the first thing wrong with it."""
+    shown = excerpt(filename, 60, quote=False)
     if filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin", ".pkl")) or data.startswith(_PICKLE_MAGIC):
         raise AdapterFileError(
-            f"{filename} is a pickle file, which can run code when loaded: upload a .safetensors file instead"
+            f"{shown} is a pickle file, which can run code when loaded: upload a .safetensors file instead"
         )
     if len(data) > MAX_ADAPTER_BYTES:
-        raise AdapterFileError(f"{filename} is larger than {MAX_ADAPTER_BYTES // 2**20} MiB")
-    header = _read_header(data, filename)
-    metadata = header.pop("__metadata__", None) or {}
-    names = list(header)
-    if not names:
-        raise AdapterFileError(f"{filename} holds no tensors")
-    if any(marker in name for name in names for marker in _LORA_MARKERS):
-        return AdapterFileInfo("lora", len(names), _strings(metadata))
-    if len(names) == 1 and len(header[names[0]]["shape"]) in (1, 2):
-        return AdapterFileInfo("embedding", 1, _strings(metadata))
-    raise AdapterFileError(f"{filename} is neither a LoRA nor a textual-inversion embedding")
-
-
-def _read_header(data: bytes, filename: str) -> dict[str, Any]:
-    not_safetensors = AdapterFileError(f"{filename} is not a safetensors file")
-    if len(data) < 8:
-        raise not_safetensors
-    (length,) = struct.unpack("<Q", data[:8])
-    if length > min(_MAX_HEADER_BYTES, len(data) - 8):
-        raise not_safetensors
+        raise AdapterFileError(f"{shown} is larger than {MAX_ADAPTER_BYTES // 2**20} MiB")
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise not_safetensors from None
-    if not isinstance(header, dict) or not all(
-        isinstance(entry, dict) and {"dtype", "shape", "data_offsets"} <= entry.keys()
-        for name, entry in header.items()
-        if name != "__metadata__"
-    ):
-        raise not_safetensors
-    body = len(data) - 8 - length
-    if any(entry["data_offsets"][1] > body for name, entry in header.items() if name != "__metadata__"):
-        raise AdapterFileError(f"{filename} is cut off: its tensors run past the end of the file")
-    return header
+        tensors, metadata = read_header(data)
+    except AdapterFileError as error:
+        raise AdapterFileError(f"{shown}: {error}") from None
+    names = [tensor.name for tensor in tensors]
+    if not names:
+        raise AdapterFileError(f"{shown} holds no tensors")
+    if any(marker in name for name in names for marker in _LORA_MARKERS):
+        return AdapterFileInfo("lora", len(names), metadata)
+    if len(tensors) == 1 and len(tensors[0].shape) in (1, 2):
+        return AdapterFileInfo("embedding", 1, metadata)
+    raise AdapterFileError(f"{shown} is neither a LoRA nor a textual-inversion embedding")
 
 
-def _strings(metadata: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+def read_header(data: bytes) -> tuple[list[TensorEntry], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, checked as the safetensors library checks them
+    and within our bounds; AdapterFileError (a short, user-facing reason) otherwise."""
+    if len(data) < 8:
+        raise AdapterFileError("not a safetensors file (too short)")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise AdapterFileError("not a safetensors file, or cut off (its header runs past the end)")
+    if length > MAX_HEADER_BYTES:
+        limit = MAX_HEADER_BYTES // 2**20
+        raise AdapterFileError(f"not a usable safetensors file (its header is over {limit} MiB)")
+    raw = data[8 : 8 + length]
+    if not raw.lstrip(b" ").startswith(b"{"):
+        raise AdapterFileError("not a safetensors file (its header is not a JSON object)")
+    try:
+        header = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else "not valid JSON"
+        raise AdapterFileError(f"not a safetensors file (its header is {reason})") from None
+    if not isinstance(header, dict):
+        raise AdapterFileError("not a safetensors file (its header is not a JSON object)")
+    metadata = _metadata(header.pop("__metadata__", None))
+    if len(header) > MAX_TENSORS:
+        raise AdapterFileError(f"holds {len(header):,} tensors; at most {MAX_TENSORS:,} are accepted")
+    tensors = [_tensor(name, entry) for name, entry in header.items()]
+    _check_layout(tensors, len(data) - 8 - length)
+    return tensors, metadata
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _metadata(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise AdapterFileError("its __metadata__ must map names to strings")
+    if len(value) > MAX_METADATA_ENTRIES:
+        raise AdapterFileError(f"its __metadata__ has over {MAX_METADATA_ENTRIES:,} entries")
+    return dict(value)
+
+
+def _tensor(name: str, entry: object) -> TensorEntry:
+    shown = excerpt(name, 40)
+    if not 0 < len(name) <= MAX_NAME_CHARS or not name.isprintable():
+        raise AdapterFileError(f"tensor name {shown} is empty, too long or holds control characters")
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise AdapterFileError(f"tensor {shown} must have exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _DTYPE_BYTES:
+        raise AdapterFileError(f"tensor {shown} has an unknown dtype {excerpt(str(dtype), 20)}")
+    if dtype not in FLOAT_DTYPES:
+        raise AdapterFileError(
+            f"tensor {shown} is {dtype}: adapter weights are floating point (F16, BF16, F32)"
+        )
+    if not _ints(shape) or len(shape) > MAX_RANK:
+        raise AdapterFileError(f"tensor {shown} has a malformed shape (a list of at most {MAX_RANK} sizes)")
+    if not _ints(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
+        raise AdapterFileError(f"tensor {shown} has malformed data_offsets (two increasing byte offsets)")
+    if math.prod(shape) * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+        raise AdapterFileError(f"tensor {shown}: its shape and dtype do not match its byte size")
+    return TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def _ints(value: object) -> bool:
+    """A list of non-negative ints (JSON's true/false are not sizes)."""
+    return isinstance(value, list) and all(
+        isinstance(item, int) and not isinstance(item, bool) and 0 <= item < 2**48 for item in value
+    )
+
+
+def _check_layout(tensors: list[TensorEntry], body_bytes: int) -> None:
+    """Like safetensors: the tensors' byte ranges follow one another with no gap or overlap and end
+    exactly where the file does."""
+    position = 0
+    for tensor in sorted(tensors, key=lambda t: (t.begin, t.end)):
+        if tensor.begin != position:
+            raise AdapterFileError(f"tensor {excerpt(tensor.name, 40)} overlaps another or leaves a gap")
+        position = tensor.end
+    if position > body_bytes:
+        raise AdapterFileError("cut off: its tensors run past the end of the file")
+    if position != body_bytes:
+        raise AdapterFileError("has bytes after its last tensor")

@@ -22,7 +22,7 @@ from diffusers import StableDiffusionPipeline
 from safetensors.torch import load as load_safetensors
 
 from generation.config import ADAPTERS_KEPT_PER_WORKER
-from generation.errors import SpecError
+from generation.errors import SpecError, excerpt
 from generation.specs import AdapterRef
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class AdapterCache:
         if name in pipeline.get_list_adapters().get("unet", []):  # loaded before, e.g. by an earlier cache
             self._loras[ref.file] = name
             return
-        state = load_safetensors(self.read_file(ref.file))
+        state = _read_tensors(self.read_file(ref.file), ref)
         try:
             with warnings.catch_warnings():
                 # peft warns on every adapter after the first; several loaded at once is the point here.
@@ -129,9 +129,12 @@ class AdapterCache:
                     "ignore", message="Already found a `peft_config`", category=UserWarning
                 )
                 pipeline.load_lora_weights(state, adapter_name=name)
-        except (ValueError, KeyError, RuntimeError) as error:
-            log.warning("LoRA %s does not load: %s", ref.file, error)
-            raise SpecError(f"<{ref.name}> does not fit this job's base model") from error
+        except Exception as error:  # whatever diffusers/peft raise on a user's file is the file's fault
+            raise _does_not_fit(ref, "this job's base model", error) from None
+        if not any(name in names for names in pipeline.get_list_adapters().values()):
+            raise SpecError(
+                f"<{ref.name}> matches no layer of this job's base model: it would change nothing"
+            )
         self._loras[ref.file] = name
         log.info("loaded LoRA <%s> as %s", ref.name, name)
 
@@ -155,12 +158,11 @@ class AdapterCache:
             _, old = self._embeddings.popitem(last=False)
             pipeline.unload_textual_inversion(old.tokens)
         token = embedding_token(ref.file)
-        state = load_safetensors(self.read_file(ref.file))
+        state = _read_tensors(self.read_file(ref.file), ref)
         try:
             pipeline.load_textual_inversion(state, token=token)
-        except (ValueError, KeyError, RuntimeError) as error:
-            log.warning("embedding %s does not load: %s", ref.file, error)
-            raise SpecError(f"<{ref.name}> does not fit this model's text encoder") from None
+        except Exception as error:  # as for LoRAs: the file's fault, said in one line
+            raise _does_not_fit(ref, "this model's text encoder", error) from None
         tokens = _vector_tokens(token, pipeline.tokenizer.get_vocab())
         ids = pipeline.tokenizer.convert_tokens_to_ids(tokens)
         rows = pipeline.text_encoder.get_input_embeddings().weight[ids].detach().clone()
@@ -168,6 +170,37 @@ class AdapterCache:
         self._embeddings[ref.file] = embedding
         log.info("loaded embedding <%s> as %s (%d vectors)", ref.name, token, len(tokens))
         return embedding
+
+
+def _read_tensors(data: bytes, ref: AdapterRef) -> dict[str, torch.Tensor]:
+    """The file's tensors (safetensors only), refused if any value is NaN or infinite: such a LoRA
+    renders black pictures that would be reported as finished."""
+    try:
+        state = load_safetensors(data)
+    except Exception as error:  # SafetensorError: checked by the bot already, but never trusted
+        raise SpecError(f"<{ref.name}> is not a valid safetensors file ({excerpt(str(error), 80)})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SpecError(
+                f"<{ref.name}> holds NaN or infinite values (in {excerpt(name, 60)}): it is broken"
+            )
+    return state
+
+
+def _does_not_fit(ref: AdapterRef, target: str, error: Exception) -> SpecError:
+    """One line for the user and the log, instead of diffusers' listing of every mismatched layer."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    mismatches = [line for line in lines if "size mismatch" in line]
+    if any("not found in the base model" in line for line in lines):  # peft: no target module exists
+        detail = "it matches no layer of it (made for another kind of model?)"
+    elif mismatches:
+        detail = (
+            f"{len(mismatches)} layer(s) have other shapes, e.g. {excerpt(mismatches[0], 120, quote=False)}"
+        )
+    else:
+        detail = excerpt(lines[0] if lines else type(error).__name__, 120, quote=False)
+    log.warning("adapter <%s> (%s) does not fit %s: %s", excerpt(ref.name), ref.file, target, detail)
+    return SpecError(f"<{ref.name}> does not fit {target}: {detail}")
 
 
 def _vector_tokens(token: str, vocabulary: Mapping[str, int]) -> list[str]:

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def excerpt(text: str, limit: int = 40, *, quote: bool = True) -> str:
+    """User-supplied text as error messages and logs quote it: at most `limit` characters, control
+    characters escaped (a newline cannot start a forged log line), quoted unless `quote` is False."""
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    escaped = repr(shown)[1:-1] if not shown.isprintable() else shown
+    return f"'{escaped}'" if quote else escaped
+
+
 class DreamcordError(Exception):
     """Base of every error whose text can be shown to the user as it is."""
 

@@ -37,7 +37,7 @@ from generation.errors import SpecError
 from generation.links import OnExit, OnMessage
 from generation.specs import spec_files, spec_from_json
 from generation.worker import WorkerSettings, serve
-from storage.files import FileStore
+from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,12 @@ class Uploads:
                 del self._references[digest]
 
     def _upload(self, digest: str) -> ray.ObjectRef | None:
-        if self._files is None or not self._files.exists(digest):
+        if self._files is None:
             return None  # the worker will say the file is missing, as the local pool does
-        self._references[digest] = ray.put(self._files.read(digest))
+        try:
+            self._references[digest] = ray.put(self._files.read(digest))
+        except (StoredFileMissing, StoredFileDamaged):  # logged by the store; the worker says why
+            return None
         while len(self._references) > self._keep:  # dropping our reference frees the object
             self._references.popitem(last=False)
         return self._references[digest]

@@ -36,7 +36,7 @@ from generation.specs import (
 from generation.upscale import run_upscale
 from generation.user_images import open_user_image
 from generation.vary import run_vary
-from storage.files import FileStore
+from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,12 @@ class JobRunner:
     def _read_file(self, digest: str) -> bytes:
         if self._fetch is not None:
             return self._fetch(digest)
-        if self.files is None or not self.files.exists(digest):
+        if self.files is None:
             raise SpecError(f"file {digest[:12]}… is not in this worker's file store")
-        return self.files.read(digest)
+        try:
+            return self.files.read(digest)
+        except (StoredFileMissing, StoredFileDamaged) as error:  # the store logged it for the operator
+            raise SpecError(f"{error}: this job cannot run") from None
 
     # ------------------------------------------------------------ imagine
     def _imagine(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from generation.errors import SpecError
+from generation.errors import SpecError, excerpt
 
 SchedulerName = Literal["euler_a", "euler", "dpmpp_2m", "ddim", "ddpm", "lcm"]
 SCHEDULER_NAMES: tuple[str, ...] = SchedulerName.__args__  # type: ignore[attr-defined]
@@ -370,6 +370,7 @@ def describe_validation_error(error: ValidationError) -> str:
         field = ".".join(str(part) for part in problem["loc"]) or "spec"
         message = problem["msg"].removeprefix("Value error, ")
         given = problem.get("input")
-        suffix = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+        shown = excerpt(given, 40) if isinstance(given, str) else excerpt(repr(given), 40, quote=False)
+        suffix = f" (got {shown})" if given is not None and not isinstance(given, dict) else ""
         lines.append(f"{field}: {message}{suffix}")
     return "; ".join(lines)

@@ -100,6 +100,16 @@ async def delete_user_rows(session: AsyncSession, user_id: int) -> None:
     await session.execute(delete(User).where(User.id == user_id))
 
 
+async def referenced_files(session: AsyncSession) -> set[str]:
+    """Every file any row names: jobs' specs (sources, masks, photos, adapters), images, adapters."""
+    found: set[str] = set()
+    for spec_json in await session.scalars(select(Job.spec_json)):
+        found |= hashes_in(spec_json)
+    found.update(await session.scalars(select(ImageRecord.file_hash)))
+    found.update(await session.scalars(select(Adapter.file_hash)))
+    return found
+
+
 async def files_in_use(
     session: AsyncSession, digests: Iterable[str], *, except_job: int | None = None
 ) -> set[str]:

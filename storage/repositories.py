@@ -107,11 +107,20 @@ async def mark_running(session: AsyncSession, job_id: int) -> None:
     )
 
 
-async def finish_job(session: AsyncSession, job_id: int, state: JobState, error: str | None = None) -> bool:
-    """Move a job to a final state; False if it was already finished (each job finishes once)."""
+async def finish_job(
+    session: AsyncSession,
+    job_id: int,
+    state: JobState,
+    error: str | None = None,
+    *,
+    only_from: JobState | None = None,
+) -> bool:
+    """Move a job to a final state; False if it was already finished (each job finishes once).
+    `only_from`: a final state the job may be moved out of (a DONE job whose result cannot be posted)."""
+    current = [only_from] if only_from is not None else [JobState.QUEUED, JobState.RUNNING]
     result = await session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .where(Job.id == job_id, Job.state.in_(current))
         .values(state=state, error=error, finished_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from bot.library import LibraryError, LibraryService
 from generation.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
+from generation.errors import SpecError
 from generation.models import LoadedModel
-from generation.pool import Failed, PoolConfig, WorkerPool
+from generation.pool import Failed, PoolConfig, QueueFull, WorkerPool
 from generation.training.loop import train_adapter
 from generation.worker import WorkerSettings
 from storage import library
@@ -138,6 +140,57 @@ async def test_an_embedding_of_the_wrong_size_fails_clearly_and_adds_nothing(
     final = await asyncio.wait_for(ticket.wait(), 60)
     assert isinstance(final, Failed) and "<cat> does not fit" in final.reason
     assert await service.entries(5, None) == []
+
+
+def _stored(service: LibraryService) -> list[str]:
+    return sorted(path.name for path in service.files.root.glob("??/*"))
+
+
+@pytest.mark.needs_worker
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("nan", "holds NaN or infinite values"),
+        ("inf", "holds NaN or infinite values"),
+        ("wrong shapes", "layer(s) have other shapes"),
+        ("no matching layer", "matches no layer"),  # peft refuses it, or it loads as nothing
+    ],
+)
+async def test_a_lora_the_worker_refuses_says_why_and_leaves_no_file(
+    damage: str, reason: str, services: tuple[LibraryService, JobService], lora_file: bytes
+) -> None:
+    service, _ = services
+    tensors = load(lora_file)
+    first = next(iter(tensors))
+    if damage in ("nan", "inf"):
+        tensors[first] = tensors[first].clone()
+        tensors[first][0, 0] = float(damage)
+    elif damage == "wrong shapes":
+        tensors = {name: torch.zeros(t.shape[0] + 3, *t.shape[1:]) for name, t in tensors.items()}
+    else:
+        tensors = {name.replace("unet.", "unet.no_such_block."): t for name, t in tensors.items()}
+    ticket = await service.import_file(5, "broken", "broken.safetensors", save(tensors), model="tiny")
+    final = await asyncio.wait_for(ticket.wait(), 60)
+    assert isinstance(final, Failed) and reason in final.reason, final
+    assert "\n" not in final.reason and len(final.reason) < 300
+    assert await service.entries(5, None) == []
+    assert _stored(service) == []  # refused: its file went with it
+
+
+async def test_imports_refused_before_queueing_leave_no_file(
+    services: tuple[LibraryService, JobService], lora_file: bytes
+) -> None:
+    service, jobs = services
+    with pytest.raises(SpecError, match=r"trigger: .*\(got 'xxxxx.*…'\)$") as caught:
+        await service.import_file(5, "long", "a.safetensors", lora_file, model="tiny", trigger="x" * 90_000)
+    assert len(str(caught.value)) < 200  # quotes a short excerpt, not the 90,000 characters
+    await add(service.sessions, owner=5, name="taken")
+    with pytest.raises(TokenTaken):
+        await service.import_file(5, "taken", "a.safetensors", lora_file, model="tiny")
+    jobs.pool.config = replace(jobs.pool.config, max_queued_per_user=0)
+    with pytest.raises(QueueFull):
+        await service.import_file(5, "queued", "a.safetensors", lora_file, model="tiny")
+    assert _stored(service) == []
 
 
 async def test_a_pickle_import_queues_nothing(

@@ -27,6 +27,7 @@ def upgrade() -> None:
     ) as batch_op:
         batch_op.add_column(sa.Column("delivery_started_at", sa.DateTime(timezone=True), nullable=True))
 
+
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("delivery_started_at")
