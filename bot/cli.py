@@ -19,6 +19,7 @@ from bot.cli_edit import add_edit_commands, run_edit
 from bot.settings import Settings, load_settings
 from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import DreamcordError
+from generation.logs import configure_logging
 from generation.specs import CONTROL_MODES, SCHEDULER_NAMES
 
 if TYPE_CHECKING:
@@ -87,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, "%(levelname)s %(message)s")
     if extra and args.command != "imagine":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

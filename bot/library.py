@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import JobService, JobTicket, TokenTaken, UnknownToken
-from generation.adapter_files import inspect_adapter_file
+from bot.offload import in_helper_process
+from generation.adapter_files import head_of, inspect_adapter_head
 from generation.errors import DreamcordError
 from generation.specs import ImportSpec, adapter_name_problem, build_spec
 from storage import library
@@ -133,8 +134,9 @@ class LibraryService:
         (name, trigger), and only then store the file: a refused import leaves nothing behind (and a
         job refused later, at submit, has its file removed by the job service)."""
         _check_name(name)
-        # Parsing a large header and hashing 400 MiB take seconds: not on the event loop.
-        info = await asyncio.to_thread(inspect_adapter_file, data, filename)
+        # Not on the event loop: parsing a header's JSON holds the GIL (so another process), hashing
+        # 400 MiB does not (a thread).
+        info = await in_helper_process(inspect_adapter_head, head_of(data), len(data), filename)
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         spec = build_spec(
             ImportSpec,

@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import offload
 from bot.admin import AdminService
 from bot.captions import result_caption
 from bot.delivery import DiscordResultSink
@@ -18,6 +19,7 @@ from bot.privacy import PrivacyService
 from bot.settings import Settings, SettingsError
 from cogs.imagine.views import result_view
 from cogs.queue.views import cancel_view
+from generation.logs import configure_logging
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
 from storage.db import create_engine, session_factory, upgrade_async
@@ -92,10 +94,11 @@ async def run_bot(settings: Settings) -> None:
         await jobs.close()
         await pool.close()
         await engine.dispose()
+        offload.shutdown()
 
 
 def main(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(run_bot(settings))
     except KeyboardInterrupt:

@@ -63,15 +63,27 @@ class TensorEntry:
 
 def inspect_adapter_file(data: bytes, filename: str = "the file") -> AdapterFileInfo:
     """What the file is, or AdapterFileError with the first thing wrong with it."""
+    return inspect_adapter_head(head_of(data), len(data), filename)
+
+
+def head_of(data: bytes) -> bytes:
+    """The part of a file the checks read: its first bytes and its header (at most 8 + MAX_HEADER_BYTES + 1
+    bytes), small enough to hand to another process."""
+    length = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
+    return data[: 8 + min(length, MAX_HEADER_BYTES + 1)]
+
+
+def inspect_adapter_head(head: bytes, size: int, filename: str = "the file") -> AdapterFileInfo:
+    """`inspect_adapter_file` from the file's `head_of` and its size in bytes."""
     shown = excerpt(filename, 60, quote=False)
-    if filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin", ".pkl")) or data.startswith(_PICKLE_MAGIC):
+    if filename.lower().endswith((".ckpt", ".pt", ".pth", ".bin", ".pkl")) or head.startswith(_PICKLE_MAGIC):
         raise AdapterFileError(
             f"{shown} is a pickle file, which can run code when loaded: upload a .safetensors file instead"
         )
-    if len(data) > MAX_ADAPTER_BYTES:
+    if size > MAX_ADAPTER_BYTES:
         raise AdapterFileError(f"{shown} is larger than {MAX_ADAPTER_BYTES // 2**20} MiB")
     try:
-        tensors, metadata = read_header(data)
+        tensors, metadata = read_header(head, size)
     except AdapterFileError as error:
         raise AdapterFileError(f"{shown}: {error}") from None
     names = [tensor.name for tensor in tensors]
@@ -84,18 +96,20 @@ def inspect_adapter_file(data: bytes, filename: str = "the file") -> AdapterFile
     raise AdapterFileError(f"{shown} is neither a LoRA nor a textual-inversion embedding")
 
 
-def read_header(data: bytes) -> tuple[list[TensorEntry], dict[str, str]]:
-    """The tensors and metadata of a safetensors file, checked as the safetensors library checks them
-    and within our bounds; AdapterFileError (a short, user-facing reason) otherwise."""
-    if len(data) < 8:
+def read_header(head: bytes, size: int | None = None) -> tuple[list[TensorEntry], dict[str, str]]:
+    """The tensors and metadata of a safetensors file (`head`: the file or its first bytes; `size`:
+    the whole file's length), checked as the safetensors library checks them and within our bounds;
+    AdapterFileError (a short, user-facing reason) otherwise."""
+    size = len(head) if size is None else size
+    if size < 8 or len(head) < 8:
         raise AdapterFileError("not a safetensors file (too short)")
-    (length,) = struct.unpack("<Q", data[:8])
-    if length > len(data) - 8:
+    (length,) = struct.unpack("<Q", head[:8])
+    if length > size - 8:
         raise AdapterFileError("not a safetensors file, or cut off (its header runs past the end)")
     if length > MAX_HEADER_BYTES:
         limit = MAX_HEADER_BYTES // 2**20
         raise AdapterFileError(f"not a usable safetensors file (its header is over {limit} MiB)")
-    raw = data[8 : 8 + length]
+    raw = head[8 : 8 + length]
     if not raw.lstrip(b" ").startswith(b"{"):
         raise AdapterFileError("not a safetensors file (its header is not a JSON object)")
     try:
@@ -109,7 +123,7 @@ def read_header(data: bytes) -> tuple[list[TensorEntry], dict[str, str]]:
     if len(header) > MAX_TENSORS:
         raise AdapterFileError(f"holds {len(header):,} tensors; at most {MAX_TENSORS:,} are accepted")
     tensors = [_tensor(name, entry) for name, entry in header.items()]
-    _check_layout(tensors, len(data) - 8 - length)
+    _check_layout(tensors, size - 8 - length)
     return tensors, metadata
 
 

@@ -57,13 +57,13 @@ class SpeedTracker:
 
 
 def wait_estimate(
-    speed: SpeedTracker, running_left: list[float], ahead: list[float], workers: int
+    speed: SpeedTracker, running_left: list[float], ahead_work: float, workers: int
 ) -> float | None:
     """Seconds until a queued job starts: the work left in the lane's running jobs and in the jobs
     ahead of it, shared by the lane's workers (a job starts when any worker frees up)."""
     if workers <= 0:
         return None
-    return speed.seconds((sum(running_left) + sum(ahead)) / workers)
+    return speed.seconds((sum(running_left) + ahead_work) / workers)
 
 
 def describe_seconds(seconds: float) -> str:
@@ -123,12 +123,13 @@ class EtaBook:
             return  # cancelled or failed part-way: says nothing about a whole job
         self.overhead[job.lane].observe(max(1e-6, self.clock() - job.started - steps_s), 1.0)
 
-    def wait(self, lane: str, ahead: list[float], workers: int) -> float | None:
-        """Seconds until a job with `ahead` (work of the jobs before it) starts in `lane`."""
+    def wait(self, lane: str, ahead_work: float, ahead_jobs: int, workers: int) -> float | None:
+        """Seconds until a job starts in `lane` behind `ahead_jobs` jobs of `ahead_work` work in all
+        (sums, so that a pass over a long queue is linear)."""
         speed = self.speed.get(lane)
         if speed is None:
             return None
         running_left = [job.work_left for job in self.running.values() if job.lane == lane]
-        steps = wait_estimate(speed, running_left, ahead, workers)
+        steps = wait_estimate(speed, running_left, ahead_work, workers)
         per_job = self.overhead[lane].seconds(1.0) or 0.0
-        return None if steps is None else steps + per_job * (len(ahead) + len(running_left)) / workers
+        return None if steps is None else steps + per_job * (ahead_jobs + len(running_left)) / workers

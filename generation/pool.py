@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ class PoolConfig:
     training_devices: tuple[str, ...] = ()  # one training worker per entry; () disables training
     max_queued_per_user: int = 10
     max_attempts: int = 2  # the first run plus one retry after a worker crash
+    announce_every_s: float = 1.0  # queue places and ETAs are recomputed at most this often per lane
     # A training worker on the same device as a busy interactive worker pauses between steps.
     preempt_training: bool = True
     backend: Literal["local", "ray"] = "local"
@@ -160,6 +162,8 @@ class WorkerPool:
         self._closing = False
         self._ray: RayWorkers | None = None
         self.eta = EtaBook()
+        self._announcing: dict[Lane, asyncio.TimerHandle] = {}  # a places announcement is due
+        self._announced_at: dict[Lane, float] = {}
 
     # ------------------------------------------------------------ life cycle
     async def start(self) -> None:
@@ -195,6 +199,8 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker; jobs still queued or running are dropped (the database resumes them)."""
         self._closing = True
+        for timer in self._announcing.values():
+            timer.cancel()
         links = [worker.link for worker in self._workers if worker.link is not None]
         for link in links:
             link.send(("stop",))
@@ -256,14 +262,18 @@ class WorkerPool:
         if worker is None:
             self._pending[handle.lane].remove(handle)
             self._finish(handle, Cancelled())
-            self._announce_positions(handle.lane)
+            self._announce_soon(handle.lane)
         elif worker.link is not None:
             worker.link.send(("cancel", job_id))
         return True
 
     def queue_position(self, job_id: int) -> int | None:
+        """The job's place in its lane now (computed on demand: announcements may lag a second)."""
         handle = self._handles.get(job_id)
-        return handle.position if handle else None
+        if handle is None or any(worker.current is handle for worker in self._workers):
+            return None
+        order = self._pending[handle.lane].order()
+        return next((place for place, waiting in enumerate(order, start=1) if waiting is handle), None)
 
     # ------------------------------------------------------------ scheduling
     def _pick_worker(self, handle: JobHandle) -> _Worker | None:
@@ -296,7 +306,7 @@ class WorkerPool:
                 handle.position = None
                 self.eta.started(handle.job_id, lane, job_work(handle.spec))
                 worker.link.send(("run", handle.job_id, handle.spec.to_json()))
-            self._announce_positions(lane)
+            self._announce_soon(lane)
         self._yield_devices()
 
     def _yield_devices(self) -> None:
@@ -315,16 +325,34 @@ class WorkerPool:
                 worker.paused = pause
                 worker.link.send(("pause",) if pause else ("resume",))
 
+    def _announce_soon(self, lane: Lane) -> None:
+        """Announce the lane's places at most once per `announce_every_s`: a burst of submissions or a
+        stream of progress messages costs one pass over the queue, not one each."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (a synchronous caller): nothing to coalesce with
+            self._announce_positions(lane)
+            return
+        due = self._announcing.get(lane)
+        every = self.config.announce_every_s
+        if due is not None and not due.cancelled() and loop.time() < due.when() + every + 1.0:
+            return  # already due (a timer overdue by more belongs to a loop that is gone)
+        delay = max(0.0, self._announced_at.get(lane, -every) + every - time.monotonic())
+        self._announcing[lane] = loop.call_later(delay, self._announce_positions, lane)
+
     def _announce_positions(self, lane: Lane) -> None:
-        """Tell each waiting job its place and when it should start, when either changed noticeably."""
+        """Tell each waiting job its place and when it should start, when either changed noticeably;
+        one pass, the work ahead summed as it goes."""
+        self._announcing.pop(lane, None)
+        self._announced_at[lane] = time.monotonic()
         workers = sum(1 for worker in self._workers if worker.lane == lane)
-        ahead: list[float] = []
+        ahead_work = 0.0
         for position, handle in enumerate(self._pending[lane].order(), start=1):
-            eta = self.eta.wait(lane, ahead, workers)
+            eta = self.eta.wait(lane, ahead_work, position - 1, workers)
             if handle.position != position or _eta_moved(handle.announced_eta, eta):
                 handle.position, handle.announced_eta = position, eta
                 handle._emit(Queued(position, eta))
-            ahead.append(job_work(handle.spec))
+            ahead_work += job_work(handle.spec)
 
     def _finish(self, handle: JobHandle, event: Event) -> None:
         self._handles.pop(handle.job_id, None)
@@ -372,7 +400,7 @@ class WorkerPool:
             handle._emit(
                 Progress(step=message[2], total=message[3], note=message[4], eta_s=eta, preview=preview)
             )
-            self._announce_positions(handle.lane)  # the jobs behind it move closer too
+            self._announce_soon(handle.lane)  # the jobs behind it move closer too
         elif kind in {"done", "failed", "cancelled"}:
             worker.current = None
             self.eta.finished(handle.job_id)
@@ -396,7 +424,7 @@ class WorkerPool:
         if handle.attempts < self.config.max_attempts:
             log.warning("job %d: retrying after the worker crash", handle.job_id)
             self._pending[handle.lane].add(handle, retry=True)  # first in line
-            self._announce_positions(handle.lane)
+            self._announce_soon(handle.lane)
         else:
             self._finish(handle, Failed(CRASHED_REASON))
 

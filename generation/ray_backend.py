@@ -35,6 +35,7 @@ from ray.exceptions import RayActorError, RayError
 from generation.config import RayOptions
 from generation.errors import SpecError
 from generation.links import OnExit, OnMessage
+from generation.logs import configure_logging
 from generation.specs import spec_files, spec_from_json
 from generation.worker import WorkerSettings, serve
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
@@ -208,9 +209,8 @@ class WorkerActor:
 
     def __init__(self, settings: WorkerSettings) -> None:
         os.environ.update(settings.extra_env)
-        logging.basicConfig(
-            level=settings.log_level,
-            format=f"%(asctime)s ray-worker[{os.getpid()}] %(levelname)s %(message)s",
+        configure_logging(
+            settings.log_level, f"%(asctime)s ray-worker[{os.getpid()}] %(levelname)s %(message)s"
         )
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._outbox: queue.Queue[Any] = queue.Queue()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from generation.config import ModelConfig
+from generation.logs import configure_logging
 
 if TYPE_CHECKING:  # imported lazily below: the pool (bot) process should not pay for torch
     from generation.runner import JobRunner
@@ -58,9 +59,7 @@ class Connection(Protocol):
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     """Entry point of the spawned process."""
     os.environ.update(settings.extra_env)
-    logging.basicConfig(
-        level=settings.log_level, format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s"
-    )
+    configure_logging(settings.log_level, f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
     serve(connection, settings)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import discord
@@ -102,7 +103,7 @@ class ImagineCog(commands.Cog):
 
         async def with_control() -> JobSpec:
             data = await read_attachment(control_image)
-            open_user_image(data, control_image.filename)
+            await asyncio.to_thread(open_user_image, data, control_image.filename)  # not on the loop
             (digest,) = await services.jobs.store_files([data])
             control = build_spec(ControlRef, image=digest, mode=control_mode, scale=control_scale)
             return spec.model_copy(update={"control": control})

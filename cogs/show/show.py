@@ -58,7 +58,7 @@ class ShowCog(commands.Cog):
         file = discord.utils.MISSING
         if data is not None:
             fitted, name = await asyncio.to_thread(
-                fit_to_limit, data, interaction.filesize_limit, f"dreamcord_{job}.png"
+                fit_to_limit, data, interaction.filesize_limit, f"dreamcord_{job}_shown.png"
             )
             file = discord.File(io.BytesIO(fitted), name)
         sent = await interaction.response.send_message(
@@ -78,7 +78,7 @@ async def picture_details(
     """The picture's bytes (or the safety placeholder) and its parameters and parent link."""
     files = bot.services.files
     data = await asyncio.to_thread(files.read, image.file_hash)
-    parameters = read_chunks(data).get("parameters", "")
+    parameters = (await asyncio.to_thread(read_chunks, data)).get("parameters", "")
     if image.nsfw and not channel_allows_nsfw(bot, interaction.channel_id):
         data = hidden_png(image.width, image.height)
     lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]

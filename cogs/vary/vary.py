@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -54,7 +55,7 @@ class VaryCog(commands.Cog):
             mask_hash = None
             if mask is not None:
                 data = await read_attachment(mask)
-                open_user_image(data, mask.filename)
+                await asyncio.to_thread(open_user_image, data, mask.filename)  # not on the loop
                 (mask_hash,) = await bot.services.jobs.store_files([data])
             chosen = REGION_STRENGTH if box or mask_hash else STRENGTHS[strength]
             return vary(picture, chosen, box=box, mask=mask_hash)

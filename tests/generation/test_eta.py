@@ -63,7 +63,7 @@ def test_the_wait_estimate_is_within_20_percent_of_a_simulated_workers_real_wait
     def ask(running: int, step: int) -> None:
         if running == 1 and step == 5:  # a quarter into the first job: how long until the last one starts?
             ahead = [work for job_id, work, _ in jobs[1:-1]]
-            wait = book.wait("interactive", ahead, workers=1)
+            wait = book.wait("interactive", sum(ahead), len(ahead), workers=1)
             assert wait is not None
             estimates[5] = (worker.now, wait)
 
@@ -78,7 +78,7 @@ def test_the_wait_estimate_is_within_20_percent_of_a_simulated_workers_real_wait
 
 def test_nothing_is_promised_before_anything_was_measured() -> None:
     book = EtaBook(clock=lambda: 0.0)
-    assert book.wait("interactive", [1.0], workers=1) is None
+    assert book.wait("interactive", 1.0, 1, workers=1) is None
     book.started(1, "interactive", 1.0)
     assert book.progressed(1, 1, 10) is None  # the first step paid for loading: not a measurement
 

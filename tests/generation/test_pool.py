@@ -58,7 +58,13 @@ def _config(
         log_level=logging.WARNING,
         data_dir=str(data_dir) if data_dir else None,
     )
-    defaults = {"worker": worker, "interactive_devices": ("cpu",), "backend": backend}
+    # Places announced in the tick they change (not once a second): the tiny model's jobs are quick.
+    defaults = {
+        "worker": worker,
+        "interactive_devices": ("cpu",),
+        "backend": backend,
+        "announce_every_s": 0.0,
+    }
     return PoolConfig(**{**defaults, "ray": RayOptions(local_cpus=2), **changes})  # type: ignore[arg-type]
 
 

@@ -1,0 +1,23 @@
+"""Log lines that cannot be forged: user text (prompts, names, file names, library errors quoting
+them) may hold line breaks; escaped here, one record stays one line. Tracebacks still follow on
+their own lines."""
+
+from __future__ import annotations
+
+import logging
+
+
+class OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not message.isprintable():
+            escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+            record = logging.makeLogRecord({**record.__dict__, "msg": escaped, "args": None})
+        return super().format(record)
+
+
+def configure_logging(level: int, format: str) -> None:
+    """The process's logging: to stderr, one line per record."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(format))
+    logging.basicConfig(level=level, handlers=[handler])
