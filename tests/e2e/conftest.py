@@ -14,13 +14,13 @@ import pytest_asyncio
 
 from bot.discord_bot import DreamcordBot
 from bot.jobs import JobService
-from bot.run import assemble
 from bot.settings import Settings
 from generation.config import ModelConfig
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
 from storage.db import create_engine, session_factory, upgrade
 from storage.files import FileStore
+from tests.e2e.harness import BotHarness
 from tests.fakediscord.server import FakeDiscord
 
 
@@ -87,23 +87,6 @@ async def e2e_pool(
     await pool.close()
 
 
-# discord.py's task names for running interaction handlers: commands, buttons and forms, listeners.
-HANDLER_TASKS = ("CommandTree-invoker", "discord-ui-", "discord.py: on_interaction")
-
-
-async def _handlers_done(timeout: float = 20.0) -> None:
-    """Wait for the bot's interaction handlers still running: a test may end as soon as the fake shows a
-    message, while its handler still records it; the database must not be closed under it."""
-    current = asyncio.current_task()
-    handlers = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not current and not task.done() and task.get_name().startswith(HANDLER_TASKS)
-    ]
-    if handlers:
-        await asyncio.wait(handlers, timeout=timeout)
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def stack(
     e2e_pool: WorkerPool, e2e_config: ModelConfig, e2e_data_dir: Path, tmp_path: Path
@@ -118,37 +101,18 @@ async def stack(
     )
     upgrade(settings.db_url)
     engine = create_engine(settings.db_url)
-    files = FileStore(settings.files_dir)
-    running: list[tuple[DreamcordBot, asyncio.Task[None], JobService]] = []
-
-    async def start_bot() -> DreamcordBot:
-        bot = DreamcordBot(guild_ready_timeout=0.05)
-        jobs = assemble(bot, settings, e2e_pool, session_factory(engine), files).jobs
-        await bot.login("fake-token")
-        task = asyncio.create_task(bot.connect(reconnect=False))
-        await asyncio.wait_for(bot.wait_until_ready(), 20)
-        await jobs.start()
-        running.append((bot, task, jobs))
-        return bot
-
-    async def stop_bot() -> None:
-        bot, task, jobs = running.pop()
-        await jobs.close()  # ends the listeners of every job's events…
-        await _handlers_done()  # …so the interactions still being answered finish (and their DB writes)
-        await bot.close()
-        await asyncio.gather(task, return_exceptions=True)
+    bots = BotHarness(settings, e2e_pool, session_factory(engine), FileStore(settings.files_dir))
 
     async def restart_bot() -> DreamcordBot:
-        await stop_bot()
-        return await start_bot()
+        await bots.stop()
+        return await bots.start()
 
     with fake.redirect_discord_py():
-        bot = await start_bot()
+        bot = await bots.start()
         try:
-            yield Stack(fake=fake, bot=bot, jobs=running[-1][2], settings=settings, restart_bot=restart_bot)
+            yield Stack(fake=fake, bot=bot, jobs=bots.jobs, settings=settings, restart_bot=restart_bot)
         finally:
-            while running:
-                await stop_bot()
+            await bots.close()
             await fake.stop()
             await engine.dispose()
     # In every scenario: nobody pinged but a job's owner, on the channel post of their result.
