@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sqlalchemy import select, text
 
 from bot.loop_lag import LoopLagProbe
+from bot.run import freeze_startup_objects
 from bot.settings import Settings
 from generation.config import ModelConfig
 from generation.pool import PoolConfig, WorkerPool
@@ -62,7 +63,11 @@ async def run(database: str, url: str, data_dir: Path, config: ModelConfig, jobs
     sessions = session_factory(engine)
     settings = Settings(models={"tiny": config}, default_model="tiny", data_dir=data_dir, database_url=url)
     worker = WorkerSettings(
-        models={"tiny": config}, data_dir=str(data_dir), device="cpu", threads=2, log_level=logging.ERROR
+        models={"tiny": config},
+        data_dir=str(data_dir),
+        device="cpu",
+        threads=int(os.environ.get("BENCH_WORKER_THREADS", "2")),
+        log_level=logging.ERROR,
     )
     pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",), max_queued_per_user=jobs))
     await pool.start()
@@ -98,6 +103,7 @@ async def run(database: str, url: str, data_dir: Path, config: ModelConfig, jobs
     started = time.monotonic()
     with fake.redirect_discord_py():
         await bots.start()
+        freeze_startup_objects()  # as `dreamcord run` does
         people = [fake.add_user(f"user{n}") for n in range(users)]
         async with LoopLagProbe(tick_s=0.01) as probe:
             everyone = asyncio.gather(*(one_user(user) for user in people))
@@ -113,8 +119,9 @@ async def run(database: str, url: str, data_dir: Path, config: ModelConfig, jobs
                     os.kill(next(pid for pid in pool.worker_pids() if pid), signal.SIGKILL)
                 else:
                     bot_up.clear()
-                    await bots.stop()
-                    await bots.start()
+                    with probe.paused():  # a restarting bot serves nobody: its own stalls do not count
+                        await bots.stop()
+                        await bots.start()
                     bot_up.set()
             await everyone
             await lock

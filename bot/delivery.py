@@ -159,6 +159,13 @@ class DiscordResultSink:
             content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"
         return data, content, view
 
+    def close(self) -> None:
+        """The bot is stopping: every job message stops showing progress (its job resumes on the
+        next start and is posted then), and nothing of them is kept."""
+        for message in self.live.values():
+            message.close()
+        self.live.clear()
+
     def untrack(self, job_id: int) -> None:
         """The job ended without a result (failed, cancelled): nothing of it is kept."""
         self.live.pop(job_id, None)

@@ -92,6 +92,13 @@ class DreamcordBot(commands.Bot):
     def attach(self, services: Services) -> None:
         self.services = services
 
+    async def close(self) -> None:
+        """Stop showing progress before the HTTP session closes (a pending progress edit would
+        otherwise fail on a closed session); the jobs themselves resume on the next start."""
+        if hasattr(self, "services"):
+            self.services.sink.close()
+        await super().close()
+
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)

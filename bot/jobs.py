@@ -191,6 +191,7 @@ class JobService:
             return ticket
         finally:
             self._files_in_flight.subtract(files)
+            self._files_in_flight = +self._files_in_flight  # no entry left behind per file
             if refused:  # the files stored for it go, unless a row or another submission names them
                 await self._discard_quietly(files)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 
 
@@ -15,8 +16,21 @@ class LoopLagProbe:
     def __init__(self, tick_s: float = 0.005) -> None:
         self.tick_s = tick_s
         self.worst_s = 0.0
+        self.worst_at = 0.0  # loop.time() when the worst stall ended
         self.samples = 0
         self._task: asyncio.Task[None] | None = None
+        self._paused = 0
+        self._skip_next = False
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stalls meanwhile are not counted (e.g. a restart of the bot, which serves nobody anyway)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            self._skip_next = True  # the reading under way began while paused
 
     async def __aenter__(self) -> LoopLagProbe:
         self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
@@ -37,5 +51,10 @@ class LoopLagProbe:
         while True:
             asked = loop.time()
             await asyncio.sleep(self.tick_s)
-            self.worst_s = max(self.worst_s, loop.time() - asked - self.tick_s)
+            lag = loop.time() - asked - self.tick_s
+            if self._paused or self._skip_next:
+                self._skip_next = bool(self._paused)
+                continue
+            if lag > self.worst_s:
+                self.worst_s, self.worst_at = lag, loop.time()
             self.samples += 1

@@ -325,3 +325,37 @@ async def test_attempts_are_counted_across_restarts(
         assert "started 2 times without finishing" in (failed.error or "")
     finally:
         await service.close()
+
+
+async def test_a_job_that_never_finishes_stops_after_max_attempts_across_three_restarts(
+    sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """Each bot start runs the job until it has started, then the bot dies (pool and all); the third
+    start finds it started twice and fails it instead of running it an eighth time."""
+    files = FileStore(tmp_path / "files")
+    spec = _spec(tiny_config, 5, steps=400)  # long enough to be running when the bot dies
+    job_id = None
+    for start in range(3):
+        pool = _pool(tiny_config)
+        await pool.start()
+        service = JobService(sessions, pool, files)
+        try:
+            resumed = await service.start(watch_every_s=None, sweep_every_s=None)
+            if job_id is None:
+                job_id = (await service.submit(owner_id=1, spec=spec)).job_id
+                ticket = None
+            else:
+                ticket = next((t for t in resumed if t.job_id == job_id), None)
+            job = await service.get_job(job_id)
+            assert job is not None
+            if start < 2:
+                assert not job.state.finished
+                while (job := await service.get_job(job_id)) is not None and job.state != JobState.RUNNING:
+                    await asyncio.sleep(0.05)
+                assert job.attempts == start + 1
+            else:
+                assert ticket is None and job.state == JobState.FAILED and job.attempts == 2
+                assert "started 2 times without finishing" in (job.error or "")
+        finally:
+            await service.close()
+            await pool.close()

@@ -75,7 +75,7 @@ async def test_sixty_jobs_survive_a_held_lock_a_killed_worker_and_a_bot_restart(
     os.kill(next(pid for pid in pool.worker_pids() if pid), signal.SIGKILL)  # its job is retried
     await fake.wait_until(lambda: posted() >= 25, timeout=180)
     bot_up.clear()  # (commands sent while the bot is down would reach nobody, as on Discord)
-    await stack.restart_bot()  # followers cancelled wherever they were: results in flight, records not
+    bot = await stack.restart_bot()  # followers cancelled wherever they were: results in flight, records not
     bot_up.set()
     await asyncio.wait_for(users_done, 300)
     await lock
@@ -108,3 +108,7 @@ async def test_sixty_jobs_survive_a_held_lock_a_killed_worker_and_a_bot_restart(
             if any(a["filename"].startswith(f"dreamcord_{job.id}.") for a in m["attachments"])
         ]
         assert showing == [str(job.message_id)], (job.id, showing)
+    # Nothing kept per job once it ended: no follower, no tracked message, no handle, no ETA entry.
+    services = bot.services
+    assert not services.jobs._followers and not services.sink.live and not services.jobs._files_in_flight
+    assert not pool._handles and not pool.eta.running
