@@ -333,7 +333,8 @@ async def test_a_job_that_never_finishes_stops_after_max_attempts_across_three_r
     """Each bot start runs the job until it has started, then the bot dies (pool and all); the third
     start finds it started twice and fails it instead of running it an eighth time."""
     files = FileStore(tmp_path / "files")
-    spec = _spec(tiny_config, 5, steps=400)  # long enough to be running when the bot dies
+    # Long enough (about 10 s here) to be running when the bot dies.
+    spec = _spec(tiny_config, 5, steps=150).model_copy(update={"width": 128, "height": 128})
     job_id = None
     for start in range(3):
         pool = _pool(tiny_config)
