@@ -178,7 +178,9 @@ class AdminService:
         async with self.sessions() as session:
             row = await store.find_guild_settings(session, guild_id)
         chosen = row.default_model if row is not None else None
-        return chosen if chosen in self.settings.models else self.settings.default_model  # type: ignore[return-value]
+        return (
+            chosen if chosen is not None and chosen in self.settings.models else self.settings.default_model
+        )
 
     async def ban(self, guild_id: int, actor_id: int, user_id: int, reason: str) -> bool:
         if user_id == actor_id:

@@ -101,6 +101,7 @@ def _derived_spec(
     from generation.specs import REGION_STRENGTH
     from generation.user_images import open_user_image
 
+    spec: JobSpec
     if args.command == "upscale":
         spec = upscale_spec(
             base,

@@ -13,7 +13,7 @@ from bot.delivery import DiscordResultSink
 from bot.jobs import JobService
 from generation.errors import DreamcordError
 from generation.eta import describe_seconds
-from generation.pool import Cancelled, Failed, Progress, Queued, Started
+from generation.events import Cancelled, Failed, Progress, Queued, Started
 from generation.specs import JobSpec
 from storage.files import StoredFileDamaged, StoredFileMissing
 

@@ -32,8 +32,9 @@ from bot.tickets import (
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError
+from generation.events import Cancelled, Done, Event, Failed, Started
 from generation.outputs import AdapterOutput, JobOutput
-from generation.pool import Cancelled, Done, Event, Failed, JobHandle, QueueFull, Started, WorkerPool
+from generation.pool import JobHandle, QueueFull, WorkerPool
 from generation.specs import (
     ImagineSpec,
     ImportSpec,

@@ -200,7 +200,8 @@ def _parse_ray(table: object) -> RayOptions:
     """The [ray] section: where the Ray cluster is and what each worker actor asks it for."""
     if not isinstance(table, dict):
         raise SettingsError("[ray] must be a table (address, cpus_per_worker, gpus_per_worker, …)")
-    types = {"address": str, "namespace": str, "work_dir": str, "cpus_per_worker": (int, float)}
+    types: dict[str, type | tuple[type, ...]] = {"address": str, "namespace": str, "work_dir": str}
+    types["cpus_per_worker"] = (int, float)
     types |= {"gpus_per_worker": (int, float), "local_cpus": int}
     for key, value in table.items():
         if key not in types:

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Protocol
 
 from generation.errors import DreamcordError
+from generation.events import Cancelled, Event, Failed
 from generation.outputs import JobOutput
-from generation.pool import Cancelled, Event, Failed
 from generation.specs import JobSpec
 from storage.models import Job
 

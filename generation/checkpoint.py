@@ -27,7 +27,8 @@ def _read_config(source: str, subfolder: str) -> dict[str, Any]:
             raise ModelNotFoundError(f"cannot read {subfolder}/config.json of {source!r}: {error}") from None
     if not path.is_file():
         raise ModelNotFoundError(f"{path} does not exist: is {source!r} a diffusers model folder?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return config
 
 
 @cache
@@ -37,4 +38,5 @@ def native_resolution(config: ModelConfig) -> int:
         return config.resolution
     unet = _read_config(config.source, "unet")
     vae = _read_config(config.source, "vae")
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    vae_downscale = 1 << (len(vae["block_out_channels"]) - 1)  # each block after the first halves the side
+    return int(unet["sample_size"]) * vae_downscale

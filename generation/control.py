@@ -47,7 +47,7 @@ def control_pipeline(model: LoadedModel, mode: str) -> StableDiffusionControlNet
     key = f"controlnet:{mode}"
     if key not in model.extras:
         model.extras[key] = _controlnet_pipeline(model, model.config.controlnets[mode])
-    return model.extras[key]  # type: ignore[return-value]
+    return model.extras[key]
 
 
 def _controlnet_pipeline(model: LoadedModel, source: str) -> StableDiffusionControlNetPipeline:

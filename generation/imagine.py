@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -33,7 +33,9 @@ CHAOS_STRENGTH = 0.5  # at --chaos 100, each image's text embedding gets noise o
 _CHAOS_SEED_SALT = 0x5EED_C4A0  # keeps the chaos noise stream apart from the latent noise stream
 
 StepCallback = Callable[[int, int], None]
-PromptedPipeline = DiffusionPipeline  # txt2img, img2img, inpaint, ControlNet: all share encode_prompt
+PromptedPipeline: TypeAlias = (
+    DiffusionPipeline  # txt2img, img2img, inpaint, ControlNet: all share encode_prompt
+)
 CancelCheck = Callable[[], bool]
 
 

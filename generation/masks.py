@@ -34,7 +34,9 @@ def mask_from_upload(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     part) is what to repaint. Anything between is rounded to repaint or keep."""
     if image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info:
         alpha = image.convert("RGBA").getchannel("A")
-        grey = ImageChops.invert(alpha) if alpha.getextrema()[0] < 255 else image.convert("L")
+        lowest = alpha.getextrema()[0]  # one band: (min, max)
+        transparent_somewhere = isinstance(lowest, int) and lowest < 255
+        grey = ImageChops.invert(alpha) if transparent_somewhere else image.convert("L")
     else:
         grey = image.convert("L")
     fitted = grey.resize(size, Image.Resampling.BILINEAR).point(lambda v: REPAINT if v >= 128 else KEEP)

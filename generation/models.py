@@ -63,12 +63,13 @@ class LoadedModel:
     def derive(self, pipeline_type: type[PipelineT]) -> PipelineT:
         """A task pipeline (img2img, inpaint, …) sharing this model's weight tensors."""
         if pipeline_type is type(self.pipeline):
-            return self.pipeline  # type: ignore[return-value]
+            return self.pipeline
         if pipeline_type not in self.derived:
             derived = pipeline_type.from_pipe(self.pipeline)
             derived.set_progress_bar_config(disable=True)  # from_pipe does not carry it over
             self.derived[pipeline_type] = derived
-        return self.derived[pipeline_type]  # type: ignore[return-value]
+        derived_pipeline: PipelineT = self.derived[pipeline_type]
+        return derived_pipeline
 
     def nsfw_flags(self, images: list[Image.Image]) -> list[bool]:
         """The safety checker's verdict per picture (all False when the model has none)."""

@@ -121,7 +121,7 @@ def canvas_and_mask(spec: OutpaintSpec, source: Image.Image) -> tuple[Image.Imag
     box = spec.placement
     placed = source.convert("RGB").resize((box.width, box.height), Image.Resampling.LANCZOS)
     mean = tuple(round(value) for value in ImageStat.Stat(placed).mean)
-    start = Image.new("RGB", (spec.width, spec.height), mean)  # type: ignore[arg-type]
+    start = Image.new("RGB", (spec.width, spec.height), mean)
     start.paste(placed, (box.left, box.top))
     mask = Image.new("L", start.size, 255)
     mask.paste(0, (box.left, box.top, box.right, box.bottom))

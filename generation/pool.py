@@ -187,7 +187,8 @@ class WorkerPool:
         waiting = asyncio.gather(*(worker.ready.wait() for worker in self._workers))
         while True:
             try:
-                return await asyncio.wait_for(asyncio.shield(waiting), warn_every_s)
+                await asyncio.wait_for(asyncio.shield(waiting), warn_every_s)
+                return
             except TimeoutError:
                 missing = [f"{w.lane} on {w.device}" for w in self._workers if not w.ready.is_set()]
                 log.warning(
@@ -404,11 +405,13 @@ class WorkerPool:
         elif kind in {"done", "failed", "cancelled"}:
             worker.current = None
             self.eta.finished(handle.job_id)
-            event: Event = {
-                "done": lambda: Done(message[2]),
-                "failed": lambda: Failed(message[2]),
-                "cancelled": Cancelled,
-            }[kind]()
+            event: Event = (
+                Done(message[2])
+                if kind == "done"
+                else Failed(message[2])
+                if kind == "failed"
+                else Cancelled()
+            )
             self._finish(handle, event)
             self._dispatch()
 

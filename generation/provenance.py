@@ -50,7 +50,9 @@ def _quoted(value: object) -> str:
     return json.dumps(text) if "," in text or (":" in text and not text[0].isdigit()) else text
 
 
-def provenance_chunks(spec: JobSpec, seed: int | None, width: int, height: int) -> dict[str, str]:
+def provenance_chunks(
+    spec: JobSpec | PromptedSpec, seed: int | None, width: int, height: int
+) -> dict[str, str]:
     if isinstance(spec, PromptedSpec) and seed is not None:
         spec = spec.model_copy(update={"seeds": (seed,)})  # this picture alone
     chunks = {"dreamcord": spec.to_json()}

@@ -76,7 +76,7 @@ class RayWorkers:
     def resources_for(self, device: str) -> tuple[str, dict[str, float]]:
         """The device the actor uses and the resources it asks Ray for."""
         wants_gpu = device.startswith("cuda") or (
-            device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+            device == "auto" and ray.cluster_resources().get("GPU", 0) > 0  # type: ignore[no-untyped-call]
         )
         if wants_gpu:  # Ray sets CUDA_VISIBLE_DEVICES: the actor's GPU is always its "cuda"
             return "cuda", {
@@ -145,9 +145,9 @@ class Uploads:
     def __init__(self, files: FileStore | None, keep: int = UPLOADS_KEPT) -> None:
         self._files = files
         self._keep = keep
-        self._references: OrderedDict[str, ray.ObjectRef] = OrderedDict()
+        self._references: OrderedDict[str, ray.ObjectRef[bytes]] = OrderedDict()
 
-    def references(self, digests: Iterable[str]) -> dict[str, ray.ObjectRef]:
+    def references(self, digests: Iterable[str]) -> dict[str, ray.ObjectRef[bytes]]:
         self._forget_deleted()
         found = {}
         for digest in digests:
@@ -164,7 +164,7 @@ class Uploads:
             for digest in [d for d in self._references if not self._files.exists(d)]:
                 del self._references[digest]
 
-    def _upload(self, digest: str) -> ray.ObjectRef | None:
+    def _upload(self, digest: str) -> ray.ObjectRef[bytes] | None:
         if self._files is None:
             return None  # the worker will say the file is missing, as the local pool does
         try:
@@ -183,9 +183,9 @@ class FetchedFiles:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_job: dict[int, dict[str, ray.ObjectRef]] = {}
+        self._by_job: dict[int, dict[str, ray.ObjectRef[bytes]]] = {}
 
-    def offer(self, job_id: int, references: dict[str, ray.ObjectRef]) -> None:
+    def offer(self, job_id: int, references: dict[str, ray.ObjectRef[bytes]]) -> None:
         with self._lock:
             self._by_job[job_id] = references
 

@@ -344,7 +344,7 @@ def adapter_files(spec: JobSpec) -> tuple[str, ...]:
 
 _JOB_SPEC_ADAPTER: TypeAdapter[JobSpec] = TypeAdapter(JobSpec)
 
-SpecT = TypeVar("SpecT", bound=_Spec)
+SpecT = TypeVar("SpecT", bound=BaseModel)  # a job spec or one of its parts (ControlRef, RegionBox)
 
 
 def spec_from_json(text: str | bytes) -> JobSpec:

@@ -138,7 +138,7 @@ def upscaler_pipeline(model: LoadedModel) -> StableDiffusionUpscalePipeline:
         pipeline.set_progress_bar_config(disable=True)
         model.extras["upscaler"] = pipeline.to(model.pipeline.device)
         log.info("loaded upscaler %s for %s", where, model.config.name)
-    return model.extras["upscaler"]  # type: ignore[return-value]
+    return model.extras["upscaler"]
 
 
 def tile_prompting(spec: UpscaleSpec) -> dict[str, object]:

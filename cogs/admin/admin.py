@@ -32,7 +32,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
     def admin(self) -> AdminService:
         return self.bot.services.admin
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None or not is_admin(interaction):
             raise app_commands.CheckFailure(NOT_ADMIN)  # the tree answers it ephemerally
         return True

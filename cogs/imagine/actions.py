@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from cogs.pictures import Picture, with_prompt
 from generation.derive import outpaint_spec, upscale_spec, vary_spec
@@ -42,7 +43,7 @@ def vary(
     )
 
 
-def _upscale(factor: int) -> Callable[[Picture], JobSpec]:
+def _upscale(factor: Literal[2, 4]) -> Callable[[Picture], JobSpec]:
     return lambda p: upscale_spec(
         p.spec,
         p.image.file_hash,
@@ -50,7 +51,7 @@ def _upscale(factor: int) -> Callable[[Picture], JobSpec]:
         factor,
         "subtle",
         p.resolution,
-        upscaler=p.upscaler,  # type: ignore[arg-type]
+        upscaler=p.upscaler,
     )
 
 

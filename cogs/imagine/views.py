@@ -28,7 +28,14 @@ from cogs.pictures import stored_picture
 from generation.derive import parse_box
 from generation.errors import DreamcordError
 from generation.imagine import seeds_from
-from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, REGION_STRENGTH, STRONG_STRENGTH, spec_from_json
+from generation.specs import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    REGION_STRENGTH,
+    STRONG_STRENGTH,
+    PromptedSpec,
+    spec_from_json,
+)
 from storage.models import Job
 
 if TYPE_CHECKING:
@@ -77,7 +84,7 @@ class GridButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> GridButton:
         return cls(match["action"], int(match["job"]), int(match["index"]))
 
@@ -116,6 +123,8 @@ class GridButton(
 
     async def _reroll(self, bot: DreamcordBot, interaction: discord.Interaction, job: Job) -> None:
         spec = spec_from_json(job.spec_json)
+        if not isinstance(spec, PromptedSpec):
+            raise DreamcordError(f"job {job.id} made no pictures: nothing to reroll")
         fresh = spec.model_copy(
             update={"seeds": seeds_from(secrets.randbelow(MAX_SEED + 1), len(spec.seeds))}
         )
@@ -148,7 +157,7 @@ class PictureButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> PictureButton:
         return cls(match["action"], int(match["job"]), int(match["index"]))
 

@@ -28,7 +28,7 @@ class CancelButton(Gated, discord.ui.DynamicItem[discord.ui.Button[Any]], templa
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> CancelButton:
         return cls(int(match["job"]))
 

@@ -153,7 +153,8 @@ def _distant_positions(rng: random.Random, count: int) -> list[str]:
 
 def _sample_background(rng: random.Random, *, exclude: set[str]) -> Background:
     choices = [colour for colour in COLOURS if colour not in exclude]
-    kind: BackgroundKind = rng.choices(["solid", "striped", "gradient"], weights=[0.5, 0.25, 0.25])[0]
+    kinds: list[BackgroundKind] = ["solid", "striped", "gradient"]
+    kind = rng.choices(kinds, weights=[0.5, 0.25, 0.25])[0]
     if kind == "solid":
         return Background(kind, (rng.choice(choices),))
     first, second = rng.sample(choices, 2)

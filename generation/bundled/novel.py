@@ -53,7 +53,8 @@ def colour_histogram(images: list[Image.Image], bins: int = 4) -> np.ndarray:
     pixels = np.concatenate([np.asarray(i.convert("RGB")).reshape(-1, 3) for i in images]) // (256 // bins)
     codes = pixels[:, 0].astype(np.int64) * bins * bins + pixels[:, 1] * bins + pixels[:, 2]
     histogram = np.bincount(codes, minlength=bins**3).astype(np.float64)
-    return histogram / histogram.sum()
+    normalised: np.ndarray = histogram / histogram.sum()
+    return normalised
 
 
 def histogram_distance(images: list[Image.Image], reference: list[Image.Image]) -> float:

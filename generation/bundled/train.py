@@ -20,6 +20,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
 @torch.no_grad()
 def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
     """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""
-    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[:2048].split(256)])
+    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in torch.split(images[:2048], 256)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
 
@@ -99,7 +100,7 @@ def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
 def encode_dataset(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every image, so each UNet step samples latents without the encoder."""
     means, stds = [], []
-    for chunk in tqdm(images.split(256), desc="encode"):
+    for chunk in tqdm(torch.split(images, 256), desc="encode"):
         distribution = vae.encode(chunk).latent_dist
         means.append(distribution.mean)
         stds.append(distribution.std)
@@ -166,7 +167,7 @@ def train_unet(
         prediction = unet(noisy, timesteps, encoder_hidden_states=text_encoder(ids)[0]).sample
         loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, config.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         warmup.step()
@@ -181,7 +182,9 @@ def train_unet(
             torch.save(ema_text.state_dict(), work / "unet" / "ema_text.pt")
     ema_unet.copy_to(unet.parameters())
     ema_text.copy_to(text_encoder.parameters())
-    return unet.eval(), text_encoder.eval()
+    unet.eval()
+    text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
+    return unet, text_encoder
 
 
 def min_snr_loss(
@@ -195,7 +198,8 @@ def min_snr_loss(
     snr = compute_snr(scheduler, timesteps)
     weights = torch.clamp(snr, max=gamma) / snr
     per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * weights).mean()
+    loss: torch.Tensor = (per_sample * weights).mean()
+    return loss
 
 
 # ---------------------------------------------------------------- checkpoints and output
@@ -210,7 +214,8 @@ def _checkpoint(
     log.info("checkpoint %s at step %d (loss %.4f)", folder.name, step, loss)
 
 
-def _resume_model(folder: Path, model_type: type) -> tuple[torch.nn.Module, int] | None:
+def _resume_model(folder: Path, model_type: Any) -> tuple[Any, int] | None:
+    """A diffusers model class's `from_pretrained` of the checkpoint, and its step; None: none yet."""
     state = folder / "state.json"
     if not state.is_file():
         return None

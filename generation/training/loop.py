@@ -140,7 +140,7 @@ def _training_step(
     loss = F.mse_loss(prediction[:batch].float(), target[:batch].float())
     if classes is not None:  # DreamBooth's prior-preservation term keeps the class noun's meaning
         loss = loss + spec.prior_weight * F.mse_loss(prediction[batch:].float(), target[batch:].float())
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
@@ -70,7 +70,8 @@ def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: 
         truncation=True,
         return_tensors="pt",
     ).input_ids.to(text_encoder.device)
-    return text_encoder(ids)[0]
+    hidden: torch.Tensor = text_encoder(ids)[0]
+    return hidden
 
 
 class LoraTraining:
@@ -139,6 +140,8 @@ class _TokenEmbeddingWithNewRows(torch.nn.Module):
     The base table stays frozen and unresized; only `rows` (vectors x dim) is trained.
     """
 
+    new_ids: torch.Tensor  # a buffer (moves with the module), declared for the type checker
+
     def __init__(self, base: torch.nn.Embedding, new_ids: list[int], rows: torch.Tensor) -> None:
         super().__init__()
         self.base = base
@@ -205,7 +208,8 @@ def _with_lora(module: ModuleT, rank: int, targets: list[str]) -> ModuleT:
     """A frozen copy of `module` with trainable LoRA layers (in fp32, even on a half-precision model)."""
     copied = copy.deepcopy(module)
     copied.requires_grad_(False)
-    copied.add_adapter(
+    # add_adapter comes from diffusers' PeftAdapterMixin, which torch's Module type does not know of.
+    cast(Any, copied).add_adapter(
         LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
     )
     cast_training_params(copied, dtype=torch.float32)
@@ -216,7 +220,9 @@ def _initial_rows(
     tokenizer: CLIPTokenizer, table: torch.nn.Module, class_noun: str, vectors: int
 ) -> torch.Tensor:
     ids = tokenizer(class_noun, add_special_tokens=False).input_ids
-    start = table.weight[ids].detach().float().mean(0)
+    weight = table.weight
+    assert isinstance(weight, torch.Tensor)
+    start = weight[ids].detach().float().mean(0)
     return start.repeat(vectors, 1).clone()
 
 
