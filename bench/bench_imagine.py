@@ -23,11 +23,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from generation.config import ModelConfig
-from generation.imagine import imagine_spec, run_imagine
+from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
 from generation.prompt import parse_prompt
 from generation.schedulers import make_scheduler
-from generation.specs import ImagineSpec
+from generation.specs import ImagineSpec, imagine_spec
 from generation.tiny_model import save_tiny_model
 
 

@@ -26,9 +26,9 @@ from bot.images import fit_to_limit
 from bot.loop_lag import LoopLagProbe
 from generation.adapter_files import AdapterFileError, head_of, inspect_adapter_file, inspect_adapter_head
 from generation.config import ModelConfig
-from generation.imagine import imagine_spec
 from generation.pool import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
+from generation.specs import imagine_spec
 from generation.user_images import open_user_image
 from generation.worker import WorkerSettings
 from tests.bot.test_loop_lag import hostile_header_file, noise_png, smooth_jpeg

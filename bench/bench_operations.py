@@ -32,11 +32,19 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from generation.bundled import bundled_model_config
-from generation.derive import outpaint_spec, upscale_spec, vary_spec
 from generation.imagine import ImagineResult, run_imagine
 from generation.inpaint import run_outpaint
 from generation.models import LoadedModel, load_model
-from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, RegionBox, UpscaleSpec
+from generation.specs import (
+    STRONG_STRENGTH,
+    SUBTLE_STRENGTH,
+    ImagineSpec,
+    RegionBox,
+    UpscaleSpec,
+    outpaint_spec,
+    upscale_spec,
+    vary_spec,
+)
 from generation.upscale import run_upscale, tile_prompting
 from generation.vary import run_vary
 

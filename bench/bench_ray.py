@@ -24,11 +24,10 @@ import ray
 import torch
 
 from generation.config import ModelConfig, RayOptions
-from generation.imagine import imagine_spec
 from generation.pool import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
 from generation.runner import JobRunner
-from generation.specs import ImagineSpec
+from generation.specs import ImagineSpec, imagine_spec
 from generation.tiny_model import save_tiny_model
 from generation.worker import WorkerSettings
 

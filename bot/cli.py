@@ -144,20 +144,20 @@ def model_availability(source: str) -> str:
 
 
 def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) -> int:
-    # Imported here so `dreamcord models` and `--help` answer without loading torch.
-    from tqdm import tqdm
-
-    from generation.imagine import imagine_spec, run_imagine
-    from generation.models import load_model
     from generation.prompt import parse_prompt
+    from generation.specs import check_control_mode, imagine_spec
 
+    # Every check of the input first: a typo is answered at once, before torch is imported (seconds).
     parsed = parse_prompt(" ".join([args.prompt, *extra]))
     check_output_path(args.output)
     config = settings.model(parsed.model)
-    if args.control is not None:  # before the slow part: a mode without a ControlNet fails at once
-        from generation.control import check_control_mode
-
+    if args.control is not None:
         check_control_mode(config.name, config.controlnets, args.control_mode)
+    from tqdm import tqdm
+
+    from generation.imagine import run_imagine
+    from generation.models import load_model
+
     model = load_model(
         config,
         device=args.device or settings.device,
@@ -194,8 +194,7 @@ def with_control(
     """`spec` steered by the picture at `path` (ControlNet), and that picture."""
     import hashlib
 
-    from generation.control import check_control_mode
-    from generation.specs import ControlRef, build_spec
+    from generation.specs import ControlRef, build_spec, check_control_mode
     from generation.user_images import open_user_image
 
     if not path.is_file():

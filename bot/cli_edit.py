@@ -1,6 +1,6 @@
 """`dreamcord vary|upscale|outpaint`: the picture operations on a local image file.
 
-They build the same specs as the Discord buttons (generation/derive.py) and run them in-process.
+They build the same specs as the Discord buttons (generation/specs) and run them in-process.
 """
 
 from __future__ import annotations
@@ -63,9 +63,8 @@ def _picture_command(commands: Any, name: str, description: str) -> argparse.Arg
 def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli import check_output_path
     from generation.checkpoint import native_resolution
-    from generation.imagine import imagine_spec
-    from generation.models import load_model
     from generation.prompt import parse_prompt
+    from generation.specs import imagine_spec
     from generation.user_images import open_user_image
 
     check_output_path(args.output)
@@ -78,6 +77,8 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     digest = hashlib.sha256(source_bytes).hexdigest()
     seed = args.seed if args.seed is not None else parsed.seed
     spec, mask = _derived_spec(args, base, digest, source.size, resolution, seed, config.upscaler is not None)
+    from generation.models import load_model  # only now: every check of the input is answered at once
+
     model = load_model(config, device=args.device or settings.device, dtype=args.dtype or settings.dtype)
     result = _run(model, spec, source, mask)
     image = result.grid() if len(result.images) > 1 else result.images[0]
@@ -96,9 +97,8 @@ def _derived_spec(
     seed: int | None,
     upscaler: bool,
 ) -> tuple[JobSpec, Any]:
-    from generation.derive import outpaint_spec, parse_box, upscale_spec, vary_spec
     from generation.prompt import parse_aspect
-    from generation.specs import REGION_STRENGTH
+    from generation.specs import REGION_STRENGTH, outpaint_spec, parse_box, upscale_spec, vary_spec
     from generation.user_images import open_user_image
 
     spec: JobSpec

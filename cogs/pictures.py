@@ -16,9 +16,8 @@ from bot.jobs import StoredImage
 from bot.visibility import Viewer
 from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
-from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt, with_defaults, within_aspect
-from generation.specs import PromptedSpec, spec_from_json
+from generation.specs import PromptedSpec, imagine_spec, spec_from_json
 from generation.user_images import UserImageError, open_user_image
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ import numpy as np
 from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 from PIL import Image
 
-from generation.errors import ModelLoadError, SpecError
+from generation.errors import ModelLoadError
 from generation.models import LoadedModel, hub_offline, resolve_source
-from generation.specs import ControlRef
+from generation.specs import ControlRef, check_control_mode
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,6 @@ def control_map(ref: ControlRef, picture: Image.Image, size: tuple[int, int]) ->
     if ref.mode == "canny" and not ref.preprocessed:
         return canny_map(fitted, ref.low_threshold, ref.high_threshold)
     return fitted
-
-
-def check_control_mode(model_name: str, controlnets: dict[str, str], mode: str) -> None:
-    if mode not in controlnets:
-        configured = ", ".join(sorted(controlnets)) or "none"
-        raise SpecError(
-            f"model {model_name!r} has no {mode} ControlNet configured (configured: {configured}); "
-            f'add [models.{model_name}.controlnets] {mode} = "owner/name" to the settings'
-        )
 
 
 def control_pipeline(model: LoadedModel, mode: str) -> StableDiffusionControlNetPipeline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,21 +13,16 @@ from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from generation.adapters import expand_tokens
-from generation.config import ModelConfig
 from generation.errors import JobCancelled, SpecError
 from generation.grid import compose_grid
 from generation.models import LoadedModel
 from generation.preview import PreviewSink, preview_png
-from generation.prompt import ParsedPrompt
 from generation.schedulers import make_scheduler
-from generation.sizes import size_for_aspect
-from generation.specs import MAX_SEED, ImagineSpec, PromptedSpec, build_spec
+from generation.specs import MAX_AREA_FACTOR, ImagineSpec, PromptedSpec
 from generation.tiling import seamless_tiling
 
 log = logging.getLogger(__name__)
 
-GRID_SIZE = 4
-MAX_AREA_FACTOR = 4  # a job may ask for up to 4x the model's native pixel count (2x each side)
 CHAOS_STRENGTH = 0.5  # at --chaos 100, each image's text embedding gets noise of half its own spread
 _CHAOS_SEED_SALT = 0x5EED_C4A0  # keeps the chaos noise stream apart from the latent noise stream
 
@@ -52,42 +46,6 @@ class ImagineResult:
         return compose_grid(self.images)
 
 
-def seeds_from(first: int, count: int) -> tuple[int, ...]:
-    """seed, seed+1, … wrapping at 2**32 so every seed stays valid."""
-    return tuple((first + offset) % (MAX_SEED + 1) for offset in range(count))
-
-
-def imagine_spec(
-    parsed: ParsedPrompt,
-    model: ModelConfig,
-    resolution: int,
-    *,
-    count: int = GRID_SIZE,
-    seed: int | None = None,
-    scheduler: str | None = None,
-) -> ImagineSpec:
-    """Resolve a parsed prompt against a model's defaults into a complete, reproducible spec."""
-    first_seed = parsed.seed if parsed.seed is not None else seed
-    if first_seed is None:
-        first_seed = secrets.randbelow(MAX_SEED + 1)
-    width, height = size_for_aspect(parsed.aspect or (1, 1), resolution)
-    return build_spec(
-        ImagineSpec,
-        model=model.name,
-        prompt=parsed.text,
-        negative_prompt=parsed.negative,
-        seeds=seeds_from(first_seed, count),
-        width=width,
-        height=height,
-        steps=parsed.steps if parsed.steps is not None else model.steps,
-        guidance=parsed.cfg if parsed.cfg is not None else model.guidance,
-        scheduler=scheduler or model.scheduler,
-        chaos=parsed.chaos or 0,
-        tile=parsed.tile,
-        adapters=parsed.adapters,
-    )
-
-
 def run_imagine(
     model: LoadedModel,
     spec: ImagineSpec,
@@ -103,7 +61,7 @@ def run_imagine(
     pipeline: PromptedPipeline = model.pipeline
     inputs: dict[str, Any] = {"width": spec.width, "height": spec.height}
     if spec.control is not None:
-        from generation.control import control_map, control_pipeline  # OpenCV only when asked for
+        from generation.control import control_map, control_pipeline
 
         if control_image is None:
             raise ValueError("an ImagineSpec with control needs the control image")

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cogs.pictures import Picture, with_prompt
-from generation.derive import outpaint_spec, upscale_spec, vary_spec
 from generation.specs import (
     STRONG_STRENGTH,
     SUBTLE_STRENGTH,
     JobSpec,
     RegionBox,
+    outpaint_spec,
+    upscale_spec,
+    vary_spec,
 )
 
 

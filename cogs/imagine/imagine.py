@@ -12,10 +12,17 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
 from generation.checkpoint import native_resolution
-from generation.control import check_control_mode
-from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt, with_defaults
-from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, ControlMode, ControlRef, JobSpec, build_spec
+from generation.specs import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    ControlMode,
+    ControlRef,
+    JobSpec,
+    build_spec,
+    check_control_mode,
+    imagine_spec,
+)
 from generation.user_images import open_user_image
 
 if TYPE_CHECKING:

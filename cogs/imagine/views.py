@@ -25,15 +25,15 @@ from bot.visibility import Viewer
 from cogs.common import Gated, bot_of
 from cogs.imagine.actions import IMAGE_ACTIONS, vary
 from cogs.pictures import stored_picture
-from generation.derive import parse_box
 from generation.errors import DreamcordError
-from generation.imagine import seeds_from
 from generation.specs import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
     REGION_STRENGTH,
     STRONG_STRENGTH,
     PromptedSpec,
+    parse_box,
+    seeds_from,
     spec_from_json,
 )
 from storage.models import Job

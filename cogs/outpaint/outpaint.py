@@ -9,10 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.pictures import chosen_picture
-from generation.derive import outpaint_spec
-from generation.outpaint import MAX_ZOOM, MIN_ZOOM
 from generation.prompt import parse_aspect
-from generation.specs import MAX_PROMPT_CHARS, JobSpec, OutpaintOperation
+from generation.specs import MAX_PROMPT_CHARS, MAX_ZOOM, MIN_ZOOM, JobSpec, OutpaintOperation, outpaint_spec
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot

@@ -9,8 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.pictures import chosen_picture
-from generation.derive import upscale_spec
-from generation.specs import MAX_PROMPT_CHARS, UPSCALE_PROMPT, JobSpec
+from generation.specs import MAX_PROMPT_CHARS, UPSCALE_PROMPT, JobSpec, upscale_spec
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot

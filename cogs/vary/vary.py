@@ -12,8 +12,14 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from cogs.imagine.actions import vary
 from cogs.pictures import chosen_picture
-from generation.derive import parse_box
-from generation.specs import MAX_PROMPT_CHARS, REGION_STRENGTH, STRONG_STRENGTH, SUBTLE_STRENGTH, JobSpec
+from generation.specs import (
+    MAX_PROMPT_CHARS,
+    REGION_STRENGTH,
+    STRONG_STRENGTH,
+    SUBTLE_STRENGTH,
+    JobSpec,
+    parse_box,
+)
 from generation.user_images import open_user_image
 
 if TYPE_CHECKING:

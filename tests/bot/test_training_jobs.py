@@ -21,11 +21,10 @@ from bot.jobs import Finished, JobService, JobTicket, TokenTaken, UnknownToken
 from bot.visibility import Viewer
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
-from generation.imagine import imagine_spec
 from generation.outputs import encode_png
 from generation.pool import Cancelled, PoolConfig, Progress, Started, WorkerPool
 from generation.prompt import parse_prompt
-from generation.specs import ImagineSpec, TrainSpec, spec_from_json
+from generation.specs import ImagineSpec, TrainSpec, imagine_spec, spec_from_json
 from generation.training.defaults import train_spec
 from generation.worker import WorkerSettings
 from storage import library

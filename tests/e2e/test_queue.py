@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.visibility import Viewer
-from generation.imagine import imagine_spec
 from generation.prompt import parse_prompt
+from generation.specs import imagine_spec
 from storage.models import JobState
 from tests.e2e.conftest import Stack
 

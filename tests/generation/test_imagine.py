@@ -8,11 +8,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from generation.errors import JobCancelled, SpecError
-from generation.imagine import imagine_spec, run_imagine, seeds_from
+from generation.imagine import run_imagine
 from generation.models import LoadedModel
 from generation.prompt import parse_prompt
 from generation.schedulers import make_scheduler
-from generation.specs import MAX_SEED, SCHEDULER_NAMES, AdapterRef, ImagineSpec
+from generation.specs import MAX_SEED, SCHEDULER_NAMES, AdapterRef, ImagineSpec, imagine_spec, seeds_from
 from generation.tiling import seamless_tiling
 from tests.conftest import assert_images_close, pixels
 

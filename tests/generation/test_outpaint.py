@@ -7,14 +7,20 @@ import pytest
 from PIL import Image
 
 from generation.bundled import evaluator
-from generation.derive import outpaint_spec
 from generation.errors import SpecError
-from generation.imagine import MAX_AREA_FACTOR, run_imagine
+from generation.imagine import run_imagine
 from generation.inpaint import run_outpaint, seam_margin
 from generation.masks import grow
 from generation.models import LoadedModel
-from generation.outpaint import canvas_and_mask, plan_outpaint
-from generation.specs import ImagineSpec, OutpaintSpec, Placement
+from generation.outpaint import canvas_and_mask
+from generation.specs import (
+    MAX_AREA_FACTOR,
+    ImagineSpec,
+    OutpaintSpec,
+    Placement,
+    outpaint_spec,
+    plan_outpaint,
+)
 from tests.conftest import pixels, red_circle_spec, red_pixels
 
 BUDGET_64 = MAX_AREA_FACTOR * 64 * 64

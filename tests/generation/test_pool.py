@@ -16,9 +16,7 @@ import pytest_asyncio
 from PIL import Image
 
 from generation.config import ModelConfig, RayOptions
-from generation.derive import vary_spec
 from generation.errors import DreamcordError
-from generation.imagine import imagine_spec
 from generation.outputs import JobOutput, encode_png
 from generation.pool import (
     CRASHED_REASON,
@@ -36,7 +34,7 @@ from generation.pool import (
 )
 from generation.prompt import parse_prompt
 from generation.runner import JobRunner
-from generation.specs import AdapterRef, ImagineSpec, JobSpec
+from generation.specs import AdapterRef, ImagineSpec, JobSpec, imagine_spec, vary_spec
 from generation.worker import WorkerSettings
 from storage.files import FileStore
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from generation.config import ModelConfig, RayOptions
-from generation.imagine import imagine_spec
 from generation.pool import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
+from generation.specs import imagine_spec
 from generation.worker import WorkerSettings
 
 ray = pytest.importorskip("ray")

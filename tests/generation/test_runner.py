@@ -8,9 +8,10 @@ import torch
 
 from generation import runner as runner_module
 from generation.config import ModelConfig
-from generation.imagine import imagine_spec, run_imagine
+from generation.imagine import run_imagine
 from generation.prompt import parse_prompt
 from generation.runner import JobRunner
+from generation.specs import imagine_spec
 from generation.worker import OUT_OF_MEMORY_REASON, _run_one
 from tests.conftest import assert_images_close
 

@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 
 from generation.config import ModelConfig
-from generation.derive import upscale_spec
 from generation.errors import SpecError
 from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
-from generation.specs import ImagineSpec, UpscaleSpec
+from generation.specs import ImagineSpec, UpscaleSpec, upscale_spec
 from generation.tiles import plan_tiles, tile_starts
 from generation.upscale import run_upscale
 from tests.conftest import pixels

@@ -12,9 +12,10 @@ from PIL import Image
 
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import COLOURS, sample_scene
-from generation.imagine import imagine_spec, run_imagine
+from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
 from generation.prompt import parse_prompt
+from generation.specs import imagine_spec
 
 
 @pytest.fixture(scope="module")

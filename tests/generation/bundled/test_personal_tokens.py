@@ -15,11 +15,11 @@ import pytest
 from generation.adapters import AdapterCache
 from generation.bundled import bundled_model_config
 from generation.bundled.novel import hexagon_photos, palette_distance
-from generation.imagine import imagine_spec, run_imagine
+from generation.imagine import run_imagine
 from generation.models import LoadedModel, load_model
 from generation.outputs import encode_png
 from generation.prompt import parse_prompt
-from generation.specs import AdapterRef
+from generation.specs import AdapterRef, imagine_spec
 from generation.training.defaults import train_spec
 from generation.training.loop import train_adapter
 

@@ -1,0 +1,94 @@
+"""Text to image (/imagine): the spec, its builder from a parsed prompt, and the ControlNet check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from generation.errors import SpecError
+from generation.sizes import size_for_aspect
+from generation.specs.base import GRID_SIZE, MAX_SEED, SHA256_PATTERN, PromptedSpec, build_spec, seeds_from
+
+if TYPE_CHECKING:  # only in annotations: the prompt language and model settings import the specs
+    from generation.config import ModelConfig
+    from generation.prompt import ParsedPrompt
+
+ControlMode = Literal["canny", "depth", "pose"]
+CONTROL_MODES: tuple[str, ...] = ControlMode.__args__  # type: ignore[attr-defined]
+
+
+class ControlRef(BaseModel):
+    """A control picture for ControlNet: `image` (a file-store hash) steers the layout in `mode`.
+
+    For canny the edges are computed from the picture here (thresholds on 0-255 gradients) unless
+    it is `preprocessed` (already an edge map); depth and pose take a ready-made map.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: str = Field(pattern=SHA256_PATTERN)
+    mode: ControlMode = "canny"
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    preprocessed: bool = False
+    low_threshold: int = Field(default=100, ge=1, le=255)
+    high_threshold: int = Field(default=200, ge=1, le=255)
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Self:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError("low_threshold must not exceed high_threshold")
+        return self
+
+
+class ImagineSpec(PromptedSpec):
+    """Text to image: one image per seed, rendered in one batched pipeline call."""
+
+    kind: Literal["imagine"] = "imagine"
+    chaos: int = Field(default=0, ge=0, le=100)
+    tile: bool = False
+    control: ControlRef | None = None
+
+    def files(self) -> tuple[str, ...]:
+        return super().files() + ((self.control.image,) if self.control else ())
+
+
+def imagine_spec(
+    parsed: ParsedPrompt,
+    model: ModelConfig,
+    resolution: int,
+    *,
+    count: int = GRID_SIZE,
+    seed: int | None = None,
+    scheduler: str | None = None,
+) -> ImagineSpec:
+    """Resolve a parsed prompt against a model's defaults into a complete, reproducible spec."""
+    first_seed = parsed.seed if parsed.seed is not None else seed
+    if first_seed is None:
+        first_seed = secrets.randbelow(MAX_SEED + 1)
+    width, height = size_for_aspect(parsed.aspect or (1, 1), resolution)
+    return build_spec(
+        ImagineSpec,
+        model=model.name,
+        prompt=parsed.text,
+        negative_prompt=parsed.negative,
+        seeds=seeds_from(first_seed, count),
+        width=width,
+        height=height,
+        steps=parsed.steps if parsed.steps is not None else model.steps,
+        guidance=parsed.cfg if parsed.cfg is not None else model.guidance,
+        scheduler=scheduler or model.scheduler,
+        chaos=parsed.chaos or 0,
+        tile=parsed.tile,
+        adapters=parsed.adapters,
+    )
+
+
+def check_control_mode(model_name: str, controlnets: dict[str, str], mode: str) -> None:
+    if mode not in controlnets:
+        configured = ", ".join(sorted(controlnets)) or "none"
+        raise SpecError(
+            f"model {model_name!r} has no {mode} ControlNet configured (configured: {configured}); "
+            f'add [models.{model_name}.controlnets] {mode} = "owner/name" to the settings'
+        )
