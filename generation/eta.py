@@ -3,37 +3,17 @@ measured from the steps they report. Pure bookkeeping (the pool feeds it events 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
-from generation.specs import (
-    ImportSpec,
-    JobSpec,
-    TrainSpec,
-    UpscaleSpec,
-    VarySpec,
-)
+from generation.specs import JobSpec
 
-MEGAPIXEL = 1_000_000
 EWMA_WEIGHT = 0.3  # how much the newest measurement counts: follows a worker that speeds up or slows down
 
 
 def job_work(spec: JobSpec) -> float:
-    """Work units (denoising steps x pictures x megapixels) a job needs; costs scale with all three."""
-    if isinstance(spec, ImportSpec):
-        return 0.05
-    if isinstance(spec, TrainSpec):
-        pictures = spec.batch_size * (2 if spec.prior_preservation else 1)
-        return spec.steps * pictures * spec.resolution**2 / MEGAPIXEL
-    pixels = spec.width * spec.height / MEGAPIXEL
-    if isinstance(spec, UpscaleSpec):
-        steps = spec.steps if spec.method == "x4" else max(1, math.floor(spec.steps * spec.strength))
-        return steps * pixels * 1.8  # overlapping tiles redraw about 1.8x the pixels
-    steps = spec.steps
-    if isinstance(spec, VarySpec) and not spec.has_region:
-        steps = max(1, math.floor(spec.steps * spec.strength))  # img2img runs only the last part
-    return steps * len(spec.seeds) * pixels
+    """Work units (denoising steps x pictures x megapixels) a job needs; each kind says (spec.work)."""
+    return spec.work()
 
 
 class SpeedTracker:

@@ -29,7 +29,7 @@ from generation.events import TERMINAL, Cancelled, Done, Event, Failed, Progress
 from generation.links import ProcessLink, WorkerLink
 from generation.outputs import JobOutput
 from generation.queues import FairQueues
-from generation.specs import JobSpec, adapter_files
+from generation.specs import JobSpec, Lane, adapter_files
 from generation.worker import WorkerSettings
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Lane = Literal["interactive", "training"]
 CRASHED_REASON = "the GPU worker crashed twice while running this job; it has been stopped"
 
 
@@ -226,7 +225,7 @@ class WorkerPool:
     ) -> JobHandle:
         """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many.
         `attempts`: how often it was started before (a resumed job), which counts towards max_attempts."""
-        lane: Lane = "training" if spec.kind == "train" else "interactive"
+        lane: Lane = spec.lane
         devices = self.config.interactive_devices if lane == "interactive" else self.config.training_devices
         if not devices:
             raise DreamcordError(f"this bot has no {lane} workers configured")

@@ -9,8 +9,9 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from PIL import Image
@@ -45,6 +46,16 @@ class ProgressCallback(Protocol):
     def __call__(self, step: int, total: int, note: str | None = None) -> None: ...
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What a run function gets besides its spec: the job's id, where its steps go, how to ask
+    whether it was cancelled."""
+
+    job_id: int | None = None
+    on_step: ProgressCallback | None = None
+    should_cancel: CancelCheck | None = None
+
+
 class JobRunner:
     """Keeps one base model (and the adapters its jobs used) warm and runs specs against it."""
 
@@ -77,19 +88,10 @@ class JobRunner:
         on_step: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> JobOutput:
-        if isinstance(spec, ImagineSpec):
-            return self._imagine(spec, on_step, should_cancel)
-        if isinstance(spec, VarySpec):
-            return self._vary(spec, on_step, should_cancel)
-        if isinstance(spec, OutpaintSpec):
-            return self._outpaint(spec, on_step, should_cancel)
-        if isinstance(spec, UpscaleSpec):
-            return self._upscale(spec, on_step, should_cancel)
-        if isinstance(spec, TrainSpec):
-            return self._train(spec, job_id, on_step, should_cancel)
-        if isinstance(spec, ImportSpec):
-            return self._import(spec)
-        raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
+        run_kind = RUNS.get(type(spec))
+        if run_kind is None:
+            raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
+        return run_kind(self, spec, RunContext(job_id, on_step, should_cancel))
 
     def _read_file(self, digest: str) -> bytes:
         if self._fetch is not None:
@@ -102,9 +104,8 @@ class JobRunner:
             raise SpecError(f"{error}: this job cannot run") from None
 
     # ------------------------------------------------------------ imagine
-    def _imagine(
-        self, spec: ImagineSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
-    ) -> JobOutput:
+    def _imagine(self, spec: ImagineSpec, context: RunContext) -> JobOutput:
+        on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         control = self._open(spec.control.image, "the control image") if spec.control else None
@@ -116,9 +117,8 @@ class JobRunner:
         )
 
     # ------------------------------------------------------------ vary, outpaint, upscale
-    def _vary(
-        self, spec: VarySpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
-    ) -> JobOutput:
+    def _vary(self, spec: VarySpec, context: RunContext) -> JobOutput:
+        on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         source = self._open(spec.source, "the source image")
@@ -130,9 +130,8 @@ class JobRunner:
             ),
         )
 
-    def _outpaint(
-        self, spec: OutpaintSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
-    ) -> JobOutput:
+    def _outpaint(self, spec: OutpaintSpec, context: RunContext) -> JobOutput:
+        on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         source = self._open(spec.source, "the source image")
@@ -140,9 +139,8 @@ class JobRunner:
             spec, lambda part: run_outpaint(model, part, source, on_step=on_step, should_cancel=should_cancel)
         )
 
-    def _upscale(
-        self, spec: UpscaleSpec, on_step: ProgressCallback | None, should_cancel: CancelCheck | None
-    ) -> JobOutput:
+    def _upscale(self, spec: UpscaleSpec, context: RunContext) -> JobOutput:
+        on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
         self.adapters.activate(model.pipeline, spec.adapters)
         source = self._open(spec.source, "the source image")
@@ -153,7 +151,7 @@ class JobRunner:
         return open_user_image(self._read_file(digest), what)
 
     # ------------------------------------------------------------ import
-    def _import(self, spec: ImportSpec) -> JobOutput:
+    def _import(self, spec: ImportSpec, context: RunContext) -> JobOutput:
         """Load the file into the base model for real (shapes must fit), then switch it off again."""
         started = time.perf_counter()
         model = self.models.get(spec.model)
@@ -162,13 +160,8 @@ class JobRunner:
         return JobOutput(images=(), elapsed_s=time.perf_counter() - started)
 
     # ------------------------------------------------------------ train
-    def _train(
-        self,
-        spec: TrainSpec,
-        job_id: int | None,
-        on_step: ProgressCallback | None,
-        should_cancel: CancelCheck | None,
-    ) -> JobOutput:
+    def _train(self, spec: TrainSpec, context: RunContext) -> JobOutput:
+        job_id, on_step, should_cancel = context.job_id, context.on_step, context.should_cancel
         # Imported here: only training workers need peft and the training code.
         from generation.training.loop import spec_fingerprint, train_adapter
 
@@ -197,6 +190,16 @@ class JobRunner:
             adapter=AdapterOutput(trained.kind, trained.safetensors, trained.trigger, trained.final_loss),
         )
 
+
+# One row per job kind: a new kind is a spec module (generation/specs), a run function and this row.
+RUNS: dict[type[Any], Callable[[JobRunner, Any, RunContext], JobOutput]] = {
+    ImagineSpec: JobRunner._imagine,
+    VarySpec: JobRunner._vary,
+    OutpaintSpec: JobRunner._outpaint,
+    UpscaleSpec: JobRunner._upscale,
+    TrainSpec: JobRunner._train,
+    ImportSpec: JobRunner._import,
+}
 
 SpecT = TypeVar("SpecT", bound=PromptedSpec)
 

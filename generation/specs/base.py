@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +24,8 @@ MAX_SEED = 2**32 - 1
 ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9_-]{2,32}$"
 MAX_PROMPT_CHARS = 1500
 MIN_SIDE, MAX_SIDE = 32, 2048
+MEGAPIXEL = 1_000_000
+Lane = Literal["interactive", "training"]
 
 
 AdapterKind = Literal["lora", "embedding"]
@@ -62,6 +64,7 @@ class AdapterRef(BaseModel):
 
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    lane: ClassVar[Lane] = "interactive"  # which of the pool's queues and workers run this kind
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -69,6 +72,10 @@ class _Spec(BaseModel):
     def files(self) -> tuple[str, ...]:
         """The file-store hashes this job reads (pictures, masks, photos, adapters), in order."""
         return ()
+
+    def work(self) -> float:
+        """Work units (denoising steps x pictures x megapixels) the job needs: what ETAs are made of."""
+        return 0.05  # no pictures to render: loading and checking only
 
 
 class PromptedSpec(_Spec):
@@ -94,6 +101,9 @@ class PromptedSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return tuple(ref.file for ref in self.adapters if ref.file)
 
+    def work(self) -> float:
+        return self.steps * len(self.seeds) * self.width * self.height / MEGAPIXEL
+
     def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""
         if not 0 <= index < len(self.seeds):
@@ -118,6 +128,11 @@ def prompted_fields(spec: PromptedSpec, *, seed: int | None = None, **changes: A
     fields["seeds"] = seeds_from(first, GRID_SIZE)
     fields.update(changes)
     return fields
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """How many of `steps` img2img actually runs at `strength` (the last part of the schedule)."""
+    return max(1, math.floor(steps * strength))
 
 
 def steps_for_strength(steps: int, strength: float) -> int:

@@ -3,7 +3,7 @@ is generation.training.defaults.train_spec."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,9 +13,11 @@ from generation.specs.base import (
     MAX_SEED,
     MAX_SIDE,
     MAX_TRAIN_IMAGES,
+    MEGAPIXEL,
     MIN_SIDE,
     MIN_TRAIN_IMAGES,
     SHA256_PATTERN,
+    Lane,
     TrainMethod,
     _Spec,
 )
@@ -55,8 +57,14 @@ class TrainSpec(_Spec):
     consent: bool = False
     keep_photos: bool = False  # otherwise the photos are deleted when the training ends
 
+    lane: ClassVar[Lane] = "training"
+
     def files(self) -> tuple[str, ...]:
         return self.images
+
+    def work(self) -> float:
+        pictures = self.batch_size * (2 if self.prior_preservation else 1)
+        return self.steps * pictures * self.resolution**2 / MEGAPIXEL
 
     @property
     def trigger(self) -> str:

@@ -11,10 +11,12 @@ from generation.specs.base import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
     MAX_SIDE,
+    MEGAPIXEL,
     MIN_SIDE,
     SHA256_PATTERN,
     PromptedSpec,
     build_spec,
+    img2img_steps,
     prompted_fields,
     steps_for_strength,
 )
@@ -54,6 +56,10 @@ class UpscaleSpec(PromptedSpec):
 
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
+
+    def work(self) -> float:
+        steps = self.steps if self.method == "x4" else img2img_steps(self.steps, self.strength)
+        return steps * self.width * self.height / MEGAPIXEL * 1.8  # overlapping tiles: ~1.8x the pixels
 
     @model_validator(mode="after")
     def _overlap_below_tile(self) -> Self:

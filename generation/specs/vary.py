@@ -14,6 +14,7 @@ from generation.specs.base import (
     PromptedSpec,
     build_spec,
     fit,
+    img2img_steps,
     prompted_fields,
     steps_for_strength,
 )
@@ -66,6 +67,11 @@ class VarySpec(PromptedSpec):
 
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source, *((self.mask,) if self.mask else ()))
+
+    def work(self) -> float:
+        if self.has_region:  # inpainting runs every step
+            return super().work()
+        return super().work() * img2img_steps(self.steps, self.strength) / self.steps
 
 
 def vary_spec(
