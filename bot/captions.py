@@ -7,8 +7,6 @@ import re
 import discord
 
 from generation.specs import (
-    STRONG_STRENGTH,
-    SUBTLE_STRENGTH,
     ImagineSpec,
     ImportSpec,
     JobSpec,
@@ -43,34 +41,9 @@ def code_block(text: str) -> str:
     return "```\n" + re.sub("`(?=`)", "`\u200b", text) + "\n```"
 
 
-OUTPAINT_WORDS = {
-    "zoom": "zoomed out",
-    "pan-left": "panned left",
-    "pan-right": "panned right",
-    "pan-up": "panned up",
-    "pan-down": "panned down",
-    "square": "made square",
-    "aspect": "new aspect",
-}
-
-
-def operation_words(spec: JobSpec) -> str:
-    """What a derived job did to its picture, e.g. "variations (subtle)", "upscaled 2x (creative)"."""
-    if isinstance(spec, VarySpec):
-        region = ", region" if spec.has_region else ""
-        return f"variations ({_strength_word(spec.strength)}{region})"
-    if isinstance(spec, UpscaleSpec):
-        return f"upscaled {spec.factor}x ({spec.mode})"
-    if isinstance(spec, OutpaintSpec):
-        return f"{OUTPAINT_WORDS[spec.operation]} to {spec.width}x{spec.height}"
-    if isinstance(spec, ImagineSpec) and spec.control:
-        return f"{spec.control.mode} control, scale {spec.control.scale:g}"
-    return ""
-
-
 def job_title(spec: JobSpec) -> str:
     if isinstance(spec, VarySpec | UpscaleSpec | OutpaintSpec):
-        return f"{shown_text(spec.prompt)} ({operation_words(spec)})"
+        return f"{shown_text(spec.prompt)} ({spec.operation_words()})"
     if isinstance(spec, ImagineSpec):
         return shown_text(spec.prompt)
     if isinstance(spec, TrainSpec):
@@ -85,7 +58,7 @@ def result_caption(job: Job) -> str:
     if isinstance(spec, PromptedSpec):
         seeds = f"seed {spec.seeds[0]}" if len(spec.seeds) == 1 else f"seeds {spec.seeds[0]}–{spec.seeds[-1]}"
         prompt = shown_text(spec.prompt)
-        words = operation_words(spec)
+        words = spec.operation_words()
         kind = f" · {words}" if words else ""
         return f"**{prompt}** — <@{job.owner_id}>{kind} · {seeds} · {spec.model} · {spec.steps} steps · job {job.id}"
     if isinstance(spec, TrainSpec):
@@ -101,8 +74,3 @@ def result_caption(job: Job) -> str:
             f"{spec.model}); use it as `<{spec.name}>` in prompts · job {job.id}"
         )
     return f"{spec.kind} — <@{job.owner_id}> · job {job.id}"
-
-
-def _strength_word(strength: float) -> str:
-    names = {SUBTLE_STRENGTH: "subtle", STRONG_STRENGTH: "strong"}
-    return names.get(strength, f"strength {strength:g}")

@@ -104,6 +104,10 @@ class PromptedSpec(_Spec):
     def work(self) -> float:
         return self.steps * len(self.seeds) * self.width * self.height / MEGAPIXEL
 
+    def operation_words(self) -> str:
+        """What the job did beyond its prompt, in a few plain words for captions ("" for none)."""
+        return ""
+
     def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""
         if not 0 <= index < len(self.seeds):

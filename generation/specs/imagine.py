@@ -53,6 +53,9 @@ class ImagineSpec(PromptedSpec):
     def files(self) -> tuple[str, ...]:
         return super().files() + ((self.control.image,) if self.control else ())
 
+    def operation_words(self) -> str:
+        return f"{self.control.mode} control, scale {self.control.scale:g}" if self.control else ""
+
 
 def imagine_spec(
     parsed: ParsedPrompt,

@@ -38,6 +38,17 @@ class Placement(BaseModel):
         return self.top + self.height
 
 
+OUTPAINT_WORDS = {
+    "zoom": "zoomed out",
+    "pan-left": "panned left",
+    "pan-right": "panned right",
+    "pan-up": "panned up",
+    "pan-down": "panned down",
+    "square": "made square",
+    "aspect": "new aspect",
+}
+
+
 OUTPAINT_OPERATIONS = ("zoom", "pan-left", "pan-right", "pan-up", "pan-down", "square", "aspect")
 OutpaintOperation = Literal["zoom", "pan-left", "pan-right", "pan-up", "pan-down", "square", "aspect"]
 
@@ -54,6 +65,9 @@ class OutpaintSpec(PromptedSpec):
 
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
+
+    def operation_words(self) -> str:
+        return f"{OUTPAINT_WORDS[self.operation]} to {self.width}x{self.height}"
 
     @model_validator(mode="after")
     def _placement_inside_canvas(self) -> Self:

@@ -57,6 +57,9 @@ class UpscaleSpec(PromptedSpec):
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
 
+    def operation_words(self) -> str:
+        return f"upscaled {self.factor}x ({self.mode})"
+
     def work(self) -> float:
         steps = self.steps if self.method == "x4" else img2img_steps(self.steps, self.strength)
         return steps * self.width * self.height / MEGAPIXEL * 1.8  # overlapping tiles: ~1.8x the pixels

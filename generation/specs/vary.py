@@ -20,6 +20,7 @@ from generation.specs.base import (
 )
 
 SUBTLE_STRENGTH, STRONG_STRENGTH, REGION_STRENGTH = 0.35, 0.7, 1.0
+STRENGTH_NAMES = {SUBTLE_STRENGTH: "subtle", STRONG_STRENGTH: "strong"}
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
@@ -67,6 +68,10 @@ class VarySpec(PromptedSpec):
 
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source, *((self.mask,) if self.mask else ()))
+
+    def operation_words(self) -> str:
+        strength = STRENGTH_NAMES.get(self.strength, f"strength {self.strength:g}")
+        return f"variations ({strength}{', region' if self.has_region else ''})"
 
     def work(self) -> float:
         if self.has_region:  # inpainting runs every step
