@@ -331,9 +331,12 @@ async def test_a_job_that_never_finishes_stops_after_max_attempts_across_three_r
             assert job is not None
             if start < 2:
                 assert not job.state.finished
-                while (job := await service.get_job(job_id)) is not None and job.state != JobState.RUNNING:
+                # Until this start's worker has begun it (a resumed job is still "running" from before).
+                deadline = time.monotonic() + 60
+                while (job := await service.get_job(job_id)) is not None and job.attempts < start + 1:
+                    assert time.monotonic() < deadline, "the job was never started"
                     await asyncio.sleep(0.05)
-                assert job.attempts == start + 1
+                assert job.attempts == start + 1 and job.state == JobState.RUNNING
             else:
                 assert ticket is None and job.state == JobState.FAILED and job.attempts == 2
                 assert "started 2 times without finishing" in (job.error or "")
