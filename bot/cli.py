@@ -153,35 +153,18 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     config = settings.model(parsed.model)
     if args.control is not None:
         check_control_mode(config.name, config.controlnets, args.control_mode)
-    from tqdm import tqdm
+    from bot.cli_runs import run_spec, save_output
+    from generation.checkpoint import native_resolution
 
-    from generation.imagine import run_imagine
-    from generation.models import load_model
-
-    model = load_model(
-        config,
-        device=args.device or settings.device,
-        dtype=args.dtype or settings.dtype,
-        offline=settings.offline or None,
-    )
-    spec = imagine_spec(parsed, config, model.resolution, count=args.count, scheduler=args.scheduler)
-    control_image = None
+    resolution = native_resolution(config)
+    spec = imagine_spec(parsed, config, resolution, count=args.count, scheduler=args.scheduler)
+    files: dict[str, bytes] = {}
     if args.control is not None:
-        spec, control_image = with_control(spec, config, args.control, args.control_mode, args.control_scale)
-    with tqdm(total=spec.steps, desc="imagine", unit="step", file=sys.stderr) as bar:
-
-        def on_step(step: int, total: int) -> None:
-            bar.total = total
-            bar.update(step - bar.n)
-
-        result = run_imagine(model, spec, control_image=control_image, on_step=on_step)
-    image = result.grid() if len(result.images) > 1 else result.images[0]
-    image.save(args.output)
-    if args.each:
-        for index, single in enumerate(result.images, start=1):
-            single.save(args.output.with_stem(f"{args.output.stem}_{index}"))
+        spec, files = with_control(spec, config, args.control, args.control_mode, args.control_scale)
+    output = run_spec(settings, config, spec, files, device=args.device, dtype=args.dtype)
+    image = save_output(output, args.output, each=args.each)
     seeds = " ".join(str(seed) for seed in spec.seeds)
-    print(f"wrote {args.output} ({image.width}x{image.height}) in {result.elapsed_s:.2f}s")
+    print(f"wrote {args.output} ({image.width}x{image.height}) in {output.elapsed_s:.2f}s")
     print(
         f"seeds: {seeds}   model: {spec.model}   {spec.steps} steps {spec.scheduler}, cfg {spec.guidance:g}"
     )
@@ -190,8 +173,8 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
 
 def with_control(
     spec: ImagineSpec, config: ModelConfig, path: Path, mode: str, scale: float
-) -> tuple[ImagineSpec, Image.Image]:
-    """`spec` steered by the picture at `path` (ControlNet), and that picture."""
+) -> tuple[ImagineSpec, dict[str, bytes]]:
+    """`spec` steered by the picture at `path` (ControlNet), and that picture's bytes by hash."""
     import hashlib
 
     from generation.specs import ControlRef, build_spec, check_control_mode
@@ -200,10 +183,10 @@ def with_control(
     if not path.is_file():
         raise DreamcordError(f"control picture {path} does not exist")
     data = path.read_bytes()
-    picture = open_user_image(data, path.name)
+    open_user_image(data, path.name)  # a picture Pillow opens safely, or a clear error now
     check_control_mode(spec.model, config.controlnets, mode)
     control = build_spec(ControlRef, image=hashlib.sha256(data).hexdigest(), mode=mode, scale=scale)
-    return spec.model_copy(update={"control": control}), picture
+    return spec.model_copy(update={"control": control}), {control.image: data}
 
 
 def check_output_path(path: Path) -> None:

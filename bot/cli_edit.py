@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,6 @@ from generation.specs import OUTPAINT_OPERATIONS, UPSCALE_MODES, UPSCALE_PROMPT
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from generation.imagine import ImagineResult
-    from generation.models import LoadedModel
     from generation.specs import JobSpec, PromptedSpec
 
 
@@ -76,15 +73,16 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     base = imagine_spec(parsed, config, resolution, count=1)
     digest = hashlib.sha256(source_bytes).hexdigest()
     seed = args.seed if args.seed is not None else parsed.seed
-    spec, mask = _derived_spec(args, base, digest, source.size, resolution, seed, config.upscaler is not None)
-    from generation.models import load_model  # only now: every check of the input is answered at once
+    spec, mask_file = _derived_spec(
+        args, base, digest, source.size, resolution, seed, config.upscaler is not None
+    )
+    from bot.cli_runs import run_spec, save_output  # only now: every check of the input is answered
 
-    model = load_model(config, device=args.device or settings.device, dtype=args.dtype or settings.dtype)
-    result = _run(model, spec, source, mask)
-    image = result.grid() if len(result.images) > 1 else result.images[0]
-    image.save(args.output)
-    seeds = " ".join(str(seed) for seed in result.spec.seeds)
-    print(f"wrote {args.output} ({image.width}x{image.height}) in {result.elapsed_s:.2f}s · seeds: {seeds}")
+    files = {digest: source_bytes, **mask_file}
+    output = run_spec(settings, config, spec, files, device=args.device, dtype=args.dtype)
+    image = save_output(output, args.output)
+    seeds = " ".join(str(image.seed) for image in output.images)
+    print(f"wrote {args.output} ({image.width}x{image.height}) in {output.elapsed_s:.2f}s · seeds: {seeds}")
     return 0
 
 
@@ -96,7 +94,8 @@ def _derived_spec(
     resolution: int,
     seed: int | None,
     upscaler: bool,
-) -> tuple[JobSpec, Any]:
+) -> tuple[JobSpec, dict[str, bytes]]:
+    """The spec the command asks for, and the mask file it names (by hash), if any."""
     from generation.prompt import parse_aspect
     from generation.specs import REGION_STRENGTH, outpaint_spec, parse_box, upscale_spec, vary_spec
     from generation.user_images import open_user_image
@@ -114,19 +113,24 @@ def _derived_spec(
             seed=seed,
             upscaler=upscaler,
         )
-        return spec, None
+        return spec, {}
     if args.command == "outpaint":
         aspect = parse_aspect(args.aspect) if args.aspect else None
         spec = outpaint_spec(
             base, digest, size, args.operation, resolution, zoom=args.zoom, aspect=aspect, seed=seed
         )
-        return spec, None
+        return spec, {}
     box = parse_box(args.region) if args.region else None
     mask_bytes = _read(args.mask) if args.mask else None
-    mask = open_user_image(mask_bytes, args.mask.name) if mask_bytes else None
-    mask_hash = hashlib.sha256(mask_bytes).hexdigest() if mask_bytes else None
-    strength = REGION_STRENGTH if box or mask is not None else _strength(args.strength)
-    return vary_spec(base, digest, size, resolution, strength, box=box, mask=mask_hash, seed=seed), mask
+    if mask_bytes is None:
+        mask_file = {}
+    else:
+        open_user_image(mask_bytes, args.mask.name)  # a picture Pillow opens safely, or a clear error now
+        mask_file = {hashlib.sha256(mask_bytes).hexdigest(): mask_bytes}
+    strength = REGION_STRENGTH if box or mask_file else _strength(args.strength)
+    mask_hash = next(iter(mask_file), None)
+    spec = vary_spec(base, digest, size, resolution, strength, box=box, mask=mask_hash, seed=seed)
+    return spec, mask_file
 
 
 def _strength(text: str) -> float:
@@ -146,25 +150,3 @@ def _read(path: Path) -> bytes:
     if not path.is_file():
         raise DreamcordError(f"{path} does not exist")
     return path.read_bytes()
-
-
-def _run(model: LoadedModel, spec: JobSpec, source: Any, mask: Any) -> ImagineResult:
-    from tqdm import tqdm
-
-    from generation.inpaint import run_outpaint
-    from generation.specs import OutpaintSpec, UpscaleSpec, VarySpec
-    from generation.upscale import run_upscale
-    from generation.vary import run_vary
-
-    with tqdm(desc=spec.kind, unit="step", file=sys.stderr) as bar:
-
-        def on_step(step: int, total: int) -> None:
-            bar.total = total
-            bar.update(step - bar.n)
-
-        if isinstance(spec, UpscaleSpec):
-            return run_upscale(model, spec, source, on_step=on_step)
-        if isinstance(spec, OutpaintSpec):
-            return run_outpaint(model, spec, source, on_step=on_step)
-        assert isinstance(spec, VarySpec)
-        return run_vary(model, spec, source, mask=mask, on_step=on_step)

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from generation.config import ModelConfig
+from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelNotFoundError
 
 
@@ -18,6 +18,10 @@ def _read_config(source: str, subfolder: str) -> dict[str, Any]:
     folder = Path(source).expanduser()
     if folder.is_dir():
         path = folder / subfolder / "config.json"
+    elif not HUB_ID_PATTERN.match(source) or source.startswith((".", "~")):  # the same rule as loading
+        raise ModelNotFoundError(
+            f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)"
+        )
     else:
         from huggingface_hub import hf_hub_download
 

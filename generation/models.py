@@ -186,10 +186,18 @@ def native_resolution(pipeline: StableDiffusionPipeline) -> int:
 class ModelCache:
     """Keeps at most one base model in memory per process, loading another on demand."""
 
-    def __init__(self, configs: dict[str, ModelConfig], *, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        configs: dict[str, ModelConfig],
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        offline: bool | None = None,
+    ) -> None:
         self.configs = configs
         self.device = device
         self.dtype = dtype
+        self.offline = offline  # None: HF_HUB_OFFLINE decides
         self._current: LoadedModel | None = None
 
     @property
@@ -202,5 +210,7 @@ class ModelCache:
             raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
         if self._current is None or self._current.config.name != name:
             self._current = None  # drop the old model before loading the next: one in memory at a time
-            self._current = load_model(self.configs[name], device=self.device, dtype=self.dtype)
+            self._current = load_model(
+                self.configs[name], device=self.device, dtype=self.dtype, offline=self.offline
+            )
         return self._current

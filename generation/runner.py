@@ -67,10 +67,11 @@ class JobRunner:
         dtype: str = "auto",
         data_dir: Path | None = None,
         read_file: Callable[[str], bytes] | None = None,
+        offline: bool | None = None,
     ) -> None:
         """`data_dir`: scratch space for training, and the file store under it unless `read_file`
         fetches files by hash some other way (a Ray worker gets them from the object store)."""
-        self.models = ModelCache(models, device=device, dtype=dtype)
+        self.models = ModelCache(models, device=device, dtype=dtype, offline=offline)
         self.data_dir = data_dir
         self.files = FileStore(data_dir / "files") if data_dir and read_file is None else None
         self._fetch = read_file

@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from bot.cli import main
+from generation.provenance import read_chunks
+from generation.specs import spec_from_json
 from storage.db import MIGRATIONS_DIR
 
 
@@ -48,6 +50,16 @@ def test_count_one_writes_a_single_image(config_file: Path, tmp_path: Path) -> N
     output = tmp_path / "one.webp"
     assert main(["--config", str(config_file), "imagine", "a cat", "-n", "1", "-o", str(output)]) == 0
     assert _read(output).size == (64, 64)
+
+
+def test_a_cli_png_carries_the_same_provenance_as_the_bots(config_file: Path, tmp_path: Path) -> None:
+    """The CLI runs its spec through the bot's runner: the PNG holds the spec and A1111's parameters."""
+    output = tmp_path / "one.png"
+    args = ["--config", str(config_file), "imagine", "a cat --seed 7", "-n", "1", "-o", str(output)]
+    assert main(args) == 0
+    chunks = read_chunks(output.read_bytes())
+    assert spec_from_json(chunks["dreamcord"]).seeds == (7,)  # type: ignore[union-attr]
+    assert "Seed: 7" in chunks["parameters"] and chunks["parameters"].startswith("a cat")
 
 
 @pytest.mark.parametrize(
