@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.file_sweeper import discard_unused
 from generation.errors import DreamcordError
 from generation.specs import TrainSpec
 from storage import admin as admin_store
@@ -102,10 +103,7 @@ class PrivacyService:
     async def _delete_unused(
         self, digests: set[str] | frozenset[str], *, except_job: int | None = None
     ) -> int:
-        async with self.sessions() as session:
-            in_use = await store.files_in_use(session, digests, except_job=except_job)
-        unused = [digest for digest in digests if digest not in in_use]
-        return sum(await asyncio.to_thread(lambda: [self.files.delete(digest) for digest in unused]))
+        return await discard_unused(self.sessions, self.files, digests, except_job=except_job)
 
     def _delete_checkpoints(self, train_job_ids: tuple[int, ...]) -> None:
         if self.data_dir is None:
