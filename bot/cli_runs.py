@@ -57,13 +57,15 @@ def save_output(output: JobOutput, path: Path, *, each: bool = False) -> Image.I
     `<stem>_<n><suffix>`. PNGs are written as the runner made them, provenance included."""
     pictures = [_decoded(image.png) for image in output.images]
     if len(pictures) == 1:
-        _write(output.images[0].png, pictures[0], path)
+        shown = pictures[0]
+        _write(output.images[0].png, shown, path)
     else:
-        compose_grid(pictures).save(path)
+        shown = compose_grid(pictures)
+        shown.save(path)
     if each:
         for index, (image, picture) in enumerate(zip(output.images, pictures, strict=True), start=1):
             _write(image.png, picture, path.with_stem(f"{path.stem}_{index}"))
-    return compose_grid(pictures) if len(pictures) > 1 else pictures[0]
+    return shown
 
 
 def _decoded(png: bytes) -> Image.Image:
