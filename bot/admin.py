@@ -30,6 +30,15 @@ class Quotas:
     daily_jobs_per_user: int | None
     fast_seconds_per_day: int | None = None  # GPU-seconds per person per 24 h before Relax
 
+    def describe(self) -> str:
+        daily = f"{self.daily_jobs_per_user} per day" if self.daily_jobs_per_user else "no daily limit"
+        fast = (
+            f"{self.fast_seconds_per_day} fast GPU-seconds a day, then relax"
+            if self.fast_seconds_per_day
+            else "all fast"
+        )
+        return f"{self.max_queued_per_user} jobs queued or running per person, {daily}, {fast}"
+
 
 class BlockedPrompt(DreamcordError):
     """The prompt contains a word or pattern the server does not allow."""

@@ -1,7 +1,5 @@
-"""Showing jobs in Discord: throttled progress edits, then the result posted exactly once.
-
-While the interaction token is alive (15 minutes) the job's own "thinking…" message is edited;
-after that, or after a restart, the result goes to the channel as a message sent with the bot token.
+"""A job's result as a Discord message: rendered (grid, caption, buttons), edited into the job's own
+message or posted to its channel, and found again after a restart (bot.job_messages drives it).
 """
 
 from __future__ import annotations
@@ -9,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +19,6 @@ from storage.models import Job
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL_S = 1.5  # at most one progress edit per job this often (Discord rate limits edits)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 EXPIRED_TOKEN_CODES = {50027, 10015}  # invalid webhook token, unknown webhook
 UNKNOWN_MESSAGE = 10008
@@ -30,86 +26,8 @@ HISTORY_LOOKBACK = timedelta(minutes=1)  # our clock and Discord's may differ a 
 HISTORY_LIMIT = 500  # messages read after the intent; a result is posted within seconds of it
 
 ViewFactory = Callable[[Job, Sequence[StoredImage]], discord.ui.View | None]
+PictureViewFactory = Callable[[int, int, StoredImage], discord.ui.View]  # job id, picture index, picture
 CaptionFactory = Callable[[Job], str]
-
-
-class JobMessage:
-    """The message that shows one job while it runs; edits are serialised and stop once it is final.
-
-    Progress edits are coalesced: at most one per PROGRESS_INTERVAL_S, and the latest text always
-    goes out (a trailing edit), so a job that stops changing still shows where it stands.
-    """
-
-    def __init__(self, interaction: discord.Interaction, controls: discord.ui.View | None = None) -> None:
-        self.interaction = interaction
-        self.controls = controls  # e.g. a Cancel button, shown while the job is queued or running
-        self.lock = asyncio.Lock()
-        self.final = False
-        self._last_edit = -PROGRESS_INTERVAL_S
-        self._pending: str | None = None
-        self._preview: bytes | None = None  # the newest low-resolution preview not shown yet
-        self._trailing: asyncio.Task[None] | None = None
-
-    @property
-    def token_alive(self) -> bool:
-        return not self.interaction.is_expired()
-
-    async def progress(self, text: str, *, force: bool = False, preview: bytes | None = None) -> None:
-        """Show `text` (and a preview picture) now if allowed (or `force`), else as soon as the interval
-        has passed."""
-        if self.final or not self.token_alive:
-            return
-        self._pending = text
-        if preview is not None:
-            self._preview = preview
-        wait = self._last_edit + PROGRESS_INTERVAL_S - time.monotonic()
-        if force or wait <= 0:
-            await self._flush()
-        elif self._trailing is None:
-            self._trailing = asyncio.create_task(self._flush_after(wait))
-
-    async def _flush_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._trailing = None
-        await self._flush()
-
-    async def _flush(self) -> None:
-        async with self.lock:
-            if self.final or self._pending is None:
-                return
-            text, self._pending = self._pending, None
-            preview, self._preview = self._preview, None
-            self._last_edit = time.monotonic()
-            attachments = (
-                [discord.File(io.BytesIO(preview), "preview.png")] if preview else discord.utils.MISSING
-            )
-            try:
-                # MISSING leaves the message's components (and picture) as they are; a view replaces them.
-                await self.interaction.edit_original_response(
-                    content=text, view=self.controls or discord.utils.MISSING, attachments=attachments
-                )
-            except discord.HTTPException as error:
-                log.info("progress edit failed (%s); carrying on", error)
-
-    def close(self) -> None:
-        """No more progress: the result or the failure takes the message over."""
-        self.final = True
-        if self._trailing is not None:
-            self._trailing.cancel()
-
-    async def fail(self, text: str) -> discord.Message | None:
-        """End the message with `text`; once the interaction has expired, `text` goes to the channel as
-        a new message, which is returned (a message a moderator deleted stays deleted)."""
-        async with self.lock:
-            self.close()
-            try:
-                await self.interaction.edit_original_response(content=text, attachments=[], view=None)
-            except discord.HTTPException as error:
-                if error.code not in EXPIRED_TOKEN_CODES:
-                    log.info("could not show the end of a job (%s); leaving it", error)
-                    return None
-                return await self.interaction.channel.send(text)  # type: ignore[union-attr]
-            return None
 
 
 def result_file_stem(job_id: int) -> str:
@@ -124,23 +42,16 @@ def channel_allows_nsfw(client: discord.Client, channel_id: int | None) -> bool:
     return bool(is_nsfw is not None and is_nsfw())
 
 
-class DiscordResultSink:
-    """The job service's ResultSink for Discord."""
+class DiscordResults:
+    """Renders results and posts them; the buttons under them come from whichever cog registered a
+    `result_view` (none registered: results have no buttons)."""
 
-    def __init__(
-        self, client: discord.Client, files: FileStore, caption: CaptionFactory, view: ViewFactory
-    ) -> None:
+    def __init__(self, client: discord.Client, files: FileStore, caption: CaptionFactory) -> None:
         self.client = client
         self.files = files
         self.caption = caption
-        self.view = view
-        self.live: dict[int, JobMessage] = {}
-
-    def track(
-        self, job_id: int, interaction: discord.Interaction, controls: discord.ui.View | None = None
-    ) -> JobMessage:
-        self.live[job_id] = message = JobMessage(interaction, controls)
-        return message
+        self.result_view: ViewFactory | None = None
+        self.picture_view: PictureViewFactory | None = None  # one picture's buttons (/show job index)
 
     async def render(
         self, job: Job, images: Sequence[StoredImage], channel_id: int | None
@@ -153,58 +64,34 @@ class DiscordResultSink:
             if images
             else None  # e.g. an import: a message, no picture
         )
-        content, view = self.caption(job), self.view(job, images)
+        content = self.caption(job)
+        view = self.result_view(job, images) if self.result_view is not None else None
         hidden = 0 if allow_nsfw else sum(image.nsfw for image in images)
         if hidden:
             content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"
         return data, content, view
 
-    def close(self) -> None:
-        """The bot is stopping: every job message stops showing progress (its job resumes on the
-        next start and is posted then), and nothing of them is kept."""
-        for message in self.live.values():
-            message.close()
-        self.live.clear()
-
-    def untrack(self, job_id: int) -> None:
-        """The job ended without a result (failed, cancelled): nothing of it is kept."""
-        self.live.pop(job_id, None)
-
-    async def deliver(
-        self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
-    ) -> int | None:
-        """Show the result: as an edit of the job's own message while its interaction lives, else as a
-        channel post. `origin_message_id` is that own message: if a moderator deleted it, the deletion
-        is respected (nothing is posted, and its id is returned so the job counts as delivered)."""
+    async def edit_into(
+        self, interaction: discord.Interaction, job: Job, images: Sequence[StoredImage]
+    ) -> discord.InteractionMessage:
+        """Show the result in the interaction's own message (raises discord.HTTPException)."""
         data, content, view = await self.render(job, images, job.channel_id)
-        live = self.live.pop(job.id, None)
-        if live is not None and live.token_alive:
-            async with live.lock:
-                live.close()
-                try:
-                    attachments = []
-                    if data is not None:
-                        fitted, name = await asyncio.to_thread(
-                            fit_to_limit,
-                            data,
-                            live.interaction.filesize_limit,
-                            f"{result_file_stem(job.id)}.png",
-                        )
-                        attachments = [discord.File(io.BytesIO(fitted), name)]
-                    message = await live.interaction.edit_original_response(
-                        content=content, attachments=attachments, view=view
-                    )
-                    return message.id
-                except discord.HTTPException as error:
-                    if error.code == UNKNOWN_MESSAGE and origin_message_id is not None:
-                        log.info("job %d: its message was deleted; the result is not posted", job.id)
-                        return origin_message_id
-                    if error.code not in EXPIRED_TOKEN_CODES:
-                        raise
-                    log.info("job %d: interaction token expired; posting to the channel instead", job.id)
-        elif origin_message_id is not None and await self._was_deleted(job, origin_message_id):
+        attachments = []
+        if data is not None:
+            fitted, name = await asyncio.to_thread(
+                fit_to_limit, data, interaction.filesize_limit, f"{result_file_stem(job.id)}.png"
+            )
+            attachments = [discord.File(io.BytesIO(fitted), name)]
+        return await interaction.edit_original_response(content=content, attachments=attachments, view=view)
+
+    async def post(self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None) -> int:
+        """Post the result to the job's channel; if the job's own message (`origin_message_id`) was
+        deleted while the bot was away, the deletion is respected: nothing is posted, and that id is
+        returned so the job counts as delivered."""
+        if origin_message_id is not None and await self._was_deleted(job, origin_message_id):
             log.info("job %d: its message was deleted while the bot was away; not posted", job.id)
             return origin_message_id
+        data, content, view = await self.render(job, images, job.channel_id)
         return await self._post_to_channel(job, data, content, view)
 
     async def find_delivered(self, job: Job, origin_message_id: int | None, since: datetime) -> int | None:

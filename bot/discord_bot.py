@@ -11,9 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.admin import AdminService
-from bot.delivery import DiscordResultSink
+from bot.delivery import DiscordResults
 from bot.gate import admit
 from bot.interactive import InteractiveJobs, answer_error
+from bot.job_messages import DiscordJobMessages
 from bot.jobs import JobService
 from bot.library import LibraryService
 from bot.privacy import PrivacyService
@@ -45,7 +46,8 @@ class Services:
     settings: Settings
     jobs: JobService
     files: FileStore
-    sink: DiscordResultSink
+    results: DiscordResults
+    messages: DiscordJobMessages
     interactive: InteractiveJobs
     library: LibraryService
     admin: AdminService
@@ -96,7 +98,7 @@ class DreamcordBot(commands.Bot):
         """Stop showing progress before the HTTP session closes (a pending progress edit would
         otherwise fail on a closed session); the jobs themselves resume on the next start."""
         if hasattr(self, "services"):
-            self.services.sink.close()
+            self.services.jobs.stop_showing()
         await super().close()
 
     async def setup_hook(self) -> None:

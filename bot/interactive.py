@@ -1,4 +1,4 @@
-"""Running a job for a Discord interaction: check, defer, persist, then show its progress."""
+"""Accepting a job for a Discord interaction (check, defer, persist), and the one error handler."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord import app_commands
 
-from bot.captions import job_title, shown_text
-from bot.delivery import DiscordResultSink
+from bot.job_messages import DiscordJobMessages
 from bot.jobs import JobService
 from generation.errors import DreamcordError
-from generation.eta import describe_seconds
-from generation.events import Cancelled, Failed, Progress, Queued, Started
 from generation.specs import JobSpec
 from storage.files import StoredFileDamaged, StoredFileMissing
 
@@ -53,21 +50,17 @@ async def answer_error(interaction: discord.Interaction, error: BaseException, w
     await reply_error(interaction, INTERNAL_ERROR)
 
 
-ControlsFactory = Callable[[int], discord.ui.View]
-
-
 class InteractiveJobs:
-    def __init__(
-        self, jobs: JobService, sink: DiscordResultSink, controls: ControlsFactory | None = None
-    ) -> None:
+    """Accepts jobs for interactions; from then on the job's message belongs to the job service."""
+
+    def __init__(self, jobs: JobService, messages: DiscordJobMessages) -> None:
         self.jobs = jobs
-        self.sink = sink
-        self.controls = controls  # buttons shown while a job waits or runs (Cancel)
+        self.messages = messages
 
     async def run(
         self, interaction: discord.Interaction, spec: JobSpec, *, parent_job_id: int | None = None
     ) -> None:
-        """Accept `spec` for the user behind `interaction` and keep its message up to date until the end."""
+        """Accept `spec` for the user behind `interaction`; its message shows it until the end."""
 
         async def ready() -> JobSpec:
             return spec
@@ -83,48 +76,17 @@ class InteractiveJobs:
     ) -> None:
         """Like `run`, for a spec that takes time to build (downloading attachments): defer first, so
         Discord's 3 s deadline is met, then build; a problem with the input still ends ephemeral."""
-        self.jobs.pool.check_capacity(interaction.user.id)  # before deferring: the refusal stays ephemeral
+        self.jobs.check_capacity(interaction.user.id)  # before deferring: the refusal stays ephemeral
         deferred = await interaction.response.defer(thinking=True)
         try:
-            spec = await prepare()
-            ticket = await self.jobs.submit(
+            await self.jobs.submit(
                 owner_id=interaction.user.id,
-                spec=spec,
+                spec=await prepare(),
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
                 parent_job_id=parent_job_id,
                 message_id=deferred.message_id if deferred is not None else None,
+                message=self.messages.for_interaction(interaction),
             )
         except Exception as error:  # a bad upload, a refusal, a download Discord could not deliver
             await answer_error(interaction, error, f"preparing a job for {interaction.user.id}")
-            return
-        controls = self.controls(ticket.job_id) if self.controls else None
-        message = self.sink.track(ticket.job_id, interaction, controls)
-        title = job_title(spec) + (" · relax mode" if ticket.relax else "")
-        await message.progress(f"**{title}** — queued (job {ticket.job_id})", force=True)
-        async for event in ticket.events():
-            if isinstance(event, Queued):
-                wait = f" · starts in {describe_seconds(event.eta_s)}" if event.eta_s is not None else ""
-                await message.progress(f"**{title}** — waiting, position {event.position} in the queue{wait}")
-            elif isinstance(event, Started):
-                await message.progress(f"**{title}** — starting", force=True)
-            elif isinstance(event, Progress):
-                note = f" · {event.note}" if event.note else ""
-                if event.eta_s is not None and not event.note:  # a training's note has its own time left
-                    note = f" · {describe_seconds(event.eta_s)} left"
-                await message.progress(
-                    f"**{title}** — step {event.step}/{event.total}{note}", preview=event.preview
-                )
-            elif isinstance(event, Failed | Cancelled):
-                self.sink.untrack(ticket.job_id)
-                ending = (
-                    f"failed: {shown_text(event.reason, 300)}" if isinstance(event, Failed) else "cancelled"
-                )
-                posted = await message.fail(f"**{title}** — {ending}")
-                if posted is not None and self.jobs.privacy is not None:  # /forget deletes it too
-                    await self.jobs.privacy.record_posted(
-                        user_id=ticket.owner_id,
-                        job_id=ticket.job_id,
-                        channel_id=posted.channel.id,
-                        message_id=posted.id,
-                    )

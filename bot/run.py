@@ -11,15 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import offload
 from bot.admin import AdminService
 from bot.captions import result_caption
-from bot.delivery import DiscordResultSink
+from bot.delivery import DiscordResults
 from bot.discord_bot import DreamcordBot, Services
 from bot.interactive import InteractiveJobs
+from bot.job_messages import DiscordJobMessages
 from bot.jobs import JobService
 from bot.library import LibraryService
 from bot.privacy import PrivacyService
 from bot.settings import Settings, SettingsError
-from cogs.imagine.views import result_view
-from cogs.queue.views import cancel_view
 from generation.logs import configure_logging
 from generation.pool import PoolConfig, WorkerPool
 from generation.worker import WorkerSettings
@@ -52,17 +51,19 @@ def assemble(
     sessions: async_sessionmaker[AsyncSession],
     files: FileStore,
 ) -> Services:
-    """Join the pieces: the job service posts through the bot, the cogs reach both through Services."""
-    sink = DiscordResultSink(bot, files, result_caption, result_view)
+    """Join the pieces: the job service shows jobs through the bot, the cogs reach both through
+    Services (and register their buttons on `messages` and `results` as they load)."""
+    results = DiscordResults(bot, files, result_caption)
+    messages = DiscordJobMessages(results)
     privacy = PrivacyService(sessions, files, settings.data_dir)
-    jobs = JobService(sessions, pool, files, sink, privacy)
-    interactive = InteractiveJobs(jobs, sink, controls=cancel_view)
+    jobs = JobService(sessions, pool, files, messages, privacy)
     services = Services(
         settings=settings,
         jobs=jobs,
         files=files,
-        sink=sink,
-        interactive=interactive,
+        results=results,
+        messages=messages,
+        interactive=InteractiveJobs(jobs, messages),
         library=LibraryService(sessions, files, jobs),
         admin=AdminService(sessions, settings),
         privacy=privacy,

@@ -1,5 +1,5 @@
 """What the job service hands out: accepted jobs (tickets) and their events, stored pictures, the
-result sink it posts through, and the errors it raises for users."""
+messages it shows jobs through, and the errors it raises for users."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from generation.errors import DreamcordError
-from generation.events import Cancelled, Event, Failed
+from generation.events import Cancelled, Event, Failed, Progress, Queued, Started
 from generation.outputs import JobOutput
 from generation.specs import JobSpec
 from storage.models import Job
@@ -54,16 +54,38 @@ TicketEvent = Event | Finished
 FINAL_EVENTS = (Finished, Failed, Cancelled)
 
 
-class ResultSink(Protocol):
-    """Shows finished jobs to their owner (the Discord front end); returns the message id it posted."""
+class JobMessage(Protocol):
+    """What one job's owner sees of it (its Discord message), from "queued" to the result or the end.
+    The job service's follower of the job is its only driver, one event at a time and in order."""
+
+    async def accepted(self, ticket: JobTicket) -> None:
+        """The job is persisted and queued: it has its id now."""
+
+    async def progress(self, event: Queued | Started | Progress) -> None: ...
 
     async def deliver(
         self, job: Job, images: Sequence[StoredImage], origin_message_id: int | None = None
-    ) -> int | None: ...
+    ) -> int | None:
+        """Show the result; the id of the message that shows it."""
+        ...
 
     async def find_delivered(self, job: Job, origin_message_id: int | None, since: datetime) -> int | None:
         """The message showing `job`'s result if one was sent (from `since` on) but never recorded."""
         ...
+
+    async def end(self, event: Failed | Cancelled) -> int | None:
+        """Show that the job failed or was cancelled; the id of a new message posted for it, if any."""
+        ...
+
+    def close(self) -> None:
+        """No more showing (the bot stops; the job resumes and is posted on the next start)."""
+
+
+class JobMessages(Protocol):
+    """Makes the message of a job nobody watches live: one resumed after a restart, one submitted
+    without a message of its own, or a result a previous process stored but never posted."""
+
+    def for_job(self, job_id: int) -> JobMessage: ...
 
 
 @dataclass

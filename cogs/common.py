@@ -3,23 +3,23 @@ after, and the bot behind an interaction."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import discord
 
+from bot.discord_bot import DreamcordBot
 from bot.gate import admit
 from bot.interactive import answer_error
 
-if TYPE_CHECKING:
-    from bot.discord_bot import DreamcordBot
+
+def dreamcord_bot(bot: object) -> DreamcordBot:
+    """The bot an extension's setup() or a command is given, as the type it is."""
+    assert isinstance(bot, DreamcordBot)
+    return bot
 
 
 def bot_of(interaction: discord.Interaction) -> DreamcordBot:
-    from bot.discord_bot import DreamcordBot
-
-    bot = interaction.client
-    assert isinstance(bot, DreamcordBot)
-    return bot
+    return dreamcord_bot(interaction.client)
 
 
 class Gated:

@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.attachments import read_attachment
-from bot.captions import shown_text
+from bot.captions import code_block, shown_text
+from bot.delivery import channel_allows_nsfw
 from bot.gate import viewer_of
+from bot.images import hidden_png
 from bot.jobs import StoredImage
 from bot.visibility import Viewer
 from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
 from generation.prompt import parse_prompt, with_defaults, within_aspect
+from generation.provenance import read_chunks
 from generation.specs import PromptedSpec, imagine_spec, spec_from_json
 from generation.user_images import UserImageError, open_user_image
+from storage.models import Job
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -115,3 +119,28 @@ def with_prompt(picture: Picture, text: str) -> Picture:
         changes["guidance"] = parsed.cfg
     seed = parsed.seed if parsed.seed is not None else picture.seed
     return replace(picture, spec=picture.spec.model_copy(update=changes), seed=seed)
+
+
+def message_link(job: Job) -> str | None:
+    if job.guild_id is None or job.channel_id is None or job.message_id is None:
+        return None
+    return f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.message_id}"
+
+
+async def picture_details(
+    bot: DreamcordBot, interaction: discord.Interaction, job: Job, image: StoredImage
+) -> tuple[bytes, str]:
+    """The picture's bytes (or the safety placeholder) and its parameters and parent link."""
+    files = bot.services.files
+    data = await asyncio.to_thread(files.read, image.file_hash)
+    parameters = (await asyncio.to_thread(read_chunks, data)).get("parameters", "")
+    if image.nsfw and not channel_allows_nsfw(bot, interaction.channel_id):
+        data = hidden_png(image.width, image.height)
+    lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
+    if parameters:
+        lines.append(code_block(parameters[:1500]))
+    if job.parent_job_id is not None:
+        parent = await bot.services.jobs.get_job(job.parent_job_id)
+        link = message_link(parent) if parent is not None else None
+        lines.append(f"Made from job {job.parent_job_id}" + (f": {link}" if link else ""))
+    return data, "\n".join(lines)

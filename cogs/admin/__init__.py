@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from cogs.admin.admin import AdminCog
+from cogs.common import dreamcord_bot
 
 
 async def setup(bot: object) -> None:
-    from bot.discord_bot import DreamcordBot
-
-    assert isinstance(bot, DreamcordBot)
+    bot = dreamcord_bot(bot)
     await bot.add_cog(AdminCog(bot))

@@ -10,7 +10,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import Quotas
 from bot.discord_bot import model_choices
 from bot.gate import is_admin
 
@@ -73,7 +72,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
             daily_jobs=daily_jobs or None,
             fast_seconds=fast_seconds or None,
         )
-        await self._reply(interaction, f"Limits: {describe_quotas(quotas)}.")
+        await self._reply(interaction, f"Limits: {quotas.describe()}.")
 
     @app_commands.command(name="ban", description="Stop someone from using the bot in this server")
     @app_commands.describe(user="Who", reason="Shown to them when they try")
@@ -136,13 +135,3 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Server 
 
 def _listed(terms: list[str]) -> str:
     return ", ".join(f"`{term}`" for term in terms) or "nothing"
-
-
-def describe_quotas(quotas: Quotas) -> str:
-    daily = f"{quotas.daily_jobs_per_user} per day" if quotas.daily_jobs_per_user else "no daily limit"
-    fast = (
-        f"{quotas.fast_seconds_per_day} fast GPU-seconds a day, then relax"
-        if quotas.fast_seconds_per_day
-        else "all fast"
-    )
-    return f"{quotas.max_queued_per_user} jobs queued or running per person, {daily}, {fast}"

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
+from cogs.options import prompt_with_options
 from generation.checkpoint import native_resolution
 from generation.prompt import parse_prompt, with_defaults
 from generation.specs import (
@@ -27,27 +28,6 @@ from generation.user_images import open_user_image
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
-
-
-def prompt_with_options(prompt: str, **options: object) -> str:
-    """Append slash options as `--flags` (a flag typed in the prompt and the same option both set is an error)."""
-    flags = {
-        "aspect": "--ar",
-        "seed": "--seed",
-        "negative": "--no",
-        "steps": "--steps",
-        "guidance": "--cfg",
-        "model": "--model",
-        "chaos": "--chaos",
-    }
-    parts = [prompt]
-    for name, flag in flags.items():
-        value = options.get(name)
-        if value is not None:
-            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
-    if options.get("tile"):
-        parts.append("--tile")
-    return " ".join(parts)
 
 
 class ImagineCog(commands.Cog):

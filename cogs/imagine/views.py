@@ -2,7 +2,7 @@
 
 They survive restarts (no per-message state in memory): a click on a week-old grid still works.
 Under a grid: U1–U4, reroll, V1–V4. Under a single picture (after U, or an upscale): vary, upscale,
-zoom out, make square and pan (cogs/imagine/actions.py says what each makes).
+zoom out, make square and pan (cogs/actions.py says what each makes).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from bot.images import HIDDEN_NOTE
 from bot.interactive import answer_error
 from bot.jobs import StoredImage
 from bot.visibility import Viewer
+from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
-from cogs.imagine.actions import IMAGE_ACTIONS, vary
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
 from generation.specs import (

@@ -11,8 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.gate import viewer_of
-from cogs.admin.admin import describe_quotas
-from cogs.show.show import picture_details
+from cogs.pictures import picture_details
 from generation.errors import DreamcordError
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ class InfoCog(commands.Cog):
         services = self.bot.services
         guild_model = await services.admin.guild_model(interaction.guild_id)
         quotas = await services.admin.quotas(interaction.guild_id)
-        load = services.jobs.pool.load()
+        load = services.jobs.load()
         mine = await services.jobs.active_jobs_of(interaction.user.id)
 
         models = "\n".join(
@@ -60,7 +59,7 @@ class InfoCog(commands.Cog):
             f"**dreamcord {package_version()}**",
             f"Models:\n{models}",
             f"Workers: {', '.join(load.workers) or 'none'} · {load.running} running, {load.waiting} waiting",
-            f"Limits here: {describe_quotas(quotas)}",
+            f"Limits here: {quotas.describe()}",
             f"You: {len(mine)} queued or running · `/settings show` for your defaults, `/library list` for your tokens",
         ]
         await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)

@@ -32,7 +32,7 @@ class QueueCog(commands.Cog):
             return
         lines = []
         for job in mine:
-            position = jobs.pool.queue_position(job.id)
+            position = jobs.queue_position(job.id)
             where = f"waiting, position {position}" if position else job.state.value
             lines.append(f"• job {job.id} ({job.kind}): {where}")
         await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import model_choices
-from cogs.imagine.imagine import prompt_with_options
+from cogs.options import prompt_with_options
 from generation.prompt import format_defaults, parse_defaults, with_defaults
 
 if TYPE_CHECKING:

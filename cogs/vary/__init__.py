@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from cogs.common import dreamcord_bot
 from cogs.vary.vary import VaryCog
 
 
 async def setup(bot: object) -> None:
-    from bot.discord_bot import DreamcordBot
-
-    assert isinstance(bot, DreamcordBot)
+    bot = dreamcord_bot(bot)
     await bot.add_cog(VaryCog(bot))

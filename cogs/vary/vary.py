@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.attachments import read_attachment
-from cogs.imagine.actions import vary
+from cogs.actions import vary
 from cogs.pictures import chosen_picture
 from generation.specs import (
     MAX_PROMPT_CHARS,

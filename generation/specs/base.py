@@ -77,6 +77,14 @@ class _Spec(BaseModel):
         """Work units (denoising steps x pictures x megapixels) the job needs: what ETAs are made of."""
         return 0.05  # no pictures to render: loading and checking only
 
+    def library_name(self) -> str | None:
+        """The name this job adds to its owner's library when it succeeds (None: it adds nothing)."""
+        return None
+
+    def files_done_with(self, *, succeeded: bool) -> tuple[str, ...]:
+        """Files of `files()` nobody needs once the job has ended (removed unless a row still names them)."""
+        return ()
+
 
 class PromptedSpec(_Spec):
     """What every prompted rendering job has: model, prompts, one seed per image, size, sampler, adapters."""

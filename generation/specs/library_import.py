@@ -22,5 +22,11 @@ class ImportSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return (self.file,)
 
+    def library_name(self) -> str:
+        return self.name
+
+    def files_done_with(self, *, succeeded: bool) -> tuple[str, ...]:
+        return () if succeeded else (self.file,)  # a refused file is kept by nothing
+
     def ref(self) -> AdapterRef:
         return AdapterRef(name=self.name, kind=self.adapter_kind, file=self.file, trigger=self.trigger)

@@ -62,6 +62,12 @@ class TrainSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return self.images
 
+    def library_name(self) -> str:
+        return self.token
+
+    def files_done_with(self, *, succeeded: bool) -> tuple[str, ...]:
+        return () if self.keep_photos else self.images  # however it ends, unless the user kept them
+
     def work(self) -> float:
         pictures = self.batch_size * (2 if self.prior_preservation else 1)
         return self.steps * pictures * self.resolution**2 / MEGAPIXEL

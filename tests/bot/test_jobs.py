@@ -23,6 +23,7 @@ from generation.worker import WorkerSettings
 from storage import repositories as repo
 from storage.files import FileStore
 from storage.models import ImageRecord, Job, JobState
+from tests.bot.results_only import ResultsOnly
 
 
 def _spec(config: ModelConfig, seed: int, steps: int = 2) -> ImagineSpec:
@@ -158,7 +159,7 @@ async def test_only_the_owner_can_cancel(
     await service.close()
 
 
-class _RecordingSink:
+class _RecordingSink(ResultsOnly):
     """Discord as far as results go: what was posted stays posted, and can be looked up."""
 
     def __init__(self, fail_first: bool = False, crash_after_posting: bool = False) -> None:
@@ -195,7 +196,7 @@ async def test_a_result_is_posted_exactly_once_across_restarts(
         discord = _RecordingSink(
             fail_first=fault == "Discord unreachable", crash_after_posting=fault == "killed after posting"
         )
-        first = JobService(sessions, pool, files, sink=discord)
+        first = JobService(sessions, pool, files, messages=discord)
         ticket = await first.submit(owner_id=1, spec=_spec(tiny_config, 1), channel_id=77)
         assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)  # stored, though not recorded
         job = await first.get_job(ticket.job_id)
@@ -204,7 +205,7 @@ async def test_a_result_is_posted_exactly_once_across_restarts(
 
         discord.crash_after_posting = False
         for _ in range(2):  # the second start posts (or finds) it; the third has nothing to do
-            assert await JobService(sessions, pool, files, sink=discord).start() == []
+            assert await JobService(sessions, pool, files, messages=discord).start() == []
         assert discord.posted == [ticket.job_id]
         assert discord.looked_up == [ticket.job_id]  # Discord was asked once, by the second start
         job = await first.get_job(ticket.job_id)
@@ -266,7 +267,8 @@ async def test_the_watchdog_gives_a_job_whose_follower_died_an_owner_again(
     service = JobService(sessions, pool, FileStore(tmp_path / "files"))
     try:
         ticket = await service.submit(owner_id=1, spec=_spec(tiny_config, 3, steps=20))
-        follower = service._followers[ticket.job_id]
+        follower = service.followers.task_of(ticket.job_id)
+        assert follower is not None
         if ticket_started:
             await anext(aiter(ticket.events()))  # it has recorded something already
         follower.cancel()  # it dies (as an unexpected error would have killed it before)
@@ -343,3 +345,59 @@ async def test_a_job_that_never_finishes_stops_after_max_attempts_across_three_r
         finally:
             await service.close()
             await pool.close()
+
+
+class _ScriptedMessage(ResultsOnly):
+    """A job's message that writes down, in order, what the job service asked it to show."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    async def accepted(self, ticket: object) -> None:
+        self.shown.append("accepted")
+
+    async def progress(self, event: object) -> None:
+        self.shown.append(type(event).__name__)
+
+    async def deliver(self, job: Job, images: object, origin_message_id: int | None = None) -> int | None:
+        self.shown.append("result")
+        return 500 + job.id
+
+    async def end(self, event: object) -> int | None:
+        self.shown.append(f"end:{type(event).__name__}")
+        return None
+
+
+@pytest.mark.parametrize("outcome", ["done", "cancelled"])
+async def test_the_service_alone_drives_a_jobs_message_from_accepted_to_its_end(
+    outcome: str, sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """One owner per message: whatever the job does, its message hears it from the job service, in
+    order, once: accepted first, progress while it runs, then exactly one of result or end."""
+    pool = _pool(tiny_config)
+    await pool.start()
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"), messages=ResultsOnly())
+    message = _ScriptedMessage()
+    try:
+        ticket = await service.submit(
+            owner_id=1, spec=_spec(tiny_config, 5, steps=40), channel_id=3, message=message
+        )
+        if outcome == "cancelled":
+            async for event in ticket.events():
+                if isinstance(event, Started):
+                    await service.cancel(ticket.job_id, Viewer(1, None))
+                    break
+        final = await asyncio.wait_for(ticket.wait(), 120)
+        await service.close()  # the follower has shown the final event before it passed it on
+        assert message.shown[0] == "accepted"
+        endings = [step for step in message.shown if step == "result" or step.startswith("end:")]
+        if outcome == "done":
+            assert isinstance(final, Finished) and endings == ["result"] and message.shown[-1] == "result"
+            assert "Progress" in message.shown
+            job = await service.get_job(ticket.job_id)
+            assert job is not None and job.message_id == 500 + ticket.job_id
+        else:
+            assert isinstance(final, Cancelled) and endings == ["end:Cancelled"]
+        assert set(message.shown[1:-1]) <= {"Queued", "Started", "Progress"}
+    finally:
+        await pool.close()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.delivery import DiscordResultSink
+from bot.delivery import DiscordResults
 from bot.jobs import JobService, StoredImage
 from bot.library import LibraryService
 from bot.loop_lag import LoopLagProbe
@@ -114,10 +114,10 @@ async def test_a_4096_pixel_result_is_shrunk_to_the_upload_limit_off_the_loop(jo
     digest = jobs.files.put(png)
     channel = _Channel()
     client = SimpleNamespace(get_channel=lambda _: channel)
-    sink = DiscordResultSink(client, jobs.files, caption=lambda job: "done", view=lambda job, images: None)  # type: ignore[arg-type]
+    results = DiscordResults(client, jobs.files, caption=lambda job: "done")  # type: ignore[arg-type]
     job = SimpleNamespace(id=5, channel_id=7, owner_id=1)
     async with LoopLagProbe() as probe:
-        posted = await sink.deliver(job, [StoredImage(0, 1, digest, 4096, 4096)])  # type: ignore[arg-type]
+        posted = await results.post(job, [StoredImage(0, 1, digest, 4096, 4096)], None)  # type: ignore[arg-type]
     assert posted == 99 and len(png) > 10 * 2**20
     assert channel.sent[0].filename == "dreamcord_5.jpg"
     assert probe.worst_s < LOOSE_BOUND_S, probe.worst_s

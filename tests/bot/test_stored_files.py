@@ -22,6 +22,7 @@ from generation.specs import ImagineSpec, imagine_spec, vary_spec
 from generation.worker import WorkerSettings
 from storage.files import FileStore
 from storage.models import Job, JobState
+from tests.bot.results_only import ResultsOnly
 
 
 def _spec(config: ModelConfig, seed: int) -> ImagineSpec:
@@ -35,7 +36,7 @@ def _pool(config: ModelConfig, data_dir: Path) -> WorkerPool:
     return WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",)))
 
 
-class _ReadingSink:
+class _ReadingSink(ResultsOnly):
     """Posts like the Discord sink does: it reads every picture from the store first."""
 
     def __init__(self, files: FileStore, fail_first: bool = False) -> None:
@@ -61,18 +62,18 @@ async def test_a_result_whose_file_vanished_fails_with_a_reason_instead_of_waiti
     pool = _pool(tiny_config, tmp_path)
     await pool.start()
     try:
-        first = JobService(sessions, pool, files, sink=_ReadingSink(files, fail_first=True))
+        first = JobService(sessions, pool, files, messages=_ReadingSink(files, fail_first=True))
         ticket = await first.submit(owner_id=1, spec=_spec(tiny_config, 1), channel_id=7)
         final = await asyncio.wait_for(ticket.wait(), 60)
         assert isinstance(final, Finished)  # stored, not posted (Discord was down)
         files.path(final.images[2].file_hash).unlink()  # then a picture is lost
 
         sink = _ReadingSink(files)
-        await JobService(sessions, pool, files, sink=sink).start(watch_every_s=None, sweep_every_s=None)
+        await JobService(sessions, pool, files, messages=sink).start(watch_every_s=None, sweep_every_s=None)
         job = await first.get_job(ticket.job_id)
         assert job is not None and job.state == JobState.FAILED and job.message_id is None
         assert job.error is not None and "is missing" in job.error
-        await JobService(sessions, pool, files, sink=sink).start(watch_every_s=None, sweep_every_s=None)
+        await JobService(sessions, pool, files, messages=sink).start(watch_every_s=None, sweep_every_s=None)
         assert sink.posted == []  # not tried again at every start
     finally:
         await pool.close()

@@ -110,5 +110,9 @@ async def test_sixty_jobs_survive_a_held_lock_a_killed_worker_and_a_bot_restart(
         assert showing == [str(job.message_id)], (job.id, showing)
     # Nothing kept per job once it ended: no follower, no tracked message, no handle, no ETA entry.
     services = bot.services
-    assert not services.jobs._followers and not services.sink.live and not services.jobs._files_in_flight
+    assert (
+        not services.jobs.followers
+        and not services.jobs.followers._shown
+        and not services.jobs._files_in_flight
+    )
     assert not pool._handles and not pool.eta.running

@@ -16,9 +16,9 @@ E2E_PREVIEW_INTERVAL_S = 0.05  # tiny jobs are quick: previews often enough to b
 async def test_progress_edits_show_a_low_resolution_preview(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.delivery
+    import bot.job_messages
 
-    monkeypatch.setattr(bot.delivery, "PROGRESS_INTERVAL_S", 0.02)  # every step may be shown
+    monkeypatch.setattr(bot.job_messages, "PROGRESS_INTERVAL_S", 0.02)  # every step may be shown
     fake = stack.fake
     flo = fake.add_user("flo")
     interaction = await fake.slash(flo, "imagine", {"prompt": "a red circle --seed 8 --steps 60"})
