@@ -28,10 +28,10 @@ from PIL import Image
 
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import Scene, sample_scene
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.models.schedulers import make_scheduler
+from generation.operations.imagine import run_imagine
 from generation.prompt import parse_prompt
-from generation.schedulers import make_scheduler
 from generation.specs import imagine_spec
 
 ATTRIBUTES = ("colour", "shape", "size", "position")

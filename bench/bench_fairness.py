@@ -26,11 +26,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from generation.config import ModelConfig
-from generation.pool import Done, JobHandle, PoolConfig, Queued, Started, WorkerPool
+from generation.models.tiny import save_tiny_model
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import Done, JobHandle, PoolConfig, Queued, Started, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
-from generation.tiny_model import save_tiny_model
-from generation.worker import WorkerSettings
 
 FLOODER, OTHER = 1, 2
 

@@ -23,12 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from generation.config import ModelConfig
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.models.schedulers import make_scheduler
+from generation.models.tiny import save_tiny_model
+from generation.operations.imagine import run_imagine
 from generation.prompt import parse_prompt
-from generation.schedulers import make_scheduler
 from generation.specs import ImagineSpec, imagine_spec
-from generation.tiny_model import save_tiny_model
 
 
 def timed(function: Callable[[], object]) -> float:

@@ -33,9 +33,9 @@ from bot.loop_lag import LoopLagProbe
 from bot.run import freeze_startup_objects
 from bot.settings import Settings
 from generation.config import ModelConfig
-from generation.pool import PoolConfig, WorkerPool
-from generation.tiny_model import save_tiny_model
-from generation.worker import WorkerSettings
+from generation.models.tiny import save_tiny_model
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade
 from storage.files import FileStore
 from storage.models import Job, JobState

@@ -24,13 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot import offload
 from bot.images import fit_to_limit
 from bot.loop_lag import LoopLagProbe
-from generation.adapter_files import AdapterFileError, head_of, inspect_adapter_file, inspect_adapter_head
 from generation.config import ModelConfig
-from generation.pool import PoolConfig, WorkerPool
+from generation.models.adapter_files import (
+    AdapterFileError,
+    head_of,
+    inspect_adapter_file,
+    inspect_adapter_head,
+)
+from generation.pictures.uploads import open_user_image
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
-from generation.user_images import open_user_image
-from generation.worker import WorkerSettings
 from tests.bot.test_loop_lag import hostile_header_file, noise_png, smooth_jpeg
 
 UPLOAD_LIMIT = 10 * 2**20

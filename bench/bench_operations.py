@@ -32,9 +32,11 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from generation.bundled import bundled_model_config
-from generation.imagine import ImagineResult, run_imagine
-from generation.inpaint import run_outpaint
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import ImagineResult, run_imagine
+from generation.operations.inpaint import run_outpaint
+from generation.operations.upscale import run_upscale, tile_prompting
+from generation.operations.vary import run_vary
 from generation.specs import (
     STRONG_STRENGTH,
     SUBTLE_STRENGTH,
@@ -45,8 +47,6 @@ from generation.specs import (
     upscale_spec,
     vary_spec,
 )
-from generation.upscale import run_upscale, tile_prompting
-from generation.vary import run_vary
 
 SOURCE = "0" * 64  # the operations take the picture itself; the hash only names it
 BASE = ImagineSpec(

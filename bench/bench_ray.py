@@ -24,12 +24,12 @@ import ray
 import torch
 
 from generation.config import ModelConfig, RayOptions
-from generation.pool import PoolConfig, WorkerPool
+from generation.models.tiny import save_tiny_model
+from generation.pool.runner import JobRunner
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
-from generation.runner import JobRunner
 from generation.specs import ImagineSpec, imagine_spec
-from generation.tiny_model import save_tiny_model
-from generation.worker import WorkerSettings
 
 BACKENDS = ("local", "ray")
 

@@ -32,11 +32,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from generation.adapters import AdapterCache
 from generation.bundled import bundled_model_config
 from generation.bundled.novel import concept_share, hexagon_photos, palette_distance
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.adapters import AdapterCache
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import run_imagine
 from generation.outputs import encode_png
 from generation.prompt import parse_prompt
 from generation.specs import AdapterRef, imagine_spec

@@ -8,7 +8,7 @@ import discord
 
 from bot.captions import shown_text
 from generation.errors import DreamcordError
-from generation.user_images import MAX_UPLOAD_BYTES, UserImageError
+from generation.pictures.uploads import MAX_UPLOAD_BYTES, UserImageError
 
 
 class DownloadFailed(DreamcordError):

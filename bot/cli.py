@@ -154,7 +154,7 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     if args.control is not None:
         check_control_mode(config.name, config.controlnets, args.control_mode)
     from bot.cli_runs import run_spec, save_output
-    from generation.checkpoint import native_resolution
+    from generation.models.checkpoint_facts import native_resolution
 
     resolution = native_resolution(config)
     spec = imagine_spec(parsed, config, resolution, count=args.count, scheduler=args.scheduler)
@@ -177,8 +177,8 @@ def with_control(
     """`spec` steered by the picture at `path` (ControlNet), and that picture's bytes by hash."""
     import hashlib
 
+    from generation.pictures.uploads import open_user_image
     from generation.specs import ControlRef, build_spec, check_control_mode
-    from generation.user_images import open_user_image
 
     if not path.is_file():
         raise DreamcordError(f"control picture {path} does not exist")

@@ -59,10 +59,10 @@ def _picture_command(commands: Any, name: str, description: str) -> argparse.Arg
 
 def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli import check_output_path
-    from generation.checkpoint import native_resolution
+    from generation.models.checkpoint_facts import native_resolution
+    from generation.pictures.uploads import open_user_image
     from generation.prompt import parse_prompt
     from generation.specs import imagine_spec
-    from generation.user_images import open_user_image
 
     check_output_path(args.output)
     source_bytes = _read(args.image)
@@ -96,9 +96,9 @@ def _derived_spec(
     upscaler: bool,
 ) -> tuple[JobSpec, dict[str, bytes]]:
     """The spec the command asks for, and the mask file it names (by hash), if any."""
+    from generation.pictures.uploads import open_user_image
     from generation.prompt import parse_aspect
     from generation.specs import REGION_STRENGTH, outpaint_spec, parse_box, upscale_spec, vary_spec
-    from generation.user_images import open_user_image
 
     spec: JobSpec
     if args.command == "upscale":

@@ -12,8 +12,8 @@ from PIL import Image
 from bot.settings import Settings
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.grid import compose_grid
 from generation.outputs import JobOutput
+from generation.pictures.grid import compose_grid
 from generation.specs import JobSpec
 
 
@@ -29,7 +29,7 @@ def run_spec(
     """Run `spec` in this process; `files` are the pictures it names (by their sha256)."""
     from tqdm import tqdm  # imported here, like torch (below): bad input is answered before these load
 
-    from generation.runner import JobRunner
+    from generation.pool.runner import JobRunner
 
     def read_file(digest: str) -> bytes:
         if digest not in files:

@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from generation.grid import compose_grid
+from generation.pictures.grid import compose_grid
 
 JPEG_QUALITIES = (92, 85, 75, 60)
 SHRINK_STEP = 0.75

@@ -14,7 +14,7 @@ from bot.job_results import deliver_once, finish, store_result
 from bot.privacy import PrivacyService
 from bot.tickets import FINAL_EVENTS, Finished, JobMessage, JobTicket, TicketEvent
 from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
-from generation.pool import JobHandle
+from generation.pool.workers import JobHandle
 from generation.specs import JobSpec
 from storage import repositories as repo
 from storage.db import retry_when_busy, write_transaction

@@ -20,10 +20,11 @@ import discord
 
 from bot.captions import job_title, shown_text
 from bot.delivery import EXPIRED_TOKEN_CODES, UNKNOWN_MESSAGE, DiscordResults
-from bot.tickets import JobTicket, StoredImage
-from generation.eta import describe_seconds
+from bot.tickets import JobTicket
 from generation.events import Cancelled, Failed, Progress, Queued, Started
+from generation.pool.eta import describe_seconds
 from storage.models import Job
+from storage.repositories import StoredImage
 
 log = logging.getLogger(__name__)
 

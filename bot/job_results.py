@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.tickets import Finished, JobMessage, StoredImage, TokenTaken
+from bot.tickets import Finished, JobMessage, TokenTaken
 from generation.events import Failed
 from generation.outputs import AdapterOutput, JobOutput
 from generation.specs import ImportSpec, TrainSpec, spec_from_json
@@ -22,6 +22,7 @@ from storage.db import retry_when_busy, write_transaction
 from storage.files import FileStore
 from storage.models import AdapterKind, Job, JobState
 from storage.privacy import job_message
+from storage.repositories import StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ async def store_files(files: FileStore, blobs: Sequence[bytes]) -> list[str]:
 async def images_of(sessions: async_sessionmaker[AsyncSession], job_id: int) -> list[StoredImage]:
     async with sessions() as session:
         records = await repo.job_images(session, job_id)
-    return [StoredImage(r.index, r.seed, r.file_hash, r.width, r.height, r.nsfw) for r in records]
+    return [StoredImage.of(record) for record in records]
 
 
 async def store_result(
@@ -57,11 +58,7 @@ async def store_result(
             job = await repo.get_job(session, job_id)
             assert job is not None
             await repo.record_gpu_time(session, job, output.elapsed_s)
-            await repo.add_images(
-                session,
-                job,
-                [repo.NewImage(i.index, i.seed, i.file_hash, i.width, i.height, i.nsfw) for i in images],
-            )
+            await repo.add_images(session, job, images)
             await _add_to_library(session, job, output.adapter, adapter_hash)
         return True
 

@@ -27,14 +27,13 @@ from bot.tickets import (
     JobMessages,
     JobNotFound,
     JobTicket,
-    StoredImage,
     TicketEvent,
     TokenTaken,
     UnknownToken,
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError
-from generation.pool import PoolLoad, QueueFull, WorkerPool
+from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
 from generation.specs import JobSpec, PromptedSpec, spec_files, spec_from_json
 from storage import admin as admin_store
 from storage import library
@@ -43,6 +42,7 @@ from storage.db import DatabaseBusy, retry_when_busy, write_transaction
 from storage.files import FileStore
 from storage.models import Job, JobState
 from storage.privacy import lock_user, record_posted
+from storage.repositories import StoredImage
 
 __all__ = [  # the service's own types live in bot.tickets; callers may import them from here
     "Busy",

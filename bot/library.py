@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import JobService, JobTicket, TokenTaken, UnknownToken
 from bot.offload import in_helper_process
-from generation.adapter_files import head_of, inspect_adapter_head
 from generation.errors import DreamcordError
+from generation.models.adapter_files import head_of, inspect_adapter_head
 from generation.specs import ImportSpec, adapter_name_problem, build_spec
 from storage import library
 from storage.db import write_transaction

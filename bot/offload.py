@@ -13,7 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 
 from generation.errors import DreamcordError
-from generation.links import secrets_withheld
+from generation.pool.local_backend import secrets_withheld
 
 P = ParamSpec("P")
 T = TypeVar("T")

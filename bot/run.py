@@ -20,8 +20,8 @@ from bot.library import LibraryService
 from bot.privacy import PrivacyService
 from bot.settings import Settings, SettingsError
 from generation.logs import configure_logging
-from generation.pool import PoolConfig, WorkerPool
-from generation.worker import WorkerSettings
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade_async
 from storage.files import FileStore
 

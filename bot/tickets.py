@@ -14,6 +14,7 @@ from generation.events import Cancelled, Event, Failed, Progress, Queued, Starte
 from generation.outputs import JobOutput
 from generation.specs import JobSpec
 from storage.models import Job
+from storage.repositories import StoredImage
 
 
 class JobNotFound(DreamcordError):
@@ -30,16 +31,6 @@ class TokenTaken(DreamcordError):
 
 class Busy(DreamcordError):
     """The database stayed locked through every retry: the user is asked to try again."""
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    index: int
-    seed: int | None
-    file_hash: str
-    width: int
-    height: int
-    nsfw: bool = False  # the safety checker flagged it: shown only where the channel allows it
 
 
 @dataclass(frozen=True)

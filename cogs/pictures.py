@@ -16,12 +16,12 @@ from bot.gate import viewer_of
 from bot.images import hidden_png
 from bot.jobs import StoredImage
 from bot.visibility import Viewer
-from generation.checkpoint import native_resolution
 from generation.errors import DreamcordError
+from generation.models.checkpoint_facts import native_resolution
+from generation.pictures.provenance import read_chunks
+from generation.pictures.uploads import UserImageError, open_user_image
 from generation.prompt import parse_prompt, with_defaults, within_aspect
-from generation.provenance import read_chunks
 from generation.specs import PromptedSpec, imagine_spec, spec_from_json
-from generation.user_images import UserImageError, open_user_image
 from storage.models import Job
 
 if TYPE_CHECKING:

@@ -26,13 +26,19 @@ def dialect_insert(session: AsyncSession) -> Any:
 
 
 @dataclass(frozen=True)
-class NewImage:
+class StoredImage:
+    """A result picture as the job service and Discord see it: in the file store, with its row's facts."""
+
     index: int
     seed: int | None
     file_hash: str
     width: int
     height: int
-    nsfw: bool = False
+    nsfw: bool = False  # the safety checker flagged it: shown only where the channel allows it
+
+    @classmethod
+    def of(cls, record: ImageRecord) -> StoredImage:
+        return cls(record.index, record.seed, record.file_hash, record.width, record.height, record.nsfw)
 
 
 async def ensure_user(session: AsyncSession, user_id: int) -> User:
@@ -145,7 +151,7 @@ async def record_gpu_time(session: AsyncSession, job: Job, seconds: float) -> No
     )
 
 
-async def add_images(session: AsyncSession, job: Job, images: Sequence[NewImage]) -> list[ImageRecord]:
+async def add_images(session: AsyncSession, job: Job, images: Sequence[StoredImage]) -> list[ImageRecord]:
     records = [
         ImageRecord(
             job_id=job.id,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 # Never wait on the hub: a hub id would otherwise be retried with back-off per file (NOTES.md).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -20,9 +22,9 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generation.config import ModelConfig
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.models.tiny import save_tiny_controlnet, save_tiny_model
 from generation.specs import ImagineSpec
-from generation.tiny_model import save_tiny_controlnet, save_tiny_model
 from storage.db import create_engine, session_factory, sqlite_url, upgrade
 from tests.postgres import PostgresServer, find_pg_bin
 
@@ -56,9 +58,17 @@ def ray_instance() -> Iterator[None]:
     """A local Ray instance with the CI machine's 2 CPUs, for one module's Ray tests (stopped after
     it: Ray's daemons would otherwise take CPU from every later test)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, namespace="dreamcord-tests", logging_level="WARNING")
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # its own: another test run may use Ray too
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="dreamcord-tests",
+        logging_level="WARNING",
+        _temp_dir=temp_dir,
+    )
     yield
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
 from cogs.options import prompt_with_options
-from generation.checkpoint import native_resolution
+from generation.models.checkpoint_facts import native_resolution
+from generation.pictures.uploads import open_user_image
 from generation.prompt import parse_prompt, with_defaults
 from generation.specs import (
     MAX_PROMPT_CHARS,
@@ -24,7 +25,6 @@ from generation.specs import (
     check_control_mode,
     imagine_spec,
 )
-from generation.user_images import open_user_image
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot

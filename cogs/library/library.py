@@ -13,7 +13,7 @@ from bot.attachments import read_attachment
 from bot.captions import METHOD_NAMES
 from bot.discord_bot import model_choices
 from bot.library import LibraryEntry
-from generation.adapter_files import MAX_ADAPTER_BYTES
+from generation.models.adapter_files import MAX_ADAPTER_BYTES
 from generation.specs import JobSpec
 from storage.models import Visibility
 

@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
 from bot.interactive import reply_error
-from generation.checkpoint import native_resolution
+from generation.models.checkpoint_facts import native_resolution
 from generation.specs import JobSpec
 from generation.training.defaults import train_spec
 from generation.training.photos import prepare_training_photos

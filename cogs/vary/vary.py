@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from cogs.actions import vary
 from cogs.pictures import chosen_picture
+from generation.pictures.uploads import open_user_image
 from generation.specs import (
     MAX_PROMPT_CHARS,
     REGION_STRENGTH,
@@ -20,7 +21,6 @@ from generation.specs import (
     JobSpec,
     parse_box,
 )
-from generation.user_images import open_user_image
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot

@@ -10,7 +10,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled.dataset import vocabulary
-from generation.schedulers import sd_noise_schedule
+from generation.models.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer, clip_text_encoder
 
 IMAGE_SIZE = 64

@@ -56,7 +56,7 @@ OutpaintOperation = Literal["zoom", "pan-left", "pan-right", "pan-up", "pan-down
 class OutpaintSpec(PromptedSpec):
     """Extend a stored picture: draw `source` at `placement` in a `width` x `height` canvas and paint
     the rest to match. `operation` (zoom, pan, square, aspect) is what the user asked for; the
-    placement is its resolved geometry (generation.outpaint), so the job replays from the spec alone."""
+    placement is its resolved geometry (generation.operations.outpaint), so the job replays from the spec alone."""
 
     kind: Literal["outpaint"] = "outpaint"
     source: str = Field(pattern=SHA256_PATTERN)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from generation.imagine import run_imagine
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import run_imagine
 from generation.outputs import encode_png
 from generation.specs import ImagineSpec
 

@@ -16,7 +16,7 @@ from diffusers import DDPMScheduler
 from PIL import Image
 
 from generation.errors import JobCancelled
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
 from generation.specs import TrainSpec
 from generation.training.checkpoints import Checkpoint
 from generation.training.data import LatentSet, class_images, encode_images
@@ -158,7 +158,7 @@ def render_samples(model: LoadedModel, method: TrainingMethod, spec: TrainSpec) 
     """A few images of "a <token>" straight from the trained weights, shown when training ends."""
     if spec.samples == 0:
         return []
-    from generation.schedulers import make_scheduler
+    from generation.models.schedulers import make_scheduler
 
     pipeline = method.sampling_pipeline(model.pipeline)
     pipeline.scheduler = make_scheduler(model.config.scheduler, model.scheduler_config)

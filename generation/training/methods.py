@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.errors import SpecError
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
 from generation.specs import TrainSpec
 
 LORA_TARGET_MODULES = [

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from generation.outputs import encode_png
+from generation.pictures.uploads import UserImageError, open_user_image
 from generation.specs import MAX_TRAIN_IMAGES, MIN_TRAIN_IMAGES
-from generation.user_images import UserImageError, open_user_image
 
 DUPLICATE_DISTANCE = 2  # difference-hash bits: re-encodes and resizes of one photo differ by fewer
 

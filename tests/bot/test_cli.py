@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bot.cli import main
-from generation.provenance import read_chunks
+from generation.pictures.provenance import read_chunks
 from generation.specs import spec_from_json
 from storage.db import MIGRATIONS_DIR
 

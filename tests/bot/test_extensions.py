@@ -12,8 +12,8 @@ from bot.discord_bot import EXTENSIONS, DreamcordBot, Services
 from bot.run import assemble
 from bot.settings import Settings
 from generation.config import ModelConfig
-from generation.pool import PoolConfig, WorkerPool
-from generation.worker import WorkerSettings
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from storage.files import FileStore
 
 

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.jobs import Finished, JobNotFound, JobService
 from bot.visibility import Viewer
 from generation.config import ModelConfig, RayOptions
-from generation.pool import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, imagine_spec
-from generation.worker import WorkerSettings
 from storage import repositories as repo
 from storage.files import FileStore
 from storage.models import ImageRecord, Job, JobState

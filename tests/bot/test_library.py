@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import Finished, JobService, TokenTaken, UnknownToken
 from bot.library import LibraryError, LibraryService
-from generation.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.models import LoadedModel
-from generation.pool import Failed, PoolConfig, QueueFull, WorkerPool
+from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
+from generation.models.loading import LoadedModel
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import Failed, PoolConfig, QueueFull, WorkerPool
 from generation.training.loop import train_adapter
-from generation.worker import WorkerSettings
 from storage import library
 from storage.files import FileStore
 from storage.models import Adapter, AdapterKind, Job, Visibility

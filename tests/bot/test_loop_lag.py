@@ -22,10 +22,10 @@ from bot.jobs import JobService, StoredImage
 from bot.library import LibraryService
 from bot.loop_lag import LoopLagProbe
 from cogs.pictures import uploaded_picture
-from generation.adapter_files import MAX_HEADER_BYTES, AdapterFileError
 from generation.config import ModelConfig
-from generation.pool import PoolConfig, WorkerPool
-from generation.worker import WorkerSettings
+from generation.models.adapter_files import MAX_HEADER_BYTES, AdapterFileError
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from storage.files import FileStore
 
 LOOSE_BOUND_S = 0.5  # the bench measures < 0.1 s; a busy CI machine may wake the probe late anyway

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.file_sweeper import sweep
 from bot.jobs import Finished, JobService
 from generation.config import ModelConfig
-from generation.pool import Failed, PoolConfig, WorkerPool
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import Failed, PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, imagine_spec, vary_spec
-from generation.worker import WorkerSettings
 from storage.files import FileStore
 from storage.models import Job, JobState
 from tests.bot.results_only import ResultsOnly

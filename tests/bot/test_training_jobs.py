@@ -22,11 +22,11 @@ from bot.visibility import Viewer
 from generation.bundled.novel import hexagon_photos
 from generation.config import ModelConfig
 from generation.outputs import encode_png
-from generation.pool import Cancelled, PoolConfig, Progress, Started, WorkerPool
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import Cancelled, PoolConfig, Progress, Started, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, TrainSpec, imagine_spec, spec_from_json
 from generation.training.defaults import train_spec
-from generation.worker import WorkerSettings
 from storage import library
 from storage.files import FileStore
 from storage.models import Adapter, AdapterKind, Job, JobState, Visibility

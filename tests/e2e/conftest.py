@@ -16,8 +16,8 @@ from bot.discord_bot import DreamcordBot
 from bot.jobs import JobService
 from bot.settings import Settings
 from generation.config import ModelConfig
-from generation.pool import PoolConfig, WorkerPool
-from generation.worker import WorkerSettings
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade
 from storage.files import FileStore
 from tests.e2e.harness import BotHarness

@@ -11,7 +11,7 @@ from bot.discord_bot import DreamcordBot
 from bot.jobs import JobService
 from bot.run import assemble
 from bot.settings import Settings
-from generation.pool import WorkerPool
+from generation.pool.workers import WorkerPool
 from storage.files import FileStore
 
 # discord.py's task names for running interaction handlers: commands, buttons and forms, listeners.

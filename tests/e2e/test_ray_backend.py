@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from generation.runner import JobRunner
+from generation.pool.runner import JobRunner
 from generation.specs import ImagineSpec, spec_from_json
 from storage.files import FileStore
 from storage.models import Adapter, ImageRecord, Job, JobState

@@ -1,6 +1,6 @@
 """Pictures the safety checker flags are never uploaded outside age-restricted channels (#9).
 
-This module's model has a tiny safety checker that flags every picture (generation.tiny_model)."""
+This module's model has a tiny safety checker that flags every picture (generation.models.tiny)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from generation.config import ModelConfig
-from generation.tiny_model import save_tiny_model
+from generation.models.tiny import save_tiny_model
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import custom_ids, ephemeral_reply, image_of
 from tests.e2e.test_imagine import _imagine

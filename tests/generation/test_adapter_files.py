@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from generation.adapter_files import (
+from generation.models.adapter_files import (
     MAX_HEADER_BYTES,
     MAX_TENSORS,
     AdapterFileError,

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from generation.config import ModelConfig
-from generation.control import canny_map
 from generation.errors import SpecError
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.control import canny_map
+from generation.operations.imagine import run_imagine
 from generation.specs import ControlRef, ImagineSpec
 from tests.conftest import assert_images_close, pixels
 
@@ -81,7 +81,7 @@ def test_a_mode_without_a_configured_controlnet_is_a_clear_error(controlled: Loa
 
 
 def test_the_controlnet_shares_the_base_models_weights(controlled: LoadedModel) -> None:
-    from generation.control import control_pipeline
+    from generation.operations.control import control_pipeline
 
     pipeline = control_pipeline(controlled, "canny")
     assert pipeline.unet is controlled.pipeline.unet and pipeline.vae is controlled.pipeline.vae
@@ -89,7 +89,7 @@ def test_the_controlnet_shares_the_base_models_weights(controlled: LoadedModel) 
 
 
 def test_a_preprocessed_map_is_used_as_given(tmp_path: Path) -> None:
-    from generation.control import control_map
+    from generation.operations.control import control_map
 
     edges = Image.new("RGB", (32, 32), (0, 0, 0))
     edges.putpixel((5, 5), (255, 255, 255))

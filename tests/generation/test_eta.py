@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from generation.eta import EtaBook, describe_seconds, job_work
+from generation.pool.eta import EtaBook, describe_seconds, job_work
 from generation.specs import ImagineSpec, TrainSpec, VarySpec
 
 BASE = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation.grid import compose_grid, grid_shape, grid_tile
+from generation.pictures.grid import compose_grid, grid_shape, grid_tile
 
 
 def _solid(value: int, size: tuple[int, int] = (24, 16)) -> Image.Image:

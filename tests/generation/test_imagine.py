@@ -8,12 +8,12 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from generation.errors import JobCancelled, SpecError
-from generation.imagine import run_imagine
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
+from generation.models.schedulers import make_scheduler
+from generation.operations.imagine import run_imagine
+from generation.operations.seamless import seamless_tiling
 from generation.prompt import parse_prompt
-from generation.schedulers import make_scheduler
 from generation.specs import MAX_SEED, SCHEDULER_NAMES, AdapterRef, ImagineSpec, imagine_spec, seeds_from
-from generation.tiling import seamless_tiling
 from tests.conftest import assert_images_close, pixels
 
 
@@ -173,7 +173,7 @@ def test_tile_flag_changes_the_image(tiny_model: LoadedModel) -> None:
 
 
 def test_prompt_encoding_records_no_autograd_graph(tiny_model: LoadedModel) -> None:
-    from generation.imagine import encode_prompts
+    from generation.operations.imagine import encode_prompts
 
     embeds, negative = encode_prompts(tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
     assert not embeds.requires_grad and negative is not None and not negative.requires_grad
@@ -183,8 +183,8 @@ def test_the_safety_checker_flags_without_blacking_out(tmp_path: Path) -> None:
     """The checkpoint's checker runs after the pipeline: flags are reported, pixels kept (an
     age-restricted channel may show them; elsewhere the bot shows a notice instead)."""
     from generation.config import ModelConfig
-    from generation.models import load_model
-    from generation.tiny_model import save_tiny_model
+    from generation.models.loading import load_model
+    from generation.models.tiny import save_tiny_model
 
     spec = ImagineSpec(model="tiny", prompt="a cat", seeds=(1, 2), width=64, height=64, steps=2, guidance=7.0)
     verdicts = {}

@@ -11,8 +11,8 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipe
 
 from generation.config import ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
-from generation.models import LoadedModel, ModelCache, choose_device, choose_dtype, load_model
-from generation.tiny_model import build_tiny_pipeline
+from generation.models.loading import LoadedModel, ModelCache, choose_device, choose_dtype, load_model
+from generation.models.tiny import build_tiny_pipeline
 from generation.vocab import build_clip_tokenizer
 
 
@@ -112,7 +112,7 @@ def test_scheduler_config_is_the_checkpoints_own(tiny_model: LoadedModel, tiny_m
 def test_native_resolution_is_read_without_loading_weights(
     tiny_config: ModelConfig, tiny_model: LoadedModel
 ) -> None:
-    from generation.checkpoint import native_resolution
+    from generation.models.checkpoint_facts import native_resolution
 
     assert native_resolution(tiny_config) == tiny_model.resolution == 64
     assert native_resolution(ModelConfig(name="x", source="/nowhere", resolution=512)) == 512

@@ -8,11 +8,11 @@ from PIL import Image
 
 from generation.bundled import evaluator
 from generation.errors import SpecError
-from generation.imagine import run_imagine
-from generation.inpaint import run_outpaint, seam_margin
-from generation.masks import grow
-from generation.models import LoadedModel
-from generation.outpaint import canvas_and_mask
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import run_imagine
+from generation.operations.inpaint import run_outpaint, seam_margin
+from generation.operations.masks import grow
+from generation.operations.outpaint import canvas_and_mask
 from generation.specs import (
     MAX_AREA_FACTOR,
     ImagineSpec,

@@ -18,7 +18,9 @@ from PIL import Image
 from generation.config import ModelConfig, RayOptions
 from generation.errors import DreamcordError
 from generation.outputs import JobOutput, encode_png
-from generation.pool import (
+from generation.pool.runner import JobRunner
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import (
     CRASHED_REASON,
     Cancelled,
     Done,
@@ -33,9 +35,7 @@ from generation.pool import (
     WorkerPool,
 )
 from generation.prompt import parse_prompt
-from generation.runner import JobRunner
 from generation.specs import AdapterRef, ImagineSpec, JobSpec, imagine_spec, vary_spec
-from generation.worker import WorkerSettings
 from storage.files import FileStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -256,15 +256,15 @@ async def test_a_worker_that_dies_while_idle_is_replaced_before_the_next_job(
 
 
 async def test_jobs_go_to_a_worker_that_already_holds_their_model(tiny_config: ModelConfig) -> None:
-    from generation.pool import _Worker
+    from generation.pool.handles import WorkerSlot
 
     pool = WorkerPool(_config(tiny_config, interactive_devices=("cpu", "cpu", "cpu")))
-    warm_other, empty, warm_tiny = (_Worker(i, "interactive", "cpu") for i in range(3))
+    warm_other, empty, warm_tiny = (WorkerSlot(i, "interactive", "cpu") for i in range(3))
     warm_other.warm_model, warm_tiny.warm_model = "other", "tiny"
     for worker in (warm_other, empty, warm_tiny):
         worker.ready.set()
     pool._workers = [warm_other, empty, warm_tiny]
-    handle = JobHandle(pool, 1, 1, _spec(tiny_config), "interactive")
+    handle = JobHandle(1, 1, _spec(tiny_config), "interactive", pool.cancel)
     assert pool._pick_worker(handle) is warm_tiny
     warm_tiny.current = handle  # busy: next best is a worker with nothing loaded
     assert pool._pick_worker(handle) is empty
@@ -273,25 +273,25 @@ async def test_jobs_go_to_a_worker_that_already_holds_their_model(tiny_config: M
 
 
 async def test_jobs_go_to_a_worker_that_already_holds_their_adapters(tiny_config: ModelConfig) -> None:
-    from generation.pool import _note_warm, _Worker
+    from generation.pool.handles import WorkerSlot
 
     pool = WorkerPool(_config(tiny_config, interactive_devices=("cpu", "cpu")))
-    plain, holder = (_Worker(i, "interactive", "cpu") for i in range(2))
+    plain, holder = (WorkerSlot(i, "interactive", "cpu") for i in range(2))
     for worker in (plain, holder):
         worker.ready.set()
     pool._workers = [plain, holder]
     lora = AdapterRef(name="my-dog", kind="lora", file="a" * 64, trigger="sks dog")
     with_lora = _spec(tiny_config).model_copy(update={"adapters": (lora,)})
-    _note_warm(plain, _spec(tiny_config))
-    _note_warm(holder, with_lora)
-    assert pool._pick_worker(JobHandle(pool, 1, 1, with_lora, "interactive")) is holder
+    plain.note_warm(_spec(tiny_config))
+    holder.note_warm(with_lora)
+    assert pool._pick_worker(JobHandle(1, 1, with_lora, "interactive", pool.cancel)) is holder
     assert (
-        pool._pick_worker(JobHandle(pool, 2, 1, _spec(tiny_config), "interactive")) is plain
+        pool._pick_worker(JobHandle(2, 1, _spec(tiny_config), "interactive", pool.cancel)) is plain
     )  # first of equals
     for n in range(8):  # the worker keeps 8 adapters loaded; older ones are no longer counted as warm
         other = AdapterRef(name=f"other{n}", kind="lora", file=f"{n:064x}")
-        _note_warm(holder, _spec(tiny_config).model_copy(update={"adapters": (other,)}))
-    assert pool._pick_worker(JobHandle(pool, 3, 1, with_lora, "interactive")) is plain
+        holder.note_warm(_spec(tiny_config).model_copy(update={"adapters": (other,)}))
+    assert pool._pick_worker(JobHandle(3, 1, with_lora, "interactive", pool.cancel)) is plain
 
 
 async def test_training_lane_needs_its_own_workers(tiny_config: ModelConfig) -> None:
@@ -341,7 +341,7 @@ async def test_the_local_pool_and_the_bot_never_import_ray() -> None:
     import subprocess
     import sys
 
-    code = "import sys, bot.run, bot.cli, generation.pool; print('ray' in sys.modules)"
+    code = "import sys, bot.run, bot.cli, generation.pool.workers; print('ray' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -356,18 +356,18 @@ class _RecordingLink:
 
 async def test_a_training_yields_only_to_interactive_work_on_its_own_device(tiny_config: ModelConfig) -> None:
     """On Ray every GPU worker's device is "cuda": what decides sharing is where Ray placed it."""
-    from generation.pool import _Worker
+    from generation.pool.handles import WorkerSlot
 
     pool = WorkerPool(_config(tiny_config, interactive_devices=("cuda",), training_devices=("cuda", "cuda")))
-    interactive = _Worker(0, "interactive", "cuda", placement="node a gpu 0")
-    elsewhere = _Worker(1, "training", "cuda", placement="node a gpu 1")
-    beside = _Worker(2, "training", "cuda", placement="node a gpu 0")  # a fractional-GPU neighbour
+    interactive = WorkerSlot(0, "interactive", "cuda", placement="node a gpu 0")
+    elsewhere = WorkerSlot(1, "training", "cuda", placement="node a gpu 1")
+    beside = WorkerSlot(2, "training", "cuda", placement="node a gpu 0")  # a fractional-GPU neighbour
     links = {worker.index: _RecordingLink() for worker in (interactive, elsewhere, beside)}
     for worker in (interactive, elsewhere, beside):
         worker.link = links[worker.index]  # type: ignore[assignment]
         worker.ready.set()
     pool._workers = [interactive, elsewhere, beside]
-    interactive.current = JobHandle(pool, 1, 1, _spec(tiny_config), "interactive")
+    interactive.current = JobHandle(1, 1, _spec(tiny_config), "interactive", pool.cancel)
     pool._yield_devices()
     assert links[2].sent == [("pause",)] and links[1].sent == []
     interactive.current = None

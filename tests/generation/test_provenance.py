@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from generation.config import ModelConfig
-from generation.imagine import run_imagine
-from generation.provenance import a1111_parameters, read_chunks
-from generation.runner import JobRunner
+from generation.operations.imagine import run_imagine
+from generation.pictures.provenance import a1111_parameters, read_chunks
+from generation.pool.runner import JobRunner
 from generation.specs import AdapterRef, ImagineSpec, spec_from_json
 from tests.conftest import assert_images_close
 

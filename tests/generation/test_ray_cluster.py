@@ -4,22 +4,26 @@ the bot reaches it by address, with token authentication on, and its workers run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from generation.config import ModelConfig, RayOptions
-from generation.pool import PoolConfig, WorkerPool
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
-from generation.worker import WorkerSettings
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.asyncio]
@@ -32,22 +36,48 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def cluster() -> Iterator[str]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A one-node Ray cluster in its own processes (token auth on: tests/conftest.py sets
-    RAY_AUTH_MODE before Ray is imported, as deploy/ray sets it on every node and the bot)."""
+    RAY_AUTH_MODE before Ray is imported, as deploy/ray sets it on every node and the bot).
+
+    It is this test's alone, so two test runs on one machine do not meet: its own ports, its own
+    temp dir, and stopping it stops only its processes (`ray start --block` in a session of its own,
+    ended by a signal; `ray stop` would stop every Ray on the machine)."""
     ray_cli = str(Path(sys.executable).with_name("ray"))
     if not Path(ray_cli).exists():
         ray_cli = shutil.which("ray") or pytest.skip("the ray command is not installed")
     port = _free_port()
-    start = [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
-    subprocess.run(
-        [*start, "--disable-usage-stats"], check=True, capture_output=True, timeout=120, env=os.environ
-    )
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a limit
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ, start_new_session=True,
+    )  # fmt: skip
     try:
+        _wait_for_port(port, head)
         yield f"127.0.0.1:{port}"
     finally:
         ray.shutdown()
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        with contextlib.suppress(ProcessLookupError):  # a head that failed to start is gone already
+            os.killpg(head.pid, signal.SIGTERM)  # --block stops the processes it started
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_port(port: int, head: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Until the head's GCS accepts connections (or the head died, or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {head.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the Ray head did not listen on port {port} within {timeout_s:.0f} s")
 
 
 async def test_the_pool_joins_a_running_cluster_by_address(cluster: str, tiny_config: ModelConfig) -> None:

@@ -11,7 +11,7 @@ from generation.errors import SpecError
 from storage.files import FileStore
 
 ray = pytest.importorskip("ray")
-from generation.ray_backend import FetchedFiles, Uploads  # noqa: E402
+from generation.pool.ray_backend import FetchedFiles, Uploads  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_instance")]
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from generation import runner as runner_module
 from generation.config import ModelConfig
-from generation.imagine import run_imagine
+from generation.operations.imagine import run_imagine
+from generation.pool import runner as runner_module
+from generation.pool.runner import JobRunner
+from generation.pool.worker import OUT_OF_MEMORY_REASON, _run_one
 from generation.prompt import parse_prompt
-from generation.runner import JobRunner
 from generation.specs import imagine_spec
-from generation.worker import OUT_OF_MEMORY_REASON, _run_one
 from tests.conftest import assert_images_close
 
 
@@ -92,7 +92,7 @@ def test_a_paused_worker_waits_between_steps_until_resumed_or_cancelled() -> Non
     import threading
     import time
 
-    from generation.worker import _between_steps
+    from generation.pool.worker import _between_steps
 
     running, cancelled = threading.Event(), set()
     check = _between_steps(9, cancelled, running)  # paused: `running` is clear

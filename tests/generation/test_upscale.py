@@ -11,11 +11,11 @@ from PIL import Image
 
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import run_imagine
+from generation.operations.upscale import run_upscale
+from generation.operations.upscale_tiles import plan_tiles, tile_starts
 from generation.specs import ImagineSpec, UpscaleSpec, upscale_spec
-from generation.tiles import plan_tiles, tile_starts
-from generation.upscale import run_upscale
 from tests.conftest import pixels
 
 SOURCE_HASH = "0" * 64
@@ -122,7 +122,7 @@ def test_a_subtle_upscale_on_the_bundled_model_is_the_same_picture_larger(bundle
 
 @pytest.fixture(scope="module")
 def with_upscaler(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig) -> LoadedModel:
-    from generation.tiny_model import save_tiny_upscaler
+    from generation.models.tiny import save_tiny_upscaler
 
     folder = save_tiny_upscaler(tmp_path_factory.mktemp("upscalers") / "x4")
     return load_model(dataclasses.replace(tiny_config, upscaler=str(folder)), device="cpu")

@@ -8,10 +8,10 @@ from PIL import Image
 
 from generation.bundled import bundled_model_config
 from generation.errors import SpecError
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import run_imagine
+from generation.operations.vary import run_vary
 from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH, ImagineSpec, RegionBox, VarySpec, build_spec
-from generation.vary import run_vary
 from tests.conftest import pixels, red_circle_spec, red_pixels
 
 SOURCE_HASH = "0" * 64  # run_vary takes the image itself; the hash only names it in the spec
@@ -85,7 +85,7 @@ def region_spec(strength: float = 1.0, **region: object) -> VarySpec:
 
 def outside(mask: Image.Image, margin: int) -> np.ndarray:
     """True where a pixel lies beyond the blend ramp (2 margins) around the mask."""
-    from generation.masks import grow
+    from generation.operations.masks import grow
 
     return np.asarray(grow(mask, 2 * margin)) == 0
 
@@ -93,8 +93,8 @@ def outside(mask: Image.Image, margin: int) -> np.ndarray:
 def test_region_vary_repaints_the_box_and_keeps_every_pixel_outside_it(
     tiny_model: LoadedModel, source: Image.Image
 ) -> None:
-    from generation.inpaint import seam_margin
-    from generation.masks import box_mask
+    from generation.operations.inpaint import seam_margin
+    from generation.operations.masks import box_mask
 
     box = RegionBox(left=0.5, top=0.25, right=1.0, bottom=0.75)
     result = run_vary(tiny_model, region_spec(box=box), source)
@@ -112,7 +112,7 @@ def test_region_vary_repaints_the_box_and_keeps_every_pixel_outside_it(
 def test_region_vary_follows_an_uploaded_mask_white_or_transparent(
     tiny_model: LoadedModel, source: Image.Image
 ) -> None:
-    from generation.inpaint import seam_margin
+    from generation.operations.inpaint import seam_margin
 
     white = Image.new("L", (32, 32), 0)  # a different size from the picture: it is fitted
     white.paste(255, (0, 0, 12, 32))  # the left 3/8 of the picture
@@ -161,8 +161,8 @@ def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
     spec = vary(1.0).model_copy(
         update={"model": "bundled", "steps": 20, "guidance": 5.0, "prompt": "a blue background", "box": box}
     )
-    from generation.inpaint import seam_margin
-    from generation.masks import box_mask
+    from generation.operations.inpaint import seam_margin
+    from generation.operations.masks import box_mask
 
     kept = outside(box_mask(source.size, box), seam_margin(bundled_model))
     assert kept.sum() > 200

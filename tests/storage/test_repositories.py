@@ -50,7 +50,7 @@ async def test_images_belong_to_their_job_and_owner(sessions: async_sessionmaker
     async with sessions.begin() as session:
         job = await repo.create_job(session, owner_id=7, kind="imagine", spec_json="{}")
         await repo.add_images(
-            session, job, [repo.NewImage(i, 100 + i, f"{i:064x}", 64, 64) for i in range(4)]
+            session, job, [repo.StoredImage(i, 100 + i, f"{i:064x}", 64, 64) for i in range(4)]
         )
     async with sessions() as session:
         images = await repo.job_images(session, job.id)

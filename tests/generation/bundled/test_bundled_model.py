@@ -12,8 +12,8 @@ from PIL import Image
 
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import COLOURS, sample_scene
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import run_imagine
 from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from generation.adapters import AdapterCache
 from generation.bundled import bundled_model_config
 from generation.bundled.novel import hexagon_photos, palette_distance
-from generation.imagine import run_imagine
-from generation.models import LoadedModel, load_model
+from generation.models.adapters import AdapterCache
+from generation.models.loading import LoadedModel, load_model
+from generation.operations.imagine import run_imagine
 from generation.outputs import encode_png
 from generation.prompt import parse_prompt
 from generation.specs import AdapterRef, imagine_spec

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.adapters import AdapterCache, embedding_token, expand_tokens
 from generation.errors import SpecError
-from generation.imagine import run_imagine
-from generation.models import LoadedModel
+from generation.models.adapters import AdapterCache, embedding_token, expand_tokens
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import run_imagine
 from generation.specs import AdapterRef, ImagineSpec
 from generation.training.loop import train_adapter
 from tests.generation.training.conftest import make_spec

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from generation.pictures.uploads import UserImageError, open_user_image
 from generation.training.photos import (
     DUPLICATE_DISTANCE,
     TrainingPhotosError,
     difference_hash,
     prepare_training_photos,
 )
-from generation.user_images import UserImageError, open_user_image
 
 
 def png(image: Image.Image, **save: object) -> bytes:

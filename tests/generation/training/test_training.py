@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load
 
 from generation.errors import JobCancelled
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
 from generation.training.loop import TrainingProgress, train_adapter
 from tests.generation.training.conftest import make_spec
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
+from generation.models.checkpoint_facts import resolution_of
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def load_model(
         config=config,
         pipeline=pipeline,
         scheduler_config=dict(pipeline.scheduler.config),
-        resolution=config.resolution or native_resolution(pipeline),
+        resolution=config.resolution or resolution_of(pipeline.unet.config, pipeline.vae.config),
         safety=safety,
     )
 
@@ -176,11 +177,6 @@ def check_pipeline(config: ModelConfig, pipeline: StableDiffusionPipeline) -> No
         )
     if config.safety_checker and pipeline.safety_checker is None:
         raise ModelLoadError(f"model {config.name!r}: safety_checker is on but the checkpoint has none")
-
-
-def native_resolution(pipeline: StableDiffusionPipeline) -> int:
-    """The image side the UNet was trained for: latent sample size times the VAE's downscale."""
-    return int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
 
 
 class ModelCache:

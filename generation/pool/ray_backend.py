@@ -1,4 +1,4 @@
-"""The Ray backend of the worker pool: each worker is a Ray actor running generation.worker.serve.
+"""The Ray backend of the worker pool: each worker is a Ray actor running generation.pool.worker.serve.
 
 Imported only when the config says `pool = "ray"` (the `ray` extra). Ray carries work, not state:
 the pool on the bot side schedules exactly as with local processes, and the database stays the
@@ -34,10 +34,10 @@ from ray.exceptions import RayActorError, RayError
 
 from generation.config import RayOptions
 from generation.errors import SpecError
-from generation.links import OnExit, OnMessage
 from generation.logs import configure_logging
+from generation.pool.local_backend import OnExit, OnMessage
+from generation.pool.worker import WorkerSettings, serve
 from generation.specs import spec_files, spec_from_json
-from generation.worker import WorkerSettings, serve
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class RayWorkers:
 
 
 class RayLink:
-    """One worker as a Ray actor (see generation.links.WorkerLink)."""
+    """One worker as a Ray actor (see generation.pool.local_backend.WorkerLink)."""
 
     def __init__(self, workers: RayWorkers, settings: WorkerSettings) -> None:
         self._workers = workers
@@ -205,7 +205,7 @@ class FetchedFiles:
 
 
 class WorkerActor:
-    """The Ray actor: generation.worker.serve in a thread, its messages through two queues."""
+    """The Ray actor: generation.pool.worker.serve in a thread, its messages through two queues."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         os.environ.update(settings.extra_env)
@@ -250,7 +250,7 @@ def _placement() -> str:
 
 
 class _QueueConnection:
-    """The worker's end of the channel inside the actor (generation.worker.Connection)."""
+    """The worker's end of the channel inside the actor (generation.pool.worker.Connection)."""
 
     def __init__(self, inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
         self._inbox, self._outbox = inbox, outbox

@@ -18,10 +18,10 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionUpscalePipe
 from PIL import Image
 
 from generation.errors import JobCancelled, ModelLoadError, SpecError
-from generation.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
-from generation.models import LoadedModel, hub_offline, resolve_source
+from generation.models.loading import LoadedModel, hub_offline, resolve_source
+from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
+from generation.operations.upscale_tiles import Tile, TileCanvas, plan_tiles
 from generation.specs import MAX_SEED, UpscaleSpec
-from generation.tiles import Tile, TileCanvas, plan_tiles
 
 log = logging.getLogger(__name__)
 

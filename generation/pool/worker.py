@@ -24,7 +24,7 @@ from generation.config import ModelConfig
 from generation.logs import configure_logging
 
 if TYPE_CHECKING:  # imported lazily below: the pool (bot) process should not pay for torch
-    from generation.runner import JobRunner
+    from generation.pool.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def serve(
     its hash (default: the file store under `settings.data_dir`)."""
     import torch  # after the environment is set: torch reads some of it at import
 
-    from generation.runner import JobRunner
+    from generation.pool.runner import JobRunner
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -175,7 +175,7 @@ def _run_one(
 
 class _ProgressSender:
     """Sends each step to the pool, with a low-resolution preview every `interval_s` at most (the
-    pipelines' step callback asks `preview_due` and hands one over: generation.preview)."""
+    pipelines' step callback asks `preview_due` and hands one over: generation.operations.preview)."""
 
     def __init__(self, connection: Connection, job_id: int, interval_s: float) -> None:
         self.connection, self.job_id, self.interval_s = connection, job_id, interval_s

@@ -22,7 +22,7 @@ from diffusers import (
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
-from generation.schedulers import sd_noise_schedule
+from generation.models.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer, clip_text_encoder
 
 TINY_WORDS = [

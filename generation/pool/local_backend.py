@@ -1,8 +1,8 @@
 """How the pool reaches one worker: a `WorkerLink` carries the worker's messages both ways.
 
-The pool (generation.pool) schedules; a link only transports. `ProcessLink` spawns a local worker
-process and talks over a Pipe; `generation.ray_backend.RayLink` runs the same worker inside a Ray
-actor. Either way the messages are generation.worker's tuples, and the pool's callbacks run on its
+The pool (generation.pool.workers) schedules; a link only transports. `ProcessLink` spawns a local worker
+process and talks over a Pipe; `generation.pool.ray_backend.RayLink` runs the same worker inside a Ray
+actor. Either way the messages are generation.pool.worker's tuples, and the pool's callbacks run on its
 event loop.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from generation.worker import WorkerSettings, worker_main
+from generation.pool.worker import WorkerSettings, worker_main
 
 OnMessage = Callable[[tuple[Any, ...]], None]
 OnExit = Callable[[], None]

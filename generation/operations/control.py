@@ -11,7 +11,7 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 from PIL import Image
 
 from generation.errors import ModelLoadError
-from generation.models import LoadedModel, hub_offline, resolve_source
+from generation.models.loading import LoadedModel, hub_offline, resolve_source
 from generation.specs import ControlRef, check_control_mode
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
-from generation.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
-from generation.masks import grow, keep_outside
-from generation.models import LoadedModel
-from generation.outpaint import OUTPAINT_STRENGTH, canvas_and_mask
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
+from generation.operations.masks import grow, keep_outside
+from generation.operations.outpaint import OUTPAINT_STRENGTH, canvas_and_mask
 from generation.specs import OutpaintSpec, PromptedSpec
 
 

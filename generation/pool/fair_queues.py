@@ -17,7 +17,7 @@ _NEVER, _RETRY_FIRST = -1, -2
 
 
 class Waiting(Protocol):
-    """What the queues read of a job (generation.pool.JobHandle)."""
+    """What the queues read of a job (generation.pool.workers.JobHandle)."""
 
     owner_id: int
     sequence: int  # submission order, the tie-breaker between users

@@ -16,14 +16,17 @@ from typing import Any, Protocol, TypeVar
 import torch
 from PIL import Image
 
-from generation.adapters import AdapterCache
 from generation.config import ModelConfig
 from generation.errors import SpecError
-from generation.imagine import CancelCheck, ImagineResult, run_imagine
-from generation.inpaint import run_outpaint
-from generation.models import ModelCache
+from generation.models.adapters import AdapterCache
+from generation.models.loading import ModelCache
+from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine
+from generation.operations.inpaint import run_outpaint
+from generation.operations.upscale import run_upscale
+from generation.operations.vary import run_vary
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.provenance import provenance_chunks
+from generation.pictures.provenance import provenance_chunks
+from generation.pictures.uploads import open_user_image
 from generation.specs import (
     ImagineSpec,
     ImportSpec,
@@ -34,9 +37,6 @@ from generation.specs import (
     UpscaleSpec,
     VarySpec,
 )
-from generation.upscale import run_upscale
-from generation.user_images import open_user_image
-from generation.vary import run_vary
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ The bot needs a model's native resolution to size a job before any worker has lo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,16 @@ def _read_config(source: str, subfolder: str) -> dict[str, Any]:
     return config
 
 
+def resolution_of(unet: Mapping[str, Any], vae: Mapping[str, Any]) -> int:
+    """The image side a UNet was trained at, from its and the VAE's config: the UNet's latent sample
+    size times the VAE's downscale factor (each VAE block after the first halves the side)."""
+    return int(unet["sample_size"]) * (1 << (len(vae["block_out_channels"]) - 1))
+
+
 @cache
 def native_resolution(config: ModelConfig) -> int:
-    """The image side the model was trained at: UNet sample size x the VAE's downscale factor."""
+    """The configured model's image side: `resolution` if set, else read from the checkpoint's
+    config files (no weights loaded). A loaded model uses the same rule (generation.models.loading)."""
     if config.resolution:
         return config.resolution
-    unet = _read_config(config.source, "unet")
-    vae = _read_config(config.source, "vae")
-    vae_downscale = 1 << (len(vae["block_out_channels"]) - 1)  # each block after the first halves the side
-    return int(unet["sample_size"]) * vae_downscale
+    return resolution_of(_read_config(config.source, "unet"), _read_config(config.source, "vae"))

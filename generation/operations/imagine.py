@@ -12,14 +12,14 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from generation.adapters import expand_tokens
 from generation.errors import JobCancelled, SpecError
-from generation.grid import compose_grid
-from generation.models import LoadedModel
-from generation.preview import PreviewSink, preview_png
-from generation.schedulers import make_scheduler
+from generation.models.adapters import expand_tokens
+from generation.models.loading import LoadedModel
+from generation.models.schedulers import make_scheduler
+from generation.operations.preview import PreviewSink, preview_png
+from generation.operations.seamless import seamless_tiling
+from generation.pictures.grid import compose_grid
 from generation.specs import MAX_AREA_FACTOR, ImagineSpec, PromptedSpec
-from generation.tiling import seamless_tiling
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def run_imagine(
     pipeline: PromptedPipeline = model.pipeline
     inputs: dict[str, Any] = {"width": spec.width, "height": spec.height}
     if spec.control is not None:
-        from generation.control import control_map, control_pipeline
+        from generation.operations.control import control_map, control_pipeline
 
         if control_image is None:
             raise ValueError("an ImagineSpec with control needs the control image")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from generation.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
-from generation.inpaint import run_inpaint
-from generation.masks import box_mask, mask_from_upload
-from generation.models import LoadedModel
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
+from generation.operations.inpaint import run_inpaint
+from generation.operations.masks import box_mask, mask_from_upload
 from generation.specs import VarySpec
 
 

@@ -2,8 +2,8 @@
 
 One worker per device and lane, each keeping its models warm: a spawned process on this machine
 (`backend = "local"`) or a Ray actor anywhere in a Ray cluster (`backend = "ray"`); the scheduling
-here is the same for both, only the link to the worker differs (generation.links). Jobs wait in
-per-user queues (generation.queues): the next job comes from the user served least recently (round
+here is the same for both, only the link to the worker differs (generation.pool.local_backend). Jobs wait in
+per-user queues (generation.pool.fair_queues): the next job comes from the user served least recently (round
 robin that also counts the job already running), so one user's flood never starves another;
 training has its own lane (its own workers) so a long training never blocks a quick /imagine. A
 worker that dies is restarted and its job retried once. The pool keeps no state that matters across restarts: the job
@@ -16,50 +16,25 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from generation.config import ADAPTERS_KEPT_PER_WORKER, RayOptions
-from generation.errors import DreamcordError, JobCancelled
-from generation.eta import EtaBook, job_work
-from generation.events import TERMINAL, Cancelled, Done, Event, Failed, Progress, Queued, Started
-from generation.links import ProcessLink, WorkerLink
-from generation.outputs import JobOutput
-from generation.queues import FairQueues
+from generation.errors import DreamcordError
+from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
+from generation.pool.eta import EtaBook, job_work
+from generation.pool.fair_queues import FairQueues
+from generation.pool.handles import JobFailed, JobHandle, PoolConfig, PoolLoad, QueueFull, WorkerSlot
+from generation.pool.local_backend import ProcessLink, WorkerLink
 from generation.specs import JobSpec, Lane, adapter_files
-from generation.worker import WorkerSettings
 
 if TYPE_CHECKING:
-    from generation.ray_backend import RayWorkers
+    from generation.pool.ray_backend import RayWorkers
 
+__all__ = ["JobFailed", "JobHandle", "PoolConfig", "PoolLoad", "QueueFull", "WorkerPool"]  # the pool's API
 log = logging.getLogger(__name__)
 
 CRASHED_REASON = "the GPU worker crashed twice while running this job; it has been stopped"
-
-
-class QueueFull(DreamcordError):
-    """A user already has as many jobs waiting as the pool allows."""
-
-
-class JobFailed(DreamcordError):
-    """A job ended in failure; the message says why, for the user."""
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    worker: WorkerSettings
-    interactive_devices: tuple[str, ...] = ("auto",)  # one interactive worker per entry
-    training_devices: tuple[str, ...] = ()  # one training worker per entry; () disables training
-    max_queued_per_user: int = 10
-    max_attempts: int = 2  # the first run plus one retry after a worker crash
-    announce_every_s: float = 1.0  # queue places and ETAs are recomputed at most this often per lane
-    # A training worker on the same device as a busy interactive worker pauses between steps.
-    preempt_training: bool = True
-    backend: Literal["local", "ray"] = "local"
-    ray: RayOptions = field(default_factory=RayOptions)  # backend = "ray" only
 
 
 def _eta_moved(before: float | None, now: float | None) -> bool:
@@ -71,86 +46,12 @@ def _eta_moved(before: float | None, now: float | None) -> bool:
     return abs(now - before) > max(2.0, 0.15 * before)
 
 
-class JobHandle:
-    """A submitted job: its events as they happen, its result, and a way to cancel it."""
-
-    def __init__(self, pool: WorkerPool, job_id: int, owner_id: int, spec: JobSpec, lane: Lane) -> None:
-        self.job_id, self.owner_id, self.spec, self.lane = job_id, owner_id, spec, lane
-        self.attempts = 0
-        self.sequence = 0  # submission order, the tie-breaker between users
-        self.position: int | None = None
-        self.announced_eta: float | None = None
-        self.relax = False  # Relax: starts only when no Fast job is waiting in its lane
-        self.finished = False
-        self._pool = pool
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
-
-    def _emit(self, event: Event) -> None:
-        if self.finished:
-            return
-        self.finished = isinstance(event, TERMINAL)
-        self._events.put_nowait(event)
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event in order, ending with Done, Failed or Cancelled."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, TERMINAL):
-                return
-
-    async def result(self) -> JobOutput:
-        async for event in self.events():
-            if isinstance(event, Done):
-                return event.output
-            if isinstance(event, Failed):
-                raise JobFailed(event.reason)
-            if isinstance(event, Cancelled):
-                raise JobCancelled()
-        raise AssertionError("events() always ends with a terminal event")
-
-    def cancel(self) -> None:
-        self._pool.cancel(self.job_id)
-
-
-@dataclass
-class _Worker:
-    index: int
-    lane: Lane
-    device: str
-    link: WorkerLink | None = None
-    pid: int | None = None  # the worker's process id, from its "ready" message
-    placement: str | None = None  # a Ray worker's node and GPUs, from its "ready" message
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    current: JobHandle | None = None
-    warm_model: str | None = None
-    warm_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # file hashes, LRU
-    generation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
-    paused: bool = False  # a training worker told to yield its device to interactive jobs
-
-    @property
-    def where(self) -> str:
-        """The hardware it runs on: two workers with the same `where` share a device."""
-        return self.placement or self.device
-
-    @property
-    def idle(self) -> bool:
-        return self.ready.is_set() and self.current is None
-
-
-@dataclass(frozen=True)
-class PoolLoad:
-    workers: tuple[str, ...]  # "interactive on cuda:0", …
-    running: int
-    waiting: int
-
-
 class WorkerPool:
     """Submit specs, get handles; `start()` spawns the workers and `close()` stops them."""
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerSlot] = []
         self._pending: dict[Lane, FairQueues[JobHandle]] = {
             "interactive": FairQueues(),
             "training": FairQueues(),
@@ -168,7 +69,7 @@ class WorkerPool:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.config.backend == "ray":
-            from generation import ray_backend  # only here: without the `ray` extra nothing imports it
+            from generation.pool import ray_backend  # only here: without the `ray` extra nothing imports it
 
             data_dir = self.config.worker.data_dir
             self._ray = await ray_backend.connect(
@@ -176,7 +77,7 @@ class WorkerPool:
             )
         lanes: list[tuple[Lane, str]] = [("interactive", d) for d in self.config.interactive_devices]
         lanes += [("training", d) for d in self.config.training_devices]
-        self._workers = [_Worker(index, lane, device) for index, (lane, device) in enumerate(lanes)]
+        self._workers = [WorkerSlot(index, lane, device) for index, (lane, device) in enumerate(lanes)]
         for worker in self._workers:
             self._spawn(worker)
         await self._wait_until_ready()
@@ -232,7 +133,7 @@ class WorkerPool:
         if job_id in self._handles:
             raise ValueError(f"job {job_id} is already in the pool")
         self.check_capacity(owner_id)
-        handle = JobHandle(self, job_id, owner_id, spec, lane)
+        handle = JobHandle(job_id, owner_id, spec, lane, self.cancel)
         handle.sequence = next(self._submissions)
         handle.relax, handle.attempts = relax, attempts
         self._handles[job_id] = handle
@@ -276,7 +177,7 @@ class WorkerPool:
         return next((place for place, waiting in enumerate(order, start=1) if waiting is handle), None)
 
     # ------------------------------------------------------------ scheduling
-    def _pick_worker(self, handle: JobHandle) -> _Worker | None:
+    def _pick_worker(self, handle: JobHandle) -> WorkerSlot | None:
         """Prefer an idle worker that already holds the job's model (the one holding most of its
         adapters first), then an empty one, then any: loading a model costs more than an adapter."""
         idle = [worker for worker in self._workers if worker.lane == handle.lane and worker.idle]
@@ -285,7 +186,7 @@ class WorkerPool:
         model = getattr(handle.spec, "model", None)
         adapters = adapter_files(handle.spec)
 
-        def preference(worker: _Worker) -> tuple[int, int]:
+        def preference(worker: WorkerSlot) -> tuple[int, int]:
             holds_model = 2 if worker.warm_model == model else 1 if worker.warm_model is None else 0
             return holds_model, sum(1 for digest in adapters if digest in worker.warm_adapters)
 
@@ -301,7 +202,7 @@ class WorkerPool:
                 worker = self._pick_worker(handle)
                 assert worker is not None and worker.link is not None
                 worker.current = handle
-                _note_warm(worker, handle.spec)
+                worker.note_warm(handle.spec)
                 handle.attempts += 1
                 handle.position = None
                 self.eta.started(handle.job_id, lane, job_work(handle.spec))
@@ -359,27 +260,27 @@ class WorkerPool:
         handle._emit(event)
 
     # ------------------------------------------------------------ workers
-    def _spawn(self, worker: _Worker) -> None:
+    def _spawn(self, worker: WorkerSlot) -> None:
         """Start the worker, or after a crash its replacement (a new process; Ray restarts an actor)."""
-        worker.generation += 1
+        worker.incarnation += 1
         worker.ready = asyncio.Event()
         worker.current, worker.warm_model, worker.paused = None, None, False
         worker.pid = worker.placement = None
         worker.warm_adapters.clear()
         if worker.link is None:
             worker.link = self._new_link(worker.device)
-        generation = worker.generation
+        incarnation = worker.incarnation
         worker.link.start(
-            lambda message: self._on_message(worker, generation, message),
-            lambda: self._on_exit(worker, generation),
+            lambda message: self._on_message(worker, incarnation, message),
+            lambda: self._on_exit(worker, incarnation),
         )
 
     def _new_link(self, device: str) -> WorkerLink:
         settings = replace(self.config.worker, device=device)
         return self._ray.link(settings) if self._ray is not None else ProcessLink(settings)
 
-    def _on_message(self, worker: _Worker, generation: int, message: tuple[Any, ...]) -> None:
-        if generation != worker.generation:
+    def _on_message(self, worker: WorkerSlot, incarnation: int, message: tuple[Any, ...]) -> None:
+        if incarnation != worker.incarnation:
             return
         kind = message[0]
         if kind == "ready":
@@ -414,8 +315,8 @@ class WorkerPool:
             self._finish(handle, event)
             self._dispatch()
 
-    def _on_exit(self, worker: _Worker, generation: int) -> None:
-        if self._closing or generation != worker.generation:
+    def _on_exit(self, worker: WorkerSlot, incarnation: int) -> None:
+        if self._closing or incarnation != worker.incarnation:
             return
         handle = worker.current
         log.error("worker %d (pid %s) died; restarting it", worker.index, worker.pid)
@@ -429,13 +330,3 @@ class WorkerPool:
             self._announce_soon(handle.lane)
         else:
             self._finish(handle, Failed(CRASHED_REASON))
-
-
-def _note_warm(worker: _Worker, spec: JobSpec) -> None:
-    """Remember what the worker will hold after this job: its model and (LRU) its adapters."""
-    worker.warm_model = getattr(spec, "model", worker.warm_model)
-    for digest in adapter_files(spec):
-        worker.warm_adapters[digest] = None
-        worker.warm_adapters.move_to_end(digest)
-    while len(worker.warm_adapters) > ADAPTERS_KEPT_PER_WORKER:
-        worker.warm_adapters.popitem(last=False)
