@@ -7,19 +7,16 @@ import re
 import discord
 
 from generation.specs import (
-    ImagineSpec,
+    ADAPTER_KIND_NAMES,
     ImportSpec,
     JobSpec,
-    OutpaintSpec,
     PromptedSpec,
     TrainSpec,
-    UpscaleSpec,
-    VarySpec,
     spec_from_json,
 )
 from storage.models import Job
 
-METHOD_NAMES = {"lora": "LoRA", "embedding": "embedding"}
+METHOD_NAMES = ADAPTER_KIND_NAMES
 MAX_PROMPT_SHOWN = 1500  # of a 2000-character message, the rest is the caption around it
 
 
@@ -42,15 +39,8 @@ def code_block(text: str) -> str:
 
 
 def job_title(spec: JobSpec) -> str:
-    if isinstance(spec, VarySpec | UpscaleSpec | OutpaintSpec):
-        return f"{shown_text(spec.prompt)} ({spec.operation_words()})"
-    if isinstance(spec, ImagineSpec):
-        return shown_text(spec.prompt)
-    if isinstance(spec, TrainSpec):
-        return f"training <{spec.token}> ({METHOD_NAMES[spec.method]}, {len(spec.images)} photos, {spec.steps} steps)"
-    if isinstance(spec, ImportSpec):
-        return f"importing <{spec.name}> ({METHOD_NAMES[spec.adapter_kind]})"
-    return str(spec.kind)
+    """The job's own words for itself (generation.specs), as Discord should show them."""
+    return shown_text(spec.title())
 
 
 def result_caption(job: Job) -> str:

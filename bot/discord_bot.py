@@ -3,7 +3,9 @@ user-facing errors into ephemeral replies."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import pkgutil
 from dataclasses import dataclass
 
 import discord
@@ -23,20 +25,16 @@ from storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (
-    "cogs.imagine",
-    "cogs.vary",
-    "cogs.upscale",
-    "cogs.outpaint",
-    "cogs.queue",
-    "cogs.train",
-    "cogs.library",
-    "cogs.settings",
-    "cogs.info",
-    "cogs.admin",
-    "cogs.forget",
-    "cogs.show",
-)
+
+def cog_extensions() -> tuple[str, ...]:
+    """Every package under cogs/ is an extension: adding a command family is adding its folder. Found
+    without importing `cogs` (the bot never imports a cog; each registers itself when loaded)."""
+    spec = importlib.util.find_spec("cogs")
+    folders = spec.submodule_search_locations if spec and spec.submodule_search_locations else []
+    return tuple(sorted(f"cogs.{module.name}" for module in pkgutil.iter_modules(folders) if module.ispkg))
+
+
+EXTENSIONS = cog_extensions()
 
 
 @dataclass

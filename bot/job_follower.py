@@ -149,7 +149,7 @@ class JobFollowers:
         if isinstance(event, Started):
             await retry_when_busy(lambda: self._mark_running(job_id), what=f"job {job_id} started")
         elif isinstance(event, Done):
-            stored = await store_result(self.sessions, self.files, job_id, event.output)
+            stored = await store_result(self.sessions, self.files, job_id, spec, event.output)
             await self._after_final(job_id, spec, succeeded=isinstance(stored, Finished))  # before "done"
             if isinstance(stored, Finished) and (failure := await self.deliver_or_log(job_id, message)):
                 return Failed(failure)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.tickets import Finished, JobMessage, TokenTaken
 from generation.events import Failed
 from generation.outputs import AdapterOutput, JobOutput
-from generation.specs import ImportSpec, TrainSpec, spec_from_json
+from generation.specs import ImportSpec, JobSpec, TrainSpec
 from storage import library
 from storage import repositories as repo
 from storage.db import retry_when_busy, write_transaction
@@ -39,7 +39,11 @@ async def images_of(sessions: async_sessionmaker[AsyncSession], job_id: int) -> 
 
 
 async def store_result(
-    sessions: async_sessionmaker[AsyncSession], files: FileStore, job_id: int, output: JobOutput
+    sessions: async_sessionmaker[AsyncSession],
+    files: FileStore,
+    job_id: int,
+    spec: JobSpec,
+    output: JobOutput,
 ) -> Finished | Failed:
     """Files first, then the final state, images and library entry in one transaction: a job is done
     with all of it, or not. A training whose name was taken meanwhile fails instead (TokenTaken)."""
@@ -59,7 +63,7 @@ async def store_result(
             assert job is not None
             await repo.record_gpu_time(session, job, output.elapsed_s)
             await repo.add_images(session, job, images)
-            await _add_to_library(session, job, output.adapter, adapter_hash)
+            await _add_to_library(session, job, spec, output.adapter, adapter_hash)
         return True
 
     try:
@@ -72,10 +76,9 @@ async def store_result(
 
 
 async def _add_to_library(
-    session: AsyncSession, job: Job, trained: AdapterOutput | None, trained_hash: str | None
+    session: AsyncSession, job: Job, spec: JobSpec, trained: AdapterOutput | None, trained_hash: str | None
 ) -> None:
     """A finished training or import becomes a private library entry of the job's owner."""
-    spec = spec_from_json(job.spec_json)
     if isinstance(spec, TrainSpec) and trained is not None and trained_hash is not None:
         name, kind, file_hash, trigger = spec.token, trained.kind, trained_hash, trained.trigger
     elif isinstance(spec, ImportSpec):

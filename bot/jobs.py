@@ -131,7 +131,8 @@ class JobService:
                 log.info("job %d: resuming (%s, %d attempts so far)", job.id, job.state, job.attempts)
                 spec = spec_from_json(job.spec_json)
                 ticket = JobTicket(job.id, job.owner_id, spec, job.relax, listened=False)
-                tickets.append(self._hand_to_pool(ticket, self._message_for(job.id), attempts=job.attempts))
+                message = self._message_for(job.id)
+                tickets.append(self._hand_to_pool(ticket, message, job.spec_json, attempts=job.attempts))
         return tickets  # nobody reads their progress (listened=False): only their final event is kept
 
     async def _watch(self, every_s: float) -> None:
@@ -233,7 +234,7 @@ class JobService:
             raise Busy("the bot is very busy right now; please try again in a moment") from None
         try:
             ticket = JobTicket(job_id=job.id, owner_id=owner_id, spec=spec, relax=relax)
-            return self._hand_to_pool(ticket, message or self._message_for(job.id))
+            return self._hand_to_pool(ticket, message or self._message_for(job.id), job.spec_json)
         except QueueFull as error:  # another submit won the last place while we were writing
             await finish(self.sessions, job.id, JobState.FAILED, str(error))
             raise
@@ -314,9 +315,17 @@ class JobService:
     def _message_for(self, job_id: int) -> JobMessage | None:
         return self.messages.for_job(job_id) if self.messages is not None else None
 
-    def _hand_to_pool(self, ticket: JobTicket, message: JobMessage | None, attempts: int = 0) -> JobTicket:
+    def _hand_to_pool(
+        self, ticket: JobTicket, message: JobMessage | None, spec_json: str, attempts: int = 0
+    ) -> JobTicket:
+        """The spec goes down as the JSON stored for it: serialised once, on the way in."""
         handle = self.pool.submit(
-            ticket.job_id, ticket.spec, owner_id=ticket.owner_id, relax=ticket.relax, attempts=attempts
+            ticket.job_id,
+            ticket.spec,
+            owner_id=ticket.owner_id,
+            relax=ticket.relax,
+            attempts=attempts,
+            spec_json=spec_json,
         )
         return self.followers.follow(handle, ticket, message)
 

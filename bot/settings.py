@@ -1,6 +1,10 @@
-"""Settings: one typed object read once at start-up from a TOML file and the environment.
+"""Settings: one typed object read once at start-up, through pydantic-settings.
 
-Secrets (the Discord token) come from the environment only, never from the file or the logs.
+Every key comes from the TOML file or from a `DREAMCORD_…` environment variable, which wins; nested
+keys are spelled with `__` (`DREAMCORD_RAY__ADDRESS`, `DREAMCORD_MODELS__SD15__STEPS`), lists as JSON
+(`DREAMCORD_DEVICES='["cuda:0", "cuda:1"]'`). One validation path for both, and every problem is one
+line naming the key. Secrets (the Discord token) come from the environment only, never from the file
+or the logs.
 """
 
 from __future__ import annotations
@@ -9,40 +13,125 @@ import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from contextvars import ContextVar
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig, RayOptions
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, ModelConfig, RayOptions
 from generation.errors import DreamcordError, SpecError
-from generation.specs import CONTROL_MODES, SchedulerName
+from generation.specs import CONTROL_MODES
 from generation.training.defaults import check_training_overrides
 
 CONFIG_ENV = "DREAMCORD_CONFIG"
 DEFAULT_CONFIG_FILE = Path("dreamcord.toml")
-_TRUE = {"1", "true", "yes", "on"}
+ENV_PREFIX = "DREAMCORD_"
+TOKEN_ENV = "DISCORD_TOKEN"
 
 
 class SettingsError(DreamcordError):
     """The configuration is invalid; the message names the key and what is allowed."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    """Built by `load_settings` (file, then environment); built directly (tests), from its
+    arguments alone."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=False,
+    )
+
     models: dict[str, ModelConfig]
     default_model: str = BUNDLED_MODEL_NAME
     data_dir: Path = Path("data")
     device: str = "auto"
-    dtype: str = "auto"
-    offline: bool = False
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # HF_HUB_OFFLINE is what the Hugging Face libraries read too: one switch for both.
+    offline: bool = Field(default=False, validation_alias=AliasChoices("offline", "HF_HUB_OFFLINE"))
     database_url: str | None = None  # default: SQLite in data_dir
     devices: tuple[str, ...] = ()  # one interactive worker each; () = one on `device`
     training_devices: tuple[str, ...] | None = None  # one training worker each; None = one on `device`
-    max_queued_per_user: int = 10
-    pool: str = "local"  # "local": worker processes here; "ray": Ray actors in a Ray cluster
-    ray: RayOptions = field(default_factory=RayOptions)
-    discord_token: str | None = field(default=None, repr=False)
+    max_queued_per_user: int = Field(default=10, ge=1)
+    pool: Literal["local", "ray"] = "local"  # "local": worker processes here; "ray": a Ray cluster
+    ray: RayOptions = Field(default_factory=RayOptions)
+    discord_token: str | None = Field(default=None, repr=False, validation_alias=TOKEN_ENV)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        loading = _LOADING.get()
+        if loading is None:
+            return (init_settings,)
+        file_values, env = loading
+        return (_MappingEnvSource(settings_cls, env), InitSettingsSource(settings_cls, file_values))
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _name_each_model(cls, tables: object) -> object:
+        """A `[models.NAME]` table is a ModelConfig named NAME (its name is not a key of its own)."""
+        if not isinstance(tables, Mapping):
+            raise SettingsError("[models] must be a table of [models.NAME] sections")
+        named: dict[str, object] = {}
+        for name, table in tables.items():
+            if isinstance(table, Mapping):
+                if "name" in table:
+                    raise SettingsError(
+                        f"[models.{name}]: unknown setting(s) name (the table's name is the model's)"
+                    )
+                if "source" not in table:
+                    raise SettingsError(f'[models.{name}] needs source = "owner/name" or a local folder')
+                _check_controlnets(name, table.get("controlnets", {}))
+                try:
+                    check_training_overrides(table.get("training", {}))
+                except SpecError as error:
+                    raise SettingsError(f"[models.{name}] {error}") from None
+                table = {**table, "name": name}
+            named[name] = table
+        return named
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, path: Path) -> Path:
+        return path.expanduser()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_model not in self.models:
+            raise SettingsError(
+                f"default_model {self.default_model!r} is not configured; "
+                f"configured: {', '.join(sorted(self.models))}"
+            )
+        for device in (self.device, *self.devices, *self.training_worker_devices):
+            if not DEVICE_PATTERN.match(device):
+                raise SettingsError(
+                    f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {device!r}"
+                )
+        if self.pool == "ray" and importlib.util.find_spec("ray") is None:
+            raise SettingsError("pool = \"ray\" needs Ray: pip install 'dreamcord[ray]'")
+        if self.db_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
+            raise SettingsError("a PostgreSQL database_url needs psycopg: pip install 'dreamcord[postgres]'")
+        return self
 
     @property
     def db_url(self) -> str:
@@ -74,63 +163,47 @@ class Settings:
         return self.models[chosen]
 
 
+# What `load_settings` hands the sources of the Settings it is building: the file's values, the env.
+_LOADING: ContextVar[tuple[dict[str, Any], Mapping[str, str]] | None] = ContextVar("loading", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping (os.environ, or a test's) instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._given_env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # As the base class reads os.environ: names case-insensitive, empty values unset.
+        return {name.lower(): value for name, value in self._given_env.items() if value != ""}
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read the TOML file (if any) then apply environment overrides; raise `SettingsError` on bad keys."""
+    """Read the TOML file (if any) and the environment over it; raise `SettingsError` naming the key."""
     env = os.environ if env is None else env
     named = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
     path = named or DEFAULT_CONFIG_FILE
-    raw = _read_toml(path, required=named is not None)
-    models = {BUNDLED_MODEL_NAME: bundled_model_config()}
-    models.update(_parse_models(raw.pop("models", {})))
-    ray = _parse_ray(raw.pop("ray", {}))
-    top: dict[str, Any] = {key: raw.pop(key) for key in list(raw) if key in _TOP_LEVEL_KEYS}
-    if raw:
-        raise SettingsError(
-            f"{path}: unknown setting(s) {', '.join(sorted(raw))}; known: {', '.join(_TOP_LEVEL_KEYS)}"
-        )
-    top.update(_env_overrides(env))
-    if env.get("DREAMCORD_RAY_ADDRESS"):
-        ray = replace(ray, address=env["DREAMCORD_RAY_ADDRESS"])
-    settings = Settings(
-        models=models,
-        default_model=str(top.get("default_model", BUNDLED_MODEL_NAME)),
-        data_dir=Path(top.get("data_dir", "data")).expanduser(),
-        device=str(top.get("device", "auto")),
-        dtype=str(top.get("dtype", "auto")),
-        offline=_as_bool(top.get("offline", False)),
-        database_url=top.get("database_url"),
-        devices=tuple(top.get("devices", ())),
-        training_devices=tuple(top["training_devices"]) if "training_devices" in top else None,
-        max_queued_per_user=int(top.get("max_queued_per_user", 10)),
-        pool=str(top.get("pool", "local")),
-        ray=ray,
-        discord_token=env.get("DISCORD_TOKEN") or None,
-    )
-    _validate(settings)
-    return settings
-
-
-_TOP_LEVEL_KEYS = (
-    "default_model",
-    "data_dir",
-    "device",
-    "dtype",
-    "offline",
-    "database_url",
-    "devices",
-    "training_devices",
-    "max_queued_per_user",
-    "pool",
-)
-_ENV_KEYS = {
-    "DREAMCORD_DEFAULT_MODEL": "default_model",
-    "DREAMCORD_DATA_DIR": "data_dir",
-    "DREAMCORD_DEVICE": "device",
-    "DREAMCORD_DTYPE": "dtype",
-    "HF_HUB_OFFLINE": "offline",
-    "DREAMCORD_DATABASE_URL": "database_url",
-    "DREAMCORD_POOL": "pool",
-}
+    file_values = _read_toml(path, required=named is not None)
+    for secret in ("discord_token", TOKEN_ENV):
+        if secret in file_values:
+            raise SettingsError(
+                f"{path}: the Discord token goes in the {TOKEN_ENV} environment variable only"
+            )
+    models = file_values.get("models", {})
+    if isinstance(models, dict):  # the bundled model is always there, under its own name
+        bundled = {key: value for key, value in asdict(bundled_model_config()).items() if key != "name"}
+        file_values["models"] = {BUNDLED_MODEL_NAME: bundled, **models}
+    env = dict(env)
+    if env.get("DREAMCORD_RAY_ADDRESS"):  # the name it had before nested keys
+        env.setdefault("DREAMCORD_RAY__ADDRESS", env["DREAMCORD_RAY_ADDRESS"])
+    token = _LOADING.set((file_values, env))
+    try:
+        return Settings()  # type: ignore[call-arg]  # the sources supply `models`
+    except ValidationError as error:
+        raise SettingsError(one_line(error)) from None
+    finally:
+        _LOADING.reset(token)
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
@@ -144,74 +217,9 @@ def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
         raise SettingsError(f"{path} is not valid TOML: {error}") from None
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
-    return {key: env[name] for name, key in _ENV_KEYS.items() if env.get(name)}
-
-
-def _as_bool(value: object) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in _TRUE
-
-
-def _parse_models(raw_models: object) -> dict[str, ModelConfig]:
-    if not isinstance(raw_models, dict):
-        raise SettingsError("[models] must be a table of [models.NAME] sections")
-    allowed = {f.name for f in fields(ModelConfig)} - {"name"}
-    models = {}
-    for name, table in raw_models.items():
-        if not isinstance(table, dict) or "source" not in table:
-            raise SettingsError(f'[models.{name}] needs source = "owner/name" or a local folder')
-        unknown = set(table) - allowed
-        if unknown:
-            raise SettingsError(
-                f"[models.{name}]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
-            )
-        if table.get("scheduler", "euler_a") not in get_args(SchedulerName):
-            raise SettingsError(
-                f"[models.{name}] scheduler must be one of {', '.join(get_args(SchedulerName))}, got {table['scheduler']!r}"
-            )
-        for key, value in table.items():
-            expected = _MODEL_KEY_TYPES[key]
-            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-                raise SettingsError(f"[models.{name}] {key} has the wrong type: {value!r}")
-        _check_controlnets(name, table.get("controlnets", {}))
-        try:
-            check_training_overrides(table.get("training", {}))
-        except SpecError as error:
-            raise SettingsError(f"[models.{name}] {error}") from None
-        models[name] = ModelConfig(name=name, **table)
-    return models
-
-
-_MODEL_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "source": str,
-    "scheduler": str,
-    "steps": int,
-    "guidance": (int, float),
-    "resolution": int,
-    "safety_checker": bool,
-    "description": str,
-    "training": dict,
-    "controlnets": dict,
-    "upscaler": str,
-}
-
-
-def _parse_ray(table: object) -> RayOptions:
-    """The [ray] section: where the Ray cluster is and what each worker actor asks it for."""
-    if not isinstance(table, dict):
-        raise SettingsError("[ray] must be a table (address, cpus_per_worker, gpus_per_worker, …)")
-    types: dict[str, type | tuple[type, ...]] = {"address": str, "namespace": str, "work_dir": str}
-    types["cpus_per_worker"] = (int, float)
-    types |= {"gpus_per_worker": (int, float), "local_cpus": int}
-    for key, value in table.items():
-        if key not in types:
-            raise SettingsError(f"[ray]: unknown key {key!r}; known: {', '.join(sorted(types))}")
-        if not isinstance(value, types[key]) or isinstance(value, bool):
-            raise SettingsError(f"[ray] {key} has the wrong type: {value!r}")
-    return RayOptions(**table)
-
-
-def _check_controlnets(model: str, table: dict[str, object]) -> None:
+def _check_controlnets(model: str, table: object) -> None:
+    if not isinstance(table, Mapping):
+        raise SettingsError(f"[models.{model}.controlnets] must be a table of mode = source")
     for mode, source in table.items():
         if mode not in CONTROL_MODES:
             raise SettingsError(
@@ -223,28 +231,43 @@ def _check_controlnets(model: str, table: dict[str, object]) -> None:
             )
 
 
-def _validate(settings: Settings) -> None:
-    if settings.default_model not in settings.models:
-        raise SettingsError(
-            f"default_model {settings.default_model!r} is not configured; configured: {', '.join(sorted(settings.models))}"
-        )
-    for device in (settings.device, *settings.devices, *settings.training_worker_devices):
-        if not DEVICE_PATTERN.match(device):
-            raise SettingsError(
-                f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {device!r}"
-            )
-    if settings.max_queued_per_user < 1:
-        raise SettingsError(f"max_queued_per_user must be at least 1, got {settings.max_queued_per_user}")
-    if settings.dtype not in DTYPE_CHOICES:
-        raise SettingsError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {settings.dtype!r}")
-    _check_pool(settings)
+def _key(location: tuple[int | str, ...]) -> str:
+    """A validation error's location as the file spells it: `device`, `[ray] address`,
+    `[models.sd15] steps`."""
+    parts = [str(part) for part in location if not str(part).startswith("function-")]
+    if parts[:1] == ["models"] and len(parts) >= 3:
+        return f"[models.{parts[1]}] {'.'.join(parts[2:])}"
+    if parts[:1] == ["ray"] and len(parts) >= 2:
+        return f"[ray] {'.'.join(parts[1:])}"
+    return ".".join(parts)
 
 
-def _check_pool(settings: Settings) -> None:
-    """The backend and database named exist, and their optional packages are installed."""
-    if settings.pool not in ("local", "ray"):
-        raise SettingsError(f'pool must be "local" or "ray", got {settings.pool!r}')
-    if settings.pool == "ray" and importlib.util.find_spec("ray") is None:
-        raise SettingsError("pool = \"ray\" needs Ray: pip install 'dreamcord[ray]'")
-    if settings.db_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
-        raise SettingsError("a PostgreSQL database_url needs psycopg: pip install 'dreamcord[postgres]'")
+def _known_keys(location: tuple[int | str, ...]) -> str:
+    if location[:1] == ("models",):
+        names = [field.name for field in fields(ModelConfig)]
+    elif location[:1] == ("ray",):
+        names = [field.name for field in fields(RayOptions)]
+    else:
+        names = list(Settings.model_fields)
+    return ", ".join(sorted(set(names) - {"name", "discord_token"}))
+
+
+def _describe(error: ErrorDetails) -> str:
+    location, kind = error["loc"], error["type"]
+    key = _key(location)
+    shown = repr(error.get("input"))[:60]
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        where, _, unknown = key.rpartition(" ") if key.startswith("[") else ("", "", key)
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}unknown setting(s) {unknown}; known: {_known_keys(location)}"
+    if kind == "missing":
+        return f"{key} is required"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{key} must be one of {expected}, got {shown}"
+    return f"{key} has the wrong type or value: {shown} ({error['msg'].lower()})"
+
+
+def one_line(error: ValidationError) -> str:
+    """The first problem of a validation error as one line that names the key."""
+    return _describe(error.errors()[0])

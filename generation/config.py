@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import ConfigDict
 
 from generation.specs import SchedulerName
 
@@ -18,6 +21,8 @@ ADAPTERS_KEPT_PER_WORKER = 8  # LoRAs (and, apart, embeddings) each worker keeps
 class RayOptions:
     """Where and how the Ray backend runs its workers (one actor per configured device)."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
+
     address: str | None = None  # "auto", "ray://head:10001", …; None starts a Ray instance here
     namespace: str = "dreamcord"
     cpus_per_worker: float = 1.0
@@ -29,6 +34,8 @@ class RayOptions:
 @dataclass(frozen=True)
 class ModelConfig:
     """One configured model: where its weights are and the defaults its jobs start from."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
 
     name: str
     source: str  # a hub id ("owner/name") or a local folder in diffusers layout

@@ -177,5 +177,9 @@ def test_no_import_cycles() -> None:
 
 
 def test_no_module_is_over_400_lines() -> None:
-    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400}
+    """The product's modules and the fake Discord the end-to-end tests stand on."""
+    paths = [*MODULES.values(), *(ROOT / "tests" / "fakediscord").glob("*.py")]
+    long = {
+        str(path.relative_to(ROOT)): n for path in paths if (n := len(path.read_text().splitlines())) > 400
+    }
     assert long == {}

@@ -44,9 +44,16 @@ class JobHandle:
     """A submitted job: its events as they happen, its result, and a way to cancel it."""
 
     def __init__(
-        self, job_id: int, owner_id: int, spec: JobSpec, lane: Lane, cancel: Callable[[int], bool]
+        self,
+        job_id: int,
+        owner_id: int,
+        spec: JobSpec,
+        lane: Lane,
+        cancel: Callable[[int], bool],
+        spec_json: str | None = None,
     ) -> None:
         self.job_id, self.owner_id, self.spec, self.lane = job_id, owner_id, spec, lane
+        self.spec_json = spec_json or spec.to_json()  # serialised once, sent as is (a retry too)
         self.attempts = 0
         self.sequence = 0  # submission order, the tie-breaker between users
         self.position: int | None = None

@@ -54,7 +54,9 @@ class WorkerLink(Protocol):
         `on_message`, its death to `on_exit`, both called on the running event loop; the worker's
         first message is ("ready", pid)."""
 
-    def send(self, message: tuple[Any, ...]) -> None: ...
+    def send(self, message: tuple[Any, ...]) -> None:
+        """A message for the worker (generation.pool.worker lists them); ("run", job_id, spec_json,
+        files) also names the file-store hashes the job reads, for a link that must ship them."""
 
     async def stop(self) -> None:
         """Stop the worker for good (after ("stop",) was sent, give it a moment to finish)."""
@@ -83,6 +85,8 @@ class ProcessLink:
         reader.start()
 
     def send(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "run":  # the worker reads the file store itself
+            message = message[:3]
         if self._connection is not None:
             with contextlib.suppress(OSError):  # a dead worker: its reader reports the exit
                 self._connection.send(message)

@@ -37,7 +37,6 @@ from generation.errors import SpecError
 from generation.logs import configure_logging
 from generation.pool.local_backend import OnExit, OnMessage
 from generation.pool.worker import WorkerSettings, serve
-from generation.specs import spec_files, spec_from_json
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
@@ -112,9 +111,8 @@ class RayLink:
     def send(self, message: tuple[Any, ...]) -> None:
         if self._actor is None:
             return
-        if message[0] == "run":
-            needed = spec_files(spec_from_json(message[2]))
-            message = (*message, self._workers.uploads.references(needed))
+        if message[0] == "run":  # the files it reads go up to Ray's object store first
+            message = (*message[:3], self._workers.uploads.references(message[3]))
         self._actor.send.remote(message)
 
     async def stop(self) -> None:

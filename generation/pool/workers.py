@@ -26,7 +26,7 @@ from generation.pool.eta import EtaBook, job_work
 from generation.pool.fair_queues import FairQueues
 from generation.pool.handles import JobFailed, JobHandle, PoolConfig, PoolLoad, QueueFull, WorkerSlot
 from generation.pool.local_backend import ProcessLink, WorkerLink
-from generation.specs import JobSpec, Lane, adapter_files
+from generation.specs import JobSpec, Lane, adapter_files, spec_files
 
 if TYPE_CHECKING:
     from generation.pool.ray_backend import RayWorkers
@@ -122,10 +122,18 @@ class WorkerPool:
 
     # ------------------------------------------------------------ jobs
     def submit(
-        self, job_id: int, spec: JobSpec, *, owner_id: int, relax: bool = False, attempts: int = 0
+        self,
+        job_id: int,
+        spec: JobSpec,
+        *,
+        owner_id: int,
+        relax: bool = False,
+        attempts: int = 0,
+        spec_json: str | None = None,
     ) -> JobHandle:
         """Queue a job (before `start()` too: it waits for a worker); QueueFull if the owner has too many.
-        `attempts`: how often it was started before (a resumed job), which counts towards max_attempts."""
+        `attempts`: how often it was started before (a resumed job), which counts towards max_attempts.
+        `spec_json`: the spec as JSON if the caller has it already (the job service stored it)."""
         lane: Lane = spec.lane
         devices = self.config.interactive_devices if lane == "interactive" else self.config.training_devices
         if not devices:
@@ -133,7 +141,7 @@ class WorkerPool:
         if job_id in self._handles:
             raise ValueError(f"job {job_id} is already in the pool")
         self.check_capacity(owner_id)
-        handle = JobHandle(job_id, owner_id, spec, lane, self.cancel)
+        handle = JobHandle(job_id, owner_id, spec, lane, self.cancel, spec_json or spec.to_json())
         handle.sequence = next(self._submissions)
         handle.relax, handle.attempts = relax, attempts
         self._handles[job_id] = handle
@@ -206,7 +214,7 @@ class WorkerPool:
                 handle.attempts += 1
                 handle.position = None
                 self.eta.started(handle.job_id, lane, job_work(handle.spec))
-                worker.link.send(("run", handle.job_id, handle.spec.to_json()))
+                worker.link.send(("run", handle.job_id, handle.spec_json, spec_files(handle.spec)))
             self._announce_soon(lane)
         self._yield_devices()
 

@@ -29,6 +29,7 @@ Lane = Literal["interactive", "training"]
 
 
 AdapterKind = Literal["lora", "embedding"]
+ADAPTER_KIND_NAMES: dict[str, str] = {"lora": "LoRA", "embedding": "embedding"}  # as people write them
 TrainMethod = AdapterKind
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 CLASS_NOUN_PATTERN = r"^[A-Za-z][A-Za-z -]{0,38}[A-Za-z]$"
@@ -77,6 +78,10 @@ class _Spec(BaseModel):
         """Work units (denoising steps x pictures x megapixels) the job needs: what ETAs are made of."""
         return 0.05  # no pictures to render: loading and checking only
 
+    def title(self) -> str:
+        """What the job is, in plain words, while it waits and runs (the bot escapes and shortens it)."""
+        return str(getattr(self, "kind", "job"))
+
     def library_name(self) -> str | None:
         """The name this job adds to its owner's library when it succeeds (None: it adds nothing)."""
         return None
@@ -115,6 +120,10 @@ class PromptedSpec(_Spec):
     def operation_words(self) -> str:
         """What the job did beyond its prompt, in a few plain words for captions ("" for none)."""
         return ""
+
+    def title(self) -> str:
+        words = self.operation_words()
+        return f"{self.prompt} ({words})" if words else self.prompt
 
     def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""

@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from generation.specs.base import ADAPTER_NAME_PATTERN, SHA256_PATTERN, AdapterKind, AdapterRef, _Spec
+from generation.specs.base import (
+    ADAPTER_KIND_NAMES,
+    ADAPTER_NAME_PATTERN,
+    SHA256_PATTERN,
+    AdapterKind,
+    AdapterRef,
+    _Spec,
+)
 
 
 class ImportSpec(_Spec):
@@ -24,6 +31,9 @@ class ImportSpec(_Spec):
 
     def library_name(self) -> str:
         return self.name
+
+    def title(self) -> str:
+        return f"importing <{self.name}> ({ADAPTER_KIND_NAMES[self.adapter_kind]})"
 
     def files_done_with(self, *, succeeded: bool) -> tuple[str, ...]:
         return () if succeeded else (self.file,)  # a refused file is kept by nothing

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from generation.specs.base import (
+    ADAPTER_KIND_NAMES,
     ADAPTER_NAME_PATTERN,
     CLASS_NOUN_PATTERN,
     MAX_SEED,
@@ -64,6 +65,10 @@ class TrainSpec(_Spec):
 
     def library_name(self) -> str:
         return self.token
+
+    def title(self) -> str:
+        method = ADAPTER_KIND_NAMES[self.method]
+        return f"training <{self.token}> ({method}, {len(self.images)} photos, {self.steps} steps)"
 
     def files_done_with(self, *, succeeded: bool) -> tuple[str, ...]:
         return () if self.keep_photos else self.images  # however it ends, unless the user kept them
