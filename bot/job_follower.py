@@ -16,7 +16,7 @@ from bot.tickets import FINAL_EVENTS, Finished, JobMessage, JobTicket, TicketEve
 from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
 from generation.pool.workers import JobHandle
 from generation.specs import JobSpec
-from storage import repositories as repo
+from storage import jobs as job_store
 from storage.db import retry_when_busy, write_transaction
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 from storage.models import Job, JobState
@@ -29,7 +29,7 @@ Discard = Callable[[Sequence[str], int], Awaitable[None]]  # files a job is done
 
 async def _get_job(sessions: async_sessionmaker[AsyncSession], job_id: int) -> Job | None:
     async with sessions() as session:
-        return await repo.get_job(session, job_id)
+        return await job_store.get_job(session, job_id)
 
 
 class JobFollowers:
@@ -162,7 +162,7 @@ class JobFollowers:
 
     async def _mark_running(self, job_id: int) -> None:
         async with write_transaction(self.sessions) as session:
-            await repo.mark_running(session, job_id)
+            await job_store.mark_running(session, job_id)
 
     async def _after_final(self, job_id: int, spec: JobSpec, *, succeeded: bool) -> None:
         """Files the job was the last to need go (a training's photos, a refused import's file)."""

@@ -23,8 +23,8 @@ from bot.delivery import EXPIRED_TOKEN_CODES, UNKNOWN_MESSAGE, DiscordResults
 from bot.tickets import JobTicket
 from generation.events import Cancelled, Failed, Progress, Queued, Started
 from generation.pool.eta import describe_seconds
+from storage.jobs import StoredImage
 from storage.models import Job
-from storage.repositories import StoredImage
 
 log = logging.getLogger(__name__)
 

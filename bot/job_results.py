@@ -16,13 +16,13 @@ from bot.tickets import Finished, JobMessage, TokenTaken
 from generation.events import Failed
 from generation.outputs import AdapterOutput, JobOutput
 from generation.specs import ImportSpec, JobSpec, TrainSpec
+from storage import jobs as job_store
 from storage import library
-from storage import repositories as repo
 from storage.db import retry_when_busy, write_transaction
 from storage.files import FileStore
+from storage.jobs import StoredImage
 from storage.models import AdapterKind, Job, JobState
 from storage.privacy import job_message
-from storage.repositories import StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def store_files(files: FileStore, blobs: Sequence[bytes]) -> list[str]:
 
 async def images_of(sessions: async_sessionmaker[AsyncSession], job_id: int) -> list[StoredImage]:
     async with sessions() as session:
-        records = await repo.job_images(session, job_id)
+        records = await job_store.job_images(session, job_id)
     return [StoredImage.of(record) for record in records]
 
 
@@ -57,12 +57,12 @@ async def store_result(
 
     async def record() -> bool:
         async with write_transaction(sessions) as session:
-            if not await repo.finish_job(session, job_id, JobState.DONE):
+            if not await job_store.finish_job(session, job_id, JobState.DONE):
                 return False
-            job = await repo.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             assert job is not None
-            await repo.record_gpu_time(session, job, output.elapsed_s)
-            await repo.add_images(session, job, images)
+            await job_store.record_gpu_time(session, job, output.elapsed_s)
+            await job_store.add_images(session, job, images)
             await _add_to_library(session, job, spec, output.adapter, adapter_hash)
         return True
 
@@ -102,7 +102,7 @@ async def deliver_once(sessions: async_sessionmaker[AsyncSession], job_id: int, 
     """Post a finished job's result through its message once: a job that records a message id is
     never posted again, and one with an intent but no id is looked for in Discord first."""
     async with sessions() as session:
-        job = await repo.get_job(session, job_id)
+        job = await job_store.get_job(session, job_id)
         assert job is not None
         if job.message_id is not None or job.channel_id is None:
             return
@@ -116,7 +116,7 @@ async def deliver_once(sessions: async_sessionmaker[AsyncSession], job_id: int, 
 
         async def intend() -> None:
             async with write_transaction(sessions) as session:
-                await repo.record_delivery_intent(session, job_id)
+                await job_store.record_delivery_intent(session, job_id)
 
         await retry_when_busy(intend, what=f"job {job_id}'s delivery")
         message_id = await message.deliver(job, await images_of(sessions, job_id), origin)
@@ -125,7 +125,7 @@ async def deliver_once(sessions: async_sessionmaker[AsyncSession], job_id: int, 
 
         async def record() -> None:
             async with write_transaction(sessions) as session:
-                await repo.record_message(session, job_id, found)
+                await job_store.record_message(session, job_id, found)
 
         await retry_when_busy(record, what=f"job {job_id}'s message")
 
@@ -142,6 +142,6 @@ async def finish(
 
     async def write() -> None:
         async with write_transaction(sessions) as session:
-            await repo.finish_job(session, job_id, state, error, only_from=after)
+            await job_store.finish_job(session, job_id, state, error, only_from=after)
 
     await retry_when_busy(write, what=f"job {job_id} {state.value}")

@@ -36,13 +36,13 @@ from generation.errors import DreamcordError
 from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
 from generation.specs import JobSpec, PromptedSpec, spec_files, spec_from_json
 from storage import admin as admin_store
+from storage import jobs as job_store
 from storage import library
-from storage import repositories as repo
 from storage.db import DatabaseBusy, retry_when_busy, write_transaction
 from storage.files import FileStore
+from storage.jobs import StoredImage
 from storage.models import Job, JobState
 from storage.privacy import lock_user, record_posted
-from storage.repositories import StoredImage
 
 __all__ = [  # the service's own types live in bot.tickets; callers may import them from here
     "Busy",
@@ -95,7 +95,7 @@ class JobService:
         running to the pool again, and start the watchdog (every `watch_every_s`) and the sweeper of
         unreferenced files (every `sweep_every_s`; None: not started)."""
         async with self.sessions() as session:
-            undelivered = await repo.undelivered_jobs(session) if self.messages else []
+            undelivered = await job_store.undelivered_jobs(session) if self.messages else []
         for job in undelivered:
             await self.followers.deliver_or_log(job.id, self._message_for(job.id))
         tickets = await self.adopt_orphans()
@@ -111,7 +111,7 @@ class JobService:
         owner again: its pool handle if the pool still runs it, else the pool anew. A job that was
         already started `max_attempts` times (counted in the database, across restarts) fails instead."""
         async with self.sessions() as session:
-            leftovers = await repo.unfinished_jobs(session)
+            leftovers = await job_store.unfinished_jobs(session)
         tickets = []
         for job in leftovers:
             if job.id in self.followers or job.id in self._submitting:
@@ -210,7 +210,7 @@ class JobService:
                 await check_may_submit(session, owner_id, guild_id, max_queued, prompt)
                 prepared = await self._prepare(session, spec, owner_id, guild_id)
                 relax = await runs_relaxed(session, owner_id, guild_id)
-                job = await repo.create_job(
+                job = await job_store.create_job(
                     session,
                     owner_id=owner_id,
                     kind=prepared.kind,
@@ -244,7 +244,7 @@ class JobService:
     async def cancel(self, job_id: int, viewer: Viewer) -> None:
         """Cancel a queued or running job the viewer may manage (theirs; an admin: any made in their server)."""
         async with self.sessions() as session:
-            job = await repo.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
         if job is None or not may_manage(job, viewer):
             raise JobNotFound(f"job {job_id} is not one of yours")
         if job.state.finished:
@@ -268,11 +268,11 @@ class JobService:
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self.sessions() as session:
-            return await repo.get_job(session, job_id)
+            return await job_store.get_job(session, job_id)
 
     async def active_jobs_of(self, owner_id: int) -> list[Job]:
         async with self.sessions() as session:
-            return list(await repo.jobs_of(session, owner_id, [JobState.QUEUED, JobState.RUNNING]))
+            return list(await job_store.jobs_of(session, owner_id, [JobState.QUEUED, JobState.RUNNING]))
 
     async def images_of(self, job_id: int) -> list[StoredImage]:
         return await images_of(self.sessions, job_id)

@@ -13,8 +13,8 @@ from generation.errors import DreamcordError
 from generation.events import Cancelled, Event, Failed, Progress, Queued, Started
 from generation.outputs import JobOutput
 from generation.specs import JobSpec
+from storage.jobs import StoredImage
 from storage.models import Job
-from storage.repositories import StoredImage
 
 
 class JobNotFound(DreamcordError):

@@ -1,6 +1,15 @@
-"""Slash-command options that several cogs share, as the prompt text the parser reads."""
+"""Slash-command options that several cogs share: the picture a command starts from (an upload, or
+an earlier result by job number and index) and prompt options as the text the parser reads."""
 
 from __future__ import annotations
+
+from discord import app_commands
+
+# A picture to start from: `image` (an upload) or `job` + `index` (an earlier result; cogs.pictures).
+JobNumber = app_commands.Range[int, 1]
+PictureIndex = app_commands.Range[int, 1, 4]
+JOB_HELP = "The job number of an earlier result (shown under it)"
+INDEX_HELP = "Which picture of that job, 1-4 (default 1)"
 
 
 def prompt_with_options(prompt: str, **options: object) -> str:

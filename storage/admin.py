@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.jobs import ensure_user
 from storage.models import AuditEntry, GuildBan, GuildSettings, Job, JobState, User, utcnow
-from storage.repositories import ensure_user
 
 
 async def guild_settings(session: AsyncSession, guild_id: int) -> GuildSettings:

@@ -12,8 +12,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.jobs import ensure_user
 from storage.models import Adapter, AdapterKind, Visibility
-from storage.repositories import ensure_user
 
 
 async def add_adapter(

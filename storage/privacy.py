@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.jobs import dialect_insert
 from storage.models import Adapter, ImageRecord, Job, PostedMessage, User
-from storage.repositories import dialect_insert
 
 SHA256_RE = re.compile(r"\b[0-9a-f]{64}\b")
 

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.options import INDEX_HELP, JOB_HELP, JobNumber, PictureIndex
 from cogs.pictures import chosen_picture
 from generation.prompt import parse_aspect
 from generation.specs import MAX_PROMPT_CHARS, MAX_ZOOM, MIN_ZOOM, JobSpec, OutpaintOperation, outpaint_spec
@@ -24,8 +25,8 @@ class OutpaintCog(commands.Cog):
     @app_commands.describe(
         operation="What to do: zoom out, pan one way, make square, or a new aspect ratio",
         image="A picture to extend (or give `job` instead)",
-        job="The job number of an earlier result (shown under it)",
-        index="Which picture of that job, 1-4 (default 1)",
+        job=JOB_HELP,
+        index=INDEX_HELP,
         zoom="Zoom out by this much, 1.1-4 (default 2)",
         aspect="The new aspect ratio W:H for `aspect` (e.g. 16:9)",
         prompt="What to draw (default: the result's own prompt; needed for an uploaded picture)",
@@ -35,8 +36,8 @@ class OutpaintCog(commands.Cog):
         interaction: discord.Interaction,
         operation: OutpaintOperation,
         image: discord.Attachment | None = None,
-        job: app_commands.Range[int, 1] | None = None,
-        index: app_commands.Range[int, 1, 4] | None = None,
+        job: JobNumber | None = None,
+        index: PictureIndex | None = None,
         zoom: app_commands.Range[float, MIN_ZOOM, MAX_ZOOM] = 2.0,
         aspect: str | None = None,
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.options import INDEX_HELP, JOB_HELP, JobNumber, PictureIndex
 from cogs.pictures import chosen_picture
 from generation.specs import MAX_PROMPT_CHARS, UPSCALE_PROMPT, JobSpec, upscale_spec
 
@@ -22,8 +23,8 @@ class UpscaleCog(commands.Cog):
     @app_commands.command(name="upscale", description="A larger, sharper version of a picture")
     @app_commands.describe(
         image="A picture to upscale (or give `job` instead)",
-        job="The job number of an earlier result (shown under it)",
-        index="Which picture of that job, 1-4 (default 1)",
+        job=JOB_HELP,
+        index=INDEX_HELP,
         factor="2x or 4x the size (default 2)",
         mode="subtle adds detail and keeps everything; creative redraws more (default subtle)",
         prompt="What the picture shows (optional; flags such as --model NAME work here)",
@@ -32,8 +33,8 @@ class UpscaleCog(commands.Cog):
         self,
         interaction: discord.Interaction,
         image: discord.Attachment | None = None,
-        job: app_commands.Range[int, 1] | None = None,
-        index: app_commands.Range[int, 1, 4] | None = None,
+        job: JobNumber | None = None,
+        index: PictureIndex | None = None,
         factor: Literal[2, 4] = 2,
         mode: Literal["subtle", "creative"] = "subtle",
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from cogs.actions import vary
+from cogs.options import INDEX_HELP, JOB_HELP, JobNumber, PictureIndex
 from cogs.pictures import chosen_picture
 from generation.pictures.uploads import open_user_image
 from generation.specs import (
@@ -35,8 +36,8 @@ class VaryCog(commands.Cog):
     @app_commands.command(name="vary", description="Four variations of a picture, or of one region of it")
     @app_commands.describe(
         image="A picture to vary (or give `job` instead)",
-        job="The job number of an earlier result (shown under it)",
-        index="Which picture of that job, 1-4 (default 1)",
+        job=JOB_HELP,
+        index=INDEX_HELP,
         strength="subtle keeps the composition, strong keeps colours and layout (default strong)",
         region="Repaint only this box: left, top, right, bottom in % (e.g. 25, 25, 75, 75)",
         mask="Repaint only the white (or transparent) part of this mask image",
@@ -46,8 +47,8 @@ class VaryCog(commands.Cog):
         self,
         interaction: discord.Interaction,
         image: discord.Attachment | None = None,
-        job: app_commands.Range[int, 1] | None = None,
-        index: app_commands.Range[int, 1, 4] | None = None,
+        job: JobNumber | None = None,
+        index: PictureIndex | None = None,
         strength: Literal["subtle", "strong"] = "strong",
         region: app_commands.Range[str, 1, 40] | None = None,
         mask: discord.Attachment | None = None,

@@ -20,7 +20,7 @@ from generation.pool.worker import WorkerSettings
 from generation.pool.workers import Cancelled, PoolConfig, QueueFull, Started, WorkerPool
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, imagine_spec
-from storage import repositories as repo
+from storage import jobs as job_store
 from storage.files import FileStore
 from storage.models import ImageRecord, Job, JobState
 from tests.bot.results_only import ResultsOnly
@@ -291,10 +291,10 @@ async def test_attempts_are_counted_across_restarts(
     start instead of running again; one started once resumes with that attempt counted."""
     spec_json = _spec(tiny_config, 4).to_json()
     async with sessions.begin() as session:
-        twice = await repo.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
-        once = await repo.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
+        twice = await job_store.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
+        once = await job_store.create_job(session, owner_id=1, kind="imagine", spec_json=spec_json)
         for job_id in (twice.id, twice.id, once.id):
-            await repo.mark_running(session, job_id)
+            await job_store.mark_running(session, job_id)
     pool = _pool(tiny_config)  # not started: nothing runs, the test sees what start() decided
     service = JobService(sessions, pool, FileStore(tmp_path / "files"))
     try:

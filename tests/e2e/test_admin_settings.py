@@ -113,7 +113,7 @@ async def test_blocked_terms_refuse_prompts_and_buttons_alike(stack: Stack) -> N
 
 
 async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> None:
-    from storage import repositories as repo
+    from storage import jobs as job_store
 
     fake = stack.fake
     boss, ivy = fake.add_user("boss5", admin=True), fake.add_user("ivy")
@@ -122,9 +122,9 @@ async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> N
     first = await _imagine(stack, ivy, "a cat --steps 2")
     assert "relax" not in first["content"]
     async with stack.jobs.sessions.begin() as session:  # as if her jobs had used 40 GPU-seconds today
-        job = await repo.get_job(session, int(custom_ids(first)[0].split(":")[2]))
+        job = await job_store.get_job(session, int(custom_ids(first)[0].split(":")[2]))
         assert job is not None and job.gpu_seconds is not None and job.gpu_seconds > 0  # measured
-        await repo.record_gpu_time(session, job, 40.0)
+        await job_store.record_gpu_time(session, job, 40.0)
     relaxed = await fake.slash(ivy, "imagine", {"prompt": "a dog --steps 2"})
     await fake.wait_until(
         lambda: "relax mode" in (fake.message(relaxed.original_id) or {}).get("content", "")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from storage import repositories
+from storage import jobs as job_store
 from storage.models import Job
 from tests.e2e.conftest import Stack
 
@@ -97,8 +97,8 @@ async def test_an_edited_result_whose_id_was_lost_is_not_posted_again_after_a_re
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = stack.fake
-    killed = _KilledBeforeRecording(repositories.record_message)
-    monkeypatch.setattr(repositories, "record_message", killed)
+    killed = _KilledBeforeRecording(job_store.record_message)
+    monkeypatch.setattr(job_store, "record_message", killed)
     user = fake.add_user("unlucky")
     interaction = await fake.slash(user, "imagine", {"prompt": "a red circle --seed 5 --steps 2"})
     await fake.wait_until(lambda: _with_image(fake, interaction.original_id), timeout=60)
@@ -117,8 +117,8 @@ async def test_a_channel_post_whose_id_was_lost_is_found_in_the_channel_after_a_
     fake = stack.fake
     fake.token_lifetime = 0.0  # the result goes to the channel
     fake.nonce_window_open = False  # down for longer than Discord remembers nonces
-    killed = _KilledBeforeRecording(repositories.record_message)
-    monkeypatch.setattr(repositories, "record_message", killed)
+    killed = _KilledBeforeRecording(job_store.record_message)
+    monkeypatch.setattr(job_store, "record_message", killed)
     user = fake.add_user("unluckier")
     await fake.slash(user, "imagine", {"prompt": "a blue square --seed 6 --steps 2"})
     posted = await fake.wait_until(lambda: next(iter(_pictures(fake)), None), timeout=60)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import repositories as repo
+from storage import jobs as job_store
 from storage.db import DatabaseBusy, retry_when_busy, write_transaction
 from storage.models import User
 
@@ -29,7 +29,7 @@ async def test_two_read_then_write_units_at_once_both_succeed(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with write_transaction(sessions) as session:
-        await repo.ensure_user(session, 1)
+        await job_store.ensure_user(session, 1)
     slow = asyncio.create_task(_read_then_write(sessions, 0.3))
     await asyncio.sleep(0.1)  # the slow one has read; now a quick one reads and writes
     await _read_then_write(sessions, 0.0)
