@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from bot.cli_edit import add_edit_commands, run_edit
+from bot.cli_edit import add_edit_commands, check_output_path, run_edit
 from bot.settings import Settings, load_settings
 from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import DreamcordError
@@ -187,16 +185,6 @@ def with_control(
     check_control_mode(spec.model, config.controlnets, mode)
     control = build_spec(ControlRef, image=hashlib.sha256(data).hexdigest(), mode=mode, scale=scale)
     return spec.model_copy(update={"control": control}), {control.image: data}
-
-
-def check_output_path(path: Path) -> None:
-    """Fail before the slow part: the folder must exist and Pillow must know the extension."""
-    if not path.parent.is_dir():
-        raise DreamcordError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise DreamcordError(
-            f"cannot write {path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)"
-        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from generation.errors import DreamcordError
 from generation.specs import OUTPAINT_OPERATIONS, UPSCALE_MODES, UPSCALE_PROMPT
 
@@ -58,7 +60,6 @@ def _picture_command(commands: Any, name: str, description: str) -> argparse.Arg
 
 
 def run_edit(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.cli import check_output_path
     from generation.models.checkpoint_facts import native_resolution
     from generation.pictures.uploads import open_user_image
     from generation.prompt import parse_prompt
@@ -150,3 +151,13 @@ def _read(path: Path) -> bytes:
     if not path.is_file():
         raise DreamcordError(f"{path} does not exist")
     return path.read_bytes()
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before the slow part: the folder must exist and Pillow must know the extension."""
+    if not path.parent.is_dir():
+        raise DreamcordError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise DreamcordError(
+            f"cannot write {path}: unknown image type {path.suffix!r} (use .png, .jpg or .webp)"
+        )
