@@ -110,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def list_models(settings: Settings) -> int:
     for name, config in sorted(settings.models.items()):
         marker = "*" if name == settings.default_model else " "
-        print(f"{marker} {name:<16} {config.source}  [{model_availability(config.source)}]")
+        where = model_availability(config.source)
+        print(f"{marker} {name:<16} {config.source}  [{where}{model_family(config, where)}]")
         if config.description:
             print(f"  {'':<16} {config.description}")
     print("(* = default model)")
@@ -127,6 +128,19 @@ def migrate(settings: Settings, action: str, revision: str | None) -> int:
         db.downgrade(settings.db_url, revision or "-1")
     print(f"database at revision {db.current_revision(settings.db_url) or 'none (empty)'}")
     return 0
+
+
+def model_family(config: ModelConfig, availability: str) -> str:
+    """ ", SDXL" and the like once the checkpoint's files can be read; "" before (or the problem)."""
+    from generation.errors import DreamcordError
+    from generation.models.checkpoint_facts import family_of
+
+    if availability not in ("local", "cached") and not config.family:
+        return ""
+    try:
+        return f", {family_of(config).label}"
+    except DreamcordError as error:
+        return f", {error}"
 
 
 def model_availability(source: str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +34,8 @@ from bot.tickets import (
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError
+from generation.models.checkpoint_facts import family_of
+from generation.models.family_facts import FamilyFacts
 from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
 from generation.specs import JobSpec, PromptedSpec, spec_files, spec_from_json
 from storage import admin as admin_store
@@ -69,6 +72,10 @@ def too_many_attempts(attempts: int) -> str:
     )
 
 
+async def _all(awaitables: Sequence[Coroutine[Any, Any, object]]) -> None:
+    await asyncio.gather(*awaitables)
+
+
 class JobService:
     def __init__(
         self,
@@ -99,6 +106,9 @@ class JobService:
         for job in undelivered:
             await self.followers.deliver_or_log(job.id, self._message_for(job.id))
         tickets = await self.adopt_orphans()
+        # Each model's family, read once off the loop, so result buttons can leave out what it lacks.
+        learning = [self._family_of(name) for name in self.pool.config.worker.models]
+        self._background.append(asyncio.create_task(_all(learning), name="model-families"))
         if watch_every_s is not None:
             self._background.append(asyncio.create_task(self._watch(watch_every_s), name="job-watchdog"))
         if sweep_every_s is not None:
@@ -197,6 +207,7 @@ class JobService:
         message: JobMessage | None,
     ) -> JobTicket:
         self.pool.check_capacity(owner_id)
+        family = await self._family_of(spec.model)
         if self.privacy is not None:  # a job asked for while the user's /forget runs is refused…
             self.privacy.refuse_while_forgetting(owner_id)
 
@@ -208,7 +219,7 @@ class JobService:
                 prompt = spec.prompt if isinstance(spec, PromptedSpec) else ""
                 max_queued = self.pool.config.max_queued_per_user
                 await check_may_submit(session, owner_id, guild_id, max_queued, prompt)
-                prepared = await self._prepare(session, spec, owner_id, guild_id)
+                prepared = await self._prepare(session, spec, owner_id, guild_id, family)
                 relax = await runs_relaxed(session, owner_id, guild_id)
                 job = await job_store.create_job(
                     session,
@@ -295,13 +306,33 @@ class JobService:
         self.pool.check_capacity(owner_id)
 
     # ------------------------------------------------------------ internals
+    async def _family_of(self, model: str) -> FamilyFacts | None:
+        """The family of a configured model, read from its checkpoint's files (cached after the first
+        time); None when they cannot be read now (the worker says why when it loads the model)."""
+        config = self.pool.config.worker.models.get(model)
+        if config is None:
+            return None
+        try:
+            return await asyncio.to_thread(family_of, config)
+        except DreamcordError:
+            return None
+
     async def _prepare(
-        self, session: AsyncSession, spec: JobSpec, owner_id: int, guild_id: int | None
+        self,
+        session: AsyncSession,
+        spec: JobSpec,
+        owner_id: int,
+        guild_id: int | None,
+        family: FamilyFacts | None,
     ) -> JobSpec:
-        """Name the exact files of the spec's `<token>`s (as they are now), then check that every file
-        it reads is stored and that the library name it would add is free."""
+        """Name the exact files of the spec's `<token>`s (as they are now), then check that the
+        model's family can do what the job needs, that every file it reads is stored and that the
+        library name it would add is free."""
         if isinstance(spec, PromptedSpec) and spec.adapters:
             spec = await resolve_adapters(session, spec, owner_id, guild_id)
+        unsupported = sorted(op for op in spec.needs() if family is not None and not family.supports(op))
+        if family is not None and unsupported:
+            raise DreamcordError(family.refusal(unsupported[0], spec.model))
         missing = [digest for digest in spec.files() if not self.files.exists(digest)]
         if missing:
             raise DreamcordError(

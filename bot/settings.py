@@ -31,6 +31,7 @@ from pydantic_settings import (
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, ModelConfig, RayOptions
 from generation.errors import DreamcordError, SpecError
+from generation.models.family_facts import FAMILIES
 from generation.specs import CONTROL_MODES
 from generation.training.defaults import check_training_overrides
 
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
                 if "source" not in table:
                     raise SettingsError(f'[models.{name}] needs source = "owner/name" or a local folder')
                 _check_controlnets(name, table.get("controlnets", {}))
+                if table.get("family") is not None and table["family"] not in FAMILIES:
+                    raise SettingsError(
+                        f"[models.{name}] family must be one of {', '.join(FAMILIES)}, got {table['family']!r}"
+                    )
                 try:
                     check_training_overrides(table.get("training", {}))
                 except SpecError as error:

@@ -66,19 +66,20 @@ class ImageAction:
     label: str
     row: int
     build: Callable[[Picture], JobSpec] | None  # None: asks for more first (Vary (Region) opens a form)
+    operation: str  # what it asks of the model's family (generation.models.family_facts)
 
 
 IMAGE_ACTIONS: dict[str, ImageAction] = {
-    "vs": ImageAction("Vary (Subtle)", 0, lambda p: vary(p, SUBTLE_STRENGTH)),
-    "vt": ImageAction("Vary (Strong)", 0, lambda p: vary(p, STRONG_STRENGTH)),
-    "vr": ImageAction("Vary (Region)", 0, None),
-    "u2": ImageAction("Upscale 2x", 1, _upscale(2)),
-    "u4": ImageAction("Upscale 4x", 1, _upscale(4)),
-    "z2": ImageAction("Zoom Out 2x", 2, _outpaint("zoom", 2.0)),
-    "z15": ImageAction("Zoom Out 1.5x", 2, _outpaint("zoom", 1.5)),
-    "sq": ImageAction("Make Square", 2, _outpaint("square")),
-    "pl": ImageAction("⬅️", 3, _outpaint("pan-left")),
-    "pr": ImageAction("➡️", 3, _outpaint("pan-right")),
-    "pu": ImageAction("⬆️", 3, _outpaint("pan-up")),
-    "pd": ImageAction("⬇️", 3, _outpaint("pan-down")),
+    "vs": ImageAction("Vary (Subtle)", 0, lambda p: vary(p, SUBTLE_STRENGTH), "vary"),
+    "vt": ImageAction("Vary (Strong)", 0, lambda p: vary(p, STRONG_STRENGTH), "vary"),
+    "vr": ImageAction("Vary (Region)", 0, None, "region"),
+    "u2": ImageAction("Upscale 2x", 1, _upscale(2), "upscale"),
+    "u4": ImageAction("Upscale 4x", 1, _upscale(4), "upscale"),
+    "z2": ImageAction("Zoom Out 2x", 2, _outpaint("zoom", 2.0), "outpaint"),
+    "z15": ImageAction("Zoom Out 1.5x", 2, _outpaint("zoom", 1.5), "outpaint"),
+    "sq": ImageAction("Make Square", 2, _outpaint("square"), "outpaint"),
+    "pl": ImageAction("⬅️", 3, _outpaint("pan-left"), "outpaint"),
+    "pr": ImageAction("➡️", 3, _outpaint("pan-right"), "outpaint"),
+    "pu": ImageAction("⬆️", 3, _outpaint("pan-up"), "outpaint"),
+    "pd": ImageAction("⬇️", 3, _outpaint("pan-down"), "outpaint"),
 }

@@ -52,3 +52,5 @@ class ModelConfig:
     # A diffusers x4 super-resolution pipeline (e.g. stabilityai/stable-diffusion-x4-upscaler) that
     # subtle upscales use instead of img2img detail passes.
     upscaler: str | None = None
+    # The model family ("sd1", "sdxl"; generation.models.family_facts); None: read from the checkpoint.
+    family: str | None = None

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+
 from cogs.common import dreamcord_bot
 from cogs.imagine.imagine import ImagineCog
 from cogs.imagine.views import GridButton, PictureButton, picture_view, result_view, submit_region_form
+from generation.models.checkpoint_facts import known_family
+from generation.models.family_facts import FamilyFacts
 
 
 async def setup(bot: object) -> None:
     bot = dreamcord_bot(bot)
     bot.add_dynamic_items(GridButton, PictureButton)
     bot.add_listener(submit_region_form, "on_interaction")  # Vary (Region) forms, restart-proof
-    bot.services.results.result_view = result_view  # the U/V/🔄 and picture buttons under results
+    families = bot.services.settings.models
+
+    def family_of(model: str) -> FamilyFacts | None:
+        return known_family(families[model]) if model in families else None
+
+    # the U/V/🔄 and picture buttons under results, without those the model's family cannot do
+    bot.services.results.result_view = functools.partial(result_view, family_of=family_of)
     bot.services.results.picture_view = picture_view
     await bot.add_cog(ImagineCog(bot))
 

@@ -11,7 +11,7 @@ import asyncio
 import io
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -26,6 +26,7 @@ from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
+from generation.models.family_facts import FamilyFacts
 from generation.specs import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -44,27 +45,39 @@ if TYPE_CHECKING:
 ACTION_LABELS = {"u": "U", "v": "V", "r": "🔄"}
 
 
-def result_view(job: Job, images: Sequence[StoredImage]) -> discord.ui.View | None:
-    """Grid buttons under a grid, picture buttons under a single picture, none under other jobs."""
+FamilyOf = Callable[[str], FamilyFacts | None]  # a model's family, if known without waiting
+
+
+def result_view(
+    job: Job, images: Sequence[StoredImage], family_of: FamilyOf = lambda model: None
+) -> discord.ui.View | None:
+    """Grid buttons under a grid, picture buttons under a single picture, none under other jobs; a
+    button for what the model's family cannot do is left out."""
     if not images or job.kind in ("train", "import"):
         return None
+    family = family_of(spec_from_json(job.spec_json).model)
     if len(images) == 1:
-        return picture_view(job.id, 0, images[0])
+        return picture_view(job.id, 0, images[0], family)
     view = discord.ui.View(timeout=None)
     for index in range(len(images)):
         view.add_item(GridButton("u", job.id, index))
     view.add_item(GridButton("r", job.id, 0))
-    for index in range(len(images)):
-        view.add_item(GridButton("v", job.id, index))
+    if family is None or family.supports("vary"):
+        for index in range(len(images)):
+            view.add_item(GridButton("v", job.id, index))
     return view
 
 
-def picture_view(job_id: int, index: int, image: StoredImage) -> discord.ui.View:
+def picture_view(
+    job_id: int, index: int, image: StoredImage, family: FamilyFacts | None = None
+) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action in IMAGE_ACTIONS:
-        if action == "sq" and image.width == image.height:
+    for key, action in IMAGE_ACTIONS.items():
+        if key == "sq" and image.width == image.height:
             continue  # already square
-        view.add_item(PictureButton(action, job_id, index))
+        if family is not None and not family.supports(action.operation):
+            continue
+        view.add_item(PictureButton(key, job_id, index))
     return view
 
 

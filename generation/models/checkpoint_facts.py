@@ -1,6 +1,7 @@
 """Facts about a checkpoint read from its config files alone, without loading weights or torch.
 
-The bot needs a model's native resolution to size a job before any worker has loaded the model.
+The bot needs a model's native resolution to size a job, and its family to refuse what the family
+cannot do, before any worker has loaded the model.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from generation.config import HUB_ID_PATTERN, ModelConfig
-from generation.errors import ModelNotFoundError
+from generation.errors import ModelLoadError, ModelNotFoundError
+from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
 
 
-def _read_config(source: str, subfolder: str) -> dict[str, Any]:
+def _read_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any]:
+    """One JSON file of a checkpoint (a folder, or a hub id from the cache or the hub)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
-        path = folder / subfolder / "config.json"
+        path = folder / subfolder / filename
     elif not HUB_ID_PATTERN.match(source) or source.startswith((".", "~")):  # the same rule as loading
         raise ModelNotFoundError(
             f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)"
@@ -27,13 +30,44 @@ def _read_config(source: str, subfolder: str) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
 
         try:
-            path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
+            path = Path(hf_hub_download(source, filename, subfolder=subfolder or None))
         except Exception as error:  # offline and not cached, unknown repo, …: all "not found" to the user
-            raise ModelNotFoundError(f"cannot read {subfolder}/config.json of {source!r}: {error}") from None
+            where = f"{subfolder}/{filename}" if subfolder else filename
+            raise ModelNotFoundError(f"cannot read {where} of {source!r}: {error}") from None
     if not path.is_file():
         raise ModelNotFoundError(f"{path} does not exist: is {source!r} a diffusers model folder?")
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return config
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _read_config(source: str, subfolder: str) -> dict[str, Any]:
+    return _read_json(source, "config.json", subfolder)
+
+
+_FAMILIES_FOUND: dict[ModelConfig, FamilyFacts] = {}
+
+
+def family_of(config: ModelConfig) -> FamilyFacts:
+    """The model's family: the config's `family` if it names one, else the checkpoint's pipeline
+    class (model_index.json; read once). A checkpoint of a family dreamcord does not run is refused
+    by name."""
+    if config.family:
+        return family_named(config.family)
+    if config in _FAMILIES_FOUND:
+        return _FAMILIES_FOUND[config]
+    class_name = str(_read_json(config.source, "model_index.json").get("_class_name", "?"))
+    family = family_of_pipeline_class(class_name)
+    if family is None:
+        known = ", ".join(f"{f.label} ({', '.join(f.pipeline_classes)})" for f in FAMILIES.values())
+        raise ModelLoadError(f"model {config.name!r} is a {class_name} checkpoint; dreamcord runs {known}")
+    _FAMILIES_FOUND[config] = family
+    return family
+
+
+def known_family(config: ModelConfig) -> FamilyFacts | None:
+    """The family if it is known without reading anything (named in the config, or read before):
+    for the event loop, which must not wait on files or the hub."""
+    return family_named(config.family) if config.family else _FAMILIES_FOUND.get(config)
 
 
 def resolution_of(unet: Mapping[str, Any], vae: Mapping[str, Any]) -> int:

@@ -1,7 +1,9 @@
 """Loading base models (a hub id or a local folder) and deriving task pipelines that share their weights.
 
-One base model is kept in memory per process; img2img / inpaint pipelines come from `from_pipe`, which
-reuses the same UNet, VAE and text encoder objects, so four pipelines cost one model's memory.
+The checkpoint's family (SD 1.x/2.x, SDXL; generation.models.family_facts) is read before its
+weights, and the pipeline comes from diffusers' AutoPipeline for it. One base model is kept in memory
+per process; img2img / inpaint pipelines come from `from_pipe`, which reuses the same UNet, VAE and
+text encoder objects, so four pipelines cost one model's memory.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionPipeline
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
-from generation.errors import ModelLoadError, ModelNotFoundError
+from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.checkpoint_facts import resolution_of
+from generation.models.families import Task, task_pipeline
+from generation.models.family_facts import FamilyFacts, family_named, family_of_pipeline_class
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +58,27 @@ class LoadedModel:
     """A base pipeline in memory, with what jobs need to know about it."""
 
     config: ModelConfig
-    pipeline: StableDiffusionPipeline
+    pipeline: Any  # the family's text-to-image pipeline (diffusers' classes are untyped here)
     scheduler_config: dict[str, Any]  # the checkpoint's own; each job builds a fresh scheduler from it
     resolution: int
+    family: FamilyFacts = field(default_factory=lambda: family_named("sd1"))
     safety: SafetyCheck | None = None
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
+    tasks: dict[Task, DiffusionPipeline] = field(default_factory=dict)
     extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
+
+    def task(self, task: Task) -> Any:
+        """The family's pipeline for `task` (img2img, inpaint), sharing this model's weight tensors."""
+        if task == "text2img":
+            return self.pipeline
+        if task not in self.tasks:
+            self.tasks[task] = task_pipeline(self.pipeline, task)
+        return self.tasks[task]
+
+    def require(self, operation: str) -> None:
+        """Refuse, in one line, an operation this model's family cannot do (family_facts.OPERATION_WORDS)."""
+        if not self.family.supports(operation):
+            raise SpecError(self.family.refusal(operation, self.config.name))
 
     def derive(self, pipeline_type: type[PipelineT]) -> PipelineT:
         """A task pipeline (img2img, inpaint, …) sharing this model's weight tensors."""
@@ -130,16 +149,17 @@ def resolve_source(source: str, *, offline: bool, marker: str = "model_index.jso
 def load_model(
     config: ModelConfig, *, device: str = "auto", dtype: str = "auto", offline: bool | None = None
 ) -> LoadedModel:
-    """Load a Stable Diffusion 1.x/2.x checkpoint from a hub id or a local folder, ready to run."""
+    """Load a checkpoint of a known family from a hub id or a local folder, ready to run."""
     offline = hub_offline() if offline is None else offline
     where, local_only = resolve_source(config.source, offline=offline)
     torch_device = choose_device(device)
     torch_dtype = choose_dtype(torch_device, dtype)
-    extra: dict[str, Any] = {}
-    if not config.safety_checker:
-        extra = {"safety_checker": None, "requires_safety_checker": False}
     try:
-        pipeline = StableDiffusionPipeline.from_pretrained(
+        family = _family(config, where, local_only)
+        extra: dict[str, Any] = {}
+        if family.name == "sd1" and not config.safety_checker:  # only SD 1.x checkpoints carry one
+            extra = {"safety_checker": None, "requires_safety_checker": False}
+        pipeline = AutoPipelineForText2Image.from_pretrained(
             where, dtype=torch_dtype, local_files_only=local_only, **extra
         )
     except (OSError, ValueError) as error:
@@ -148,7 +168,7 @@ def load_model(
                 f"model {config.name!r} ({where}) is not in the local cache and the hub is offline"
             ) from error
         raise ModelLoadError(f"could not load model {config.name!r} from {where}: {error}") from error
-    check_pipeline(config, pipeline)
+    check_pipeline(config, family, pipeline)
     pipeline.unet.set_attn_processor(AttnProcessor2_0())
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     pipeline.to(torch_device)
@@ -162,20 +182,49 @@ def load_model(
         pipeline=pipeline,
         scheduler_config=dict(pipeline.scheduler.config),
         resolution=config.resolution or resolution_of(pipeline.unet.config, pipeline.vae.config),
+        family=family,
         safety=safety,
     )
 
 
-def check_pipeline(config: ModelConfig, pipeline: StableDiffusionPipeline) -> None:
-    """Catch broken checkpoints at load time rather than as garbage images later."""
-    vocab_size = pipeline.text_encoder.config.vocab_size
-    # transformers silently returns a 2-token dummy tokenizer when tokenizer files are missing offline.
-    if len(pipeline.tokenizer) != vocab_size:
+def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:
+    """The family the config names, or the one the checkpoint's pipeline class marks (read before
+    any weight: an SDXL folder loaded as SD 1.x would drop its second text encoder silently)."""
+    class_name = str(DiffusionPipeline.load_config(where, local_files_only=local_only).get("_class_name"))
+    found = family_of_pipeline_class(class_name)
+    if config.family:
+        named = family_named(config.family)
+        if found is not None and found != named:
+            raise ModelLoadError(
+                f"model {config.name!r} says family = {named.name!r}, but its checkpoint is a "
+                f"{class_name} ({found.label}); remove the key or fix it"
+            )
+        return named
+    if found is None:
         raise ModelLoadError(
-            f"model {config.name!r}: tokenizer has {len(pipeline.tokenizer)} tokens but the text encoder "
-            f"expects {vocab_size}; the tokenizer files are missing or do not belong to this model"
+            f"model {config.name!r} is a {class_name} checkpoint: dreamcord runs SD 1.x/2.x "
+            "(StableDiffusionPipeline) and SDXL (StableDiffusionXLPipeline) models"
         )
-    if config.safety_checker and pipeline.safety_checker is None:
+    return found
+
+
+def check_pipeline(config: ModelConfig, family: FamilyFacts, pipeline: Any) -> None:
+    """Catch broken checkpoints at load time rather than as garbage images later."""
+    pairs = [("tokenizer", "text_encoder")] + (
+        [("tokenizer_2", "text_encoder_2")] if family.name == "sdxl" else []
+    )
+    for tokenizer_name, encoder_name in pairs:
+        tokenizer, encoder = getattr(pipeline, tokenizer_name, None), getattr(pipeline, encoder_name, None)
+        if tokenizer is None or encoder is None:
+            raise ModelLoadError(f"model {config.name!r}: its {tokenizer_name} or {encoder_name} is missing")
+        vocab_size = encoder.config.vocab_size
+        # transformers silently returns a 2-token dummy tokenizer when tokenizer files are missing offline.
+        if len(tokenizer) != vocab_size:
+            raise ModelLoadError(
+                f"model {config.name!r}: {tokenizer_name} has {len(tokenizer)} tokens but {encoder_name} "
+                f"expects {vocab_size}; the tokenizer files are missing or do not belong to this model"
+            )
+    if config.safety_checker and getattr(pipeline, "safety_checker", None) is None:
         raise ModelLoadError(f"model {config.name!r}: safety_checker is on but the checkpoint has none")
 
 

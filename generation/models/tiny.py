@@ -1,4 +1,4 @@
-"""Tiny Stable Diffusion 1.x-layout pipelines with random weights, built offline for fast tests.
+"""Tiny Stable Diffusion 1.x- and SDXL-layout pipelines with random weights, built offline for fast tests.
 
 They have every component of a real checkpoint (UNet, VAE, CLIP text encoder, tokenizer, scheduler) and
 are saved with `save_pretrained`, so tests load them through the same loader as a real model.
@@ -17,10 +17,17 @@ from diffusers import (
     DDPMScheduler,
     StableDiffusionPipeline,
     StableDiffusionUpscalePipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 from generation.models.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer, clip_text_encoder
@@ -141,6 +148,48 @@ def build_tiny_safety_checker(
 def save_tiny_model(folder: Path, seed: int = 0, safety: SafetyVerdict | None = None) -> Path:
     """Build a tiny pipeline and save it in diffusers' folder layout (safetensors)."""
     build_tiny_pipeline(seed, safety).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """A complete SDXL-layout pipeline with random weights (64 px native): two CLIP text encoders
+    (the second with a projection, whose pooled output conditions the UNet), a UNet with SDXL's
+    `text_time` embedding (pooled text + size and crop conditioning), the tiny VAE and tokenizer."""
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    text_encoder = build_tiny_text_encoder(tokenizer)
+    text_encoder_2 = CLIPTextModelWithProjection(text_encoder.config)
+    time_embed_dim = 8  # each of SDXL's six size/crop numbers gets this many sinusoidal features
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 2),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=6 * time_embed_dim + TINY_EMBED_DIM,  # + pooled text
+        cross_attention_dim=2 * TINY_EMBED_DIM,  # both encoders' hidden states side by side
+        norm_num_groups=32,
+    )
+    return StableDiffusionXLPipeline(
+        vae=build_tiny_vae(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=build_tiny_tokenizer(),
+        unet=unet,
+        scheduler=sd_noise_schedule(),
+    )
+
+
+def save_tiny_sdxl_model(folder: Path, seed: int = 0) -> Path:
+    build_tiny_sdxl_pipeline(seed).save_pretrained(folder, safe_serialization=True)
     return folder
 
 

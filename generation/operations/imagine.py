@@ -14,6 +14,7 @@ from PIL import Image
 
 from generation.errors import JobCancelled, SpecError
 from generation.models.adapters import expand_tokens
+from generation.models.families import Embeddings, encode_prompt
 from generation.models.loading import LoadedModel
 from generation.models.schedulers import make_scheduler
 from generation.operations.preview import PreviewSink, preview_png
@@ -88,10 +89,9 @@ def render_batch(
     check_imagine(model, spec)
     started = time.perf_counter()
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
-    prompt_embeds, negative_embeds = encode_prompts(pipeline, spec)
+    embeddings = encode_prompts(model, pipeline, spec)
     output = pipeline(
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_embeds,
+        **embeddings,
         num_inference_steps=spec.steps,
         guidance_scale=spec.guidance,
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
@@ -118,21 +118,21 @@ def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
         raise SpecError(f"{', '.join(unresolved)}: personal tokens must be looked up in a library first")
 
 
-@torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
-def encode_prompts(
-    pipeline: PromptedPipeline, spec: PromptedSpec
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Text embeddings for every image (with chaos applied), and the negative ones when CFG is on."""
+def encode_prompts(model: LoadedModel, pipeline: PromptedPipeline, spec: PromptedSpec) -> Embeddings:
+    """The pipeline's embedding arguments for every image, as the model's family makes them (with
+    chaos applied to each image's text embedding), and the negative ones when CFG is on."""
     negative = expand_tokens(spec.negative_prompt, spec.adapters)
-    prompt_embeds, negative_embeds = pipeline.encode_prompt(
-        prompt=expand_tokens(spec.prompt, spec.adapters),
-        device=pipeline.device,
-        num_images_per_prompt=len(spec.seeds),
-        do_classifier_free_guidance=spec.guidance > 1.0,
-        negative_prompt=negative or None,
+    embeddings = encode_prompt(
+        model.family,
+        pipeline,
+        expand_tokens(spec.prompt, spec.adapters),
+        negative or None,
+        len(spec.seeds),
+        guided=spec.guidance > 1.0,
     )
     chaos = spec.chaos if isinstance(spec, ImagineSpec) else 0
-    return apply_chaos(prompt_embeds, spec.seeds, chaos), negative_embeds
+    embeddings["prompt_embeds"] = apply_chaos(embeddings["prompt_embeds"], spec.seeds, chaos)
+    return embeddings
 
 
 def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> torch.Tensor:

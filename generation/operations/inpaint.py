@@ -8,7 +8,6 @@ the VAE round trip alone would shift them slightly.
 
 from __future__ import annotations
 
-from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
 from generation.models.loading import LoadedModel
@@ -36,7 +35,7 @@ def run_inpaint(
     """One batched inpaint of `start` (at the spec's size) under `mask`, one generator per seed."""
     if start.size != (spec.width, spec.height) or mask.size != start.size:
         raise ValueError(f"start {start.size} and mask {mask.size} must be {spec.width}x{spec.height}")
-    pipeline = model.derive(StableDiffusionInpaintPipeline)
+    pipeline = model.task("inpaint")
     margin = seam_margin(model)
     # Repaint beyond the blend ramp (2 margins) plus one latent cell, which the pipeline's
     # nearest-neighbour downscale of the mask may otherwise drop at the border.

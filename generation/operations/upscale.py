@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionUpscalePipeline
+from diffusers import StableDiffusionUpscalePipeline
 from PIL import Image
 
 from generation.errors import JobCancelled, ModelLoadError, SpecError
@@ -64,7 +64,7 @@ def _by_img2img(
     resized = source.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
     if spec.strength == 0:
         return resized
-    pipeline = model.derive(StableDiffusionImg2ImgPipeline)
+    pipeline = model.task("img2img")
     canvas = TileCanvas(spec.width, spec.height)
     groups = _batches(plan_tiles(spec.width, spec.height, spec.tile_size, spec.tile_overlap))
     for group_index, group in enumerate(groups):

@@ -3,7 +3,6 @@ inpainting of one region of it (a mask image or a box) with everything else kept
 
 from __future__ import annotations
 
-from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from generation.models.loading import LoadedModel
@@ -32,7 +31,7 @@ def run_vary(
         return run_inpaint(
             model, spec, start, region, spec.strength, on_step=on_step, should_cancel=should_cancel
         )
-    pipeline = model.derive(StableDiffusionImg2ImgPipeline)  # shares the UNet, VAE and text encoder
+    pipeline = model.task("img2img")  # shares the UNet, VAE and text encoder
     return render_batch(
         model, pipeline, spec, on_step, should_cancel, image=[start] * len(spec.seeds), strength=spec.strength
     )

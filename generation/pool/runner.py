@@ -19,7 +19,7 @@ from PIL import Image
 from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
-from generation.models.loading import ModelCache
+from generation.models.loading import LoadedModel, ModelCache
 from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.operations.inpaint import run_outpaint
 from generation.operations.upscale import run_upscale
@@ -28,6 +28,7 @@ from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
 from generation.pictures.provenance import provenance_chunks
 from generation.pictures.uploads import open_user_image
 from generation.specs import (
+    AdapterRef,
     ImagineSpec,
     ImportSpec,
     JobSpec,
@@ -92,6 +93,9 @@ class JobRunner:
         run_kind = RUNS.get(type(spec))
         if run_kind is None:
             raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
+        model = self.models.get(spec.model)  # every kind runs on its model; loaded once, kept warm
+        for operation in sorted(spec.needs()):
+            model.require(operation)  # what its family cannot do is refused before any file is read
         return run_kind(self, spec, RunContext(job_id, on_step, should_cancel))
 
     def _read_file(self, digest: str) -> bytes:
@@ -108,7 +112,7 @@ class JobRunner:
     def _imagine(self, spec: ImagineSpec, context: RunContext) -> JobOutput:
         on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
-        self.adapters.activate(model.pipeline, spec.adapters)
+        self._activate(model, spec.adapters)
         control = self._open(spec.control.image, "the control image") if spec.control else None
         return _halving_on_oom(
             spec,
@@ -121,7 +125,7 @@ class JobRunner:
     def _vary(self, spec: VarySpec, context: RunContext) -> JobOutput:
         on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
-        self.adapters.activate(model.pipeline, spec.adapters)
+        self._activate(model, spec.adapters)
         source = self._open(spec.source, "the source image")
         mask = self._open(spec.mask, "the mask") if spec.mask else None
         return _halving_on_oom(
@@ -134,7 +138,7 @@ class JobRunner:
     def _outpaint(self, spec: OutpaintSpec, context: RunContext) -> JobOutput:
         on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
-        self.adapters.activate(model.pipeline, spec.adapters)
+        self._activate(model, spec.adapters)
         source = self._open(spec.source, "the source image")
         return _halving_on_oom(
             spec, lambda part: run_outpaint(model, part, source, on_step=on_step, should_cancel=should_cancel)
@@ -143,10 +147,14 @@ class JobRunner:
     def _upscale(self, spec: UpscaleSpec, context: RunContext) -> JobOutput:
         on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
-        self.adapters.activate(model.pipeline, spec.adapters)
+        self._activate(model, spec.adapters)
         source = self._open(spec.source, "the source image")
         result = run_upscale(model, spec, source, on_step=on_step, should_cancel=should_cancel)
         return _job_output([result], batch_retried=False)
+
+    def _activate(self, model: LoadedModel, adapters: tuple[AdapterRef, ...]) -> None:
+        """Switch the job's LoRAs and embeddings on (and every other one off)."""
+        self.adapters.activate(model.pipeline, adapters)
 
     def _open(self, digest: str, what: str) -> Image.Image:
         return open_user_image(self._read_file(digest), what)
@@ -156,7 +164,7 @@ class JobRunner:
         """Load the file into the base model for real (shapes must fit), then switch it off again."""
         started = time.perf_counter()
         model = self.models.get(spec.model)
-        self.adapters.activate(model.pipeline, (spec.ref(),))  # SpecError when it does not fit
+        self._activate(model, (spec.ref(),))  # SpecError when it does not fit
         self.adapters.activate(model.pipeline, ())
         return JobOutput(images=(), elapsed_s=time.perf_counter() - started)
 

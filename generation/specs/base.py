@@ -82,6 +82,11 @@ class _Spec(BaseModel):
         """What the job is, in plain words, while it waits and runs (the bot escapes and shortens it)."""
         return str(getattr(self, "kind", "job"))
 
+    def needs(self) -> frozenset[str]:
+        """What the job asks of its model's family (generation.models.family_facts.OPERATION_WORDS):
+        checked when it is submitted and again by the worker."""
+        return frozenset()
+
     def library_name(self) -> str | None:
         """The name this job adds to its owner's library when it succeeds (None: it adds nothing)."""
         return None
@@ -124,6 +129,9 @@ class PromptedSpec(_Spec):
     def title(self) -> str:
         words = self.operation_words()
         return f"{self.prompt} ({words})" if words else self.prompt
+
+    def needs(self) -> frozenset[str]:
+        return frozenset(ref.kind for ref in self.adapters if ref.kind)  # "lora", "embedding"
 
     def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""

@@ -56,6 +56,9 @@ class ImagineSpec(PromptedSpec):
     def operation_words(self) -> str:
         return f"{self.control.mode} control, scale {self.control.scale:g}" if self.control else ""
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | {"imagine", *(("control",) if self.control else ())}
+
 
 def imagine_spec(
     parsed: ParsedPrompt,

@@ -29,6 +29,9 @@ class ImportSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return (self.file,)
 
+    def needs(self) -> frozenset[str]:
+        return frozenset({self.adapter_kind})
+
     def library_name(self) -> str:
         return self.name
 

@@ -66,6 +66,9 @@ class OutpaintSpec(PromptedSpec):
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | {"outpaint"}
+
     def operation_words(self) -> str:
         return f"{OUTPAINT_WORDS[self.operation]} to {self.width}x{self.height}"
 

@@ -63,6 +63,9 @@ class TrainSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return self.images
 
+    def needs(self) -> frozenset[str]:
+        return frozenset({"train"})
+
     def library_name(self) -> str:
         return self.token
 

@@ -57,6 +57,9 @@ class UpscaleSpec(PromptedSpec):
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | {"upscale"}
+
     def operation_words(self) -> str:
         return f"upscaled {self.factor}x ({self.mode})"
 

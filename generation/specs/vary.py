@@ -69,6 +69,9 @@ class VarySpec(PromptedSpec):
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source, *((self.mask,) if self.mask else ()))
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | {"region" if self.has_region else "vary"}
+
     def operation_words(self) -> str:
         strength = STRENGTH_NAMES.get(self.strength, f"strength {self.strength:g}")
         return f"variations ({strength}{', region' if self.has_region else ''})"

@@ -107,10 +107,17 @@ def test_missing_model_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_models_lists_configured_models(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_lists_configured_models_with_their_family(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generation.models.tiny import save_tiny_sdxl_model
+
+    xl = save_tiny_sdxl_model(tmp_path / "xl")
+    config_file.write_text(config_file.read_text() + f'[models.xl]\nsource = "{xl}"\n')
     assert main(["--config", str(config_file), "models"]) == 0
     out = capsys.readouterr().out
-    assert "* tiny" in out and "[local]" in out and "bundled" in out
+    assert "* tiny" in out and "[local, SD 1.x/2.x]" in out and "bundled" in out
+    assert "xl " in out and "[local, SDXL]" in out
 
 
 def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,6 +108,10 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ("dtype = 'f8'\n", "dtype must be one of 'auto', 'float32'"),
         ("[models.x]\nsource = 'a/b'\nname = 'y'\n", "[models.x]: unknown setting(s) name"),
         ("discord_token = 'abc'\n", "DISCORD_TOKEN environment variable only"),
+        (
+            "[models.x]\nsource = 'a/b'\nfamily = 'flux'\n",
+            "[models.x] family must be one of sd1, sdxl, got 'flux'",
+        ),
         ("[ray]\ngpus_per_worker = 'one'\n", "gpus_per_worker has the wrong type"),
     ],
 )

@@ -175,8 +175,9 @@ def test_tile_flag_changes_the_image(tiny_model: LoadedModel) -> None:
 def test_prompt_encoding_records_no_autograd_graph(tiny_model: LoadedModel) -> None:
     from generation.operations.imagine import encode_prompts
 
-    embeds, negative = encode_prompts(tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
-    assert not embeds.requires_grad and negative is not None and not negative.requires_grad
+    embeddings = encode_prompts(tiny_model, tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
+    assert set(embeddings) == {"prompt_embeds", "negative_prompt_embeds"}
+    assert not any(tensor.requires_grad for tensor in embeddings.values())
 
 
 def test_the_safety_checker_flags_without_blacking_out(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""What a model's family cannot do is refused when the job is submitted: one line, nothing stored,
+nothing queued (the worker would refuse it too, later and less clearly)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.jobs import JobService
+from generation.config import ModelConfig
+from generation.errors import DreamcordError
+from generation.models.tiny import save_tiny_sdxl_model
+from generation.pool.worker import WorkerSettings
+from generation.pool.workers import PoolConfig, WorkerPool
+from generation.specs import ControlRef, ImagineSpec, ImportSpec
+from storage.files import FileStore
+from storage.models import Job
+
+
+@pytest.fixture
+def xl_service(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> JobService:
+    config = ModelConfig(name="xl", source=str(save_tiny_sdxl_model(tmp_path / "xl")))
+    worker = WorkerSettings(models={"xl": config}, device="cpu", log_level=logging.WARNING)
+    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",)))  # never started
+    return JobService(sessions, pool, FileStore(tmp_path / "files"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (
+            ImagineSpec(
+                model="xl", prompt="a cat", seeds=(1,), width=64, height=64, steps=2, guidance=7.0,
+                control=ControlRef(mode="canny", image="c" * 64, scale=1.0),
+            ),
+            "cannot do ControlNet yet",
+        ),
+        (ImportSpec(model="xl", name="my-style", adapter_kind="embedding", file="e" * 64), "embeddings"),
+    ],
+    ids=["control", "embedding"],
+)  # fmt: skip
+async def test_an_operation_the_family_lacks_is_refused_at_submit(
+    xl_service: JobService, sessions: async_sessionmaker[AsyncSession], spec: object, words: str
+) -> None:
+    with pytest.raises(DreamcordError, match=f"model 'xl' is an SDXL model, which .*{words}"):
+        await xl_service.submit(owner_id=1, spec=spec, channel_id=5)  # type: ignore[arg-type]
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 0
+    assert xl_service.pool.handle_of(1) is None
+
+
+async def test_what_the_family_supports_is_accepted(xl_service: JobService) -> None:
+    spec = ImagineSpec(model="xl", prompt="a cat", seeds=(1,), width=64, height=64, steps=2, guidance=7.0)
+    ticket = await xl_service.submit(owner_id=1, spec=spec, channel_id=5)
+    assert xl_service.pool.handle_of(ticket.job_id) is not None
+    await xl_service.close()
+
+
+def test_buttons_for_what_the_family_lacks_are_left_out() -> None:
+    from types import SimpleNamespace
+
+    from cogs.imagine.views import result_view
+    from generation.models.family_facts import SD1, FamilyFacts
+    from storage.jobs import StoredImage
+
+    spec = ImagineSpec(model="m", prompt="a cat", seeds=(1, 2), width=64, height=48, steps=2, guidance=7.0)
+    job = SimpleNamespace(id=7, kind="imagine", spec_json=spec.to_json())
+    grid = [StoredImage(i, i, "f" * 64, 64, 48) for i in range(2)]
+    still = FamilyFacts("still", "still-picture", (), frozenset({"imagine", "upscale"}))
+
+    def labels(family: FamilyFacts | None, images: list[StoredImage]) -> list[str]:
+        view = result_view(job, images, family_of=lambda model: family)  # type: ignore[arg-type]
+        assert view is not None
+        return [item.item.label for item in view.children]  # type: ignore[attr-defined]
+
+    assert labels(SD1, grid) == ["U1", "U2", "🔄", "V1", "V2"]
+    assert labels(still, grid) == ["U1", "U2", "🔄"]  # no variations
+    assert labels(SD1, grid[:1]).count("Make Square") == 1
+    assert labels(still, grid[:1]) == ["Upscale 2x", "Upscale 4x"]  # no vary, region, zoom, pan
+    assert labels(None, grid[:1]) == labels(SD1, grid[:1])  # not known yet: every button

@@ -1,0 +1,185 @@
+"""The model family is the seam: an SDXL checkpoint (two text encoders, pooled embeddings, the
+`text_time` UNet) is recognised before its weights load and runs every operation its family
+supports through the same code as SD 1.x; what it does not support yet is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generation.config import ModelConfig
+from generation.errors import ModelLoadError, SpecError
+from generation.models.checkpoint_facts import family_of, native_resolution
+from generation.models.loading import LoadedModel, load_model
+from generation.models.tiny import save_tiny_sdxl_model
+from generation.operations.imagine import run_imagine
+from generation.operations.inpaint import run_outpaint, seam_margin
+from generation.operations.masks import box_mask
+from generation.operations.outpaint import canvas_and_mask
+from generation.operations.vary import run_vary
+from generation.pool.runner import JobRunner
+from generation.specs import ImagineSpec, ImportSpec, RegionBox, VarySpec, outpaint_spec
+from tests.conftest import assert_images_close, pixels
+
+MODEL = "tiny-xl"
+SOURCE_HASH = "0" * 64
+
+
+@pytest.fixture(scope="module")
+def sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_sdxl_model(tmp_path_factory.mktemp("models") / "tiny-xl")
+
+
+@pytest.fixture(scope="module")
+def sdxl_config(sdxl_dir: Path) -> ModelConfig:
+    return ModelConfig(name=MODEL, source=str(sdxl_dir), steps=4, guidance=7.0)
+
+
+@pytest.fixture(scope="module")
+def sdxl(sdxl_config: ModelConfig) -> Iterator[LoadedModel]:
+    yield load_model(sdxl_config, device="cpu")
+
+
+def _imagine(seeds: tuple[int, ...], **changes: object) -> ImagineSpec:
+    spec = ImagineSpec(
+        model=MODEL, prompt="a red circle", seeds=seeds, width=64, height=64, steps=3, guidance=7.0
+    )
+    return spec.model_copy(update=changes)
+
+
+def test_an_sdxl_folder_is_recognised_before_its_weights_load(
+    sdxl: LoadedModel, sdxl_config: ModelConfig
+) -> None:
+    assert family_of(sdxl_config).name == "sdxl"  # from model_index.json alone: what the bot reads
+    assert native_resolution(sdxl_config) == 64
+    assert sdxl.family.name == "sdxl" and type(sdxl.pipeline).__name__ == "StableDiffusionXLPipeline"
+    assert (
+        sdxl.pipeline.text_encoder_2 is not None and sdxl.pipeline.tokenizer_2 is not None
+    )  # nothing dropped
+
+
+def test_sdxl_grid_images_equal_single_runs_and_repeat_exactly(sdxl: LoadedModel) -> None:
+    grid = run_imagine(sdxl, _imagine((5, 6, 7, 8)))
+    assert [image.size for image in grid.images] == [(64, 64)] * 4
+    assert len({image.tobytes() for image in grid.images}) == 4
+    again = run_imagine(sdxl, _imagine((5, 6, 7, 8)))
+    assert [image.tobytes() for image in again.images] == [image.tobytes() for image in grid.images]
+    for index, seed in enumerate((5, 6, 7, 8)):
+        assert_images_close(run_imagine(sdxl, _imagine((seed,))).images[0], grid.images[index])
+
+
+def test_sdxl_prompts_and_negative_prompts_steer_the_picture(sdxl: LoadedModel) -> None:
+    plain = run_imagine(sdxl, _imagine((3,))).images[0]
+    other = run_imagine(sdxl, _imagine((3,), prompt="a blue square")).images[0]
+    negative = run_imagine(sdxl, _imagine((3,), negative_prompt="red")).images[0]
+    assert np.abs(pixels(plain) - pixels(other)).mean() > 1
+    assert np.abs(pixels(plain) - pixels(negative)).mean() > 1
+
+
+def test_sdxl_task_pipelines_share_the_base_weights(sdxl: LoadedModel) -> None:
+    for task in ("img2img", "inpaint"):
+        pipeline = sdxl.task(task)
+        assert type(pipeline).__name__.startswith("StableDiffusionXL")
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+            ours, theirs = getattr(sdxl.pipeline, name), getattr(pipeline, name)
+            assert all(
+                a.data_ptr() == b.data_ptr()
+                for a, b in zip(ours.parameters(), theirs.parameters(), strict=True)
+            ), (task, name)
+        assert sdxl.task(task) is pipeline  # made once
+
+
+@pytest.fixture(scope="module")
+def source(sdxl: LoadedModel) -> Image.Image:
+    return run_imagine(sdxl, _imagine((1,), steps=4)).images[0]
+
+
+def _vary(**changes: object) -> VarySpec:
+    spec = VarySpec(
+        model=MODEL, prompt="a red circle", seeds=(10, 11), width=64, height=64, steps=8, guidance=7.0,
+        source=SOURCE_HASH, strength=0.6,
+    )  # fmt: skip
+    return spec.model_copy(update=changes)
+
+
+def test_sdxl_variations_redo_the_last_steps_and_repeat_exactly(
+    sdxl: LoadedModel, source: Image.Image
+) -> None:
+    steps: list[tuple[int, int]] = []
+    first = run_vary(sdxl, _vary(strength=0.35, steps=10), source, on_step=lambda s, t: steps.append((s, t)))
+    second = run_vary(sdxl, _vary(strength=0.35, steps=10), source)
+    assert [image.size for image in first.images] == [(64, 64)] * 2
+    assert [image.tobytes() for image in first.images] == [image.tobytes() for image in second.images]
+    assert steps[-1] == (3, 3)  # 10 steps at strength 0.35: only the last 3 are redone, from the source
+    stronger = run_vary(sdxl, _vary(strength=0.9, steps=10), source)
+    assert all(a.tobytes() != b.tobytes() for a, b in zip(first.images, stronger.images, strict=True))
+
+
+def test_sdxl_region_vary_keeps_every_pixel_outside_the_region(
+    sdxl: LoadedModel, source: Image.Image
+) -> None:
+    box = RegionBox(left=0.5, top=0.25, right=1.0, bottom=0.75)
+    result = run_vary(sdxl, _vary(strength=1.0, box=box), source)
+    mask = box_mask(source.size, box)
+    from generation.operations.masks import grow
+
+    kept = np.asarray(grow(mask, 2 * seam_margin(sdxl))) == 0
+    inside = np.asarray(mask) == 255
+    assert kept.mean() > 0.2
+    for image in result.images:
+        change = np.abs(pixels(image) - pixels(source)).max(axis=2)
+        assert change[kept].max() == 0
+        assert change[inside].mean() > 10
+
+
+def test_sdxl_outpaint_keeps_the_source_and_fills_the_new_area(
+    sdxl: LoadedModel, source: Image.Image
+) -> None:
+    big = source.resize((128, 128))
+    spec = outpaint_spec(_imagine((1,), steps=8), SOURCE_HASH, big.size, "pan-left", 64)
+    images = run_outpaint(sdxl, spec, big).images
+    start, mask = canvas_and_mask(spec, big)
+    from generation.operations.masks import grow
+
+    kept = np.asarray(grow(mask, 2 * seam_margin(sdxl))) == 0
+    new = np.asarray(mask) == 255
+    for image in images:
+        assert image.size == (spec.width, spec.height)
+        assert np.abs(pixels(image) - pixels(start))[kept].max() == 0
+        assert pixels(image)[new].std(axis=0).mean() > 5
+
+
+def test_what_sdxl_cannot_do_yet_is_refused_in_one_line(sdxl: LoadedModel, sdxl_config: ModelConfig) -> None:
+    for operation, words in (("control", "ControlNet"), ("train", "training"), ("embedding", "embeddings")):
+        with pytest.raises(SpecError, match=f"'{MODEL}' is an SDXL model, which cannot do .*{words}"):
+            sdxl.require(operation)
+    runner = JobRunner({MODEL: sdxl_config}, device="cpu")
+    runner.models._current = sdxl  # the model loaded above, not a second copy
+    embedding = ImportSpec(model=MODEL, name="my-style", adapter_kind="embedding", file="a" * 64)
+    with pytest.raises(SpecError, match="cannot do textual-inversion embeddings"):
+        runner.run(embedding)  # refused before the file is even looked for
+
+
+def test_a_family_the_config_names_must_match_the_checkpoint(tiny_model_dir: Path) -> None:
+    with pytest.raises(
+        ModelLoadError, match=r"says family = 'sdxl', but its checkpoint is a StableDiffusionPipeline"
+    ):
+        load_model(ModelConfig(name="tiny", source=str(tiny_model_dir), family="sdxl"), device="cpu")
+
+
+def test_a_checkpoint_of_an_unknown_family_is_refused_by_its_class(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    other = shutil.copytree(tiny_model_dir, tmp_path / "flux")
+    index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    config = ModelConfig(name="flux", source=str(other))
+    for load in (family_of, lambda c: load_model(c, device="cpu")):
+        with pytest.raises(ModelLoadError, match="is a FluxPipeline checkpoint"):
+            load(config)
