@@ -183,3 +183,54 @@ def test_a_checkpoint_of_an_unknown_family_is_refused_by_its_class(
     for load in (family_of, lambda c: load_model(c, device="cpu")):
         with pytest.raises(ModelLoadError, match="is a FluxPipeline checkpoint"):
             load(config)
+
+
+def _sdxl_lora(tmp_path: Path) -> bytes:
+    """A LoRA on the tiny SDXL UNet's attention, with random (non-zero) weights, saved as diffusers
+    saves SDXL LoRAs."""
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from generation.models.tiny import build_tiny_sdxl_pipeline
+
+    unet = build_tiny_sdxl_pipeline(seed=0).unet
+    unet.add_adapter(
+        LoraConfig(
+            r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+        )
+    )
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionXLPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, safe_serialization=True)
+    return (tmp_path / "pytorch_lora_weights.safetensors").read_bytes()
+
+
+def test_an_sdxl_lora_changes_the_picture_and_weight_zero_restores_it(
+    sdxl: LoadedModel, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from generation.models.adapters import AdapterCache
+    from generation.specs import AdapterRef
+
+    blob = _sdxl_lora(tmp_path)
+    digest = hashlib.sha256(blob).hexdigest()
+    cache = AdapterCache({digest: blob}.__getitem__)
+    lora = AdapterRef(name="my-style", kind="lora", file=digest, trigger="a red circle")
+
+    def render(*adapters: AdapterRef) -> np.ndarray:
+        spec = _imagine((4,), adapters=adapters)
+        cache.activate(sdxl.pipeline, spec.adapters)
+        return pixels(run_imagine(sdxl, spec).images[0])
+
+    try:
+        base = render()
+        with_lora = render(lora)
+        weight_zero = render(lora.model_copy(update={"weight": 0.0}))
+        after = render()
+    finally:
+        cache.reset()
+    assert np.abs(with_lora - base).mean() > 1
+    np.testing.assert_array_equal(weight_zero, base)
+    np.testing.assert_array_equal(after, base)
