@@ -147,6 +147,8 @@ def model_availability(source: str) -> str:
     """ "local" for a model folder, "cached"/"hub" for a hub id, "missing" for neither."""
     if (Path(source).expanduser() / "model_index.json").is_file():
         return "local"
+    if Path(source).expanduser().is_file():
+        return "single file"
     if HUB_ID_PATTERN.match(source):
         from huggingface_hub import try_to_load_from_cache
 

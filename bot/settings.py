@@ -196,6 +196,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                 f"{path}: the Discord token goes in the {TOKEN_ENV} environment variable only"
             )
     models = file_values.get("models", {})
+    if isinstance(models, dict):
+        _paths_relative_to(path.parent, models)
     if isinstance(models, dict):  # the bundled model is always there, under its own name
         bundled = {key: value for key, value in asdict(bundled_model_config()).items() if key != "name"}
         file_values["models"] = {BUNDLED_MODEL_NAME: bundled, **models}
@@ -209,6 +211,20 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         raise SettingsError(one_line(error)) from None
     finally:
         _LOADING.reset(token)
+
+
+def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
+    """A relative `source` or `upscaler` that exists next to the config file is that path, not a hub
+    id (`ckpt/model` would look like one): made absolute, so it means the same from any folder."""
+    for table in models.values():
+        if not isinstance(table, dict):
+            continue
+        for key in ("source", "upscaler"):
+            value = table.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                beside = folder / Path(value)
+                if beside.exists():
+                    table[key] = str(beside.resolve())
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:

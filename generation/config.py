@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import ConfigDict
@@ -14,6 +15,23 @@ HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+def single_file_problem(source: str) -> str | None:
+    """Why `source` cannot be loaded if it names one file (a checkpoint as A1111 and model sites
+    ship them), else None."""
+    path = Path(source).expanduser()
+    if not path.is_file() and path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        return None
+    if not path.exists():
+        return f"model file {source} does not exist"
+    return (
+        f"{source} is a single-file checkpoint; dreamcord loads diffusers model folders and hub ids "
+        "for now: convert it once with diffusers' from_single_file(...).save_pretrained(folder)"
+    )
+
+
 ADAPTERS_KEPT_PER_WORKER = 8  # LoRAs (and, apart, embeddings) each worker keeps loaded, least recent out
 
 

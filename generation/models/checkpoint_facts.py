@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from generation.config import HUB_ID_PATTERN, ModelConfig
+from generation.config import HUB_ID_PATTERN, ModelConfig, single_file_problem
 from generation.errors import ModelLoadError, ModelNotFoundError
 from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
 
@@ -20,6 +20,8 @@ from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, 
 def _read_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any]:
     """One JSON file of a checkpoint (a folder, or a hub id from the cache or the hub)."""
     folder = Path(source).expanduser()
+    if problem := single_file_problem(source):
+        raise ModelNotFoundError(problem)
     if folder.is_dir():
         path = folder / subfolder / filename
     elif not HUB_ID_PATTERN.match(source) or source.startswith((".", "~")):  # the same rule as loading

@@ -8,6 +8,7 @@ text encoder objects, so four pipelines cost one model's memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,9 +19,17 @@ import numpy as np
 import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
+from huggingface_hub import hf_hub_download
 from PIL import Image
 
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
+from generation.config import (
+    DEVICE_CHOICES,
+    DEVICE_PATTERN,
+    DTYPE_CHOICES,
+    HUB_ID_PATTERN,
+    ModelConfig,
+    single_file_problem,
+)
 from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.checkpoint_facts import resolution_of
 from generation.models.families import Task, task_pipeline
@@ -135,6 +144,8 @@ def resolve_source(source: str, *, offline: bool, marker: str = "model_index.jso
     `marker` is the file a folder of that kind has: model_index.json for a pipeline, config.json for
     a single model such as a ControlNet."""
     path = Path(source).expanduser()
+    if problem := single_file_problem(source):
+        raise ModelNotFoundError(problem)
     if path.is_dir():
         if not (path / marker).is_file():
             raise ModelNotFoundError(f"{path} is not a diffusers model folder (no {marker})")
@@ -190,7 +201,11 @@ def load_model(
 def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:
     """The family the config names, or the one the checkpoint's pipeline class marks (read before
     any weight: an SDXL folder loaded as SD 1.x would drop its second text encoder silently)."""
-    class_name = str(DiffusionPipeline.load_config(where, local_files_only=local_only).get("_class_name"))
+    if Path(where).is_dir():
+        index_file = Path(where) / "model_index.json"
+    else:  # raises an OSError when offline and not cached
+        index_file = Path(hf_hub_download(where, "model_index.json", local_files_only=local_only))
+    class_name = str(json.loads(index_file.read_text(encoding="utf-8")).get("_class_name"))
     found = family_of_pipeline_class(class_name)
     if config.family:
         named = family_named(config.family)

@@ -178,3 +178,11 @@ def test_the_ray_deployment_settings_file_is_valid() -> None:
         and settings.ray.address == "auto"
         and settings.worker_devices == ("cuda", "cuda")
     )
+
+
+def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_path: Path) -> None:
+    (tmp_path / "ckpt" / "sd15").mkdir(parents=True)
+    path = _write(tmp_path, '[models.mine]\nsource = "ckpt/sd15"\n[models.hub]\nsource = "owner/name"\n')
+    settings = load_settings(path, env={})
+    assert settings.models["mine"].source == str((tmp_path / "ckpt" / "sd15").resolve())
+    assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id
