@@ -73,19 +73,21 @@ def build_tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     return clip_text_encoder(tokenizer, width=TINY_EMBED_DIM, layers=5, heads=4, mlp=37)
 
 
-def build_tiny_unet() -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=TINY_EMBED_DIM,
-        attention_head_dim=(2, 4),
-        norm_num_groups=32,
-    )
+def build_tiny_unet(**family: object) -> UNet2DConditionModel:
+    """SD 1.x's layout at toy size; `family` adds or overrides what another family's UNet has."""
+    layout: dict[str, object] = {
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": (32, 64),
+        "layers_per_block": 2,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "cross_attention_dim": TINY_EMBED_DIM,
+        "attention_head_dim": (2, 4),
+        "norm_num_groups": 32,
+    }
+    return UNet2DConditionModel(**(layout | family))
 
 
 def build_tiny_vae() -> AutoencoderKL:
@@ -160,22 +162,13 @@ def build_tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     text_encoder = build_tiny_text_encoder(tokenizer)
     text_encoder_2 = CLIPTextModelWithProjection(text_encoder.config)
     time_embed_dim = 8  # each of SDXL's six size/crop numbers gets this many sinusoidal features
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
+    unet = build_tiny_unet(
         use_linear_projection=True,
         transformer_layers_per_block=(1, 2),
         addition_embed_type="text_time",
         addition_time_embed_dim=time_embed_dim,
         projection_class_embeddings_input_dim=6 * time_embed_dim + TINY_EMBED_DIM,  # + pooled text
         cross_attention_dim=2 * TINY_EMBED_DIM,  # both encoders' hidden states side by side
-        norm_num_groups=32,
     )
     return StableDiffusionXLPipeline(
         vae=build_tiny_vae(),
