@@ -103,6 +103,11 @@ class Settings(BaseSettings):
                 if "source" not in table:
                     raise SettingsError(f'[models.{name}] needs source = "owner/name" or a local folder')
                 _check_controlnets(name, table.get("controlnets", {}))
+                clip_skip = table.get("clip_skip")
+                if clip_skip is not None and str(clip_skip) not in {str(n) for n in range(1, 13)}:
+                    raise SettingsError(
+                        f"[models.{name}] clip_skip must be 1-12 (2 skips the last layer), got {clip_skip!r}"
+                    )
                 if table.get("family") is not None and table["family"] not in FAMILIES:
                     raise SettingsError(
                         f"[models.{name}] family must be one of {', '.join(FAMILIES)}, got {table['family']!r}"
@@ -214,12 +219,12 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 
 def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
-    """A relative `source` or `upscaler` that exists next to the config file is that path, not a hub
+    """A relative `source`, `upscaler` or `vae` that exists next to the config file is that path, not a hub
     id (`ckpt/model` would look like one): made absolute, so it means the same from any folder."""
     for table in models.values():
         if not isinstance(table, dict):
             continue
-        for key in ("source", "upscaler"):
+        for key in ("source", "upscaler", "vae"):
             value = table.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 beside = folder / Path(value)

@@ -72,3 +72,7 @@ class ModelConfig:
     upscaler: str | None = None
     # The model family ("sd1", "sdxl"; generation.models.family_facts); None: read from the checkpoint.
     family: str | None = None
+    # Another VAE for this model (a hub id or a diffusers folder), e.g. a fixed fp16 SDXL VAE.
+    vae: str | None = None
+    # Text-encoder layers counted from the end, as A1111 says it (2: the penultimate; 1 or None: the last).
+    clip_skip: int | None = None

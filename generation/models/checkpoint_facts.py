@@ -84,4 +84,5 @@ def native_resolution(config: ModelConfig) -> int:
     config files (no weights loaded). A loaded model uses the same rule (generation.models.loading)."""
     if config.resolution:
         return config.resolution
-    return resolution_of(_read_config(config.source, "unet"), _read_config(config.source, "vae"))
+    vae = _read_json(config.vae, "config.json") if config.vae else _read_config(config.source, "vae")
+    return resolution_of(_read_config(config.source, "unet"), vae)

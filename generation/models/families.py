@@ -5,6 +5,7 @@ goes through these two instead of naming a family's classes."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -36,31 +37,67 @@ def task_pipeline(base: DiffusionPipeline, task: Task) -> DiffusionPipeline:
 Embeddings = dict[str, torch.Tensor]  # the pipeline's own keyword arguments
 
 
-def _encode_sd1(pipeline: Any, prompt: str, negative: str | None, count: int, guided: bool) -> Embeddings:
-    positive, negative_embeds = pipeline.encode_prompt(
-        prompt=prompt,
-        device=pipeline.device,
-        num_images_per_prompt=count,
-        do_classifier_free_guidance=guided,
-        negative_prompt=negative,
-    )
+@dataclass(frozen=True)
+class PromptRequest:
+    prompt: str
+    negative: str | None
+    count: int  # images, one embedding each
+    guided: bool  # classifier-free guidance on: negative embeddings too
+    clip_skip: int | None = None  # A1111's number: 2 = the text encoder's penultimate layer
+
+
+def _arguments(pipeline: Any, request: PromptRequest) -> dict[str, Any]:
+    return {
+        "prompt": request.prompt,
+        "device": pipeline.device,
+        "num_images_per_prompt": request.count,
+        "do_classifier_free_guidance": request.guided,
+        "negative_prompt": request.negative,
+        # diffusers counts the layers skipped: A1111's "clip skip 2" is diffusers' 1, and 1 is none.
+        "clip_skip": request.clip_skip - 1 if request.clip_skip and request.clip_skip > 1 else None,
+    }
+
+
+def _encode_sd1(pipeline: Any, request: PromptRequest) -> Embeddings:
+    if request.clip_skip and request.clip_skip > 1:
+        return _encode_sd1_skipping(pipeline, request)
+    positive, negative_embeds = pipeline.encode_prompt(**_arguments(pipeline, request))
     embeddings = {"prompt_embeds": positive}
     if negative_embeds is not None:
         embeddings["negative_prompt_embeds"] = negative_embeds
     return embeddings
 
 
-def _encode_sdxl(pipeline: Any, prompt: str, negative: str | None, count: int, guided: bool) -> Embeddings:
+def _encode_sd1_skipping(pipeline: Any, request: PromptRequest) -> Embeddings:
+    """SD 1.x with clip skip, done here: diffusers 0.42 reads `text_encoder.text_model.final_layer_norm`,
+    which transformers 5 moved to `text_encoder.final_layer_norm` (AttributeError)."""
+    layer = -(request.clip_skip or 1)  # A1111's 2: the penultimate layer's hidden state
+
+    def encode(text: str) -> torch.Tensor:
+        tokens = pipeline.tokenizer(
+            text,
+            padding="max_length",
+            max_length=pipeline.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(pipeline.device)
+        hidden = pipeline.text_encoder(tokens, output_hidden_states=True).hidden_states[layer]
+        normed: torch.Tensor = pipeline.text_encoder.final_layer_norm(hidden)
+        return normed.to(pipeline.text_encoder.dtype).repeat(request.count, 1, 1)
+
+    embeddings = {"prompt_embeds": encode(request.prompt)}
+    if request.guided:
+        embeddings["negative_prompt_embeds"] = encode(request.negative or "")
+    return embeddings
+
+
+def _encode_sdxl(pipeline: Any, request: PromptRequest) -> Embeddings:
     """Both text encoders (their hidden states side by side) and the second one's pooled output."""
     positive, negative_embeds, pooled, negative_pooled = pipeline.encode_prompt(
-        prompt=prompt,
-        device=pipeline.device,
-        num_images_per_prompt=count,
-        do_classifier_free_guidance=guided,
-        negative_prompt=negative,
+        **_arguments(pipeline, request)
     )
     embeddings = {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
-    if guided:
+    if request.guided:
         embeddings |= {
             "negative_prompt_embeds": negative_embeds,
             "negative_pooled_prompt_embeds": negative_pooled,
@@ -68,21 +105,13 @@ def _encode_sdxl(pipeline: Any, prompt: str, negative: str | None, count: int, g
     return embeddings
 
 
-_ENCODERS: dict[str, Callable[[Any, str, str | None, int, bool], Embeddings]] = {
+_ENCODERS: dict[str, Callable[[Any, PromptRequest], Embeddings]] = {
     "sd1": _encode_sd1,
     "sdxl": _encode_sdxl,
 }
 
 
 @torch.no_grad()  # outside the pipeline's own no_grad: without it autograd would record the text encoder
-def encode_prompt(
-    family: FamilyFacts,
-    pipeline: DiffusionPipeline,
-    prompt: str,
-    negative: str | None,
-    count: int,
-    *,
-    guided: bool,
-) -> Embeddings:
-    """The pipeline arguments that carry `prompt` (and `negative`, when guided) for `count` images."""
-    return _ENCODERS[family.name](pipeline, prompt, negative, count, guided)
+def encode_prompt(family: FamilyFacts, pipeline: DiffusionPipeline, request: PromptRequest) -> Embeddings:
+    """The pipeline arguments that carry the prompt (and the negative one, when guided)."""
+    return _ENCODERS[family.name](pipeline, request)

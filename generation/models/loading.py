@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+from diffusers import AutoencoderKL, AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 from huggingface_hub import hf_hub_download
 from PIL import Image
@@ -170,6 +170,8 @@ def load_model(
         extra: dict[str, Any] = {}
         if family.name == "sd1" and not config.safety_checker:  # only SD 1.x checkpoints carry one
             extra = {"safety_checker": None, "requires_safety_checker": False}
+        if config.vae:
+            extra["vae"] = _load_vae(config.vae, torch_dtype, offline)
         pipeline = AutoPipelineForText2Image.from_pretrained(
             where, dtype=torch_dtype, local_files_only=local_only, **extra
         )
@@ -196,6 +198,13 @@ def load_model(
         family=family,
         safety=safety,
     )
+
+
+def _load_vae(source: str, dtype: torch.dtype, offline: bool) -> AutoencoderKL:
+    """The VAE a config names instead of the checkpoint's own (a folder or hub id with config.json)."""
+    where, local_only = resolve_source(source, offline=offline, marker="config.json")
+    vae: AutoencoderKL = AutoencoderKL.from_pretrained(where, dtype=dtype, local_files_only=local_only)
+    return vae
 
 
 def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:

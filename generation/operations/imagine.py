@@ -14,7 +14,7 @@ from PIL import Image
 
 from generation.errors import JobCancelled, SpecError
 from generation.models.adapters import expand_tokens
-from generation.models.families import Embeddings, encode_prompt
+from generation.models.families import Embeddings, PromptRequest, encode_prompt
 from generation.models.loading import LoadedModel
 from generation.models.schedulers import make_scheduler
 from generation.operations.preview import PreviewSink, preview_png
@@ -122,14 +122,14 @@ def encode_prompts(model: LoadedModel, pipeline: PromptedPipeline, spec: Prompte
     """The pipeline's embedding arguments for every image, as the model's family makes them (with
     chaos applied to each image's text embedding), and the negative ones when CFG is on."""
     negative = expand_tokens(spec.negative_prompt, spec.adapters)
-    embeddings = encode_prompt(
-        model.family,
-        pipeline,
-        expand_tokens(spec.prompt, spec.adapters),
-        negative or None,
-        len(spec.seeds),
+    request = PromptRequest(
+        prompt=expand_tokens(spec.prompt, spec.adapters),
+        negative=negative or None,
+        count=len(spec.seeds),
         guided=spec.guidance > 1.0,
+        clip_skip=model.config.clip_skip,
     )
+    embeddings = encode_prompt(model.family, pipeline, request)
     chaos = spec.chaos if isinstance(spec, ImagineSpec) else 0
     embeddings["prompt_embeds"] = apply_chaos(embeddings["prompt_embeds"], spec.seeds, chaos)
     return embeddings

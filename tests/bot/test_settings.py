@@ -90,7 +90,7 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ("[models.x]\nscheduler = 'euler'\n", "needs source"),
         (
             "[models.x]\nsource = 'a/b'\nsize = 3\n",
-            "[models.x]: unknown setting(s) size; known: controlnets,",
+            "[models.x]: unknown setting(s) size; known: clip_skip, controlnets,",
         ),
         ("[models.x]\nsource = 'a/b'\nscheduler = 'plms'\n", "scheduler must be one of"),
         ("[models.x]\nsource = 'a/b'\nsteps = 'many'\n", "steps has the wrong type"),
@@ -182,7 +182,10 @@ def test_the_ray_deployment_settings_file_is_valid() -> None:
 
 def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_path: Path) -> None:
     (tmp_path / "ckpt" / "sd15").mkdir(parents=True)
-    path = _write(tmp_path, '[models.mine]\nsource = "ckpt/sd15"\n[models.hub]\nsource = "owner/name"\n')
-    settings = load_settings(path, env={})
+    (tmp_path / "vae").mkdir()
+    text = '[models.mine]\nsource = "ckpt/sd15"\nvae = "vae"\nclip_skip = 2\n[models.hub]\nsource = "owner/name"\n'
+    settings = load_settings(_write(tmp_path, text), env={})
     assert settings.models["mine"].source == str((tmp_path / "ckpt" / "sd15").resolve())
+    assert settings.models["mine"].vae == str((tmp_path / "vae").resolve())
+    assert settings.models["mine"].clip_skip == 2
     assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id

@@ -234,3 +234,47 @@ def test_an_sdxl_lora_changes_the_picture_and_weight_zero_restores_it(
     assert np.abs(with_lora - base).mean() > 1
     np.testing.assert_array_equal(weight_zero, base)
     np.testing.assert_array_equal(after, base)
+
+
+def test_a_configured_vae_replaces_the_checkpoints_own(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from generation.models.tiny import build_tiny_vae
+
+    torch.manual_seed(7)
+    build_tiny_vae().save_pretrained(tmp_path / "vae")
+    base_config = ModelConfig(name="tiny", source=str(tiny_model_dir), steps=3)
+    config = dataclasses.replace(base_config, vae=str(tmp_path / "vae"))
+    assert native_resolution(config) == 64  # read from the override's config
+    model, base = load_model(config, device="cpu"), load_model(base_config, device="cpu")
+    saved = dict(load_model(config, device="cpu").pipeline.vae.state_dict())
+    from diffusers import AutoencoderKL
+
+    expected = AutoencoderKL.from_pretrained(tmp_path / "vae").state_dict()
+    assert all(torch.equal(saved[key], expected[key]) for key in expected)
+    spec = ImagineSpec(
+        model="tiny", prompt="a red circle", seeds=(2,), width=64, height=64, steps=3, guidance=7.0
+    )
+    assert (
+        np.abs(pixels(run_imagine(model, spec).images[0]) - pixels(run_imagine(base, spec).images[0])).mean()
+        > 1
+    )
+
+
+def test_clip_skip_counts_as_a1111_does(tiny_model_dir: Path) -> None:
+    import dataclasses
+
+    base_config = ModelConfig(name="tiny", source=str(tiny_model_dir), steps=3)
+    spec = ImagineSpec(
+        model="tiny", prompt="a red circle", seeds=(2,), width=64, height=64, steps=3, guidance=7.0
+    )
+
+    def render(clip_skip: int | None) -> np.ndarray:
+        model = load_model(dataclasses.replace(base_config, clip_skip=clip_skip), device="cpu")
+        return pixels(run_imagine(model, spec).images[0])
+
+    plain = render(None)
+    np.testing.assert_array_equal(render(1), plain)  # 1: the last layer, as without the key
+    assert np.abs(render(2) - plain).mean() > 1  # 2: the penultimate layer
