@@ -46,8 +46,8 @@ SDXL = FamilyFacts(
     name="sdxl",
     label="SDXL",
     pipeline_classes=("StableDiffusionXLPipeline",),
-    # ControlNet, training and embeddings need their SDXL forms (two text encoders): not yet.
-    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "lora"}),
+    # Training and embeddings need their SDXL forms (two text encoders): not yet.
+    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "control", "lora"}),
 )
 FAMILIES = {family.name: family for family in (SD1, SDXL)}
 

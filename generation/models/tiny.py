@@ -204,10 +204,11 @@ def randomise_control_path(
     return controlnet
 
 
-def save_tiny_controlnet(folder: Path, seed: int = 0) -> Path:
-    """A random ControlNet shaped for the tiny model's UNet (built from it, as diffusers' training
-    script does), with non-zero output convolutions, saved in diffusers' layout."""
-    controlnet = ControlNetModel.from_unet(build_tiny_unet())
+def save_tiny_controlnet(folder: Path, seed: int = 0, *, sdxl: bool = False) -> Path:
+    """A random ControlNet shaped for the tiny model's UNet (or the tiny SDXL one's; built from it,
+    as diffusers' training scripts do), with non-zero output convolutions, saved in diffusers' layout."""
+    unet = build_tiny_sdxl_pipeline().unet if sdxl else build_tiny_unet()
+    controlnet = ControlNetModel.from_unet(unet)
     randomise_control_path(controlnet, seed)
     controlnet.save_pretrained(folder, safe_serialization=True)
     return folder

@@ -4,10 +4,11 @@ derived from the base model so the UNet, VAE and text encoder stay one copy in m
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import cv2
 import numpy as np
-from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+from diffusers import AutoPipelineForText2Image, ControlNetModel
 from PIL import Image
 
 from generation.errors import ModelLoadError
@@ -32,7 +33,7 @@ def control_map(ref: ControlRef, picture: Image.Image, size: tuple[int, int]) ->
     return fitted
 
 
-def control_pipeline(model: LoadedModel, mode: str) -> StableDiffusionControlNetPipeline:
+def control_pipeline(model: LoadedModel, mode: str) -> Any:
     """The ControlNet pipeline for `mode`, loading that ControlNet on first use (kept afterwards)."""
     check_control_mode(model.config.name, model.config.controlnets, mode)
     key = f"controlnet:{mode}"
@@ -41,7 +42,7 @@ def control_pipeline(model: LoadedModel, mode: str) -> StableDiffusionControlNet
     return model.extras[key]
 
 
-def _controlnet_pipeline(model: LoadedModel, source: str) -> StableDiffusionControlNetPipeline:
+def _controlnet_pipeline(model: LoadedModel, source: str) -> Any:
     where, local_only = resolve_source(source, offline=hub_offline(), marker="config.json")
     base = model.pipeline
     try:
@@ -56,7 +57,8 @@ def _controlnet_pipeline(model: LoadedModel, source: str) -> StableDiffusionCont
             f"ControlNet {source!r} does not fit model {model.config.name!r} "
             f"(text width {controlnet.config.cross_attention_dim} vs {base.unet.config.cross_attention_dim})"
         )
-    pipeline = StableDiffusionControlNetPipeline.from_pipe(base, controlnet=controlnet)
+    # The family's ControlNet pipeline (SD 1.x or SDXL), sharing the base model's weights.
+    pipeline = AutoPipelineForText2Image.from_pipe(base, controlnet=controlnet)
     pipeline.set_progress_bar_config(disable=True)
     log.info("loaded ControlNet %s for %s", where, model.config.name)
     return pipeline

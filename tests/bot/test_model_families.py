@@ -16,7 +16,7 @@ from generation.errors import DreamcordError
 from generation.models.tiny import save_tiny_sdxl_model
 from generation.pool.worker import WorkerSettings
 from generation.pool.workers import PoolConfig, WorkerPool
-from generation.specs import ControlRef, ImagineSpec, ImportSpec
+from generation.specs import ImagineSpec, ImportSpec, TrainSpec
 from storage.files import FileStore
 from storage.models import Job
 
@@ -33,15 +33,15 @@ def xl_service(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> Jo
     ("spec", "words"),
     [
         (
-            ImagineSpec(
-                model="xl", prompt="a cat", seeds=(1,), width=64, height=64, steps=2, guidance=7.0,
-                control=ControlRef(mode="canny", image="c" * 64, scale=1.0),
+            TrainSpec(
+                model="xl", token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
+                resolution=64, steps=10, learning_rate=1e-4,
             ),
-            "cannot do ControlNet yet",
+            "cannot do training personal tokens yet",
         ),
         (ImportSpec(model="xl", name="my-style", adapter_kind="embedding", file="e" * 64), "embeddings"),
     ],
-    ids=["control", "embedding"],
+    ids=["train", "embedding"],
 )  # fmt: skip
 async def test_an_operation_the_family_lacks_is_refused_at_submit(
     xl_service: JobService, sessions: async_sessionmaker[AsyncSession], spec: object, words: str

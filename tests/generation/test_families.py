@@ -156,7 +156,7 @@ def test_sdxl_outpaint_keeps_the_source_and_fills_the_new_area(
 
 
 def test_what_sdxl_cannot_do_yet_is_refused_in_one_line(sdxl: LoadedModel, sdxl_config: ModelConfig) -> None:
-    for operation, words in (("control", "ControlNet"), ("train", "training"), ("embedding", "embeddings")):
+    for operation, words in (("train", "training"), ("embedding", "embeddings")):
         with pytest.raises(SpecError, match=f"'{MODEL}' is an SDXL model, which cannot do .*{words}"):
             sdxl.require(operation)
     runner = JobRunner({MODEL: sdxl_config}, device="cpu")
@@ -278,3 +278,29 @@ def test_clip_skip_counts_as_a1111_does(tiny_model_dir: Path) -> None:
     plain = render(None)
     np.testing.assert_array_equal(render(1), plain)  # 1: the last layer, as without the key
     assert np.abs(render(2) - plain).mean() > 1  # 2: the penultimate layer
+
+
+def test_an_sdxl_controlnet_steers_the_picture_and_scale_zero_gives_the_plain_one(
+    sdxl_config: ModelConfig, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from generation.models.tiny import save_tiny_controlnet
+    from generation.specs import ControlRef
+    from tests.generation.test_control import square_picture
+
+    controlnet = save_tiny_controlnet(tmp_path / "canny-xl", sdxl=True)
+    model = load_model(dataclasses.replace(sdxl_config, controlnets={"canny": str(controlnet)}), device="cpu")
+    on = ControlRef(image="c" * 64)
+    plain = run_imagine(model, _imagine((1, 2))).images
+    left = run_imagine(model, _imagine((1, 2), control=on), control_image=square_picture(4)).images
+    right = run_imagine(model, _imagine((1, 2), control=on), control_image=square_picture(36)).images
+    assert type(model.extras["controlnet:canny"]).__name__ == "StableDiffusionXLControlNetPipeline"
+    for a, b, c in zip(left, right, plain, strict=True):
+        assert np.abs(pixels(a) - pixels(b)).mean() > 2  # where the edges are moves the picture
+        assert np.abs(pixels(a) - pixels(c)).mean() > 2
+    off = run_imagine(
+        model, _imagine((1, 2), control=on.model_copy(update={"scale": 0.0})), control_image=square_picture(4)
+    )
+    for a, c in zip(off.images, plain, strict=True):
+        assert_images_close(a, c)
