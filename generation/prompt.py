@@ -20,6 +20,8 @@ MAX_ASPECT = 4.0  # widest (or tallest) ratio allowed: beyond it one side falls 
 # A flag starts a word: "--seed", or "—seed" as phones auto-correct it.
 _FLAG_RE = re.compile(r"(?:^|(?<=\s))(?:--|—)([^\s]*)")
 _TOKEN_REF_RE = re.compile(r"<([^<>\s]*)>")
+# A1111's way of writing a LoRA in a prompt (and LyCORIS's): <lora:name:0.8> means our <name:0.8>.
+_A1111_LORA_RE = re.compile(r"<(?:lora|lyco):([^<>\s]*)>", re.IGNORECASE)
 _TOKEN_NAME_RE = re.compile(ADAPTER_NAME_PATTERN)
 _INT_RE = re.compile(r"^\d+$", re.ASCII)
 _FLOAT_RE = re.compile(r"^\d+(?:\.\d+)?$|^\.\d+$", re.ASCII)
@@ -59,7 +61,7 @@ def parse_prompt(raw: str) -> ParsedPrompt:
     """Split `raw` into prompt text, token references and flag values; raise `PromptError` if malformed."""
     if len(raw) > MAX_PROMPT_CHARS:
         raise PromptError(f"the prompt is {len(raw)} characters long; the limit is {MAX_PROMPT_CHARS}")
-    text, flags = _split_flags(raw)
+    text, flags = _split_flags(_A1111_LORA_RE.sub(r"<\1>", raw))
     values = _parse_flag_values(flags)
     negative = values.pop("no", "")
     adapters = _collect_adapters(text, str(negative))

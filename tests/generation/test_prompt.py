@@ -171,3 +171,15 @@ def test_saved_defaults_fill_only_what_a_prompt_leaves_open() -> None:
     for bad in ("--seed 3", "--tile", "<rex>", "--steps lots"):
         with pytest.raises(PromptError):
             parse_defaults(bad)
+
+
+def test_a1111_lora_syntax_means_the_same_token() -> None:
+    """A prompt pasted from A1111 or a model site writes LoRAs as <lora:name:weight>."""
+    pasted = parse_prompt("a fox <lora:add_detail:0.6>, snow <LyCO:film-grain> --no <lora:bad-hands:1.2>")
+    ours = parse_prompt("a fox <add_detail:0.6>, snow <film-grain> --no <bad-hands:1.2>")
+    assert pasted == ours
+    assert [(ref.name, ref.weight) for ref in pasted.adapters] == [
+        ("add_detail", 0.6), ("film-grain", 1.0), ("bad-hands", 1.2)
+    ]  # fmt: skip
+    with pytest.raises(PromptError, match="bad weight"):
+        parse_prompt("a fox <lora:add_detail:0.6:0.4>")  # A1111's separate text-encoder weight
