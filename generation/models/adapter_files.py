@@ -93,6 +93,8 @@ def inspect_adapter_head(head: bytes, size: int, filename: str = "the file") -> 
         return AdapterFileInfo("lora", len(names), metadata)
     if len(tensors) == 1 and len(tensors[0].shape) in (1, 2):
         return AdapterFileInfo("embedding", 1, metadata)
+    if sorted(names) == ["clip_g", "clip_l"] and all(len(tensor.shape) == 2 for tensor in tensors):
+        return AdapterFileInfo("embedding", 2, metadata)  # SDXL: one tensor per text encoder
     raise AdapterFileError(f"{shown} is neither a LoRA nor a textual-inversion embedding")
 
 

@@ -16,6 +16,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -53,10 +54,45 @@ def expand_tokens(text: str, adapters: tuple[AdapterRef, ...]) -> str:
 
 
 @dataclass
-class _Embedding:
-    tokens: list[str]
+class _EncoderRows:
+    tokenizer: Any
+    text_encoder: Any
     ids: list[int]
     rows: torch.Tensor  # as trained; the table holds rows * weight of the last job that used it
+
+
+@dataclass
+class _Embedding:
+    tokens: list[str]
+    encoders: list[_EncoderRows]  # one per text encoder (SDXL: two)
+
+    def unload(self, pipeline: Any) -> None:
+        for part in self.encoders:
+            pipeline.unload_textual_inversion(
+                self.tokens, tokenizer=part.tokenizer, text_encoder=part.text_encoder
+            )
+
+
+# SDXL embeddings (A1111's and diffusers' format) hold one tensor per text encoder under these names.
+SDXL_EMBEDDING_KEYS = ("clip_l", "clip_g")
+
+
+def _embedding_parts(
+    pipeline: Any, state: dict[str, torch.Tensor]
+) -> list[tuple[torch.Tensor | dict[str, torch.Tensor], Any, Any]]:
+    """(what to load, tokenizer, text encoder) for each of the pipeline's text encoders."""
+    two_encoders = getattr(pipeline, "text_encoder_2", None) is not None
+    if two_encoders != (set(state) == set(SDXL_EMBEDDING_KEYS)):
+        made_for = (
+            "a model with two text encoders (SDXL)" if not two_encoders else "a one-encoder model (SD 1.x)"
+        )
+        raise ValueError(f"it was made for {made_for}")
+    if not two_encoders:
+        return [(state, pipeline.tokenizer, pipeline.text_encoder)]
+    return [
+        (state["clip_l"], pipeline.tokenizer, pipeline.text_encoder),
+        (state["clip_g"], pipeline.tokenizer_2, pipeline.text_encoder_2),
+    ]
 
 
 class AdapterCache:
@@ -91,9 +127,9 @@ class AdapterCache:
         """Unload everything (before training, which copies the UNet and must not copy user LoRAs)."""
         if self._pipeline is not None and self._loras:
             self._pipeline.unload_lora_weights()
-        if self._pipeline is not None and self._embeddings:
-            tokens = [token for embedding in self._embeddings.values() for token in embedding.tokens]
-            self._pipeline.unload_textual_inversion(tokens)
+        if self._pipeline is not None:
+            for embedding in self._embeddings.values():
+                embedding.unload(self._pipeline)
         self._loras.clear()
         self._embeddings.clear()
 
@@ -148,25 +184,37 @@ class AdapterCache:
         assert ref.file is not None
         embedding = self._embeddings.get(ref.file) or self._load_embedding(pipeline, ref)
         self._embeddings.move_to_end(ref.file)
-        table = pipeline.text_encoder.get_input_embeddings().weight
         with torch.no_grad():
-            table[embedding.ids] = (embedding.rows * ref.weight).to(table.dtype)
+            for part in embedding.encoders:
+                table = part.text_encoder.get_input_embeddings().weight
+                table[part.ids] = (part.rows * ref.weight).to(table.dtype)
 
     def _load_embedding(self, pipeline: StableDiffusionPipeline, ref: AdapterRef) -> _Embedding:
         assert ref.file is not None
         while len(self._embeddings) >= self.capacity:
             _, old = self._embeddings.popitem(last=False)
-            pipeline.unload_textual_inversion(old.tokens)
+            old.unload(pipeline)
         token = embedding_token(ref.file)
         state = _read_tensors(self.read_file(ref.file), ref)
+        loaded: list[tuple[Any, Any]] = []
         try:
-            pipeline.load_textual_inversion(state, token=token)
+            for vectors, tokenizer, text_encoder in _embedding_parts(pipeline, state):
+                pipeline.load_textual_inversion(
+                    vectors, token=token, tokenizer=tokenizer, text_encoder=text_encoder
+                )
+                loaded.append((tokenizer, text_encoder))
         except Exception as error:  # as for LoRAs: the file's fault, said in one line
+            for tokenizer, text_encoder in loaded:  # an SDXL file half loaded: take the half out again
+                tokens = _vector_tokens(token, tokenizer.get_vocab())
+                pipeline.unload_textual_inversion(tokens, tokenizer=tokenizer, text_encoder=text_encoder)
             raise _does_not_fit(ref, "this model's text encoder", error) from None
         tokens = _vector_tokens(token, pipeline.tokenizer.get_vocab())
-        ids = pipeline.tokenizer.convert_tokens_to_ids(tokens)
-        rows = pipeline.text_encoder.get_input_embeddings().weight[ids].detach().clone()
-        embedding = _Embedding(tokens, ids, rows)
+        parts = []
+        for tokenizer, text_encoder in loaded:
+            ids = tokenizer.convert_tokens_to_ids(tokens)
+            rows = text_encoder.get_input_embeddings().weight[ids].detach().clone()
+            parts.append(_EncoderRows(tokenizer, text_encoder, ids, rows))
+        embedding = _Embedding(tokens, parts)
         self._embeddings[ref.file] = embedding
         log.info("loaded embedding <%s> as %s (%d vectors)", ref.name, token, len(tokens))
         return embedding

@@ -46,8 +46,10 @@ SDXL = FamilyFacts(
     name="sdxl",
     label="SDXL",
     pipeline_classes=("StableDiffusionXLPipeline",),
-    # Training and embeddings need their SDXL forms (two text encoders): not yet.
-    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "control", "lora"}),
+    # Training needs its SDXL form (two text encoders, size conditioning): not yet.
+    operations=frozenset(
+        {"imagine", "vary", "region", "outpaint", "upscale", "control", "lora", "embedding"}
+    ),
 )
 FAMILIES = {family.name: family for family in (SD1, SDXL)}
 

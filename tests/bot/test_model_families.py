@@ -16,7 +16,7 @@ from generation.errors import DreamcordError
 from generation.models.tiny import save_tiny_sdxl_model
 from generation.pool.worker import WorkerSettings
 from generation.pool.workers import PoolConfig, WorkerPool
-from generation.specs import ImagineSpec, ImportSpec, TrainSpec
+from generation.specs import ImagineSpec, TrainSpec
 from storage.files import FileStore
 from storage.models import Job
 
@@ -39,9 +39,8 @@ def xl_service(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> Jo
             ),
             "cannot do training personal tokens yet",
         ),
-        (ImportSpec(model="xl", name="my-style", adapter_kind="embedding", file="e" * 64), "embeddings"),
     ],
-    ids=["train", "embedding"],
+    ids=["train"],
 )  # fmt: skip
 async def test_an_operation_the_family_lacks_is_refused_at_submit(
     xl_service: JobService, sessions: async_sessionmaker[AsyncSession], spec: object, words: str

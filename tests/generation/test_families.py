@@ -24,7 +24,7 @@ from generation.operations.masks import box_mask
 from generation.operations.outpaint import canvas_and_mask
 from generation.operations.vary import run_vary
 from generation.pool.runner import JobRunner
-from generation.specs import ImagineSpec, ImportSpec, RegionBox, VarySpec, outpaint_spec
+from generation.specs import ImagineSpec, RegionBox, TrainSpec, VarySpec, outpaint_spec
 from tests.conftest import assert_images_close, pixels
 
 MODEL = "tiny-xl"
@@ -156,14 +156,64 @@ def test_sdxl_outpaint_keeps_the_source_and_fills_the_new_area(
 
 
 def test_what_sdxl_cannot_do_yet_is_refused_in_one_line(sdxl: LoadedModel, sdxl_config: ModelConfig) -> None:
-    for operation, words in (("train", "training"), ("embedding", "embeddings")):
-        with pytest.raises(SpecError, match=f"'{MODEL}' is an SDXL model, which cannot do .*{words}"):
-            sdxl.require(operation)
+    with pytest.raises(
+        SpecError, match=f"'{MODEL}' is an SDXL model, which cannot do training personal tokens"
+    ):
+        sdxl.require("train")
     runner = JobRunner({MODEL: sdxl_config}, device="cpu")
     runner.models._current = sdxl  # the model loaded above, not a second copy
-    embedding = ImportSpec(model=MODEL, name="my-style", adapter_kind="embedding", file="a" * 64)
-    with pytest.raises(SpecError, match="cannot do textual-inversion embeddings"):
-        runner.run(embedding)  # refused before the file is even looked for
+    training = TrainSpec(
+        model=MODEL, token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
+        resolution=64, steps=10, learning_rate=1e-4,
+    )  # fmt: skip
+    with pytest.raises(SpecError, match="cannot do training personal tokens yet"):
+        runner.run(training)  # refused before any photo is looked for
+
+
+def _embedding_file(**tensors: object) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors)  # type: ignore[arg-type]
+
+
+def test_an_sdxl_embedding_loads_into_both_text_encoders_and_its_weight_counts(sdxl: LoadedModel) -> None:
+    import hashlib
+
+    import torch
+
+    from generation.models.adapter_files import inspect_adapter_file
+    from generation.models.adapters import AdapterCache, embedding_token
+    from generation.specs import AdapterRef
+
+    torch.manual_seed(3)
+    sdxl_blob = _embedding_file(clip_l=torch.randn(2, 32), clip_g=torch.randn(2, 32))
+    sd1_blob = _embedding_file(emb_params=torch.randn(1, 32))
+    assert inspect_adapter_file(sdxl_blob, "style.safetensors").kind == "embedding"
+    files = {hashlib.sha256(blob).hexdigest(): blob for blob in (sdxl_blob, sd1_blob)}
+    digest, sd1_digest = list(files)
+    cache = AdapterCache(files.__getitem__)
+    style = AdapterRef(name="my-style", kind="embedding", file=digest)
+
+    def render(weight: float | None) -> np.ndarray:
+        refs = () if weight is None else (style.model_copy(update={"weight": weight}),)
+        spec = _imagine((4,), prompt="a <my-style> circle" if refs else "a circle", adapters=refs)
+        cache.activate(sdxl.pipeline, spec.adapters)
+        return pixels(run_imagine(sdxl, spec).images[0])
+
+    try:
+        full, half, again = render(1.0), render(0.3), render(1.0)
+        full_vocab = {id(t): t.get_vocab() for t in (sdxl.pipeline.tokenizer, sdxl.pipeline.tokenizer_2)}
+        assert len(sdxl.pipeline.tokenizer) == len(sdxl.pipeline.tokenizer_2)  # the same tokens in both
+        np.testing.assert_array_equal(again, full)
+        assert np.abs(full - half).mean() > 1
+        assert np.abs(full - render(None)).mean() > 1
+        with pytest.raises(SpecError, match=r"does not fit .*made for a one-encoder model"):
+            cache.activate(sdxl.pipeline, (AdapterRef(name="old", kind="embedding", file=sd1_digest),))
+    finally:
+        cache.reset()
+    token = embedding_token(digest)
+    for tokenizer in (sdxl.pipeline.tokenizer, sdxl.pipeline.tokenizer_2):  # unloaded from both again
+        assert token in full_vocab[id(tokenizer)] and token not in tokenizer.get_vocab()
 
 
 def test_a_family_the_config_names_must_match_the_checkpoint(tiny_model_dir: Path) -> None:
