@@ -26,7 +26,7 @@ HISTORY_LOOKBACK = timedelta(minutes=1)  # our clock and Discord's may differ a 
 HISTORY_LIMIT = 500  # messages read after the intent; a result is posted within seconds of it
 
 ViewFactory = Callable[[Job, Sequence[StoredImage]], discord.ui.View | None]
-PictureViewFactory = Callable[[int, int, StoredImage], discord.ui.View]  # job id, picture index, picture
+PictureViewFactory = Callable[[Job, int, StoredImage], discord.ui.View]  # job, picture index, picture
 CaptionFactory = Callable[[Job], str]
 
 

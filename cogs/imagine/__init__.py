@@ -9,6 +9,7 @@ from cogs.imagine.imagine import ImagineCog
 from cogs.imagine.views import GridButton, PictureButton, picture_view, result_view, submit_region_form
 from generation.models.checkpoint_facts import known_family
 from generation.models.family_facts import FamilyFacts
+from generation.specs import spec_from_json
 
 
 async def setup(bot: object) -> None:
@@ -22,7 +23,9 @@ async def setup(bot: object) -> None:
 
     # the U/V/🔄 and picture buttons under results, without those the model's family cannot do
     bot.services.results.result_view = functools.partial(result_view, family_of=family_of)
-    bot.services.results.picture_view = picture_view
+    bot.services.results.picture_view = lambda job, index, image: picture_view(
+        job.id, index, image, family_of(spec_from_json(job.spec_json).model)
+    )
     await bot.add_cog(ImagineCog(bot))
 
 

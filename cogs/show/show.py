@@ -46,7 +46,7 @@ class ShowCog(commands.Cog):
                 raise DreamcordError(f"job {job} has {len(images)} picture(s)")
             data, content = await picture_details(self.bot, interaction, record, images[index - 1])
             make_view = self.bot.services.results.picture_view
-            view = make_view(job, index - 1, images[index - 1]) if make_view else None
+            view = make_view(record, index - 1, images[index - 1]) if make_view else None
         file = discord.utils.MISSING
         if data is not None:
             fitted, name = await asyncio.to_thread(
