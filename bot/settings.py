@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, ModelConfig, RayOptions
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, FusedLora, ModelConfig, RayOptions
 from generation.errors import DreamcordError, SpecError
 from generation.models.family_facts import FAMILIES
 from generation.specs import CONTROL_MODES
@@ -230,6 +230,10 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
                 beside = folder / Path(value)
                 if beside.exists():
                     table[key] = str(beside.resolve())
+        for fused in table.get("fuse_loras", ()) if isinstance(table.get("fuse_loras"), list) else ():
+            path = fused.get("path") if isinstance(fused, dict) else None
+            if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+                fused["path"] = str((folder / path).resolve())  # a file on this server, never a hub id
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
@@ -269,7 +273,9 @@ def _key(location: tuple[int | str, ...]) -> str:
 
 
 def _known_keys(location: tuple[int | str, ...]) -> str:
-    if location[:1] == ("models",):
+    if location[:1] == ("models",) and "fuse_loras" in location:
+        names = [field.name for field in fields(FusedLora)]
+    elif location[:1] == ("models",):
         names = [field.name for field in fields(ModelConfig)]
     elif location[:1] == ("ray",):
         names = [field.name for field in fields(RayOptions)]

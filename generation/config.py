@@ -50,6 +50,17 @@ class RayOptions:
 
 
 @dataclass(frozen=True)
+class FusedLora:
+    """A LoRA merged into a model's weights when it loads (e.g. LCM, Lightning or Hyper-SD for few-step
+    models): a `.safetensors` file the owner put on the server, at `weight`."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One configured model: where its weights are and the defaults its jobs start from."""
 
@@ -76,3 +87,5 @@ class ModelConfig:
     vae: str | None = None
     # Text-encoder layers counted from the end, as A1111 says it (2: the penultimate; 1 or None: the last).
     clip_skip: int | None = None
+    # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" and few steps).
+    fuse_loras: tuple[FusedLora, ...] = ()

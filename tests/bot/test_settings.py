@@ -189,3 +189,15 @@ def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_pat
     assert settings.models["mine"].vae == str((tmp_path / "vae").resolve())
     assert settings.models["mine"].clip_skip == 2
     assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id
+
+
+def test_fused_loras_are_files_beside_the_config(tmp_path: Path) -> None:
+    text = '[models.fast]\nsource = "a/b"\nscheduler = "lcm"\nsteps = 4\nfuse_loras = [{path = "lcm.safetensors", weight = 0.8}]\n'
+    settings = load_settings(_write(tmp_path, text), env={})
+    (fused,) = settings.models["fast"].fuse_loras
+    assert fused.path == str((tmp_path / "lcm.safetensors").resolve()) and fused.weight == 0.8
+    with pytest.raises(
+        SettingsError,
+        match=re.escape("[models.fast]: unknown setting(s) fuse_loras.0.size; known: path, weight"),
+    ):
+        load_settings(_write(tmp_path, text.replace("weight = 0.8", "size = 2")), env={})
