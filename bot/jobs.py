@@ -33,7 +33,7 @@ from bot.tickets import (
     UnknownToken,
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
-from generation.errors import DreamcordError
+from generation.errors import DreamcordError, excerpt
 from generation.models.checkpoint_facts import family_of
 from generation.models.family_facts import FamilyFacts
 from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
@@ -315,6 +315,9 @@ class JobService:
         try:
             return await asyncio.to_thread(family_of, config)
         except DreamcordError:
+            return None
+        except Exception as error:  # a damaged model_index.json, the hub unreachable: not the user's job
+            log.warning("model %s: its family could not be read (%s)", model, excerpt(str(error), 120))
             return None
 
     async def _prepare(

@@ -81,3 +81,19 @@ def test_buttons_for_what_the_family_lacks_are_left_out() -> None:
     assert labels(SD1, grid[:1]).count("Make Square") == 1
     assert labels(still, grid[:1]) == ["Upscale 2x", "Upscale 4x"]  # no vary, region, zoom, pan
     assert labels(None, grid[:1]) == labels(SD1, grid[:1])  # not known yet: every button
+
+
+async def test_a_checkpoint_whose_family_cannot_be_read_is_left_to_the_worker(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{ this is not json")
+    worker = WorkerSettings(
+        models={"b": ModelConfig(name="b", source=str(broken))}, log_level=logging.WARNING
+    )
+    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker)), FileStore(tmp_path / "files"))
+    spec = ImagineSpec(model="b", prompt="a cat", seeds=(1,), width=64, height=64, steps=2, guidance=7.0)
+    ticket = await service.submit(owner_id=1, spec=spec, channel_id=5)  # accepted: the worker says why
+    assert service.pool.handle_of(ticket.job_id) is not None
+    await service.close()
