@@ -203,7 +203,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     models = file_values.get("models", {})
     if isinstance(models, dict):
         _paths_relative_to(path.parent, models)
-    if isinstance(models, dict):  # the bundled model is always there, under its own name
+        # the bundled model is always there, under its own name
         bundled = {key: value for key, value in asdict(bundled_model_config()).items() if key != "name"}
         file_values["models"] = {BUNDLED_MODEL_NAME: bundled, **models}
     env = dict(env)
