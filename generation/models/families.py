@@ -74,6 +74,7 @@ def _encode_sd1_skipping(pipeline: Any, request: PromptRequest) -> Embeddings:
     layer = -(request.clip_skip or 1)  # A1111's 2: the penultimate layer's hidden state
 
     def encode(text: str) -> torch.Tensor:
+        text = pipeline.maybe_convert_prompt(text, pipeline.tokenizer)  # a multi-vector embedding's tokens
         tokens = pipeline.tokenizer(
             text,
             padding="max_length",

@@ -354,3 +354,19 @@ def test_an_sdxl_controlnet_steers_the_picture_and_scale_zero_gives_the_plain_on
     )
     for a, c in zip(off.images, plain, strict=True):
         assert_images_close(a, c)
+
+
+def test_clip_skip_keeps_every_vector_of_a_multi_vector_embedding(tiny_model_dir: Path) -> None:
+    import torch
+
+    from generation.models.families import PromptRequest, encode_prompt
+
+    model = load_model(ModelConfig(name="tiny", source=str(tiny_model_dir), clip_skip=2), device="cpu")
+    model.pipeline.load_textual_inversion(torch.randn(2, 32), token="dc-two")
+    request = PromptRequest("a dc-two", None, 1, guided=False, clip_skip=2)
+    before = encode_prompt(model.family, model.pipeline, request)["prompt_embeds"]
+    table = model.pipeline.text_encoder.get_input_embeddings().weight
+    with torch.no_grad():  # change only the second vector: the prompt must have used it
+        table[model.pipeline.tokenizer.convert_tokens_to_ids("dc-two_1")] += 1.0
+    after = encode_prompt(model.family, model.pipeline, request)["prompt_embeds"]
+    assert (after - before).abs().max() > 1e-3
