@@ -34,7 +34,7 @@ from bot.tickets import (
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError, excerpt
-from generation.models.checkpoint_facts import family_of
+from generation.models.checkpoint_facts import family_of, known_family
 from generation.models.family_facts import FamilyFacts
 from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
 from generation.specs import JobSpec, PromptedSpec, spec_files, spec_from_json
@@ -312,6 +312,8 @@ class JobService:
         config = self.pool.config.worker.models.get(model)
         if config is None:
             return None
+        if (known := known_family(config)) is not None:  # read before: no thread hop per submit
+            return known
         try:
             return await asyncio.to_thread(family_of, config)
         except DreamcordError:
