@@ -135,7 +135,7 @@ def model_family(config: ModelConfig, availability: str) -> str:
     from generation.errors import DreamcordError
     from generation.models.checkpoint_facts import family_of
 
-    if availability not in ("local", "cached") and not config.family:
+    if availability not in ("local", "cached", "single file") and not config.family:
         return ""
     try:
         return f", {family_of(config).label}"

@@ -29,7 +29,14 @@ from pydantic_settings import (
 )
 
 from generation.bundled import BUNDLED_MODEL_NAME, bundled_model_config
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, FusedLora, ModelConfig, RayOptions
+from generation.config import (
+    DEVICE_CHOICES,
+    DEVICE_PATTERN,
+    SINGLE_FILE_SUFFIXES,
+    FusedLora,
+    ModelConfig,
+    RayOptions,
+)
 from generation.errors import DreamcordError, SpecError
 from generation.models.family_facts import FAMILIES
 from generation.specs import CONTROL_MODES
@@ -228,7 +235,7 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
             value = table.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 beside = folder / Path(value)
-                if beside.exists():
+                if beside.exists() or beside.suffix.lower() in SINGLE_FILE_SUFFIXES:  # never a hub id
                     table[key] = str(beside.resolve())
         for fused in table.get("fuse_loras", ()) if isinstance(table.get("fuse_loras"), list) else ():
             path = fused.get("path") if isinstance(fused, dict) else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import ConfigDict
@@ -15,21 +14,8 @@ HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-
-
-def single_file_problem(source: str) -> str | None:
-    """Why `source` cannot be loaded if it names one file (a checkpoint as A1111 and model sites
-    ship them), else None."""
-    path = Path(source).expanduser()
-    if not path.is_file() and path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-        return None
-    if not path.exists():
-        return f"model file {source} does not exist"
-    return (
-        f"{source} is a single-file checkpoint; dreamcord loads diffusers model folders and hub ids "
-        "for now: convert it once with diffusers' from_single_file(...).save_pretrained(folder)"
-    )
+# Files that are checkpoints (the pickles among them are refused when read; see models/single_file).
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 ADAPTERS_KEPT_PER_WORKER = 8  # LoRAs (and, apart, embeddings) each worker keeps loaded, least recent out
@@ -67,7 +53,7 @@ class ModelConfig:
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
 
     name: str
-    source: str  # a hub id ("owner/name") or a local folder in diffusers layout
+    source: str  # a hub id ("owner/name"), a local folder in diffusers layout, or one .safetensors file
     scheduler: SchedulerName = "euler_a"
     steps: int = 25
     guidance: float = 7.0
@@ -83,7 +69,7 @@ class ModelConfig:
     upscaler: str | None = None
     # The model family ("sd1", "sdxl"; generation.models.family_facts); None: read from the checkpoint.
     family: str | None = None
-    # Another VAE for this model (a hub id or a diffusers folder), e.g. a fixed fp16 SDXL VAE.
+    # Another VAE for this model (a hub id, a diffusers folder or one file), e.g. a fixed fp16 SDXL VAE.
     vae: str | None = None
     # Text-encoder layers counted from the end, as A1111 says it (2: the penultimate; 1 or None: the last).
     clip_skip: int | None = None

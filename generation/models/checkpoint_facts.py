@@ -12,16 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from generation.config import HUB_ID_PATTERN, ModelConfig, single_file_problem
+from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError
 from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
+from generation.models.single_file import is_single_file, read_single_file, read_vae_file
 
 
 def _read_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any]:
     """One JSON file of a checkpoint (a folder, or a hub id from the cache or the hub)."""
     folder = Path(source).expanduser()
-    if problem := single_file_problem(source):
-        raise ModelNotFoundError(problem)
     if folder.is_dir():
         path = folder / subfolder / filename
     elif not HUB_ID_PATTERN.match(source) or source.startswith((".", "~")):  # the same rule as loading
@@ -57,6 +56,9 @@ def family_of(config: ModelConfig) -> FamilyFacts:
         return family_named(config.family)
     if config in _FAMILIES_FOUND:
         return _FAMILIES_FOUND[config]
+    if is_single_file(config.source):  # read from its tensors' names (a refusal says what it is)
+        _FAMILIES_FOUND[config] = family_named(read_single_file(config.source).family)
+        return _FAMILIES_FOUND[config]
     class_name = str(_read_json(config.source, "model_index.json").get("_class_name", "?"))
     family = family_of_pipeline_class(class_name)
     if family is None:
@@ -84,5 +86,19 @@ def native_resolution(config: ModelConfig) -> int:
     config files (no weights loaded). A loaded model uses the same rule (generation.models.loading)."""
     if config.resolution:
         return config.resolution
-    vae = _read_json(config.vae, "config.json") if config.vae else _read_config(config.source, "vae")
-    return resolution_of(_read_config(config.source, "unet"), vae)
+    if is_single_file(config.source):
+        checkpoint = read_single_file(config.source)
+        unet, vae = checkpoint.configs["unet"], checkpoint.configs["vae"]
+    else:
+        unet, vae = _read_config(config.source, "unet"), _read_config(config.source, "vae")
+    if config.vae:
+        vae = _vae_config(config)
+    return resolution_of(unet, vae)
+
+
+def _vae_config(config: ModelConfig) -> dict[str, Any]:
+    """The config of the VAE a model's config names (a folder, a hub id or one file)."""
+    assert config.vae
+    if is_single_file(config.vae):
+        return read_vae_file(config.vae, family_of(config).name)
+    return _read_json(config.vae, "config.json")

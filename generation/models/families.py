@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import diffusers
 import torch
 from diffusers import (
     AutoPipelineForImage2Image,
@@ -25,6 +26,11 @@ _AUTO_PIPELINES: dict[Task, Any] = {
     "img2img": AutoPipelineForImage2Image,
     "inpaint": AutoPipelineForInpainting,
 }
+
+
+def text2img_class(family: FamilyFacts) -> Any:
+    """The diffusers class of the family's text-to-image pipeline (what single files load into)."""
+    return getattr(diffusers, family.pipeline_classes[0])
 
 
 def task_pipeline(base: DiffusionPipeline, task: Task) -> DiffusionPipeline:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,19 +24,18 @@ from huggingface_hub import hf_hub_download
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
-from generation.config import (
-    DEVICE_CHOICES,
-    DEVICE_PATTERN,
-    DTYPE_CHOICES,
-    HUB_ID_PATTERN,
-    ModelConfig,
-    single_file_problem,
-)
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import resolution_of
-from generation.models.families import Task, task_pipeline
+from generation.models.families import Task, task_pipeline, text2img_class
 from generation.models.family_facts import FamilyFacts, family_named, family_of_pipeline_class
+from generation.models.single_file import (
+    SingleFileCheckpoint,
+    is_single_file,
+    read_single_file,
+    read_vae_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,6 @@ def resolve_source(source: str, *, offline: bool, marker: str = "model_index.jso
     `marker` is the file a folder of that kind has: model_index.json for a pipeline, config.json for
     a single model such as a ControlNet."""
     path = Path(source).expanduser()
-    if problem := single_file_problem(source):
-        raise ModelNotFoundError(problem)
     if path.is_dir():
         if not (path / marker).is_file():
             raise ModelNotFoundError(f"{path} is not a diffusers model folder (no {marker})")
@@ -162,23 +160,32 @@ def resolve_source(source: str, *, offline: bool, marker: str = "model_index.jso
 def load_model(
     config: ModelConfig, *, device: str = "auto", dtype: str = "auto", offline: bool | None = None
 ) -> LoadedModel:
-    """Load a checkpoint of a known family from a hub id or a local folder, ready to run."""
+    """Load a checkpoint of a known family (a hub id, a diffusers folder or one file), ready to run."""
     offline = hub_offline() if offline is None else offline
-    where, local_only = resolve_source(config.source, offline=offline)
+    single_file = read_single_file(config.source) if is_single_file(config.source) else None
+    where, local_only = (
+        (str(single_file.path), True) if single_file else resolve_source(config.source, offline=offline)
+    )
     torch_device = choose_device(device)
     torch_dtype = choose_dtype(torch_device, dtype)
     try:
-        family = _family(config, where, local_only)
+        if single_file:
+            family = _checked_family(config, family_named(single_file.family), "its checkpoint file")
+        else:
+            family = _family(config, where, local_only)
         extra: dict[str, Any] = {}
         if family.name == "sd1" and not config.safety_checker:  # only SD 1.x checkpoints carry one
             extra = {"safety_checker": None, "requires_safety_checker": False}
         if config.vae:
-            extra["vae"] = _load_vae(config.vae, torch_dtype, offline)
-        pipeline = AutoPipelineForText2Image.from_pretrained(
-            where, dtype=torch_dtype, local_files_only=local_only, **extra
-        )
+            extra["vae"] = _load_vae(config.vae, family, torch_dtype, offline)
+        if single_file:
+            pipeline = _load_single_file(config, single_file, family, torch_dtype, extra)
+        else:
+            pipeline = AutoPipelineForText2Image.from_pretrained(
+                where, dtype=torch_dtype, local_files_only=local_only, **extra
+            )
     except (OSError, ValueError) as error:
-        if local_only and not Path(where).is_dir():
+        if local_only and not Path(where).exists():
             raise ModelNotFoundError(
                 f"model {config.name!r} ({where}) is not in the local cache and the hub is offline"
             ) from error
@@ -233,8 +240,38 @@ def _fuse_loras(config: ModelConfig, pipeline: Any) -> None:
         log.info("model %s: fused %s at weight %g", config.name, path.name, fused.weight)
 
 
-def _load_vae(source: str, dtype: torch.dtype, offline: bool) -> AutoencoderKL:
-    """The VAE a config names instead of the checkpoint's own (a folder or hub id with config.json)."""
+def _load_single_file(
+    config: ModelConfig,
+    checkpoint: SingleFileCheckpoint,
+    family: FamilyFacts,
+    dtype: torch.dtype,
+    extra: dict[str, Any],
+) -> Any:
+    """A pipeline from one original-layout file through diffusers' `from_single_file`, with the
+    configs and tokenizers it lacks written beside it for the call (models/single_file), so nothing
+    is fetched."""
+    if not checkpoint.has_vae and "vae" not in extra:
+        raise ModelLoadError(
+            f"model {config.name!r}: {checkpoint.path.name} holds no VAE; name one with vae = … in its config"
+        )
+    with tempfile.TemporaryDirectory(prefix="dreamcord-configs-") as folder:
+        checkpoint.write_config_folder(Path(folder))
+        return text2img_class(family).from_single_file(
+            str(checkpoint.path), config=folder, local_files_only=True, torch_dtype=dtype, **extra
+        )
+
+
+def _load_vae(source: str, family: FamilyFacts, dtype: torch.dtype, offline: bool) -> AutoencoderKL:
+    """The VAE a config names instead of the checkpoint's own (a folder or hub id with config.json, or
+    one file in the original layout)."""
+    if is_single_file(source):
+        with tempfile.TemporaryDirectory(prefix="dreamcord-vae-") as folder:
+            config = read_vae_file(source, family.name)
+            (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
+            from_file: AutoencoderKL = AutoencoderKL.from_single_file(
+                str(Path(source).expanduser()), config=folder, local_files_only=True, torch_dtype=dtype
+            )
+            return from_file
     where, local_only = resolve_source(source, offline=offline, marker="config.json")
     vae: AutoencoderKL = AutoencoderKL.from_pretrained(where, dtype=dtype, local_files_only=local_only)
     return vae
@@ -249,18 +286,22 @@ def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:
         index_file = Path(hf_hub_download(where, "model_index.json", local_files_only=local_only))
     class_name = str(json.loads(index_file.read_text(encoding="utf-8")).get("_class_name"))
     found = family_of_pipeline_class(class_name)
-    if config.family:
-        named = family_named(config.family)
-        if found is not None and found != named:
-            raise ModelLoadError(
-                f"model {config.name!r} says family = {named.name!r}, but its checkpoint is a "
-                f"{class_name} ({found.label}); remove the key or fix it"
-            )
-        return named
     if found is None:
+        if config.family:
+            return family_named(config.family)
         raise ModelLoadError(
             f"model {config.name!r} is a {class_name} checkpoint: dreamcord runs SD 1.x/2.x "
             "(StableDiffusionPipeline) and SDXL (StableDiffusionXLPipeline) models"
+        )
+    return _checked_family(config, found, f"its checkpoint is a {class_name}")
+
+
+def _checked_family(config: ModelConfig, found: FamilyFacts, evidence: str) -> FamilyFacts:
+    """The family found, unless the config names another (a mistake worth one clear line)."""
+    if config.family and family_named(config.family) != found:
+        raise ModelLoadError(
+            f"model {config.name!r} says family = {config.family!r}, but {evidence} ({found.label}); "
+            "remove the key or fix it"
         )
     return found
 

@@ -120,6 +120,27 @@ def test_models_lists_configured_models_with_their_family(
     assert "xl " in out and "[local, SDXL]" in out
 
 
+def test_a_single_file_checkpoint_runs_through_the_config_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.generation.original_layout import conventional_tiny_sdxl, save_single_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "ckpt").mkdir()
+    save_single_file(conventional_tiny_sdxl(), tmp_path / "ckpt" / "xl.safetensors")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'default_model = "xl"\n[models.xl]\nsource = "ckpt/xl.safetensors"\nresolution = 64\nsteps = 2\n'
+        '[models.gone]\nsource = "ckpt/gone.safetensors"\n'
+    )
+    assert main(["--config", str(config), "models"]) == 0
+    out = capsys.readouterr().out
+    assert "[single file, SDXL]" in out and "gone" in out and "[missing]" in out
+    assert main(["--config", str(config), "imagine", "a red cat", "-o", str(tmp_path / "x.png")]) == 0
+    with Image.open(tmp_path / "x.png") as grid:
+        assert grid.size == (128, 128)  # the 2x2 grid of 64-px pictures
+
+
 def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')

@@ -191,6 +191,13 @@ def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_pat
     assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id
 
 
+def test_a_relative_checkpoint_file_is_a_path_even_before_it_exists(tmp_path: Path) -> None:
+    text = '[models.file]\nsource = "ckpt/model.safetensors"\nvae = "vae/fixed.safetensors"\n'
+    settings = load_settings(_write(tmp_path, text), env={})
+    assert settings.models["file"].source == str((tmp_path / "ckpt" / "model.safetensors").resolve())
+    assert settings.models["file"].vae == str((tmp_path / "vae" / "fixed.safetensors").resolve())
+
+
 def test_fused_loras_are_files_beside_the_config(tmp_path: Path) -> None:
     text = '[models.fast]\nsource = "a/b"\nscheduler = "lcm"\nsteps = 4\nfuse_loras = [{path = "lcm.safetensors", weight = 0.8}]\n'
     settings = load_settings(_write(tmp_path, text), env={})

@@ -48,13 +48,13 @@ def test_missing_folder_is_a_clear_not_found(tmp_path: Path) -> None:
         load_model(ModelConfig(name="gone", source=str(tmp_path / "nope")))
 
 
-def test_a_single_file_checkpoint_is_refused_with_what_to_do(tmp_path: Path) -> None:
+def test_a_file_that_is_no_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
     from generation.models.checkpoint_facts import native_resolution
 
     checkpoint = tmp_path / "model.safetensors"
     checkpoint.write_bytes(b"{}")
     for load in (lambda c: load_model(c), native_resolution):
-        with pytest.raises(ModelNotFoundError, match=r"single-file checkpoint; .*from_single_file"):
+        with pytest.raises(ModelLoadError, match=r"model\.safetensors is not a safetensors file"):
             load(ModelConfig(name="file", source=str(checkpoint)))
     with pytest.raises(ModelNotFoundError, match=r"model file .*gone\.safetensors does not exist"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.safetensors")))
