@@ -34,7 +34,7 @@ from bot.tickets import (
 )
 from bot.visibility import Viewer, may_manage, may_see, not_visible
 from generation.errors import DreamcordError, excerpt
-from generation.models.checkpoint_facts import family_of, known_family
+from generation.models.checkpoint_facts import family_of, known_family, operation_refusal
 from generation.models.family_facts import FamilyFacts
 from generation.pool.workers import PoolLoad, QueueFull, WorkerPool
 from generation.specs import JobSpec, PromptedSpec, spec_files, spec_from_json
@@ -335,9 +335,9 @@ class JobService:
         library name it would add is free."""
         if isinstance(spec, PromptedSpec) and spec.adapters:
             spec = await resolve_adapters(session, spec, owner_id, guild_id)
-        unsupported = sorted(op for op in spec.needs() if family is not None and not family.supports(op))
-        if family is not None and unsupported:
-            raise DreamcordError(family.refusal(unsupported[0], spec.model))
+        config = self.pool.config.worker.models.get(spec.model)
+        if config is not None and (refusal := operation_refusal(config, family, spec.needs())):
+            raise DreamcordError(refusal)
         missing = [digest for digest in spec.files() if not self.files.exists(digest)]
         if missing:
             raise DreamcordError(

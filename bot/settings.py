@@ -33,6 +33,7 @@ from generation.config import (
     DEVICE_CHOICES,
     DEVICE_PATTERN,
     SINGLE_FILE_SUFFIXES,
+    DtypeName,
     FusedLora,
     ModelConfig,
     RayOptions,
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
     default_model: str = BUNDLED_MODEL_NAME
     data_dir: Path = Path("data")
     device: str = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    dtype: DtypeName = "auto"
     # HF_HUB_OFFLINE is what the Hugging Face libraries read too: one switch for both.
     offline: bool = Field(default=False, validation_alias=AliasChoices("offline", "HF_HUB_OFFLINE"))
     database_url: str | None = None  # default: SQLite in data_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict
 
@@ -14,6 +14,9 @@ HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+# How a model's weights wait for the GPU (CUDA only): all on it, one component at a time, one layer at a time.
+OffloadMode = Literal["none", "model", "sequential"]
 # Files that are checkpoints (the pickles among them are refused when read; see models/single_file).
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -75,3 +78,10 @@ class ModelConfig:
     clip_skip: int | None = None
     # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" and few steps).
     fuse_loras: tuple[FusedLora, ...] = ()
+    # Memory savers for 8-12 GB cards (no effect on the CPU): "model" moves one component at a time to
+    # the GPU (about half the memory, a little slower), "sequential" one layer at a time (least, much slower).
+    offload: OffloadMode = "none"
+    # Decode large pictures (upscales) in overlapping tiles: far less memory for the same picture.
+    vae_tiling: bool = False
+    # This model's precision; "auto": the worker's choice (bf16 or fp16 on GPUs, fp32 on the CPU).
+    dtype: DtypeName = "auto"

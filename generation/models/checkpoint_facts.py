@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,16 @@ def _vae_config(config: ModelConfig) -> dict[str, Any]:
     if is_single_file(config.vae):
         return read_vae_file(config.vae, family_of(config).name)
     return _read_json(config.vae, "config.json")
+
+
+def operation_refusal(config: ModelConfig, family: FamilyFacts | None, needs: AbstractSet[str]) -> str | None:
+    """One line refusing a job that needs `needs` of this model, or None when it can run: the
+    family's operations, and training, which needs the weights where they stay (no offload)."""
+    if family is not None and (unsupported := sorted(op for op in needs if not family.supports(op))):
+        return family.refusal(unsupported[0], config.name)
+    if "train" in needs and config.offload != "none":
+        return (
+            f"model {config.name!r} runs with offload = {config.offload!r}, which training does not "
+            "support: train on a model entry without offload"
+        )
+    return None

@@ -55,7 +55,7 @@ class PromptRequest:
 def _arguments(pipeline: Any, request: PromptRequest) -> dict[str, Any]:
     return {
         "prompt": request.prompt,
-        "device": pipeline.device,
+        "device": pipeline._execution_device,  # the GPU, also under offload
         "num_images_per_prompt": request.count,
         "do_classifier_free_guidance": request.guided,
         "negative_prompt": request.negative,
@@ -87,7 +87,7 @@ def _encode_sd1_skipping(pipeline: Any, request: PromptRequest) -> Embeddings:
             max_length=pipeline.tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
-        ).input_ids.to(pipeline.device)
+        ).input_ids.to(pipeline._execution_device)
         hidden = pipeline.text_encoder(tokens, output_hidden_states=True).hidden_states[layer]
         normed: torch.Tensor = pipeline.text_encoder.final_layer_norm(hidden)
         return normed.to(pipeline.text_encoder.dtype).repeat(request.count, 1, 1)

@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
 from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
-from generation.models.checkpoint_facts import resolution_of
+from generation.models.checkpoint_facts import operation_refusal, resolution_of
 from generation.models.families import Task, task_pipeline, text2img_class
 from generation.models.family_facts import FamilyFacts, family_named, family_of_pipeline_class
 from generation.models.single_file import (
@@ -73,6 +73,7 @@ class LoadedModel:
     scheduler_config: dict[str, Any]  # the checkpoint's own; each job builds a fresh scheduler from it
     resolution: int
     family: FamilyFacts = field(default_factory=lambda: family_named("sd1"))
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where it runs (offload too)
     safety: SafetyCheck | None = None
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
     tasks: dict[Task, DiffusionPipeline] = field(default_factory=dict)
@@ -87,9 +88,9 @@ class LoadedModel:
         return self.tasks[task]
 
     def require(self, operation: str) -> None:
-        """Refuse, in one line, an operation this model's family cannot do (family_facts.OPERATION_WORDS)."""
-        if not self.family.supports(operation):
-            raise SpecError(self.family.refusal(operation, self.config.name))
+        """Refuse, in one line, an operation this model cannot do (family_facts.OPERATION_WORDS)."""
+        if refusal := operation_refusal(self.config, self.family, {operation}):
+            raise SpecError(refusal)
 
     def derive(self, pipeline_type: type[PipelineT]) -> PipelineT:
         """A task pipeline (img2img, inpaint, …) sharing this model's weight tensors."""
@@ -167,7 +168,7 @@ def load_model(
         (str(single_file.path), True) if single_file else resolve_source(config.source, offline=offline)
     )
     torch_device = choose_device(device)
-    torch_dtype = choose_dtype(torch_device, dtype)
+    torch_dtype = choose_dtype(torch_device, dtype if config.dtype == "auto" else config.dtype)
     try:
         if single_file:
             family = _checked_family(config, family_named(single_file.family), "its checkpoint file")
@@ -194,7 +195,9 @@ def load_model(
     _fuse_loras(config, pipeline)
     pipeline.unet.set_attn_processor(AttnProcessor2_0())
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
-    pipeline.to(torch_device)
+    if config.vae_tiling:
+        pipeline.vae.enable_tiling()
+    _place(config, pipeline, torch_device)
     safety = None
     if config.safety_checker:
         safety = SafetyCheck(pipeline.safety_checker, pipeline.feature_extractor)
@@ -207,7 +210,23 @@ def load_model(
         resolution=config.resolution or resolution_of(pipeline.unet.config, pipeline.vae.config),
         family=family,
         safety=safety,
+        device=torch_device,
     )
+
+
+def _place(config: ModelConfig, pipeline: Any, device: torch.device) -> None:
+    """Move the weights to the device, or let diffusers' offload hooks move them there as they run."""
+    if config.offload != "none" and device.type != "cuda":
+        log.info(
+            "model %s: offload = %r works on CUDA only; on %s it is off", config.name, config.offload, device
+        )
+    elif config.offload == "model":
+        pipeline.enable_model_cpu_offload(device=device)
+        return
+    elif config.offload == "sequential":
+        pipeline.enable_sequential_cpu_offload(device=device)
+        return
+    pipeline.to(device)
 
 
 def _fuse_loras(config: ModelConfig, pipeline: Any) -> None:

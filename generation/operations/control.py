@@ -51,7 +51,7 @@ def _controlnet_pipeline(model: LoadedModel, source: str) -> Any:
         )
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"could not load ControlNet {source!r}: {error}") from error
-    controlnet.to(base.device)
+    controlnet.to(model.device)
     if controlnet.config.cross_attention_dim != base.unet.config.cross_attention_dim:
         raise ModelLoadError(
             f"ControlNet {source!r} does not fit model {model.config.name!r} "

@@ -136,7 +136,7 @@ def upscaler_pipeline(model: LoadedModel) -> StableDiffusionUpscalePipeline:
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load upscaler {source!r}: {error}") from error
         pipeline.set_progress_bar_config(disable=True)
-        model.extras["upscaler"] = pipeline.to(model.pipeline.device)
+        model.extras["upscaler"] = pipeline.to(model.device)
         log.info("loaded upscaler %s for %s", where, model.config.name)
     return model.extras["upscaler"]
 

@@ -52,6 +52,22 @@ async def test_an_operation_the_family_lacks_is_refused_at_submit(
     assert xl_service.pool.handle_of(1) is None
 
 
+async def test_training_on_an_offloaded_model_is_refused_at_submit(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    from generation.models.tiny import save_tiny_model
+
+    config = ModelConfig(name="small-card", source=str(save_tiny_model(tmp_path / "sd")), offload="model")
+    worker = WorkerSettings(models={"small-card": config}, device="cpu", log_level=logging.WARNING)
+    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",))),
+                         FileStore(tmp_path / "files"))  # fmt: skip
+    spec = TrainSpec(model="small-card", token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
+                     resolution=64, steps=10, learning_rate=1e-4)  # fmt: skip
+    with pytest.raises(DreamcordError, match="runs with offload = 'model', which training does not support"):
+        await service.submit(owner_id=1, spec=spec, channel_id=5)
+    assert service.pool.handle_of(1) is None
+
+
 async def test_what_the_family_supports_is_accepted(xl_service: JobService) -> None:
     spec = ImagineSpec(model="xl", prompt="a cat", seeds=(1,), width=64, height=64, steps=2, guidance=7.0)
     ticket = await xl_service.submit(owner_id=1, spec=spec, channel_id=5)

@@ -191,6 +191,14 @@ def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_pat
     assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id
 
 
+def test_memory_options_are_checked_at_start_naming_the_choices(tmp_path: Path) -> None:
+    text = '[models.small]\nsource = "a/b"\noffload = "model"\nvae_tiling = true\ndtype = "float16"\n'
+    small = load_settings(_write(tmp_path, text), env={}).models["small"]
+    assert (small.offload, small.vae_tiling, small.dtype) == ("model", True, "float16")
+    with pytest.raises(SettingsError, match=r"offload must be one of 'none', 'model' or 'sequential', got 'gpu'"):
+        load_settings(_write(tmp_path, text.replace('"model"', '"gpu"')), env={})
+
+
 def test_a_relative_checkpoint_file_is_a_path_even_before_it_exists(tmp_path: Path) -> None:
     text = '[models.file]\nsource = "ckpt/model.safetensors"\nvae = "vae/fixed.safetensors"\n'
     settings = load_settings(_write(tmp_path, text), env={})

@@ -1,5 +1,6 @@
 """Per-model options that change the loaded weights: LoRAs fused at load (few-step LoRAs such as
-LCM or Lightning), checked like an upload, with users' own LoRAs still loading on top."""
+LCM or Lightning), checked like an upload, with users' own LoRAs still loading on top; the model's own
+precision, VAE tiling and offload (memory savers that must not change what a job makes)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,29 @@ def test_a_fused_lora_gets_the_same_strict_check_as_an_upload(
         load_model(
             dataclasses.replace(tiny_config, fuse_loras=(FusedLora(str(tmp_path / name)),)), device="cpu"
         )
+
+
+def test_a_models_own_dtype_overrides_the_workers(tiny_config: ModelConfig) -> None:
+    import torch
+
+    model = load_model(dataclasses.replace(tiny_config, dtype="bfloat16"), device="cpu", dtype="float32")
+    assert model.pipeline.unet.dtype == torch.bfloat16 and model.pipeline.text_encoder.dtype == torch.bfloat16
+    assert run_imagine(model, SPEC).images[0].size == (64, 64)  # runs in that precision
+    assert load_model(tiny_config, device="cpu", dtype="float32").pipeline.unet.dtype == torch.float32
+
+
+def test_vae_tiling_decodes_in_tiles_with_the_same_picture_below_a_tile(
+    tiny_model: LoadedModel, tiny_config: ModelConfig
+) -> None:
+    tiled = load_model(dataclasses.replace(tiny_config, vae_tiling=True), device="cpu")
+    assert tiled.pipeline.vae.use_tiling and not tiny_model.pipeline.vae.use_tiling
+    assert np.array_equal(_render(tiled), _render(tiny_model))  # a 64-px picture is one tile
+
+
+def test_offload_is_off_on_the_cpu_and_changes_nothing(
+    tiny_model: LoadedModel, tiny_config: ModelConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="generation.models.loading"):
+        offloaded = load_model(dataclasses.replace(tiny_config, offload="model"), device="cpu")
+    assert "offload = 'model' works on CUDA only" in caplog.text
+    assert offloaded.device.type == "cpu" and np.array_equal(_render(offloaded), _render(tiny_model))
