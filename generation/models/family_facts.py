@@ -33,7 +33,7 @@ class FamilyFacts:
 
     def refusal(self, operation: str, model: str) -> str:
         """One line for a job this family cannot run."""
-        return f"model {model!r} is an {self.label} model, which cannot do {OPERATION_WORDS[operation]} yet"
+        return f"model {model!r} ({self.label}) cannot do {OPERATION_WORDS[operation]} yet"
 
 
 SD1 = FamilyFacts(
@@ -46,10 +46,7 @@ SDXL = FamilyFacts(
     name="sdxl",
     label="SDXL",
     pipeline_classes=("StableDiffusionXLPipeline",),
-    # Training needs its SDXL form (two text encoders, size conditioning): not yet.
-    operations=frozenset(
-        {"imagine", "vary", "region", "outpaint", "upscale", "control", "lora", "embedding"}
-    ),
+    operations=frozenset(OPERATION_WORDS),
 )
 FAMILIES = {family.name: family for family in (SD1, SDXL)}
 

@@ -122,7 +122,7 @@ def _training_step(
     if classes is not None:
         class_picks = torch.randint(len(classes), (batch,), generator=generator)
         latents = torch.cat([latents, classes.sample(class_picks, generator)])
-        embeddings = torch.cat([embeddings, method.class_embeddings(batch)])
+        embeddings = embeddings + method.class_embeddings(batch)
     unet = method.unet
     latents = latents.to(unet.device, unet.dtype)
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
@@ -131,7 +131,7 @@ def _training_step(
     ).to(latents.device)
     noisy = noise_schedule.add_noise(latents, noise, timesteps)
     with _autocast(unet.device, unet.dtype):
-        prediction = unet(noisy, timesteps, encoder_hidden_states=embeddings.to(unet.dtype)).sample
+        prediction = unet(noisy, timesteps, **embeddings.unet_arguments(spec.resolution, unet.dtype)).sample
     target = (
         noise_schedule.get_velocity(latents, noise, timesteps)
         if noise_schedule.config.prediction_type == "v_prediction"

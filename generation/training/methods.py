@@ -3,9 +3,11 @@
 - `LoraTraining`: DreamBooth with LoRA adapters (peft) on the UNet's attention projections; the token
   stands for "sks <class noun>" in prompts.
 - `EmbeddingTraining`: textual inversion; new tokenizer tokens whose input embeddings are the only
-  trained weights, initialised from the class noun.
+  trained weights, initialised from the class noun (SDXL: in both text encoders).
 
-Both work on copies of the parts they change, so the warm base model is never touched.
+Both work on copies of the parts they change, so the warm base model is never touched, and both
+write files in the family's own diffusers format (SDXL: `text_encoder_2` LoRA layers; `clip_l` and
+`clip_g` embeddings), so plain diffusers and A1111 load them.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ from __future__ import annotations
 import copy
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import torch
-from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
-from peft import LoraConfig
+from peft import LoraConfig, inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTokenizer
 
 from generation.errors import SpecError
+from generation.models.adapters import SDXL_EMBEDDING_KEYS
 from generation.models.loading import LoadedModel
 from generation.specs import TrainSpec
+from generation.training.conditioning import Conditioning, TextEncoders, encode_for_training, text_encoders
 
 LORA_TARGET_MODULES = [
     "to_k",
@@ -50,88 +54,83 @@ class TrainingMethod(Protocol):
     @property
     def parameters(self) -> list[torch.nn.Parameter]: ...
 
-    def instance_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor: ...
+    def instance_embeddings(self, count: int, generator: torch.Generator) -> Conditioning: ...
 
-    def class_embeddings(self, count: int) -> torch.Tensor: ...
+    def class_embeddings(self, count: int) -> Conditioning: ...
 
     def export(self) -> dict[str, torch.Tensor]: ...
 
     def sample_prompt(self) -> str: ...
 
-    def sampling_pipeline(self, base: StableDiffusionPipeline) -> StableDiffusionPipeline: ...
+    def sampling_pipeline(self, base: Any) -> Any: ...
 
 
-def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -> torch.Tensor:
-    """Prompt embeddings exactly as StableDiffusionPipeline.encode_prompt makes them (no clip skip)."""
-    ids = tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(text_encoder.device)
-    hidden: torch.Tensor = text_encoder(ids)[0]
-    return hidden
+def _components(encoders: TextEncoders) -> dict[str, Any]:
+    """from_pipe's keyword arguments for these encoders (`tokenizer`, `text_encoder`, `…_2`)."""
+    components: dict[str, Any] = {}
+    for index, (tokenizer, text_encoder) in enumerate(encoders):
+        suffix = "" if index == 0 else f"_{index + 1}"
+        components[f"tokenizer{suffix}"] = tokenizer
+        components[f"text_encoder{suffix}"] = text_encoder
+    return components
 
 
 class LoraTraining:
-    """DreamBooth-LoRA: low-rank adapters on a copy of the UNet and, optionally, of the text encoder."""
+    """DreamBooth-LoRA: low-rank adapters on a copy of the UNet and, optionally, of the text encoders."""
 
     def __init__(self, model: LoadedModel, spec: TrainSpec) -> None:
         base = model.pipeline
         self.spec = spec
-        self.tokenizer = base.tokenizer
+        self.pipeline_class = type(base)
         self.unet = _with_lora(base.unet, spec.rank, LORA_TARGET_MODULES)
-        self.text_encoder = (
-            _with_lora(base.text_encoder, spec.rank, TEXT_ENCODER_TARGET_MODULES)
+        self.encoders: TextEncoders = [
+            (tokenizer, _with_lora(encoder, spec.rank, TEXT_ENCODER_TARGET_MODULES))
             if spec.train_text_encoder
-            else base.text_encoder
-        )
-        trained = [self.unet, self.text_encoder] if spec.train_text_encoder else [self.unet]
+            else (tokenizer, encoder)
+            for tokenizer, encoder in text_encoders(base)
+        ]
+        trained = [self.unet] + ([encoder for _, encoder in self.encoders] if spec.train_text_encoder else [])
         self._parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
-        with torch.no_grad():  # with a frozen text encoder the two prompts are encoded once
+        with torch.no_grad():  # with frozen text encoders the two prompts are encoded once
             self._instance = self._encode(f"a {spec.trigger}")
             self._class = self._encode(f"a {spec.class_noun}")
 
-    def _encode(self, prompt: str, count: int = 1) -> torch.Tensor:
-        return encode_text(self.tokenizer, self.text_encoder, [prompt] * count)
+    def _encode(self, prompt: str, count: int = 1) -> Conditioning:
+        return encode_for_training(self.encoders, [prompt] * count)
 
     @property
     def parameters(self) -> list[torch.nn.Parameter]:
         return self._parameters
 
-    def instance_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
+    def instance_embeddings(self, count: int, generator: torch.Generator) -> Conditioning:
         if self.spec.train_text_encoder:
             return self._encode(f"a {self.spec.trigger}", count)
-        return self._instance.expand(count, -1, -1)
+        return self._instance.expand(count)
 
-    def class_embeddings(self, count: int) -> torch.Tensor:
+    def class_embeddings(self, count: int) -> Conditioning:
         if self.spec.train_text_encoder:
             return self._encode(f"a {self.spec.class_noun}", count)
-        return self._class.expand(count, -1, -1)
+        return self._class.expand(count)
 
     def export(self) -> dict[str, torch.Tensor]:
-        """The LoRA in diffusers' format ("unet.…" and "text_encoder.…" keys), as save_lora_weights writes."""
-        unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
-        text_layers = (
-            convert_state_dict_to_diffusers(get_peft_model_state_dict(self.text_encoder))
-            if self.spec.train_text_encoder
-            else None
-        )
+        """The LoRA in diffusers' format ("unet.…", "text_encoder.…", "text_encoder_2.…" keys), as the
+        family's save_lora_weights writes it."""
+        layers = {"unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))}
+        if self.spec.train_text_encoder:
+            for name, encoder in _components(self.encoders).items():
+                if name.startswith("text_encoder"):
+                    layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(
+                        get_peft_model_state_dict(encoder)
+                    )
         with tempfile.TemporaryDirectory() as directory:
-            StableDiffusionPipeline.save_lora_weights(
-                directory,
-                unet_lora_layers=unet_layers,
-                text_encoder_lora_layers=text_layers,
-                safe_serialization=True,
-            )
+            self.pipeline_class.save_lora_weights(directory, **layers, safe_serialization=True)
             return load_file(Path(directory) / "pytorch_lora_weights.safetensors")
 
     def sample_prompt(self) -> str:
         return f"a {self.spec.trigger}"
 
-    def sampling_pipeline(self, base: StableDiffusionPipeline) -> StableDiffusionPipeline:
-        return StableDiffusionPipeline.from_pipe(base, unet=self.unet, text_encoder=self.text_encoder)
+    def sampling_pipeline(self, base: Any) -> Any:
+        return self.pipeline_class.from_pipe(base, unet=self.unet, **_components(self.encoders))
 
 
 class _TokenEmbeddingWithNewRows(torch.nn.Module):
@@ -156,24 +155,31 @@ class _TokenEmbeddingWithNewRows(torch.nn.Module):
 
 
 class EmbeddingTraining:
-    """Textual inversion: `vectors` new tokens for `<token>`, initialised from the class noun."""
+    """Textual inversion: `vectors` new tokens for `<token>`, initialised from the class noun, in
+    every text encoder the model has."""
 
     def __init__(self, model: LoadedModel, spec: TrainSpec) -> None:
         base = model.pipeline
         self.spec = spec
+        self.pipeline_class = type(base)
         self.unet = base.unet  # frozen and shared: gradients only flow through it
         self.unet.requires_grad_(False)
-        self.tokenizer = copy.deepcopy(base.tokenizer)
-        self.text_encoder = copy.deepcopy(base.text_encoder)
-        self.text_encoder.requires_grad_(False)
         self.tokens = [self.token] + [f"{self.token}_{index}" for index in range(1, spec.vectors)]
-        if self.tokenizer.add_tokens(self.tokens) != len(self.tokens):
-            raise SpecError(f"{self.token} clashes with a token the model already has; choose another name")
-        table = self.text_encoder.get_input_embeddings()
-        rows = _initial_rows(self.tokenizer, table, spec.class_noun, spec.vectors)
-        new_ids = self.tokenizer.convert_tokens_to_ids(self.tokens)
-        self._embedding = _TokenEmbeddingWithNewRows(table, new_ids, rows)
-        self.text_encoder.set_input_embeddings(self._embedding)
+        self.encoders: TextEncoders = []
+        self._embeddings: list[_TokenEmbeddingWithNewRows] = []
+        for base_tokenizer, base_encoder in text_encoders(base):
+            tokenizer, encoder = copy.deepcopy(base_tokenizer), copy.deepcopy(base_encoder)
+            encoder.requires_grad_(False)
+            if tokenizer.add_tokens(self.tokens) != len(self.tokens):
+                raise SpecError(
+                    f"{self.token} clashes with a token the model already has; choose another name"
+                )
+            table = encoder.get_input_embeddings()
+            rows = _initial_rows(tokenizer, table, spec.class_noun, spec.vectors)
+            embedding = _TokenEmbeddingWithNewRows(table, tokenizer.convert_tokens_to_ids(self.tokens), rows)
+            encoder.set_input_embeddings(embedding)
+            self.encoders.append((tokenizer, encoder))
+            self._embeddings.append(embedding)
 
     @property
     def token(self) -> str:
@@ -181,36 +187,39 @@ class EmbeddingTraining:
 
     @property
     def parameters(self) -> list[torch.nn.Parameter]:
-        return [self._embedding.rows]
+        return [embedding.rows for embedding in self._embeddings]
 
-    def instance_embeddings(self, count: int, generator: torch.Generator) -> torch.Tensor:
+    def instance_embeddings(self, count: int, generator: torch.Generator) -> Conditioning:
         picks = torch.randint(len(EMBEDDING_TEMPLATES), (count,), generator=generator).tolist()
         prompts = [EMBEDDING_TEMPLATES[pick].format(" ".join(self.tokens)) for pick in picks]
-        return encode_text(self.tokenizer, self.text_encoder, prompts)
+        return encode_for_training(self.encoders, prompts)
 
-    def class_embeddings(self, count: int) -> torch.Tensor:
+    def class_embeddings(self, count: int) -> Conditioning:
         raise AssertionError("textual inversion trains without class images")
 
     def export(self) -> dict[str, torch.Tensor]:
-        """diffusers' textual-inversion format: one key, the token, holding a (vectors, dim) tensor."""
-        return {self.token: self._embedding.rows.detach().float().cpu().contiguous()}
+        """diffusers' textual-inversion format: the token holding a (vectors, width) tensor; for two
+        encoders (SDXL) `clip_l` and `clip_g`, as A1111 and diffusers' SDXL examples write them."""
+        rows = [embedding.rows.detach().float().cpu().contiguous() for embedding in self._embeddings]
+        if len(rows) == 1:
+            return {self.token: rows[0]}
+        return dict(zip(SDXL_EMBEDDING_KEYS, rows, strict=True))
 
     def sample_prompt(self) -> str:
         return f"a {self.token}"  # the pipeline expands a multi-vector token itself
 
-    def sampling_pipeline(self, base: StableDiffusionPipeline) -> StableDiffusionPipeline:
-        return StableDiffusionPipeline.from_pipe(
-            base, tokenizer=self.tokenizer, text_encoder=self.text_encoder
-        )
+    def sampling_pipeline(self, base: Any) -> Any:
+        return self.pipeline_class.from_pipe(base, **_components(self.encoders))
 
 
 def _with_lora(module: ModuleT, rank: int, targets: list[str]) -> ModuleT:
     """A frozen copy of `module` with trainable LoRA layers (in fp32, even on a half-precision model)."""
     copied = copy.deepcopy(module)
     copied.requires_grad_(False)
-    # add_adapter comes from diffusers' PeftAdapterMixin, which torch's Module type does not know of.
-    cast(Any, copied).add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
+    # peft itself rather than the models' add_adapter: transformers 5.24's wants peft >= 0.22, which
+    # is not released; the layers and the state dict they give are the same.
+    inject_adapter_in_model(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets), copied
     )
     cast_training_params(copied, dtype=torch.float32)
     return copied

@@ -195,7 +195,9 @@ def test_memory_options_are_checked_at_start_naming_the_choices(tmp_path: Path) 
     text = '[models.small]\nsource = "a/b"\noffload = "model"\nvae_tiling = true\ndtype = "float16"\n'
     small = load_settings(_write(tmp_path, text), env={}).models["small"]
     assert (small.offload, small.vae_tiling, small.dtype) == ("model", True, "float16")
-    with pytest.raises(SettingsError, match=r"offload must be one of 'none', 'model' or 'sequential', got 'gpu'"):
+    with pytest.raises(
+        SettingsError, match=r"offload must be one of 'none', 'model' or 'sequential', got 'gpu'"
+    ):
         load_settings(_write(tmp_path, text.replace('"model"', '"gpu"')), env={})
 
 

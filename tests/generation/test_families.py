@@ -4,6 +4,7 @@ supports through the same code as SD 1.x; what it does not support yet is refuse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from PIL import Image
 from generation.config import ModelConfig
 from generation.errors import ModelLoadError, SpecError
 from generation.models.checkpoint_facts import family_of, native_resolution
+from generation.models.family_facts import FamilyFacts
 from generation.models.loading import LoadedModel, load_model
 from generation.models.tiny import save_tiny_sdxl_model
 from generation.operations.imagine import run_imagine
@@ -155,13 +157,16 @@ def test_sdxl_outpaint_keeps_the_source_and_fills_the_new_area(
         assert pixels(image)[new].std(axis=0).mean() > 5
 
 
-def test_what_sdxl_cannot_do_yet_is_refused_in_one_line(sdxl: LoadedModel, sdxl_config: ModelConfig) -> None:
+def test_what_a_family_cannot_do_is_refused_in_one_line(sdxl: LoadedModel, sdxl_config: ModelConfig) -> None:
+    still = FamilyFacts("still", "Still", (), frozenset({"imagine", "upscale"}))  # a family with less
+    limited = dataclasses.replace(sdxl, family=still)
     with pytest.raises(
-        SpecError, match=f"'{MODEL}' is an SDXL model, which cannot do training personal tokens"
+        SpecError, match=f"model '{MODEL}' \\(Still\\) cannot do training personal tokens yet"
     ):
-        sdxl.require("train")
+        limited.require("train")
+    sdxl.require("train")  # SDXL trains
     runner = JobRunner({MODEL: sdxl_config}, device="cpu")
-    runner.models._current = sdxl  # the model loaded above, not a second copy
+    runner.models._current = limited  # the model loaded above, not a second copy
     training = TrainSpec(
         model=MODEL, token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
         resolution=64, steps=10, learning_rate=1e-4,

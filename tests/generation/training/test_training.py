@@ -45,10 +45,11 @@ def test_lora_file_loads_in_plain_diffusers_and_changes_the_output(
     class_cache: Path,
     tmp_path: Path,
 ) -> None:
-    spec = make_spec(photos, "lora")
+    spec = make_spec(photos, "lora", train_text_encoder=text_encoder)
     trained = train_adapter(
         tiny_model, spec, photos, checkpoint_path=tmp_path / "c.st", class_cache=class_cache
     )
+    assert any(key.startswith("text_encoder.") for key in load(trained.safetensors)) == text_encoder
     lora_file = tmp_path / "hexy.safetensors"
     lora_file.write_bytes(trained.safetensors)
     assert trained.trigger == "sks shape"
