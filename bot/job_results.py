@@ -79,10 +79,17 @@ async def _add_to_library(
     session: AsyncSession, job: Job, spec: JobSpec, trained: AdapterOutput | None, trained_hash: str | None
 ) -> None:
     """A finished training or import becomes a private library entry of the job's owner."""
+    tags = ""
     if isinstance(spec, TrainSpec) and trained is not None and trained_hash is not None:
         name, kind, file_hash, trigger = spec.token, trained.kind, trained_hash, trained.trigger
     elif isinstance(spec, ImportSpec):
-        name, kind, file_hash, trigger = spec.name, spec.adapter_kind, spec.file, spec.trigger
+        name, kind, file_hash, trigger, tags = (
+            spec.name,
+            spec.adapter_kind,
+            spec.file,
+            spec.trigger,
+            spec.tags,
+        )
     else:
         return
     if await library.owned_adapter(session, job.owner_id, name) is not None:
@@ -95,6 +102,7 @@ async def _add_to_library(
         base_model=spec.model,
         file_hash=file_hash,
         trigger_words=trigger,
+        tags=tags,
     )
 
 

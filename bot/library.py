@@ -36,6 +36,7 @@ class LibraryEntry:
     base_model: str
     visibility: str
     trigger_words: str
+    tags: str  # a kohya LoRA's most frequent caption tags ("" for others)
     owner_id: int
     mine: bool
     created: str
@@ -48,6 +49,7 @@ class LibraryEntry:
             base_model=adapter.base_model,
             visibility=adapter.visibility.value,
             trigger_words=adapter.trigger_words,
+            tags=adapter.tags,
             owner_id=adapter.owner_id,
             mine=adapter.owner_id == user_id,
             created=adapter.created_at.strftime("%Y-%m-%d"),
@@ -145,6 +147,7 @@ class LibraryService:
             adapter_kind=info.kind,
             file=digest,
             trigger=" ".join((trigger or info.trigger).split()),
+            tags=info.tags,
         )
         await self.jobs.store_files([data])
         return spec

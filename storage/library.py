@@ -25,6 +25,7 @@ async def add_adapter(
     base_model: str,
     file_hash: str,
     trigger_words: str = "",
+    tags: str = "",
 ) -> Adapter:
     """Insert a private adapter; IntegrityError if the owner already has one of that name."""
     await ensure_user(session, owner_id)
@@ -35,6 +36,7 @@ async def add_adapter(
         base_model=base_model,
         file_hash=file_hash,
         trigger_words=trigger_words,
+        tags=tags,
         visibility=Visibility.PRIVATE,
     )
     session.add(adapter)

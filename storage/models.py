@@ -176,6 +176,8 @@ class Adapter(Base):
     kind: Mapped[AdapterKind] = mapped_column(_enum(AdapterKind))
     name: Mapped[str] = mapped_column(String(32))  # used in prompts as <name>
     trigger_words: Mapped[str] = mapped_column(String(200), default="")
+    # A kohya LoRA's most frequent caption tags, shown in /library show ("" for others).
+    tags: Mapped[str] = mapped_column(String(200), default="", server_default="")
     base_model: Mapped[str] = mapped_column(String(64))
     file_hash: Mapped[str] = mapped_column(String(64))
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.PRIVATE)

@@ -26,9 +26,10 @@ VISIBILITY_WORDS = {"private": "only you", "guild": "this server", "public": "ev
 def describe(entry: LibraryEntry) -> str:
     owner = "" if entry.mine else f" · shared by <@{entry.owner_id}>"
     trigger = f" · means “{entry.trigger_words}”" if entry.trigger_words else ""
+    tags = f" · trained on tags: {discord.utils.escape_markdown(entry.tags)}" if entry.tags else ""
     return (
         f"**<{entry.name}>** — {METHOD_NAMES[entry.kind]} for {entry.base_model} · "
-        f"visible to {VISIBILITY_WORDS[entry.visibility]}{owner}{trigger} · since {entry.created}"
+        f"visible to {VISIBILITY_WORDS[entry.visibility]}{owner}{trigger}{tags} · since {entry.created}"
     )
 
 

@@ -51,6 +51,29 @@ class AdapterFileInfo:
         """Trigger words recorded in the file by dreamcord (kohya files keep theirs in ss_tag_frequency)."""
         return self.metadata.get("dreamcord.trigger", "")
 
+    @property
+    def tags(self) -> str:
+        """The captions' most frequent tags of a kohya-trained LoRA (`ss_tag_frequency`), most used
+        first: the words it was trained with, which its maker usually means as its trigger."""
+        return most_frequent_tags(self.metadata.get("ss_tag_frequency", ""))
+
+
+def most_frequent_tags(tag_frequency: str, limit: int = 8, max_chars: int = 200) -> str:
+    """kohya's `{"folder": {"tag": count, …}, …}` as "tag, tag, …" (counts summed over folders);
+    "" when absent or malformed (metadata is the uploader's free text)."""
+    try:
+        folders = json.loads(tag_frequency) if tag_frequency else {}
+    except ValueError:
+        return ""
+    counts: dict[str, float] = {}
+    for tags in folders.values() if isinstance(folders, dict) else ():
+        for tag, count in tags.items() if isinstance(tags, dict) else ():
+            if isinstance(tag, str) and tag.strip() and isinstance(count, int | float):
+                counts[tag.strip()] = counts.get(tag.strip(), 0) + count
+    ranked = sorted(counts, key=lambda tag: (-counts[tag], tag))[:limit]
+    text = ", ".join(" ".join(tag.split()) for tag in ranked)
+    return text if len(text) <= max_chars else text[: max_chars - 1].rsplit(",", 1)[0]
+
 
 @dataclass(frozen=True)
 class TensorEntry:

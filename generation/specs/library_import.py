@@ -25,6 +25,7 @@ class ImportSpec(_Spec):
     adapter_kind: AdapterKind
     file: str = Field(pattern=SHA256_PATTERN)
     trigger: str = Field(default="", max_length=200)
+    tags: str = Field(default="", max_length=200)  # a kohya LoRA's most frequent caption tags, shown
 
     def files(self) -> tuple[str, ...]:
         return (self.file,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import pickle
 from dataclasses import replace
@@ -122,12 +123,21 @@ async def test_a_lora_imports_into_the_owners_library(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service, _ = services
-    data = lora_file if form == "diffusers" else save(to_kohya(load(lora_file)))
+    # kohya's trainer records its captions' tags per folder: shown most used first.
+    tag_frequency = json.dumps(
+        {"10_hexy": {"hexy": 12, "blue shape": 3}, "5_more": {"outline": 4, "hexy": 5}}
+    )
+    data = (
+        lora_file
+        if form == "diffusers"
+        else save(to_kohya(load(lora_file)), {"ss_tag_frequency": tag_frequency})
+    )
     ticket = await service.import_file(5, "imported", "style.safetensors", data, model="tiny")
     assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
     entry = await service.show(5, "imported", None)
     assert (entry.kind, entry.base_model, entry.visibility, entry.mine) == ("lora", "tiny", "private", True)
     assert entry.trigger_words == ("sks shape" if form == "diffusers" else "")
+    assert entry.tags == ("" if form == "diffusers" else "hexy, outline, blue shape")
 
 
 @pytest.mark.needs_worker

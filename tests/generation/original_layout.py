@@ -85,7 +85,34 @@ def conventional_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
 
 def unet_to_original(unet: UNet2DConditionModel) -> Weights:
     """A diffusers UNet's weights under LDM's names (`input_blocks`, `middle_block`, `output_blocks`)."""
-    config = unet.config
+    renames = _unet_renames(unet.config)
+    return {
+        "model.diffusion_model." + original_unet_name(name, renames): t
+        for name, t in unet.state_dict().items()
+    }
+
+
+def original_unet_name(name: str, renames: dict[str, str]) -> str:
+    """One diffusers UNet parameter or module name under LDM's names (`renames`: `_unet_renames`)."""
+    prefix = max((p for p in renames if name.startswith(p) or name + "." == p), key=len, default=None)
+    assert prefix is not None, f"no LDM name for {name}"
+    rest = name[len(prefix) :]
+    if ".resnets." in prefix:
+        rest = next(
+            (new + rest[len(old) :] for old, new in _RESNET_PARTS.items() if rest.startswith(old)), rest
+        )
+    return renames[prefix] + rest
+
+
+_RESNET_PARTS = {
+    "norm1.": "in_layers.0.", "conv1.": "in_layers.2.", "norm2.": "out_layers.0.",
+    "conv2.": "out_layers.3.", "time_emb_proj.": "emb_layers.1.", "conv_shortcut.": "skip_connection.",
+}  # fmt: skip
+
+
+def _unet_renames(config: Any) -> dict[str, str]:
+    """diffusers prefix -> LDM prefix: per level `layers` res-blocks (each maybe with a transformer),
+    then a downsampler; the output side has one more res-block per level, then the upsampler."""
     layers, levels = config.layers_per_block, len(config.block_out_channels)
     renames = {
         "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
@@ -109,20 +136,27 @@ def unet_to_original(unet: UNet2DConditionModel) -> Weights:
             renames[f"up_blocks.{level}.attentions.{j}."] = f"output_blocks.{block}.1."
         last = level * (layers + 1) + layers
         renames[f"up_blocks.{level}.upsamplers.0."] = f"output_blocks.{last}.{2 if has_attention else 1}."
-    resnet_parts = {
-        "norm1.": "in_layers.0.", "conv1.": "in_layers.2.", "norm2.": "out_layers.0.",
-        "conv2.": "out_layers.3.", "time_emb_proj.": "emb_layers.1.", "conv_shortcut.": "skip_connection.",
-    }  # fmt: skip
+    return renames
+
+
+def kohya_sdxl_lora(diffusers_lora: Weights, unet: UNet2DConditionModel) -> Weights:
+    """A diffusers-format SDXL LoRA as kohya's sd-scripts write one: UNet modules under LDM's block
+    names (`lora_unet_input_blocks_4_1_…`), text encoders as `lora_te1_…`/`lora_te2_…`, with alphas."""
+    renames = _unet_renames(unet.config)
+    prefixes = {"unet.": "lora_unet_", "text_encoder.": "lora_te1_", "text_encoder_2.": "lora_te2_"}
     converted: Weights = {}
-    for name, tensor in unet.state_dict().items():
-        prefix = max((p for p in renames if name.startswith(p)), key=len, default=None)
-        assert prefix is not None, f"no LDM name for {name}"
-        rest = name[len(prefix) :]
-        if ".resnets." in prefix:
-            rest = next(
-                (new + rest[len(old) :] for old, new in resnet_parts.items() if rest.startswith(old)), rest
-            )
-        converted["model.diffusion_model." + renames[prefix] + rest] = tensor
+    for key, value in diffusers_lora.items():
+        part = max((p for p in prefixes if key.startswith(p)), key=len)
+        module, _, suffix = key.removeprefix(part).rpartition(".lora")
+        direction = "down" if (suffix.startswith("_A.") or ".down." in suffix) else "up"
+        if part == "unet.":
+            module = original_unet_name(module + ".", renames).rstrip(".")
+        elif not module.startswith("text_model."):
+            module = "text_model." + module  # kohya names the CLIP modules with transformers' full path
+        name = prefixes[part] + module.replace(".", "_")
+        converted[f"{name}.lora_{direction}.weight"] = value
+        rank = value.shape[0] if direction == "down" else value.shape[1]
+        converted[f"{name}.alpha"] = torch.tensor(float(rank))
     return converted
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import load, save
 
 from generation.models.adapter_files import (
@@ -115,3 +117,26 @@ def test_random_damage_to_a_valid_file_is_refused_or_still_loadable() -> None:
         load(bytes(damaged))  # accepted: must load
         accepted += 1
     assert accepted < 2_000  # the damage did hit something
+
+
+def test_kohya_tags_are_ranked_by_use_and_malformed_metadata_gives_none() -> None:
+    from generation.models.adapter_files import most_frequent_tags
+
+    frequency = {"10_a": {"hexy": 12, "blue  shape": 3, " ": 99}, "5_b": {"outline": 4, "hexy": 5}}
+    assert most_frequent_tags(json.dumps(frequency)) == "hexy, outline, blue shape"
+    assert (
+        most_frequent_tags(json.dumps({"a": {f"tag{i}": i for i in range(20)}}), limit=3)
+        == "tag19, tag18, tag17"
+    )
+    for malformed in ("", "{", "[1, 2]", '{"a": [1]}', '{"a": {"x": "many"}}', "null"):
+        assert most_frequent_tags(malformed) == ""
+    long = most_frequent_tags(json.dumps({"a": {"x" * 150: 2, "y" * 150: 1}}))
+    assert long == "x" * 150  # cut at a tag, within 200 characters
+
+
+@given(st.text(max_size=300))
+def test_any_tag_metadata_gives_a_short_line(text: str) -> None:
+    from generation.models.adapter_files import most_frequent_tags
+
+    tags = most_frequent_tags(text)
+    assert len(tags) <= 200 and "\n" not in tags

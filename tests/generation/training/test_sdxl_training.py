@@ -168,3 +168,40 @@ def test_sdxl_tokens_trained_here_work_in_jobs(
         assert np.abs(picture("a <tok1>", embedding) - picture("a shape")).max() > 0
     finally:
         cache.reset()
+
+
+def test_an_sdxl_lora_in_kohyas_format_gives_the_same_pictures(
+    sdxl: LoadedModel, photos: list[Image.Image], tmp_path: Path
+) -> None:
+    """kohya's sd-scripts name SDXL UNet modules by LDM blocks (`lora_unet_input_blocks_4_1_…`) and
+    the encoders `lora_te1_`/`lora_te2_`: the same LoRA in that form loads and draws the same."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    from generation.models.adapter_files import inspect_adapter_file
+    from generation.models.adapters import AdapterCache
+    from generation.operations.imagine import run_imagine
+    from generation.specs import AdapterRef, ImagineSpec
+    from tests.conftest import assert_images_close
+    from tests.generation.original_layout import kohya_sdxl_lora
+
+    ours = _train(sdxl, photos, tmp_path, "lora", steps=3, train_text_encoder=True).safetensors
+    kohya = save(kohya_sdxl_lora(load(ours), sdxl.pipeline.unet))
+    assert inspect_adapter_file(kohya).kind == "lora"
+    files = {hashlib.sha256(blob).hexdigest(): blob for blob in (ours, kohya)}
+    cache = AdapterCache(files.__getitem__)
+    pictures = []
+    try:
+        for digest in files:
+            ref = AdapterRef(name="hexy", kind="lora", file=digest, trigger="sks shape")
+            spec = ImagineSpec(model="tiny", prompt="a <hexy>", seeds=(5,), width=64, height=64, steps=2,
+                               guidance=7.0, adapters=(ref,))  # fmt: skip
+            cache.activate(sdxl.pipeline, spec.adapters)
+            pictures.append(run_imagine(sdxl, spec).images[0])
+        cache.activate(sdxl.pipeline, ())
+        plain = run_imagine(sdxl, spec.model_copy(update={"adapters": (), "prompt": "a sks shape"})).images[0]
+    finally:
+        cache.reset()
+    assert_images_close(pictures[1], pictures[0])
+    assert np.abs(np.asarray(pictures[0], dtype=np.int16) - np.asarray(plain, dtype=np.int16)).max() > 0
