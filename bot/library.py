@@ -15,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.jobs import JobService, JobTicket, TokenTaken, UnknownToken
+from bot.link_downloads import LinkFetcher
 from bot.offload import in_helper_process
 from generation.errors import DreamcordError
-from generation.models.adapter_files import head_of, inspect_adapter_head
+from generation.models.adapter_files import MAX_ADAPTER_BYTES, head_of, inspect_adapter_head
 from generation.specs import ImportSpec, adapter_name_problem, build_spec
 from storage import library
 from storage.db import write_transaction
@@ -58,11 +59,16 @@ class LibraryEntry:
 
 class LibraryService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], files: FileStore, jobs: JobService
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        files: FileStore,
+        jobs: JobService,
+        links: LinkFetcher | None = None,
     ) -> None:
         self.sessions = sessions
         self.files = files
         self.jobs = jobs
+        self.links = links or LinkFetcher(max_bytes=MAX_ADAPTER_BYTES)  # /library import url:…
 
     async def entries(self, user_id: int, guild_id: int | None) -> list[LibraryEntry]:
         """The user's own tokens, then those shared with them here."""
@@ -128,6 +134,13 @@ class LibraryService:
         """Check the file's format here, then queue a job that loads it into the model for real."""
         spec = await self.import_spec(name, filename, data, model=model, trigger=trigger)
         return await self.jobs.submit(owner_id=user_id, spec=spec, guild_id=guild_id, channel_id=channel_id)
+
+    async def import_link_spec(self, name: str, url: str, *, model: str, trigger: str = "") -> ImportSpec:
+        """An import of the file a link points at (bot.link_downloads fences the fetch), checked
+        exactly as an uploaded one: the name first, so a typo costs no download."""
+        _check_name(name)
+        filename, data = await self.links.fetch(url)
+        return await self.import_spec(name, filename, data, model=model, trigger=trigger)
 
     async def import_spec(
         self, name: str, filename: str, data: bytes, *, model: str, trigger: str = ""

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.attachments import read_attachment
 from bot.captions import METHOD_NAMES
 from bot.discord_bot import model_choices
-from bot.library import LibraryEntry
+from bot.library import LibraryEntry, LibraryError
 from generation.models.adapter_files import MAX_ADAPTER_BYTES
 from generation.specs import JobSpec
 from storage.models import Visibility
@@ -84,11 +84,13 @@ class LibraryCog(commands.GroupCog, group_name="library", group_description="You
         )
 
     @app_commands.command(
-        name="import", description="Add a LoRA or embedding file (.safetensors) to your library"
+        name="import",
+        description="Add a LoRA or embedding (.safetensors) to your library, from a file or a link",
     )
     @app_commands.describe(
         name="Name to use in prompts as <name>",
         file="A .safetensors LoRA (diffusers or kohya/A1111) or textual-inversion embedding",
+        url="Or a https link to one (a Hugging Face file page, or a direct download link)",
         trigger="Words the LoRA was trained with (what <name> stands for in prompts)",
         model="The base model it was made for (default: the server's default)",
     )
@@ -96,19 +98,24 @@ class LibraryCog(commands.GroupCog, group_name="library", group_description="You
         self,
         interaction: discord.Interaction,
         name: app_commands.Range[str, 2, 32],
-        file: discord.Attachment,
+        file: discord.Attachment | None = None,
+        url: app_commands.Range[str, 8, 500] | None = None,
         trigger: app_commands.Range[str, 0, 200] = "",
         model: str | None = None,
     ) -> None:
         services = self.services
+        if (file is None) == (url is None):
+            raise LibraryError("give the file to import, or a link to it (one of them)")
         config = services.settings.model(model)
         library = services.library
+        token = name.strip("<>")
 
         async def prepare() -> JobSpec:
+            if url is not None:  # over Discord's upload limit, as most LoRAs are
+                return await library.import_link_spec(token, url, model=config.name, trigger=trigger)
+            assert file is not None
             data = await read_attachment(file, MAX_ADAPTER_BYTES)
-            return await library.import_spec(
-                name.strip("<>"), file.filename, data, model=config.name, trigger=trigger
-            )
+            return await library.import_spec(token, file.filename, data, model=config.name, trigger=trigger)
 
         await services.interactive.run_prepared(interaction, prepare)
 

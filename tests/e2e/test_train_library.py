@@ -140,6 +140,14 @@ async def test_bad_token_name_and_pickle_import_are_refused(stack: Stack) -> Non
         attachments={"file": ("evil.safetensors", pickle.dumps({"x": 1}), "application/octet-stream")},
     )
     assert "pickle file" in await ephemeral_reply(stack, pickled)
+    neither = await fake.slash(frank, "library import", {"name": "style"})
+    assert "give the file to import, or a link to it" in await ephemeral_reply(stack, neither)
+    private = await fake.slash(
+        frank, "library import", {"name": "style", "url": "https://169.254.169.254/lora"}
+    )
+    assert "private or local address; only public addresses are fetched" in await ephemeral_reply(
+        stack, private
+    )
     assert await count(stack, Job) == 0
 
 
