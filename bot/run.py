@@ -18,6 +18,7 @@ from bot.job_messages import DiscordJobMessages
 from bot.jobs import JobService
 from bot.library import LibraryService
 from bot.privacy import PrivacyService
+from bot.server_loras import FolderSync, sync_server_folders
 from bot.settings import Settings, SettingsError
 from generation.logs import configure_logging
 from generation.pool.worker import WorkerSettings
@@ -93,15 +94,21 @@ async def run_bot(settings: Settings) -> None:
     pool = WorkerPool(pool_config(settings))
     await pool.start()
     bot = DreamcordBot()
-    jobs = assemble(bot, settings, pool, session_factory(engine), files).jobs
+    sessions = session_factory(engine)
+    jobs = assemble(bot, settings, pool, sessions, files).jobs
+    folders: asyncio.Task[FolderSync] | None = None
     freeze_startup_objects()
     try:
         async with bot:
             await bot.login(settings.discord_token)
             resumed = await jobs.start()
             log.info("resumed %d unfinished jobs", len(resumed))
+            # Copying a folder of large files takes a while: the bot answers meanwhile.
+            folders = asyncio.create_task(sync_server_folders(sessions, files, settings.models))
             await bot.connect()
     finally:
+        if folders is not None:
+            folders.cancel()
         await jobs.close()
         await pool.close()
         await engine.dispose()

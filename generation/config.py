@@ -78,6 +78,9 @@ class ModelConfig:
     clip_skip: int | None = None
     # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" and few steps).
     fuse_loras: tuple[FusedLora, ...] = ()
+    # A folder of LoRAs/embeddings on this server for this model: each .safetensors in it is `<file name>`
+    # for everyone (mirrored into the library when the bot starts; bot/server_loras.py).
+    lora_folder: str | None = None
     # Memory savers for 8-12 GB cards (no effect on the CPU): "model" moves one component at a time to
     # the GPU (about half the memory, a little slower), "sequential" one layer at a time (least, much slower).
     offload: OffloadMode = "none"

@@ -15,6 +15,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from storage.jobs import ensure_user
 from storage.models import Adapter, AdapterKind, Visibility
 
+SERVER_OWNER_ID = 0  # the owner of entries mirrored from the server's LoRA folders (no Discord user)
+
 
 async def add_adapter(
     session: AsyncSession,

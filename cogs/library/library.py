@@ -15,6 +15,7 @@ from bot.discord_bot import model_choices
 from bot.library import LibraryEntry, LibraryError
 from generation.models.adapter_files import MAX_ADAPTER_BYTES
 from generation.specs import JobSpec
+from storage.library import SERVER_OWNER_ID
 from storage.models import Visibility
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ VISIBILITY_WORDS = {"private": "only you", "guild": "this server", "public": "ev
 
 def describe(entry: LibraryEntry) -> str:
     owner = "" if entry.mine else f" · shared by <@{entry.owner_id}>"
+    if entry.owner_id == SERVER_OWNER_ID:
+        owner = " · from the server's LoRA folder"
     trigger = f" · means “{entry.trigger_words}”" if entry.trigger_words else ""
     tags = f" · trained on tags: {discord.utils.escape_markdown(entry.tags)}" if entry.tags else ""
     return (
