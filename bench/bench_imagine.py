@@ -4,7 +4,8 @@
 2. Batching: one batched 4-image call vs four single-image calls (throughput ratio).
 
     python bench/bench_imagine.py                 # tiny random model, 64 px, 20 steps
-    python bench/bench_imagine.py --model PATH    # any diffusers SD folder (e.g. the bundled model)
+    python bench/bench_imagine.py --family sdxl   # the tiny random model in SDXL's layout
+    python bench/bench_imagine.py --model PATH    # any diffusers SD/SDXL folder (e.g. the bundled model)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from generation.config import ModelConfig
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
-from generation.models.tiny import save_tiny_model
+from generation.models.tiny import save_tiny_model, save_tiny_sdxl_model
 from generation.operations.imagine import run_imagine
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, imagine_spec
@@ -37,13 +38,14 @@ def timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def raw_call(model: LoadedModel, spec: ImagineSpec) -> None:
-    """The plain diffusers call a user would write for the same job."""
+def raw_call(model: LoadedModel, spec: ImagineSpec) -> list[object]:
+    """The plain diffusers call a user would write for the same job (no negative prompt: None, which
+    SDXL turns into zeros, as dreamcord does)."""
     pipeline = model.pipeline
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
-    pipeline(
+    output = pipeline(
         prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt,
+        negative_prompt=spec.negative_prompt or None,
         num_images_per_prompt=len(spec.seeds),
         width=spec.width,
         height=spec.height,
@@ -51,6 +53,7 @@ def raw_call(model: LoadedModel, spec: ImagineSpec) -> None:
         guidance_scale=spec.guidance,
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
     )
+    return list(output.images)
 
 
 def interleaved(repeats: int, **contenders: Callable[[], object]) -> dict[str, float]:
@@ -67,13 +70,15 @@ def interleaved(repeats: int, **contenders: Callable[[], object]) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="diffusers model folder (default: a tiny random model)")
+    parser.add_argument("--family", choices=("sd1", "sdxl"), default="sd1", help="of the tiny random model")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, help="image side in pixels (default: the model's native)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    source = args.model or str(save_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
+    save_tiny = save_tiny_sdxl_model if args.family == "sdxl" else save_tiny_model
+    source = args.model or str(save_tiny(Path(tempfile.mkdtemp()) / "tiny"))
     model = load_model(ModelConfig(name="bench", source=source, steps=args.steps), device="auto")
     spec = imagine_spec(
         parse_prompt("a red circle on a blue background --seed 1"), model.config, model.resolution
@@ -85,9 +90,14 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
     )
     print(
-        f"model: {'tiny random' if not args.model else args.model}, {spec.width}x{spec.height}, {spec.steps} steps"
+        f"model: {args.model or f'tiny random ({args.family})'}, {spec.width}x{spec.height}, {spec.steps} steps"
     )
 
+    same = all(
+        ours.tobytes() == theirs.tobytes()  # type: ignore[attr-defined]
+        for ours, theirs in zip(run_imagine(model, spec).images, raw_call(model, spec), strict=True)
+    )
+    print(f"same pixels as the raw call: {same}")
     overhead = interleaved(
         args.repeats, ours=lambda: run_imagine(model, spec), raw=lambda: raw_call(model, spec)
     )

@@ -9,6 +9,7 @@ either direction shows up as a failed round trip.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,47 @@ def conventional_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad="!"), unet=unet,
         scheduler=sd_noise_schedule(),
     )  # fmt: skip
+
+
+def _shipped_config(family: str, part: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ORIGINAL_CONFIGS / family / part / "config.json").read_text())
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
+def full_size_pipeline(family: str) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
+    """SD 1.5 or SDXL base with random weights, in fp16 (what a checkpoint file holds), built from the
+    configs dreamcord ships for single files: exactly their shapes."""
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)  # built in fp16: SDXL in fp32 would take 14 GiB on the way
+    try:
+        unet = UNet2DConditionModel.from_config(_shipped_config(family, "unet"))
+        vae = AutoencoderKL.from_config(_shipped_config(family, "vae"))
+        text = CLIPTextModel(CLIPTextConfig(**_shipped_config(family, "text_encoder")))
+        pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline
+        if family == "sd1":
+            pipeline = StableDiffusionPipeline(
+                vae=vae, text_encoder=text, tokenizer=clip_tokenizer(), unet=unet, scheduler=sd_noise_schedule(),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            )  # fmt: skip
+        else:
+            text_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_shipped_config(family, "text_encoder_2")))
+            pipeline = StableDiffusionXLPipeline(
+                vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=clip_tokenizer(),
+                tokenizer_2=clip_tokenizer(pad="!"), unet=unet, scheduler=sd_noise_schedule(),
+            )  # fmt: skip
+    finally:
+        torch.set_default_dtype(default)
+    return pipeline.to(torch.float16)
+
+
+def save_full_size(family: str, path: str) -> None:
+    """`full_size_pipeline(family)` saved as a diffusers folder, or as one file if `path` ends .safetensors."""
+    pipeline = full_size_pipeline(family)
+    if path.endswith(".safetensors"):
+        save_single_file(pipeline, Path(path))
+    else:
+        pipeline.save_pretrained(path, safe_serialization=True)
 
 
 def unet_to_original(unet: UNet2DConditionModel) -> Weights:
