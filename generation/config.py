@@ -70,7 +70,7 @@ class ModelConfig:
     # A diffusers x4 super-resolution pipeline (e.g. stabilityai/stable-diffusion-x4-upscaler) that
     # subtle upscales use instead of img2img detail passes.
     upscaler: str | None = None
-    # The model family ("sd1", "sdxl"; generation.models.family_facts); None: read from the checkpoint.
+    # The model family ("sd1", "sdxl", "flux"; generation.models.family_facts); None: read from the checkpoint.
     family: str | None = None
     # Another VAE for this model (a hub id, a diffusers folder or one file), e.g. a fixed fp16 SDXL VAE.
     vae: str | None = None

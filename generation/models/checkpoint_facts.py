@@ -87,6 +87,8 @@ def native_resolution(config: ModelConfig) -> int:
     config files (no weights loaded). A loaded model uses the same rule (generation.models.loading)."""
     if config.resolution:
         return config.resolution
+    if side := family_of(config).native_side:  # a family whose configs do not say (Flux)
+        return side
     if is_single_file(config.source):
         checkpoint = read_single_file(config.source)
         unet, vae = checkpoint.configs["unet"], checkpoint.configs["vae"]

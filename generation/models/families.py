@@ -43,6 +43,12 @@ def task_pipeline(base: DiffusionPipeline, task: Task) -> DiffusionPipeline:
 Embeddings = dict[str, torch.Tensor]  # the pipeline's own keyword arguments
 
 
+def img2img_size(family: FamilyFacts, width: int, height: int) -> dict[str, int]:
+    """The size arguments of the family's img2img call: SD pipelines take the picture's own size
+    (and refuse these arguments); Flux's would otherwise draw at its default 1024x1024."""
+    return {"width": width, "height": height} if family.name == "flux" else {}
+
+
 @dataclass(frozen=True)
 class PromptRequest:
     prompt: str
@@ -112,9 +118,28 @@ def _encode_sdxl(pipeline: Any, request: PromptRequest) -> Embeddings:
     return embeddings
 
 
+def _encode_flux(pipeline: Any, request: PromptRequest) -> Embeddings:
+    """CLIP's pooled output and T5's hidden states; no negative side (the guidance is distilled into
+    the model: `guidance_scale` is an input of the transformer, not a second pass)."""
+    longest = min(FLUX_MAX_TEXT_TOKENS, pipeline.tokenizer_2.model_max_length)
+    positive, pooled, _ = pipeline.encode_prompt(
+        prompt=request.prompt,
+        prompt_2=None,
+        device=pipeline._execution_device,
+        num_images_per_prompt=request.count,
+        max_sequence_length=longest,
+    )
+    return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
+
+
+FLUX_MAX_TEXT_TOKENS = (
+    512  # FluxPipeline's limit for T5 (schnell was trained with 256: its tokenizer may say)
+)
+
 _ENCODERS: dict[str, Callable[[Any, PromptRequest], Embeddings]] = {
     "sd1": _encode_sd1,
     "sdxl": _encode_sdxl,
+    "flux": _encode_flux,
 }
 
 

@@ -18,6 +18,8 @@ OPERATION_WORDS = {
     "train": "training personal tokens",
     "lora": "LoRAs",
     "embedding": "textual-inversion embeddings",
+    "negative": "negative prompts (--no)",
+    "tile": "seamless tiling (--tile)",
 }
 
 
@@ -27,6 +29,7 @@ class FamilyFacts:
     label: str  # as people call it
     pipeline_classes: tuple[str, ...]  # model_index.json `_class_name`s of its checkpoints
     operations: frozenset[str]  # keys of OPERATION_WORDS
+    native_side: int = 0  # its models' image side when a checkpoint's configs do not say (0: they do)
 
     def supports(self, operation: str) -> bool:
         return operation in self.operations
@@ -48,7 +51,16 @@ SDXL = FamilyFacts(
     pipeline_classes=("StableDiffusionXLPipeline",),
     operations=frozenset(OPERATION_WORDS),
 )
-FAMILIES = {family.name: family for family in (SD1, SDXL)}
+FLUX = FamilyFacts(
+    name="flux",
+    label="Flux",
+    pipeline_classes=("FluxPipeline",),
+    native_side=1024,  # the transformer has no sample size; FluxPipeline's default is 1024
+    # A transformer with guidance distilled in: no negative prompt, no convolutions to tile; ControlNet,
+    # embeddings and training need their Flux forms (not yet).
+    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "lora"}),
+)
+FAMILIES = {family.name: family for family in (SD1, SDXL, FLUX)}
 
 
 def family_named(name: str) -> FamilyFacts:

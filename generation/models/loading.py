@@ -29,7 +29,7 @@ from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import operation_refusal, resolution_of
 from generation.models.families import Task, task_pipeline, text2img_class
-from generation.models.family_facts import FamilyFacts, family_named, family_of_pipeline_class
+from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
 from generation.models.single_file import (
     SingleFileCheckpoint,
     is_single_file,
@@ -193,7 +193,8 @@ def load_model(
         raise ModelLoadError(f"could not load model {config.name!r} from {where}: {error}") from error
     check_pipeline(config, family, pipeline)
     _fuse_loras(config, pipeline)
-    pipeline.unet.set_attn_processor(AttnProcessor2_0())
+    if hasattr(pipeline, "unet"):  # SD 1.x/SDXL: PyTorch's fused attention (Flux uses its own)
+        pipeline.unet.set_attn_processor(AttnProcessor2_0())
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     if config.vae_tiling:
         pipeline.vae.enable_tiling()
@@ -207,7 +208,9 @@ def load_model(
         config=config,
         pipeline=pipeline,
         scheduler_config=dict(pipeline.scheduler.config),
-        resolution=config.resolution or resolution_of(pipeline.unet.config, pipeline.vae.config),
+        resolution=config.resolution
+        or family.native_side
+        or resolution_of(pipeline.unet.config, pipeline.vae.config),
         family=family,
         safety=safety,
         device=torch_device,
@@ -308,10 +311,8 @@ def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:
     if found is None:
         if config.family:
             return family_named(config.family)
-        raise ModelLoadError(
-            f"model {config.name!r} is a {class_name} checkpoint: dreamcord runs SD 1.x/2.x "
-            "(StableDiffusionPipeline) and SDXL (StableDiffusionXLPipeline) models"
-        )
+        known = ", ".join(f"{f.label} ({', '.join(f.pipeline_classes)})" for f in FAMILIES.values())
+        raise ModelLoadError(f"model {config.name!r} is a {class_name} checkpoint; dreamcord runs {known}")
     return _checked_family(config, found, f"its checkpoint is a {class_name}")
 
 
@@ -328,7 +329,7 @@ def _checked_family(config: ModelConfig, found: FamilyFacts, evidence: str) -> F
 def check_pipeline(config: ModelConfig, family: FamilyFacts, pipeline: Any) -> None:
     """Catch broken checkpoints at load time rather than as garbage images later."""
     pairs = [("tokenizer", "text_encoder")] + (
-        [("tokenizer_2", "text_encoder_2")] if family.name == "sdxl" else []
+        [("tokenizer_2", "text_encoder_2")] if family.name in ("sdxl", "flux") else []
     )
     for tokenizer_name, encoder_name in pairs:
         tokenizer, encoder = getattr(pipeline, tokenizer_name, None), getattr(pipeline, encoder_name, None)
@@ -336,7 +337,13 @@ def check_pipeline(config: ModelConfig, family: FamilyFacts, pipeline: Any) -> N
             raise ModelLoadError(f"model {config.name!r}: its {tokenizer_name} or {encoder_name} is missing")
         vocab_size = encoder.config.vocab_size
         # transformers silently returns a 2-token dummy tokenizer when tokenizer files are missing offline.
-        if len(tokenizer) != vocab_size:
+        if (
+            "T5" in type(encoder).__name__
+        ):  # its table is padded past its tokenizer (32,128 rows, 32,100 tokens)
+            fits = 2 < len(tokenizer) <= vocab_size
+        else:
+            fits = len(tokenizer) == vocab_size
+        if not fits:
             raise ModelLoadError(
                 f"model {config.name!r}: {tokenizer_name} has {len(tokenizer)} tokens but {encoder_name} "
                 f"expects {vocab_size}; the tokenizer files are missing or do not belong to this model"

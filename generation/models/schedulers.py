@@ -11,6 +11,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
     LCMScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -46,5 +47,8 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
     """A new scheduler of kind `name` on the checkpoint's noise schedule (`base_config`)."""
     if name not in _SCHEDULERS:
         raise SpecError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    if base_config.get("_class_name") == FlowMatchEulerDiscreteScheduler.__name__:
+        # Flow-matching models (Flux) have their own sampler; the noise-prediction ones do not apply.
+        return FlowMatchEulerDiscreteScheduler.from_config(dict(base_config))
     scheduler_type, overrides = _SCHEDULERS[name]
     return scheduler_type.from_config(dict(base_config), **overrides)

@@ -69,7 +69,9 @@ def run_imagine(
         pipeline = control_pipeline(model, spec.control.mode)
         inputs["image"] = control_map(spec.control, control_image, (spec.width, spec.height))
         inputs["controlnet_conditioning_scale"] = spec.control.scale
-    with seamless_tiling(pipeline.unet, pipeline.vae, enabled=spec.tile):
+    if not spec.tile:
+        return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
+    with seamless_tiling(pipeline.unet, pipeline.vae):  # families that tile have a convolutional UNet
         return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
 
@@ -95,7 +97,7 @@ def render_batch(
         num_inference_steps=spec.steps,
         guidance_scale=spec.guidance,
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
-        callback_on_step_end=step_reporter(on_step, should_cancel),
+        callback_on_step_end=step_reporter(on_step, should_cancel, (spec.width, spec.height)),
         **inputs,
     )
     nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
@@ -154,7 +156,7 @@ def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> tor
 
 
 def step_reporter(
-    on_step: StepCallback | None, should_cancel: CancelCheck | None
+    on_step: StepCallback | None, should_cancel: CancelCheck | None, size: tuple[int, int] = (0, 0)
 ) -> Callable[[StableDiffusionPipeline, int, int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """A diffusers `callback_on_step_end` that reports (step, total) and stops when cancelled."""
 
@@ -162,7 +164,9 @@ def step_reporter(
         pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         if isinstance(on_step, PreviewSink) and on_step.preview_due() and "latents" in tensors:
-            on_step.preview(preview_png(pipeline, tensors["latents"]))  # before the step report carries it
+            on_step.preview(
+                preview_png(pipeline, tensors["latents"], size)
+            )  # before the step report carries it
         if on_step is not None:
             on_step(step + 1, pipeline.num_timesteps)
         if should_cancel is not None and should_cancel():

@@ -24,10 +24,16 @@ class PreviewSink(Protocol):
 
 
 @torch.no_grad()
-def preview_png(pipeline: Any, latents: torch.Tensor) -> bytes:
-    """The batch's first picture as it stands, decoded from its latents, at most PREVIEW_SIDE a side."""
+def preview_png(pipeline: Any, latents: torch.Tensor, size: tuple[int, int]) -> bytes:
+    """The batch's first picture (`size` pixels) as it stands, decoded from its latents, at most
+    PREVIEW_SIDE a side. Flux packs its latents into a sequence of 2x2 patches: unpacked first."""
     vae = pipeline.vae
-    decoded = vae.decode(latents[:1].to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+    latents = latents[:1]
+    if latents.ndim == 3:
+        width, height = size
+        latents = pipeline._unpack_latents(latents, height, width, pipeline.vae_scale_factor)
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift, return_dict=False)[0]
     picture = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return encode_png(picture)

@@ -18,6 +18,7 @@ from diffusers import StableDiffusionUpscalePipeline
 from PIL import Image
 
 from generation.errors import JobCancelled, ModelLoadError, SpecError
+from generation.models.families import img2img_size
 from generation.models.loading import LoadedModel, hub_offline, resolve_source
 from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
 from generation.operations.upscale_tiles import Tile, TileCanvas, plan_tiles
@@ -81,6 +82,7 @@ def _by_img2img(
             should_cancel,
             image=[resized.crop(tile.box) for _, tile in group],
             strength=spec.strength,
+            **img2img_size(model.family, size["width"], size["height"]),
             check_safety=False,
         )
         for (_, tile), picture in zip(group, drawn.images, strict=True):
@@ -131,7 +133,7 @@ def upscaler_pipeline(model: LoadedModel) -> StableDiffusionUpscalePipeline:
         where, local_only = resolve_source(source, offline=hub_offline())
         try:
             pipeline = StableDiffusionUpscalePipeline.from_pretrained(
-                where, dtype=model.pipeline.unet.dtype, local_files_only=local_only
+                where, dtype=model.pipeline.dtype, local_files_only=local_only
             )
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load upscaler {source!r}: {error}") from error

@@ -3,8 +3,11 @@ inpainting of one region of it (a mask image or a box) with everything else kept
 
 from __future__ import annotations
 
+from typing import Any
+
 from PIL import Image
 
+from generation.models.families import img2img_size
 from generation.models.loading import LoadedModel
 from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
 from generation.operations.inpaint import run_inpaint
@@ -32,9 +35,9 @@ def run_vary(
             model, spec, start, region, spec.strength, on_step=on_step, should_cancel=should_cancel
         )
     pipeline = model.task("img2img")  # shares the UNet, VAE and text encoder
-    return render_batch(
-        model, pipeline, spec, on_step, should_cancel, image=[start] * len(spec.seeds), strength=spec.strength
-    )
+    inputs: dict[str, Any] = {"image": [start] * len(spec.seeds), "strength": spec.strength}
+    inputs |= img2img_size(model.family, spec.width, spec.height)
+    return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
 
 def region_mask(spec: VarySpec, uploaded: Image.Image | None) -> Image.Image:

@@ -131,7 +131,8 @@ class PromptedSpec(_Spec):
         return f"{self.prompt} ({words})" if words else self.prompt
 
     def needs(self) -> frozenset[str]:
-        return frozenset(ref.kind for ref in self.adapters if ref.kind)  # "lora", "embedding"
+        kinds = {ref.kind for ref in self.adapters if ref.kind}  # "lora", "embedding"
+        return frozenset(kinds | ({"negative"} if self.negative_prompt.strip() else set()))
 
     def single(self, index: int) -> Self:
         """The spec that renders image `index` of this one alone (its own seed, same everything else)."""

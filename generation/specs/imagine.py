@@ -57,7 +57,11 @@ class ImagineSpec(PromptedSpec):
         return f"{self.control.mode} control, scale {self.control.scale:g}" if self.control else ""
 
     def needs(self) -> frozenset[str]:
-        return super().needs() | {"imagine", *(("control",) if self.control else ())}
+        return super().needs() | {
+            "imagine",
+            *(("control",) if self.control else ()),
+            *(("tile",) if self.tile else ()),
+        }
 
 
 def imagine_spec(

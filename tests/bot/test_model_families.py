@@ -110,3 +110,25 @@ async def test_a_checkpoint_whose_family_cannot_be_read_is_left_to_the_worker(
     ticket = await service.submit(owner_id=1, spec=spec, channel_id=5)  # accepted: the worker says why
     assert service.pool.handle_of(ticket.job_id) is not None
     await service.close()
+
+
+async def test_a_flux_model_refuses_a_negative_prompt_at_submit(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    from generation.models.tiny_flux import save_tiny_flux_model
+
+    config = ModelConfig(name="flux", source=str(save_tiny_flux_model(tmp_path / "flux")))  # family read
+    worker = WorkerSettings(models={"flux": config}, device="cpu", log_level=logging.WARNING)
+    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",))),
+                         FileStore(tmp_path / "files"))  # fmt: skip
+    spec = ImagineSpec(model="flux", prompt="a cat", negative_prompt="blur", seeds=(1,), width=64, height=64,
+                       steps=2, guidance=3.5)  # fmt: skip
+    with pytest.raises(
+        DreamcordError, match=r"model 'flux' \(Flux\) cannot do negative prompts \(--no\) yet"
+    ):
+        await service.submit(owner_id=1, spec=spec, channel_id=5)
+    ticket = await service.submit(
+        owner_id=1, spec=spec.model_copy(update={"negative_prompt": ""}), channel_id=5
+    )
+    assert service.pool.handle_of(ticket.job_id) is not None
+    await service.close()

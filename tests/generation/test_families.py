@@ -231,12 +231,14 @@ def test_a_family_the_config_names_must_match_the_checkpoint(tiny_model_dir: Pat
 def test_a_checkpoint_of_an_unknown_family_is_refused_by_its_class(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    other = shutil.copytree(tiny_model_dir, tmp_path / "flux")
+    other = shutil.copytree(tiny_model_dir, tmp_path / "sd3")
     index = json.loads((other / "model_index.json").read_text())
-    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
-    config = ModelConfig(name="flux", source=str(other))
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusion3Pipeline"}))
+    config = ModelConfig(name="sd3", source=str(other))
     for load in (family_of, lambda c: load_model(c, device="cpu")):
-        with pytest.raises(ModelLoadError, match="is a FluxPipeline checkpoint"):
+        with pytest.raises(
+            ModelLoadError, match=r"is a StableDiffusion3Pipeline checkpoint.*Flux \(FluxPipeline\)"
+        ):
             load(config)
 
 
