@@ -76,7 +76,7 @@ class ModelConfig:
     vae: str | None = None
     # Text-encoder layers counted from the end, as A1111 says it (2: the penultimate; 1 or None: the last).
     clip_skip: int | None = None
-    # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" and few steps).
+    # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" or "tcd", few steps).
     fuse_loras: tuple[FusedLora, ...] = ()
     # A folder of LoRAs/embeddings on this server for this model: each .safetensors in it is `<file name>`
     # for everyone (mirrored into the library when the bot starts; bot/server_loras.py).

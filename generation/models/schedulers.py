@@ -13,6 +13,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     LCMScheduler,
+    TCDScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -26,6 +27,7 @@ _SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {}),
     "ddpm": (DDPMScheduler, {}),
     "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),  # for TCD LoRAs (few steps, sharper than LCM)
 }
 assert tuple(_SCHEDULERS) == SCHEDULER_NAMES, "specs.SchedulerName and this table must list the same names"
 

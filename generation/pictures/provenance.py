@@ -21,6 +21,7 @@ A1111_SAMPLERS = {
     "ddim": "DDIM",
     "ddpm": "DDPM",
     "lcm": "LCM",
+    "tcd": "TCD",
 }
 
 

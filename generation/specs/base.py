@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from generation.errors import SpecError, excerpt
 
-SchedulerName = Literal["euler_a", "euler", "dpmpp_2m", "ddim", "ddpm", "lcm"]
+SchedulerName = Literal["euler_a", "euler", "dpmpp_2m", "ddim", "ddpm", "lcm", "tcd"]
 SCHEDULER_NAMES: tuple[str, ...] = SchedulerName.__args__  # type: ignore[attr-defined]
 
 MAX_SEED = 2**32 - 1
