@@ -154,7 +154,7 @@ class AdapterCache:
             return
         self._evict_loras(pipeline, keep=self.capacity - 1)
         name = lora_adapter_name(ref.file)
-        if name in pipeline.get_list_adapters().get("unet", []):  # loaded before, e.g. by an earlier cache
+        if _loaded(pipeline, name):  # loaded before, e.g. by an earlier cache
             self._loras[ref.file] = name
             return
         state = _read_tensors(self.read_file(ref.file), ref)
@@ -167,7 +167,7 @@ class AdapterCache:
                 pipeline.load_lora_weights(state, adapter_name=name)
         except Exception as error:  # whatever diffusers/peft raise on a user's file is the file's fault
             raise _does_not_fit(ref, "this job's base model", error) from None
-        if not any(name in names for names in pipeline.get_list_adapters().values()):
+        if not _loaded(pipeline, name):
             raise SpecError(
                 f"<{ref.name}> matches no layer of this job's base model: it would change nothing"
             )
@@ -249,6 +249,11 @@ def _does_not_fit(ref: AdapterRef, target: str, error: Exception) -> SpecError:
         detail = excerpt(lines[0] if lines else type(error).__name__, 120, quote=False)
     log.warning("adapter <%s> (%s) does not fit %s: %s", excerpt(ref.name), ref.file, target, detail)
     return SpecError(f"<{ref.name}> does not fit {target}: {detail}")
+
+
+def _loaded(pipeline: Any, name: str) -> bool:
+    """Whether an adapter of that name is on any of the pipeline's models (UNet, transformer, encoders)."""
+    return any(name in names for names in pipeline.get_list_adapters().values())
 
 
 def _vector_tokens(token: str, vocabulary: Mapping[str, int]) -> list[str]:
