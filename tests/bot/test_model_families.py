@@ -21,12 +21,25 @@ from storage.files import FileStore
 from storage.models import Job
 
 
+def service_for(
+    config: ModelConfig, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> JobService:
+    """A job service for one model on a pool that is never started: what submit decides, alone."""
+    worker = WorkerSettings(models={config.name: config}, device="cpu", log_level=logging.WARNING)
+    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",)))
+    return JobService(sessions, pool, FileStore(tmp_path / "files"))
+
+
+def train_spec(model: str) -> TrainSpec:
+    return TrainSpec(model=model, token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
+                     resolution=64, steps=10, learning_rate=1e-4)  # fmt: skip
+
+
 @pytest.fixture
 def xl_service(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> JobService:
-    config = ModelConfig(name="xl", source=str(save_tiny_sdxl_model(tmp_path / "xl")))
-    worker = WorkerSettings(models={"xl": config}, device="cpu", log_level=logging.WARNING)
-    pool = WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",)))  # never started
-    return JobService(sessions, pool, FileStore(tmp_path / "files"))
+    return service_for(
+        ModelConfig(name="xl", source=str(save_tiny_sdxl_model(tmp_path / "xl"))), sessions, tmp_path
+    )
 
 
 async def test_an_operation_the_family_lacks_is_refused_at_submit(
@@ -37,11 +50,8 @@ async def test_an_operation_the_family_lacks_is_refused_at_submit(
     still = FamilyFacts("still", "Still", (), frozenset({"imagine", "upscale"}))  # a family with less
     monkeypatch.setitem(FAMILIES, "still", still)
     config = ModelConfig(name="xl", source=str(save_tiny_sdxl_model(tmp_path / "xl")), family="still")
-    worker = WorkerSettings(models={"xl": config}, device="cpu", log_level=logging.WARNING)
-    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",))),
-                         FileStore(tmp_path / "files"))  # fmt: skip
-    spec = TrainSpec(model="xl", token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
-                     resolution=64, steps=10, learning_rate=1e-4)  # fmt: skip
+    service = service_for(config, sessions, tmp_path)
+    spec = train_spec("xl")
     with pytest.raises(DreamcordError, match=r"model 'xl' \(Still\) cannot do training personal tokens yet"):
         await service.submit(owner_id=1, spec=spec, channel_id=5)
     async with sessions() as session:
@@ -55,11 +65,8 @@ async def test_training_on_an_offloaded_model_is_refused_at_submit(
     from generation.models.tiny import save_tiny_model
 
     config = ModelConfig(name="small-card", source=str(save_tiny_model(tmp_path / "sd")), offload="model")
-    worker = WorkerSettings(models={"small-card": config}, device="cpu", log_level=logging.WARNING)
-    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",))),
-                         FileStore(tmp_path / "files"))  # fmt: skip
-    spec = TrainSpec(model="small-card", token="my-dog", class_noun="dog", method="lora", images=("d" * 64,) * 4,
-                     resolution=64, steps=10, learning_rate=1e-4)  # fmt: skip
+    service = service_for(config, sessions, tmp_path)
+    spec = train_spec("small-card")
     with pytest.raises(DreamcordError, match="runs with offload = 'model', which training does not support"):
         await service.submit(owner_id=1, spec=spec, channel_id=5)
     assert service.pool.handle_of(1) is None
@@ -118,9 +125,7 @@ async def test_a_flux_model_refuses_a_negative_prompt_at_submit(
     from generation.models.tiny_flux import save_tiny_flux_model
 
     config = ModelConfig(name="flux", source=str(save_tiny_flux_model(tmp_path / "flux")))  # family read
-    worker = WorkerSettings(models={"flux": config}, device="cpu", log_level=logging.WARNING)
-    service = JobService(sessions, WorkerPool(PoolConfig(worker=worker, interactive_devices=("cpu",))),
-                         FileStore(tmp_path / "files"))  # fmt: skip
+    service = service_for(config, sessions, tmp_path)
     spec = ImagineSpec(model="flux", prompt="a cat", negative_prompt="blur", seeds=(1,), width=64, height=64,
                        steps=2, guidance=3.5)  # fmt: skip
     with pytest.raises(
