@@ -233,7 +233,7 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
     for table in models.values():
         if not isinstance(table, dict):
             continue
-        for key in ("source", "upscaler", "vae", "lora_folder"):
+        for key in ("source", "upscaler", "vae", "lora_folder", "fill"):
             value = table.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 beside = folder / Path(value)

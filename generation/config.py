@@ -78,6 +78,9 @@ class ModelConfig:
     clip_skip: int | None = None
     # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" or "tcd", few steps).
     fuse_loras: tuple[FusedLora, ...] = ()
+    # A Flux Fill model (hub id or folder, e.g. black-forest-labs/FLUX.1-Fill-dev) for Vary (Region), zoom
+    # and pans of a Flux model: only its transformer is loaded; VAE and text encoders are shared.
+    fill: str | None = None
     # A folder of LoRAs/embeddings on this server for this model: each .safetensors in it is `<file name>`
     # for everyone (mirrored into the library when the bot starts; bot/server_loras.py).
     lora_folder: str | None = None

@@ -177,6 +177,10 @@ def load_model(
         extra: dict[str, Any] = {}
         if family.name == "sd1" and not config.safety_checker:  # only SD 1.x checkpoints carry one
             extra = {"safety_checker": None, "requires_safety_checker": False}
+        if config.fill and family.name != "flux":
+            raise ModelLoadError(
+                f"model {config.name!r}: fill = … is for Flux models, and this is {family.label}"
+            )
         if config.vae:
             extra["vae"] = _load_vae(config.vae, family, torch_dtype, offline)
         if single_file:

@@ -36,6 +36,11 @@ def run_inpaint(
     if start.size != (spec.width, spec.height) or mask.size != start.size:
         raise ValueError(f"start {start.size} and mask {mask.size} must be {spec.width}x{spec.height}")
     pipeline = model.task("inpaint")
+    if model.config.fill:  # a Flux Fill model paints masks with its own transformer and guidance
+        from generation.operations.fill import FILL_GUIDANCE, fill_pipeline
+
+        pipeline = fill_pipeline(model)
+        spec = spec.model_copy(update={"guidance": FILL_GUIDANCE})
     margin = seam_margin(model)
     # Repaint beyond the blend ramp (2 margins) plus one latent cell, which the pipeline's
     # nearest-neighbour downscale of the mask may otherwise drop at the border.

@@ -204,3 +204,34 @@ def test_what_flux_cannot_do_is_refused_in_one_line(
     for operation in ("embedding", "control", "train"):
         with pytest.raises(SpecError, match=r"\(Flux\) cannot do"):
             flux.require(operation)
+
+
+def test_a_configured_flux_fill_model_paints_regions_with_the_shared_encoders(
+    flux_config: ModelConfig, source: Image.Image, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from generation.models.tiny_flux import save_tiny_flux_fill_model
+
+    filled = load_model(dataclasses.replace(flux_config, fill=str(save_tiny_flux_fill_model(tmp_path / "fill"))),
+                        device="cpu")  # fmt: skip
+    box = RegionBox(left=0.5, top=0.25, right=1.0, bottom=0.75)
+    result = run_vary(filled, _vary(strength=1.0, box=box), source)
+    fill = filled.extras["fill"]
+    assert type(fill).__name__ == "FluxFillPipeline" and fill.transformer.config.in_channels == 384
+    for name in ("vae", "text_encoder", "text_encoder_2"):
+        assert getattr(fill, name) is getattr(filled.pipeline, name)  # one copy of the shared parts
+    kept = np.asarray(grow(box_mask(source.size, box), 2 * seam_margin(filled))) == 0
+    without_fill = run_vary(load_model(flux_config, device="cpu"), _vary(strength=1.0, box=box), source)
+    for image, plain in zip(result.images, without_fill.images, strict=True):
+        assert np.abs(pixels(image) - pixels(source)).max(axis=2)[kept].max() == 0
+        assert np.abs(pixels(image) - pixels(plain)).mean() > 0.5  # drawn by the Fill transformer
+
+
+def test_fill_is_refused_for_models_that_are_not_flux(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    import dataclasses
+
+    from generation.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"fill = … is for Flux models, and this is SD 1.x/2.x"):
+        load_model(dataclasses.replace(tiny_config, fill=str(tmp_path)), device="cpu")
