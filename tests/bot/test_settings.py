@@ -109,8 +109,8 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ("[models.x]\nsource = 'a/b'\nname = 'y'\n", "[models.x]: unknown setting(s) name"),
         ("discord_token = 'abc'\n", "DISCORD_TOKEN environment variable only"),
         (
-            "[models.x]\nsource = 'a/b'\nfamily = 'flux'\n",
-            "[models.x] family must be one of sd1, sdxl, got 'flux'",
+            "[models.x]\nsource = 'a/b'\nfamily = 'sd3'\n",
+            "[models.x] family must be one of sd1, sdxl, flux, got 'sd3'",
         ),
         ("[ray]\ngpus_per_worker = 'one'\n", "gpus_per_worker has the wrong type"),
     ],
