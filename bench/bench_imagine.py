@@ -4,7 +4,7 @@
 2. Batching: one batched 4-image call vs four single-image calls (throughput ratio).
 
     python bench/bench_imagine.py                 # tiny random model, 64 px, 20 steps
-    python bench/bench_imagine.py --family sdxl   # the tiny random model in SDXL's layout
+    python bench/bench_imagine.py --family sdxl   # the tiny random model in SDXL's (or Flux's) layout
     python bench/bench_imagine.py --model PATH    # any diffusers SD/SDXL folder (e.g. the bundled model)
 """
 
@@ -27,6 +27,7 @@ from generation.config import ModelConfig
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
 from generation.models.tiny import save_tiny_model, save_tiny_sdxl_model
+from generation.models.tiny_flux import save_tiny_flux_model
 from generation.operations.imagine import run_imagine
 from generation.prompt import parse_prompt
 from generation.specs import ImagineSpec, imagine_spec
@@ -43,7 +44,14 @@ def raw_call(model: LoadedModel, spec: ImagineSpec) -> list[object]:
     SDXL turns into zeros, as dreamcord does)."""
     pipeline = model.pipeline
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+    # Flux: the T5 length dreamcord uses (512, or less if the tokenizer says so), as a user would pass.
+    extra = (
+        {"max_sequence_length": min(512, pipeline.tokenizer_2.model_max_length)}
+        if model.family.name == "flux"
+        else {}
+    )
     output = pipeline(
+        **extra,
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt or None,
         num_images_per_prompt=len(spec.seeds),
@@ -70,16 +78,23 @@ def interleaved(repeats: int, **contenders: Callable[[], object]) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="diffusers model folder (default: a tiny random model)")
-    parser.add_argument("--family", choices=("sd1", "sdxl"), default="sd1", help="of the tiny random model")
+    parser.add_argument(
+        "--family", choices=("sd1", "sdxl", "flux"), default="sd1", help="of the tiny random model"
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, help="image side in pixels (default: the model's native)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    save_tiny = save_tiny_sdxl_model if args.family == "sdxl" else save_tiny_model
+    save_tiny = {"sd1": save_tiny_model, "sdxl": save_tiny_sdxl_model, "flux": save_tiny_flux_model}[
+        args.family
+    ]
     source = args.model or str(save_tiny(Path(tempfile.mkdtemp()) / "tiny"))
-    model = load_model(ModelConfig(name="bench", source=source, steps=args.steps), device="auto")
+    side = 64 if args.family == "flux" and not args.model else None  # the tiny Flux's configs say no size
+    model = load_model(
+        ModelConfig(name="bench", source=source, steps=args.steps, resolution=side), device="auto"
+    )
     spec = imagine_spec(
         parse_prompt("a red circle on a blue background --seed 1"), model.config, model.resolution
     )
