@@ -78,6 +78,9 @@ class ModelConfig:
     clip_skip: int | None = None
     # LoRAs merged into the weights at load (pair a few-step LoRA with scheduler = "lcm" or "tcd", few steps).
     fuse_loras: tuple[FusedLora, ...] = ()
+    # What the model predicts, if not what its scheduler config says: "v_prediction" for v-prediction
+    # fine-tunes, "epsilon" for an SD 2.x 512-px base model read from a single file (taken as 2.1, v).
+    prediction: Literal["epsilon", "v_prediction"] | None = None
     # A Flux Fill model (hub id or folder, e.g. black-forest-labs/FLUX.1-Fill-dev) for Vary (Region), zoom
     # and pans of a Flux model: only its transformer is loaded; VAE and text encoders are shared.
     fill: str | None = None

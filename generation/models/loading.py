@@ -211,7 +211,8 @@ def load_model(
     return LoadedModel(
         config=config,
         pipeline=pipeline,
-        scheduler_config=dict(pipeline.scheduler.config),
+        scheduler_config=dict(pipeline.scheduler.config)
+        | ({"prediction_type": config.prediction} if config.prediction else {}),
         resolution=config.resolution
         or family.native_side
         or resolution_of(pipeline.unet.config, pipeline.vae.config),

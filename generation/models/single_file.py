@@ -24,7 +24,8 @@ from generation.models.adapter_files import MAX_HEADER_BYTES, AdapterFileError, 
 
 ORIGINAL_CONFIGS = Path(__file__).with_name("original_configs")
 CLIP_VOCABULARY = 49408  # the shipped tokenizer's; a file whose text encoder has another cannot use it
-NATIVE_SIDE = {"sd1": 512, "sdxl": 1024}  # what the family was trained at (the UNet's sample size x 8)
+NATIVE_SIDE = {"sd1": 512, "sd2": 768, "sdxl": 1024}  # trained at (the UNet's sample size x 8)
+SD2_TEXT_LAYERS = 24  # OpenCLIP-H; SD 2.x uses the penultimate layer, so diffusers keeps 23
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 UNET = "model.diffusion_model."
@@ -43,9 +44,14 @@ class SingleFileCheckpoint:
     """What one checkpoint file holds, and the diffusers configs that describe it."""
 
     path: Path
-    family: str  # generation.models.family_facts name: "sd1" | "sdxl"
+    variant: str  # which shipped configs describe it: "sd1", "sd2" or "sdxl"
     configs: dict[str, dict[str, Any]] = field(hash=False)  # by diffusers subfolder, adjusted
     has_vae: bool = True
+
+    @property
+    def family(self) -> str:
+        """Its generation.models.family_facts name (SD 2.x runs as the SD 1.x/2.x family)."""
+        return "sd1" if self.variant == "sd2" else self.variant
 
     @property
     def resolution(self) -> int:
@@ -56,9 +62,10 @@ class SingleFileCheckpoint:
     def write_config_folder(self, folder: Path) -> Path:
         """A diffusers folder without weights for `from_single_file(config=folder)`: the family's
         shipped configs with the shapes of this file, and CLIP's tokenizer files."""
-        shutil.copytree(ORIGINAL_CONFIGS / self.family, folder, dirs_exist_ok=True)
+        shutil.copytree(ORIGINAL_CONFIGS / self.variant, folder, dirs_exist_ok=True)
         for subfolder, config in self.configs.items():
-            (folder / subfolder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+            name = "scheduler_config.json" if subfolder == "scheduler" else "config.json"
+            (folder / subfolder / name).write_text(json.dumps(config, indent=2), encoding="utf-8")
         for tokenizer in folder.glob("tokenizer*"):
             for name in ("vocab.json", "merges.txt"):
                 shutil.copyfile(ORIGINAL_CONFIGS / "clip_tokenizer" / name, tokenizer / name)
@@ -102,23 +109,29 @@ class _Unusual(Exception):
 
 
 def _inspect(path: Path, shapes: Shapes) -> SingleFileCheckpoint:
-    family = _family(shapes)
-    configs = {"unet": _unet_config(family, shapes)}
+    variant = _variant(shapes)
+    configs = {"unet": _unet_config(variant, shapes)}
     has_vae = f"{VAE}decoder.conv_in.weight" in shapes
-    configs["vae"] = _vae_config(family, shapes) if has_vae else _template(family, "vae")
-    if family == "sd1":
-        configs["text_encoder"] = _clip_config(family, "text_encoder", shapes, SD1_CLIP)
+    configs["vae"] = _vae_config(variant, shapes) if has_vae else _template(variant, "vae")
+    if variant == "sd1":
+        configs["text_encoder"] = _clip_config(variant, "text_encoder", shapes, SD1_CLIP)
+    elif variant == "sd2":
+        configs["text_encoder"] = _open_clip_config(variant, "text_encoder", shapes, SD2_OPEN_CLIP)
     else:
-        configs["text_encoder"] = _clip_config(family, "text_encoder", shapes, SDXL_CLIP)
-        configs["text_encoder_2"] = _open_clip_config(family, shapes, SDXL_OPEN_CLIP)
+        configs["text_encoder"] = _clip_config(variant, "text_encoder", shapes, SDXL_CLIP)
+        configs["text_encoder_2"] = _open_clip_config(variant, "text_encoder_2", shapes, SDXL_OPEN_CLIP)
         pooled = configs["text_encoder_2"]["projection_dim"]
         added = shapes[f"{UNET}label_emb.0.0.weight"][1]  # pooled text + six size/crop numbers' features
         configs["unet"]["projection_class_embeddings_input_dim"] = added
         configs["unet"]["addition_time_embed_dim"] = (added - pooled) // 6
     factor = 1 << (len(configs["vae"]["block_out_channels"]) - 1)
-    configs["unet"]["sample_size"] = NATIVE_SIDE[family] // factor
-    configs["vae"]["sample_size"] = NATIVE_SIDE[family]
-    return SingleFileCheckpoint(path=path, family=family, configs=configs, has_vae=has_vae)
+    configs["unet"]["sample_size"] = NATIVE_SIDE[variant] // factor
+    configs["vae"]["sample_size"] = NATIVE_SIDE[variant]
+    scheduler = _template(variant, "scheduler", "scheduler_config.json")
+    if "v_pred" in shapes:  # the marker v-prediction fine-tunes carry (ComfyUI's convention)
+        scheduler["prediction_type"] = "v_prediction"
+    configs["scheduler"] = scheduler
+    return SingleFileCheckpoint(path=path, variant=variant, configs=configs, has_vae=has_vae)
 
 
 def _tensor_shapes(path: Path, size: int) -> Shapes:
@@ -131,8 +144,8 @@ def _tensor_shapes(path: Path, size: int) -> Shapes:
     return {tensor.name: tensor.shape for tensor in tensors}
 
 
-def _family(shapes: Shapes) -> str:
-    """The family the key names mark, or a one-line refusal naming what the file is."""
+def _variant(shapes: Shapes) -> str:
+    """Which shipped configs fit (the key names say), or a one-line refusal naming what the file is."""
     keys = shapes.keys()
 
     def has(prefix: str) -> bool:
@@ -153,14 +166,17 @@ def _family(shapes: Shapes) -> str:
     elif has(SD1_CLIP):
         return "sd1"
     elif has(SD2_OPEN_CLIP):
-        found = "an SD 2.x checkpoint; its single files are not supported yet (use its diffusers folder or hub id)"
+        layers = _count(shapes, re.escape(f"{SD2_OPEN_CLIP}transformer.resblocks.") + r"(\d+)\.")
+        if layers == SD2_TEXT_LAYERS:
+            return "sd2"
+        found = f"an SD 2.x-like checkpoint with {layers} text-encoder layers (SD 2.x has {SD2_TEXT_LAYERS})"
     else:
         found = "a checkpoint without a text encoder dreamcord knows"
-    raise _Unusual(f"it is {found}; dreamcord loads single files of SD 1.x and SDXL")
+    raise _Unusual(f"it is {found}; dreamcord loads single files of SD 1.x, SD 2.x and SDXL")
 
 
-def _template(family: str, subfolder: str) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads((ORIGINAL_CONFIGS / family / subfolder / "config.json").read_text())
+def _template(variant: str, subfolder: str, name: str = "config.json") -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ORIGINAL_CONFIGS / variant / subfolder / name).read_text())
     return config
 
 
@@ -171,10 +187,10 @@ def _count(shapes: Shapes, pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def _unet_config(family: str, shapes: Shapes) -> dict[str, Any]:
+def _unet_config(variant: str, shapes: Shapes) -> dict[str, Any]:
     """The UNet's levels, depths and widths from its tensors (the LDM layout numbers input blocks
     consecutively: per level `layers` res-blocks, each maybe with a transformer, then a downsampler)."""
-    config = _template(family, "unet")
+    config = _template(variant, "unet")
     levels: list[tuple[int, int]] = []  # (channels, transformer depth) per level
     layers: list[int] = []
     block, resnets, depth = 1, 0, 0
@@ -207,8 +223,9 @@ def _unet_config(family: str, shapes: Shapes) -> dict[str, Any]:
     config["cross_attention_dim"] = shapes[attention_keys[0]][1]
     proj_in = next(shapes[key] for key in shapes if key.startswith(UNET) and key.endswith("proj_in.weight"))
     config["use_linear_projection"] = len(proj_in) == 2
-    if family == "sdxl":  # heads of 64 channels, and the transformer depth of each level
+    if variant != "sd1":  # SD 2.x and SDXL: heads of 64 channels
         config["attention_head_dim"] = [max(1, c // 64) for c in channels]
+    if variant == "sdxl":  # and the transformer depth of each level
         config["transformer_layers_per_block"] = [max(1, level[1]) for level in levels]
     return config
 
@@ -219,6 +236,10 @@ def read_vae_file(source: str, family: str) -> dict[str, Any]:
     path = Path(source).expanduser().resolve()
     if not path.is_file():
         raise ModelNotFoundError(f"VAE file {source} does not exist")
+    if not (ORIGINAL_CONFIGS / family / "vae").is_dir():
+        raise ModelLoadError(
+            f"a VAE file for a {family} model cannot be read yet: give a VAE folder or hub id"
+        )
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelLoadError(
             f"{path.name} is a pickle, which can run code when loaded: use a .safetensors VAE"
@@ -233,8 +254,8 @@ def read_vae_file(source: str, family: str) -> dict[str, Any]:
         ) from None
 
 
-def _vae_config(family: str, shapes: Shapes, prefix: str = VAE) -> dict[str, Any]:
-    config = _template(family, "vae")
+def _vae_config(variant: str, shapes: Shapes, prefix: str = VAE) -> dict[str, Any]:
+    config = _template(variant, "vae")
     levels = _count(shapes, re.escape(f"{prefix}encoder.down.") + r"(\d+)\.")
     config["block_out_channels"] = [
         shapes[f"{prefix}encoder.down.{level}.block.0.conv1.weight"][0] for level in range(levels)
@@ -256,9 +277,9 @@ def _check_vocabulary(vocabulary: int, where: str) -> None:
         )
 
 
-def _clip_config(family: str, subfolder: str, shapes: Shapes, prefix: str) -> dict[str, Any]:
+def _clip_config(variant: str, subfolder: str, shapes: Shapes, prefix: str) -> dict[str, Any]:
     """An OpenAI CLIP text encoder in transformers' own key names (SD 1.x, SDXL's first)."""
-    config = _template(family, subfolder)
+    config = _template(variant, subfolder)
     vocabulary, width = shapes[f"{prefix}embeddings.token_embedding.weight"]
     _check_vocabulary(vocabulary, "text encoder")
     config["hidden_size"] = width
@@ -270,15 +291,18 @@ def _clip_config(family: str, subfolder: str, shapes: Shapes, prefix: str) -> di
     return config
 
 
-def _open_clip_config(family: str, shapes: Shapes, prefix: str) -> dict[str, Any]:
-    """An OpenCLIP text encoder (SDXL's second), in OpenCLIP's key names, with its projection."""
-    config = _template(family, "text_encoder_2")
+def _open_clip_config(variant: str, subfolder: str, shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """An OpenCLIP text encoder in OpenCLIP's key names: SDXL's second (all its layers, and its
+    projection) or SD 2.x's (diffusers keeps all but the last layer: SD 2.x reads the penultimate)."""
+    config = _template(variant, subfolder)
     vocabulary, width = shapes[f"{prefix}token_embedding.weight"]
-    _check_vocabulary(vocabulary, "second text encoder")
+    _check_vocabulary(vocabulary, "second text encoder" if variant == "sdxl" else "text encoder")
+    layers = _count(shapes, re.escape(f"{prefix}transformer.resblocks.") + r"(\d+)\.")
     config["hidden_size"] = width
     config["num_attention_heads"] = max(1, width // 64)
-    config["num_hidden_layers"] = _count(shapes, re.escape(f"{prefix}transformer.resblocks.") + r"(\d+)\.")
+    config["num_hidden_layers"] = layers if variant == "sdxl" else layers - 1
     config["intermediate_size"] = shapes[f"{prefix}transformer.resblocks.0.mlp.c_fc.weight"][0]
     config["max_position_embeddings"] = shapes[f"{prefix}positional_embedding"][0]
-    config["projection_dim"] = shapes[f"{prefix}text_projection"][1]
+    if variant == "sdxl":
+        config["projection_dim"] = shapes[f"{prefix}text_projection"][1]
     return config

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -32,9 +38,11 @@ def clip_tokenizer(pad: str = "<|endoftext|>") -> CLIPTokenizer:
     return tokenizer
 
 
-def _text_encoder(width: int, *, projection: bool, act: str) -> CLIPTextModel | CLIPTextModelWithProjection:
+def _text_encoder(
+    width: int, *, projection: bool, act: str, layers: int = 3
+) -> CLIPTextModel | CLIPTextModelWithProjection:
     config = CLIPTextConfig(
-        vocab_size=49408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=3,
+        vocab_size=49408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
         num_attention_heads=max(1, width // 64), max_position_embeddings=77, projection_dim=width,
         hidden_act=act, bos_token_id=0, eos_token_id=2, pad_token_id=1,
     )  # fmt: skip
@@ -59,6 +67,23 @@ def conventional_tiny_sd1(seed: int = 0) -> StableDiffusionPipeline:
     return StableDiffusionPipeline(
         vae=_vae(), text_encoder=_text_encoder(32, projection=False, act="quick_gelu"),
         tokenizer=clip_tokenizer(), unet=unet, scheduler=sd_noise_schedule(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+
+
+def conventional_tiny_sd2(seed: int = 0) -> StableDiffusionPipeline:
+    """SD 2.x's layout: OpenCLIP text encoder (gelu, `!` padding; 23 of the file's 24 layers, as
+    diffusers keeps them), linear projections in the UNet's transformers, v-prediction."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=2, attention_head_dim=(1, 1),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64, use_linear_projection=True, upcast_attention=True,
+    )  # fmt: skip
+    encoder = _text_encoder(64, projection=False, act="gelu", layers=23)
+    scheduler = DDIMScheduler.from_config(sd_noise_schedule().config, prediction_type="v_prediction")
+    return StableDiffusionPipeline(
+        vae=_vae(), text_encoder=encoder, tokenizer=clip_tokenizer(pad="!"), unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
 
@@ -247,16 +272,20 @@ def clip_to_original(encoder: CLIPTextModel, prefix: str) -> Weights:
     }
 
 
-def open_clip_to_original(encoder: CLIPTextModelWithProjection, prefix: str) -> Weights:
-    """OpenCLIP's names: fused q/k/v (`in_proj_weight`), `resblocks`, and a transposed projection."""
+def open_clip_to_original(
+    encoder: CLIPTextModel | CLIPTextModelWithProjection, prefix: str, *, extra_layer: bool = False
+) -> Weights:
+    """OpenCLIP's names: fused q/k/v (`in_proj_weight`), `resblocks`, and a transposed projection.
+    `extra_layer`: SD 2.x files hold one more layer than diffusers keeps (here a copy of the last)."""
     weights = {name.removeprefix("text_model."): tensor for name, tensor in encoder.state_dict().items()}
     converted: Weights = {
         prefix + "token_embedding.weight": weights.pop("embeddings.token_embedding.weight"),
         prefix + "positional_embedding": weights.pop("embeddings.position_embedding.weight"),
         prefix + "ln_final.weight": weights.pop("final_layer_norm.weight"),
         prefix + "ln_final.bias": weights.pop("final_layer_norm.bias"),
-        prefix + "text_projection": weights.pop("text_projection.weight").T.contiguous(),
     }
+    if "text_projection.weight" in weights:
+        converted[prefix + "text_projection"] = weights.pop("text_projection.weight").T.contiguous()
     weights.pop("embeddings.position_ids", None)
     parts = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
              "self_attn.out_proj": "attn.out_proj"}  # fmt: skip
@@ -269,6 +298,10 @@ def open_clip_to_original(encoder: CLIPTextModelWithProjection, prefix: str) -> 
             for part, renamed in parts.items():
                 converted[f"{new}{renamed}.{kind}"] = weights.pop(f"{old}{part}.{kind}")
     assert not weights, f"not converted: {sorted(weights)}"
+    if extra_layer:
+        last, extra = f"{prefix}transformer.resblocks.{encoder.config.num_hidden_layers - 1}.", None
+        extra = f"{prefix}transformer.resblocks.{encoder.config.num_hidden_layers}."
+        converted |= {extra + k[len(last) :]: t.clone() for k, t in converted.items() if k.startswith(last)}
     return converted
 
 
@@ -280,6 +313,8 @@ def save_single_file(pipeline: Any, path: Path, *, with_vae: bool = True) -> Pat
     if isinstance(pipeline, StableDiffusionXLPipeline):
         weights |= clip_to_original(pipeline.text_encoder, "conditioner.embedders.0.transformer.")
         weights |= open_clip_to_original(pipeline.text_encoder_2, "conditioner.embedders.1.model.")
+    elif pipeline.text_encoder.config.hidden_act == "gelu":  # SD 2.x: OpenCLIP
+        weights |= open_clip_to_original(pipeline.text_encoder, "cond_stage_model.model.", extra_layer=True)
     else:
         weights |= clip_to_original(pipeline.text_encoder, "cond_stage_model.transformer.")
     save_file({name: tensor.contiguous() for name, tensor in weights.items()}, path)

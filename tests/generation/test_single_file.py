@@ -22,12 +22,13 @@ from generation.operations.imagine import run_imagine
 from generation.specs import ImagineSpec
 from tests.generation.original_layout import (
     conventional_tiny_sd1,
+    conventional_tiny_sd2,
     conventional_tiny_sdxl,
     save_single_file,
     vae_to_original,
 )
 
-BUILDERS = {"sd1": conventional_tiny_sd1, "sdxl": conventional_tiny_sdxl}
+BUILDERS = {"sd1": conventional_tiny_sd1, "sd2": conventional_tiny_sd2, "sdxl": conventional_tiny_sdxl}
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module", params=["sd1", "sdxl"])
+@pytest.fixture(scope="module", params=["sd1", "sd2", "sdxl"])
 def checkpoint(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, Path, Path]:
@@ -54,10 +55,12 @@ def _spec(model: str, seeds: tuple[int, ...] = (3, 4)) -> ImagineSpec:
 
 
 def test_a_single_file_gives_the_pixels_of_its_folder(checkpoint: tuple[str, Path, Path]) -> None:
-    family, folder, file = checkpoint
+    variant, folder, file = checkpoint
     from_folder = load_model(ModelConfig(name="folder", source=str(folder)), device="cpu")
     from_file = load_model(ModelConfig(name="file", source=str(file)), device="cpu")
-    assert from_file.family.name == family and type(from_file.pipeline) is type(from_folder.pipeline)
+    assert from_file.family.name == {"sd2": "sd1"}.get(variant, variant)
+    assert type(from_file.pipeline) is type(from_folder.pipeline)
+    assert from_file.scheduler_config["prediction_type"] == from_folder.scheduler_config["prediction_type"]
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         ours, theirs = getattr(from_file.pipeline, name, None), getattr(from_folder.pipeline, name, None)
         if theirs is not None:
@@ -71,20 +74,20 @@ def test_a_single_file_gives_the_pixels_of_its_folder(checkpoint: tuple[str, Pat
 
 
 def test_family_and_size_of_a_file_come_from_its_header(checkpoint: tuple[str, Path, Path]) -> None:
-    family, _, file = checkpoint
+    variant, _, file = checkpoint
     config = ModelConfig(name="file", source=str(file))
-    assert family_of(config).name == family
-    assert native_resolution(config) == {"sd1": 512, "sdxl": 1024}[family]  # the family's, as A1111 assumes
+    assert family_of(config).name == {"sd2": "sd1"}.get(variant, variant)
+    assert native_resolution(config) == {"sd1": 512, "sd2": 768, "sdxl": 1024}[variant]  # as A1111 assumes
     assert native_resolution(ModelConfig(name="sized", source=str(file), resolution=64)) == 64
     unet = read_single_file(str(file)).configs["unet"]
-    assert unet["block_out_channels"] == ([32, 64] if family == "sd1" else [32, 64, 64])
+    assert unet["block_out_channels"] == ([32, 64, 64] if variant == "sdxl" else [32, 64])
 
 
 def test_a_file_without_a_vae_needs_one_named_and_loads_with_a_vae_file(
     checkpoint: tuple[str, Path, Path], tmp_path: Path
 ) -> None:
-    family, _, file = checkpoint
-    pipeline = BUILDERS[family]()  # the same seed: the same weights as `file`
+    variant, _, file = checkpoint
+    pipeline = BUILDERS[variant]()  # the same seed: the same weights as `file`
     bare = save_single_file(pipeline, tmp_path / "no-vae.safetensors", with_vae=False)
     with pytest.raises(ModelLoadError, match=r"no-vae\.safetensors holds no VAE; name one with vae ="):
         load_model(ModelConfig(name="bare", source=str(bare)), device="cpu")
@@ -122,7 +125,7 @@ def _fake_checkpoint(path: Path, shapes: dict[str, list[int]]) -> Path:
         ({"model.diffusion_model.input_blocks.0.0.weight": [4, 4, 3, 3],
           "conditioner.embedders.0.model.positional_embedding": [77, 4]}, "SDXL refiner"),
         ({"model.diffusion_model.input_blocks.0.0.weight": [4, 4, 3, 3],
-          "cond_stage_model.model.token_embedding.weight": [8, 4]}, "SD 2.x"),
+          "cond_stage_model.model.token_embedding.weight": [8, 4]}, "SD 2.x-like checkpoint with 0 text-encoder"),
     ],
 )  # fmt: skip
 def test_a_file_of_another_kind_is_refused_saying_what_it_is(
@@ -161,3 +164,20 @@ def test_pickles_and_broken_files_are_refused_without_being_opened(tmp_path: Pat
         load_model(ModelConfig(name="broken", source=str(broken)), device="cpu")
     with pytest.raises(ModelNotFoundError, match=r"model file .*gone\.safetensors does not exist"):
         load_model(ModelConfig(name="gone", source=str(tmp_path / "gone.safetensors")), device="cpu")
+
+
+def test_a_v_prediction_marker_makes_the_file_load_as_v_prediction(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    file = save_single_file(conventional_tiny_sd1(), tmp_path / "eps.safetensors")
+    weights = load_file(file) | {"v_pred": torch.zeros(0)}  # as v-prediction fine-tunes mark themselves
+    save_file(weights, tmp_path / "vpred.safetensors")
+    eps = load_model(ModelConfig(name="eps", source=str(file)), device="cpu")
+    vpred = load_model(ModelConfig(name="vpred", source=str(tmp_path / "vpred.safetensors")), device="cpu")
+    assert (eps.scheduler_config["prediction_type"], vpred.scheduler_config["prediction_type"]) == (
+        "epsilon",
+        "v_prediction",
+    )
+
+    told = load_model(ModelConfig(name="told", source=str(file), prediction="v_prediction"), device="cpu")
+    assert told.scheduler_config["prediction_type"] == "v_prediction"  # the config key says it for any model
