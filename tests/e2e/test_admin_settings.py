@@ -114,6 +114,7 @@ async def test_blocked_terms_refuse_prompts_and_buttons_alike(stack: Stack) -> N
 
 async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> None:
     from storage import jobs as job_store
+    from storage.db import write_transaction
 
     fake = stack.fake
     boss, ivy = fake.add_user("boss5", admin=True), fake.add_user("ivy")
@@ -121,7 +122,9 @@ async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> N
     assert "30 fast GPU-seconds a day, then relax" in await ephemeral_reply(stack, set_quota)
     first = await _imagine(stack, ivy, "a cat --steps 2")
     assert "relax" not in first["content"]
-    async with stack.jobs.sessions.begin() as session:  # as if her jobs had used 40 GPU-seconds today
+    # As if her jobs had used 40 GPU-seconds today; a write unit as the bot's own are (BEGIN IMMEDIATE:
+    # a deferred one that reads first can meet "database is locked" while the bot records her job).
+    async with write_transaction(stack.jobs.sessions) as session:
         job = await job_store.get_job(session, int(custom_ids(first)[0].split(":")[2]))
         assert job is not None and job.gpu_seconds is not None and job.gpu_seconds > 0  # measured
         await job_store.record_gpu_time(session, job, 40.0)
