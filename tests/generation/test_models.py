@@ -116,6 +116,34 @@ def test_model_cache_keeps_one_base_model(tiny_model_dir: Path, tmp_path: Path) 
         cache.get("c")
 
 
+def test_switching_families_frees_the_first_model_before_loading_the_second(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import weakref
+
+    from generation.models import loading
+    from generation.models.tiny_flux import save_tiny_flux_model
+
+    configs = {
+        "sd": ModelConfig(name="sd", source=str(tiny_model_dir)),
+        "flux": ModelConfig(name="flux", source=str(save_tiny_flux_model(tmp_path / "flux")), resolution=64),
+    }
+    cache = ModelCache(configs, device="cpu")
+    first = weakref.ref(cache.get("sd").pipeline.unet)
+    alive_while_loading: list[bool] = []
+    real_load = loading.load_model
+
+    def load_and_look(config: ModelConfig, **options: object) -> LoadedModel:
+        gc.collect()
+        alive_while_loading.append(first() is not None)  # one model in memory: the old one is gone
+        return real_load(config, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loading, "load_model", load_and_look)
+    assert cache.get("flux").family.name == "flux"
+    assert alive_while_loading == [False]
+
+
 def test_scheduler_config_is_the_checkpoints_own(tiny_model: LoadedModel, tiny_model_dir: Path) -> None:
     saved = json.loads((tiny_model_dir / "scheduler" / "scheduler_config.json").read_text())
     assert tiny_model.scheduler_config["beta_schedule"] == saved["beta_schedule"] == "scaled_linear"
