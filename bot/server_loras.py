@@ -20,13 +20,11 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from generation.config import ModelConfig
+from generation.config import SINGLE_FILE_SUFFIXES, ModelConfig
 from generation.models.adapter_files import (
-    MAX_ADAPTER_BYTES,
-    MAX_HEADER_BYTES,
     AdapterFileError,
     AdapterFileInfo,
-    head_of,
+    head_of_file,
     inspect_adapter_head,
 )
 from generation.specs import adapter_name_problem
@@ -79,10 +77,7 @@ async def sync_server_folders(
             report.refused.append(f"{folder} (model {model.name}): not a folder")
             continue
         for path in sorted(folder.iterdir()):
-            if (
-                path.suffix.lower() not in (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-                or not path.is_file()
-            ):
+            if path.suffix.lower() not in SINGLE_FILE_SUFFIXES or not path.is_file():
                 continue
             name = token_name(path.stem)
             if problem := adapter_name_problem(name):
@@ -111,13 +106,8 @@ async def sync_server_folders(
 
 
 def _check_and_store(files: FileStore, path: Path) -> tuple[AdapterFileInfo, str]:
-    """The upload checks on the file's header first (nothing stored if they refuse), then a copy."""
-    size = path.stat().st_size
-    if size > MAX_ADAPTER_BYTES:
-        raise AdapterFileError(f"is larger than {MAX_ADAPTER_BYTES // 2**20} MiB")
-    with path.open("rb") as file:
-        head = head_of(file.read(8 + MAX_HEADER_BYTES + 1))
-    info = inspect_adapter_head(head, size, path.name)
+    """The upload checks on the file's header and size first (nothing stored if they refuse), then a copy."""
+    info = inspect_adapter_head(head_of_file(path), path.stat().st_size, path.name)
     return info, files.put(path.read_bytes())
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from generation.errors import DreamcordError, excerpt
@@ -94,6 +95,12 @@ def head_of(data: bytes) -> bytes:
     bytes), small enough to hand to another process."""
     length = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
     return data[: 8 + min(length, MAX_HEADER_BYTES + 1)]
+
+
+def head_of_file(path: Path) -> bytes:
+    """`head_of` a file on disk, reading only that part of it (a checkpoint may be gigabytes)."""
+    with path.open("rb") as file:
+        return head_of(file.read(8 + MAX_HEADER_BYTES + 1))
 
 
 def inspect_adapter_head(head: bytes, size: int, filename: str = "the file") -> AdapterFileInfo:

@@ -20,7 +20,7 @@ from typing import Any
 
 from generation.config import SINGLE_FILE_SUFFIXES
 from generation.errors import ModelLoadError, ModelNotFoundError
-from generation.models.adapter_files import MAX_HEADER_BYTES, AdapterFileError, read_header
+from generation.models.adapter_files import AdapterFileError, head_of_file, read_header
 
 ORIGINAL_CONFIGS = Path(__file__).with_name("original_configs")
 CLIP_VOCABULARY = 49408  # the shipped tokenizer's; a file whose text encoder has another cannot use it
@@ -135,10 +135,8 @@ def _inspect(path: Path, shapes: Shapes) -> SingleFileCheckpoint:
 
 
 def _tensor_shapes(path: Path, size: int) -> Shapes:
-    with path.open("rb") as file:
-        head = file.read(8 + MAX_HEADER_BYTES + 1)
     try:
-        tensors, _ = read_header(head, size)
+        tensors, _ = read_header(head_of_file(path), size)
     except AdapterFileError as error:
         raise ModelLoadError(f"{path.name} is {error}") from None
     return {tensor.name: tensor.shape for tensor in tensors}
