@@ -118,6 +118,10 @@ def _encode_sdxl(pipeline: Any, request: PromptRequest) -> Embeddings:
     return embeddings
 
 
+# FluxPipeline's limit for T5's tokens (schnell was trained with 256: its tokenizer may say less).
+FLUX_MAX_TEXT_TOKENS = 512
+
+
 def _encode_flux(pipeline: Any, request: PromptRequest) -> Embeddings:
     """CLIP's pooled output and T5's hidden states; no negative side (the guidance is distilled into
     the model: `guidance_scale` is an input of the transformer, not a second pass)."""
@@ -131,10 +135,6 @@ def _encode_flux(pipeline: Any, request: PromptRequest) -> Embeddings:
     )
     return {"prompt_embeds": positive, "pooled_prompt_embeds": pooled}
 
-
-FLUX_MAX_TEXT_TOKENS = (
-    512  # FluxPipeline's limit for T5 (schnell was trained with 256: its tokenizer may say)
-)
 
 _ENCODERS: dict[str, Callable[[Any, PromptRequest], Embeddings]] = {
     "sd1": _encode_sd1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -69,9 +70,9 @@ def run_imagine(
         pipeline = control_pipeline(model, spec.control.mode)
         inputs["image"] = control_map(spec.control, control_image, (spec.width, spec.height))
         inputs["controlnet_conditioning_scale"] = spec.control.scale
-    if not spec.tile:
-        return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
-    with seamless_tiling(pipeline.unet, pipeline.vae):  # families that tile have a convolutional UNet
+    # Only families that tile get here with --tile (a UNet of convolutions); Flux has no `unet`.
+    tiling = seamless_tiling(pipeline.unet, pipeline.vae) if spec.tile else contextlib.nullcontext()
+    with tiling:
         return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
 
