@@ -83,13 +83,8 @@ async def _add_to_library(
     if isinstance(spec, TrainSpec) and trained is not None and trained_hash is not None:
         name, kind, file_hash, trigger = spec.token, trained.kind, trained_hash, trained.trigger
     elif isinstance(spec, ImportSpec):
-        name, kind, file_hash, trigger, tags = (
-            spec.name,
-            spec.adapter_kind,
-            spec.file,
-            spec.trigger,
-            spec.tags,
-        )
+        name, kind, file_hash, trigger = spec.name, spec.adapter_kind, spec.file, spec.trigger
+        tags = spec.tags
     else:
         return
     if await library.owned_adapter(session, job.owner_id, name) is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from PIL import Image
 
 from generation.models.loading import LoadedModel
+from generation.operations.fill import FILL_GUIDANCE, fill_pipeline
 from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
 from generation.operations.masks import grow, keep_outside
 from generation.operations.outpaint import OUTPAINT_STRENGTH, canvas_and_mask
@@ -37,8 +38,6 @@ def run_inpaint(
         raise ValueError(f"start {start.size} and mask {mask.size} must be {spec.width}x{spec.height}")
     pipeline = model.task("inpaint")
     if model.config.fill:  # a Flux Fill model paints masks with its own transformer and guidance
-        from generation.operations.fill import FILL_GUIDANCE, fill_pipeline
-
         pipeline = fill_pipeline(model)
         spec = spec.model_copy(update={"guidance": FILL_GUIDANCE})
     margin = seam_margin(model)
