@@ -1,7 +1,8 @@
-"""The `dreamcord` command line: `imagine` renders a prompt to a file; `vary`, `upscale` and `outpaint`
-work on a picture file; `models` lists what is configured; `run` starts the bot.
+"""dreamcord: a self-hosted, Midjourney-style Discord bot that runs Stable Diffusion on your own GPUs.
 
-Exit codes: 0 done, 2 bad input (prompt, flags, model, file), 1 anything unexpected.
+`imagine` renders a prompt to a file; `vary`, `upscale` and `outpaint` work on a picture file;
+`models` lists what is configured; `doctor` checks a deployment; `pull` downloads the configured hub
+models; `run` starts the bot.
 """
 
 from __future__ import annotations
@@ -24,18 +25,29 @@ if TYPE_CHECKING:
     from generation.specs import ImagineSpec
 
 USAGE_ERROR = 2
+EXIT_CODES = "exit codes: 0 done, 2 bad input (prompt, flags, model, file, token), 1 anything unexpected"
 EDIT_COMMANDS = ("vary", "upscale", "outpaint")
 log = logging.getLogger("dreamcord")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dreamcord", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="dreamcord",
+        description=__doc__.splitlines()[0],
+        epilog=EXIT_CODES,
+        allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"dreamcord {dreamcord_version()}")
     parser.add_argument(
         "--config", type=Path, help="settings file (default: $DREAMCORD_CONFIG or ./dreamcord.toml)"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what happens (-vv: debug); `run` logs at the settings' log_level otherwise",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     imagine = commands.add_parser(
@@ -86,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    configure_logging(logging.INFO if args.verbose else logging.WARNING, "%(levelname)s %(message)s")
     if extra and args.command != "imagine":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings(args.config)
+        configure_logging(log_level(args.verbose, args.command, settings))
         if args.command == "models":
             return list_models(settings)
         if args.command == "db":
@@ -105,6 +117,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DreamcordError as error:
         print(f"dreamcord: {error}", file=sys.stderr)
         return USAGE_ERROR
+
+
+def dreamcord_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dreamcord")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def log_level(verbose: int, command: str, settings: Settings) -> int:
+    """-vv: debug; -v: info; otherwise the bot logs at its configured level and the other commands
+    only warn (their output is the result)."""
+    if verbose >= 2:
+        return logging.DEBUG
+    if verbose == 1:
+        return min(logging.INFO, logging.getLevelNamesMapping()[settings.log_level.upper()])
+    if command == "run":
+        return logging.getLevelNamesMapping()[settings.log_level.upper()]
+    return logging.WARNING
 
 
 def list_models(settings: Settings) -> int:

@@ -24,6 +24,8 @@ from bot.settings import Settings
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
+# The bot never joins a voice channel: no warning at each start that voice libraries are missing.
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
 def cog_extensions() -> tuple[str, ...]:

@@ -61,6 +61,11 @@ class JobFollowers:
         for message in self._shown.values():
             message.close()
 
+    async def interrupt(self) -> None:
+        """Tell every unfinished job's message that the bot is stopping (best effort, in parallel)."""
+        messages = list(self._shown.values())
+        await asyncio.gather(*(message.interrupted() for message in messages), return_exceptions=True)
+
     async def close(self) -> None:
         """Stop following; whatever is unfinished stays queued/running in the database."""
         self.stop_showing()

@@ -123,6 +123,13 @@ class DiscordJobMessage:
             except discord.HTTPException as error:
                 log.info("progress edit failed (%s); carrying on", error)
 
+    async def interrupted(self) -> None:
+        await self._show(
+            f"**{self.title}** — paused: the bot is restarting; the job carries on when it is back",
+            force=True,
+        )
+        self.close()
+
     def close(self) -> None:
         """No more progress: the result or the end takes the message over, or the bot stops."""
         self.final = True

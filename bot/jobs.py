@@ -28,6 +28,7 @@ from bot.tickets import (
     JobMessages,
     JobNotFound,
     JobTicket,
+    Restarting,
     TicketEvent,
     TokenTaken,
     UnknownToken,
@@ -55,6 +56,7 @@ __all__ = [  # the service's own types live in bot.tickets; callers may import t
     "JobNotFound",
     "JobService",
     "JobTicket",
+    "Restarting",
     "StoredImage",
     "TicketEvent",
     "TokenTaken",
@@ -94,6 +96,7 @@ class JobService:
         self._submitting: set[int] = set()  # stored, not handed to the pool yet: not orphans
         self._files_in_flight: Counter[str] = Counter()  # named by submissions not stored yet
         self._background: list[asyncio.Task[None]] = []  # the watchdog and the file sweeper
+        self.accepting = True  # False once the process is stopping: submissions are refused
 
     async def start(
         self, *, watch_every_s: float | None = WATCH_EVERY_S, sweep_every_s: float | None = SWEEP_EVERY_S
@@ -157,6 +160,19 @@ class JobService:
         """Every job's message stops changing (the bot is closing); the jobs resume on the next start."""
         self.followers.stop_showing()
 
+    async def drain(self, grace_s: float) -> list[int]:
+        """Stop: refuse new jobs, start no queued ones, and give the running ones up to `grace_s` to
+        finish and be posted. The ids of those still running then (they resume on the next start)."""
+        self.accepting = False
+        self.pool.hold_queued()
+        running = [self.followers.task_of(job_id) for job_id in self.pool.running_job_ids()]
+        followers = [task for task in running if task is not None]
+        if followers and grace_s > 0:
+            log.info("letting %d running job(s) finish (up to %g s)", len(followers), grace_s)
+            await asyncio.wait(followers, timeout=grace_s)
+        await self.followers.interrupt()  # the queued ones and any still running: "paused"
+        return self.pool.running_job_ids()
+
     async def close(self) -> None:
         """Stop following jobs; whatever is unfinished stays queued/running in the database."""
         for task in self._background:
@@ -206,6 +222,8 @@ class JobService:
         message_id: int | None,
         message: JobMessage | None,
     ) -> JobTicket:
+        if not self.accepting:
+            raise Restarting()
         self.pool.check_capacity(owner_id)
         family = await self._family_of(spec.model)
         if self.privacy is not None:  # a job asked for while the user's /forget runs is refused…

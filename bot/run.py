@@ -20,7 +20,8 @@ from bot.library import LibraryService
 from bot.privacy import PrivacyService
 from bot.server_loras import FolderSync, sync_server_folders
 from bot.settings import Settings, SettingsError
-from generation.logs import configure_logging
+from bot.shutdown import GracefulStop
+from bot.startup import announce, login
 from generation.pool.worker import WorkerSettings
 from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade_async
@@ -36,6 +37,7 @@ def pool_config(settings: Settings) -> PoolConfig:
             data_dir=str(settings.data_dir),
             device=settings.device,
             dtype=settings.dtype,
+            log_level=logging.getLevelNamesMapping()[settings.log_level.upper()],
         ),
         interactive_devices=settings.worker_devices,
         training_devices=settings.training_worker_devices,
@@ -82,43 +84,50 @@ def freeze_startup_objects() -> None:
 
 
 async def run_bot(settings: Settings) -> None:
-    """Run until the bot is closed; the database is upgraded first, unfinished jobs resume."""
+    """Run until the bot is closed (by a stop signal: see bot.shutdown). The token is checked first,
+    then the database is upgraded, the workers start and unfinished jobs resume."""
     if not settings.discord_token:
         raise SettingsError(
             "DISCORD_TOKEN is not set: put the bot token in the environment (never in a file)"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await upgrade_async(settings.db_url)
     engine = create_engine(settings.db_url)
     files = FileStore(settings.files_dir)
     pool = WorkerPool(pool_config(settings))
-    await pool.start()
     bot = DreamcordBot()
     sessions = session_factory(engine)
     jobs = assemble(bot, settings, pool, sessions, files).jobs
+    stop = GracefulStop(jobs, settings.shutdown_grace_s, bot.close)
     folders: asyncio.Task[FolderSync] | None = None
-    freeze_startup_objects()
     try:
         async with bot:
-            await bot.login(settings.discord_token)
+            # Before the workers spend minutes loading models: a wrong token is told at once.
+            await login(bot, settings.discord_token)
+            announce(bot, settings.default_model)
+            await upgrade_async(settings.db_url)
+            await pool.start()
+            freeze_startup_objects()
+            stop.install()
             resumed = await jobs.start()
             log.info("resumed %d unfinished jobs", len(resumed))
             # Copying a folder of large files takes a while: the bot answers meanwhile.
             folders = asyncio.create_task(sync_server_folders(sessions, files, settings.models))
             await bot.connect()
     finally:
+        stop.uninstall()
         if folders is not None:
             folders.cancel()
         await jobs.close()
         await pool.close()
         await engine.dispose()
         offload.shutdown()
+        log.info("stopped")
 
 
 def main(settings: Settings) -> int:
-    configure_logging(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
+    """`dreamcord run` (logging is configured by the command line, once)."""
     try:
         asyncio.run(run_bot(settings))
-    except KeyboardInterrupt:
-        log.info("stopped")
+    except KeyboardInterrupt:  # before the stop signals are handled (still starting)
+        log.info("stopped while starting")
     return 0

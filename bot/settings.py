@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     pool: Literal["local", "ray"] = "local"  # "local": worker processes here; "ray": a Ray cluster
     ray: RayOptions = Field(default_factory=RayOptions)
     discord_token: str | None = Field(default=None, repr=False, validation_alias=TOKEN_ENV)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # of `dreamcord run`; -v says debug
+    # On SIGTERM/SIGINT, how long running jobs may take to finish before the bot closes (the queued
+    # ones, and any still running then, resume on the next start). Keep it under the service
+    # manager's stop timeout (compose stop_grace_period, systemd TimeoutStopSec).
+    shutdown_grace_s: float = Field(default=25.0, ge=0, le=3600)
+    # An HTTP port for /healthz and Prometheus /metrics (None: not served); health_host where it listens.
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+    health_host: str = "127.0.0.1"
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,16 @@ class Busy(DreamcordError):
     """The database stayed locked through every retry: the user is asked to try again."""
 
 
+class Restarting(DreamcordError):
+    """The bot is stopping (a restart or an update): nothing new is queued until it is back."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "dreamcord is restarting right now, so nothing new is queued; try again in a minute "
+            "(your earlier jobs are kept and finish after the restart)"
+        )
+
+
 @dataclass(frozen=True)
 class Finished:
     """The last event a ticket yields for a successful job: its images are stored and recorded."""
@@ -67,6 +77,9 @@ class JobMessage(Protocol):
     async def end(self, event: Failed | Cancelled) -> int | None:
         """Show that the job failed or was cancelled; the id of a new message posted for it, if any."""
         ...
+
+    async def interrupted(self) -> None:
+        """The bot is stopping before the job's end: say that it resumes after the restart."""
 
     def close(self) -> None:
         """No more showing (the bot stops; the job resumes and is posted on the next start)."""

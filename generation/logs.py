@@ -16,8 +16,12 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(level: int, format: str) -> None:
-    """The process's logging: to stderr, one line per record."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: int, format: str = LOG_FORMAT) -> None:
+    """The process's logging: to stderr, one line per record (configured once, by the entry point)."""
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter(format))
     logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin, each start

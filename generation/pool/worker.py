@@ -59,7 +59,9 @@ class Connection(Protocol):
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     """Entry point of the spawned process."""
     os.environ.update(settings.extra_env)
-    configure_logging(settings.log_level, f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(message)s")
+    configure_logging(
+        settings.log_level, f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s"
+    )
     serve(connection, settings)
 
 

@@ -60,6 +60,7 @@ class WorkerPool:
         self._handles: dict[int, JobHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._holding = False  # stopping: queued jobs stay queued (the database resumes them)
         self._ray: RayWorkers | None = None
         self.eta = EtaBook()
         self._announcing: dict[Lane, asyncio.TimerHandle] = {}  # a places announcement is due
@@ -106,6 +107,13 @@ class WorkerPool:
         for link in links:
             link.send(("stop",))
         await asyncio.gather(*(link.stop() for link in links))
+
+    def hold_queued(self) -> None:
+        """Start no more jobs (the process is stopping); those running go on to their end."""
+        self._holding = True
+
+    def running_job_ids(self) -> list[int]:
+        return [worker.current.job_id for worker in self._workers if worker.current is not None]
 
     def worker_pids(self) -> list[int | None]:
         """Each worker's process id (None until it said it is ready), wherever it runs."""
@@ -201,7 +209,7 @@ class WorkerPool:
         return max(idle, key=preference)  # max keeps the first of equals
 
     def _dispatch(self) -> None:
-        if self._closing:
+        if self._closing or self._holding:
             return
         for lane in ("interactive", "training"):
             while self._pending[lane] and any(w.lane == lane and w.idle for w in self._workers):

@@ -27,5 +27,8 @@ class ResultsOnly:
     async def end(self, event: Failed | Cancelled) -> int | None:
         return None
 
+    async def interrupted(self) -> None:
+        pass
+
     def close(self) -> None:
         pass

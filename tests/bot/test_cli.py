@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bot.cli import main
+from bot.cli import log_level, main
+from bot.settings import Settings
+from generation.config import ModelConfig
 from generation.pictures.provenance import read_chunks
 from generation.specs import spec_from_json
 from storage.db import MIGRATIONS_DIR
@@ -162,3 +166,34 @@ def test_run_without_a_token_exits_2_and_says_where_it_goes(
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
     assert main(["--config", str(config), "run"]) == 2
     assert "DISCORD_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_version_and_a_help_that_ends_its_sentences(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dreamcord {metadata.version('dreamcord')}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "runs Stable Diffusion on your own GPUs." in shown
+    assert "exit codes: 0 done, 2 bad input" in shown
+
+
+@pytest.mark.parametrize(
+    ("verbose", "command", "configured", "expected"),
+    [
+        (0, "run", "info", logging.INFO),
+        (0, "run", "warning", logging.WARNING),
+        (0, "imagine", "info", logging.WARNING),  # the CLI's output is its result
+        (1, "imagine", "info", logging.INFO),
+        (1, "run", "debug", logging.DEBUG),
+        (2, "run", "error", logging.DEBUG),
+    ],
+)
+def test_the_log_level_comes_from_v_or_the_settings(
+    verbose: int, command: str, configured: str, expected: int, tmp_path: Path
+) -> None:
+    settings = Settings(models={"tiny": ModelConfig(name="tiny", source=str(tmp_path))}, default_model="tiny",
+                        log_level=configured)  # type: ignore[arg-type]  # fmt: skip
+    assert log_level(verbose, command, settings) == expected

@@ -115,3 +115,21 @@ async def test_a_refused_burst_does_not_use_up_the_daily_quota(stack: Stack) -> 
         pictures += 1
     over = await fake.slash(kim, "imagine", {"prompt": "one more --steps 2"})
     assert f"allows {daily} jobs per person per 24 hours" in await refused_quietly(stack, over)
+
+
+async def test_while_the_bot_stops_new_jobs_and_buttons_get_a_restarting_line(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = stack.fake
+    lee = fake.add_user("lee")
+    grid = await imagine_in(stack, lee, "a red circle --seed 1 --steps 2")
+    monkeypatch.setattr(stack.jobs.pool, "hold_queued", lambda: None)  # the pool serves later tests
+    assert await stack.jobs.drain(grace_s=5) == []  # what a stop signal does first
+
+    typed = await fake.slash(lee, "imagine", {"prompt": "a blue square"})
+    pressed = await fake.press(lee, int(grid["id"]), custom_ids(grid)[5])  # V1
+    for interaction in (typed, pressed):
+        assert "dreamcord is restarting right now" in await refused_quietly(stack, interaction)
+    assert await jobs_of(stack, lee) == 1
+    listing = await fake.slash(lee, "queue")  # what needs no new job still works
+    assert "restarting" not in await ephemeral_reply(stack, listing)

@@ -68,6 +68,8 @@ class RestRoutes:
         return web.Response(body=attachment.data, headers={"Content-Type": attachment.content_type})
 
     async def _me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bot {self.bot_token}":  # as Discord answers
+            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         return self._json(self.bot_user)
 
     async def _application(self, request: web.Request) -> web.Response:

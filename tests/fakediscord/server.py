@@ -36,6 +36,10 @@ class FakeDiscord(RestRoutes):
         self.response_deadline = response_deadline
         self.token_lifetime = token_lifetime
         self.upload_limit = upload_limit
+        self.bot_token = "fake-token"
+        self.sessions_started = (
+            0  # READY events sent: one per (re)connect of a bot  # the one token /users/@me accepts
+        )
         self.app_id = payloads.snowflake()
         self.bot_user = payloads.user(self.app_id, "dreamcord", bot=True)
         self.guild_id = payloads.snowflake()
@@ -270,6 +274,7 @@ class FakeDiscord(RestRoutes):
         return socket
 
     async def _send_ready(self, socket: web.WebSocketResponse) -> None:
+        self.sessions_started += 1
         await self._dispatch_to(
             socket,
             "READY",
@@ -285,6 +290,8 @@ class FakeDiscord(RestRoutes):
         )
         for guild_id in self.guild_channels:
             await self._dispatch_to(socket, "GUILD_CREATE", self._guild_payload(guild_id))
+        async with self._changed:  # whoever waits for a session to start
+            self._changed.notify_all()
 
     def _guild_payload(self, guild_id: int) -> dict[str, Any]:
         members = [payloads.member(u, admin=i in self.admins) for i, u in self.users.items()]

@@ -1,0 +1,159 @@
+"""`dreamcord run` as an operator runs it, in a process of its own against the fake Discord: a refused
+token, and a stop signal in the middle of a job (a restart or an update): the job is posted exactly
+once, after it finished or after the next start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from generation.config import ModelConfig
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+LAUNCHER = Path(__file__).with_name("dreamcord_on_fake.py")
+ROOT = Path(__file__).parents[2]
+BAD_TOKEN_LINE = (
+    "dreamcord: Discord refused the token in DISCORD_TOKEN: copy it again from the developer "
+    "portal (your application → Bot → Reset Token)"
+)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fake() -> AsyncIterator[FakeDiscord]:
+    discord = FakeDiscord()
+    await discord.start()
+    yield discord
+    await discord.stop()
+
+
+def write_config(folder: Path, model: ModelConfig, grace_s: float) -> Path:
+    config = folder / "dreamcord.toml"
+    config.write_text(
+        f'default_model = "tiny"\ndata_dir = "{folder / "data"}"\ndevice = "cpu"\n'
+        f"training_devices = []\nshutdown_grace_s = {grace_s}\n\n"
+        f'[models.tiny]\nsource = "{model.source}"\nscheduler = "euler_a"\nsteps = 4\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+@dataclass
+class Dreamcord:
+    """One `dreamcord run` process; its output goes to a file (a pipe nobody reads would fill up and
+    block it)."""
+
+    process: asyncio.subprocess.Process
+    log: Path
+
+    @classmethod
+    async def start(cls, fake: FakeDiscord, config: Path, token: str = "fake-token") -> Dreamcord:
+        env = {
+            **os.environ,
+            "DREAMCORD_FAKE_DISCORD": fake.base,
+            "DISCORD_TOKEN": token,
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_OFFLINE": "1",
+        }
+        log = config.with_name(f"run-{fake.sessions_started}-{token}.log")
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, str(LAUNCHER), "--config", str(config), "run",
+                env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+        return cls(process, log)
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def exit_code(self, timeout: float = 120) -> int:
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def online(self, fake: FakeDiscord) -> None:
+        """Wait until its gateway session is up (it connects once its workers are ready)."""
+        before = fake.sessions_started
+        waiting = asyncio.create_task(fake.wait_until(lambda: fake.sessions_started > before, 120))
+        exited = asyncio.create_task(self.process.wait())
+        await asyncio.wait((waiting, exited), return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
+        if not waiting.done():
+            waiting.cancel()
+            pytest.fail(f"dreamcord run exited ({self.process.returncode}) before connecting:\n{self.output}")
+        waiting.result()  # raises if it timed out
+
+    async def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return await self.exit_code()
+
+
+def result_buttons(fake: FakeDiscord) -> list[tuple[int, str]]:
+    """(message id, job id) of every message with a U1 button: a posted result."""
+    return [
+        (int(m["id"]), c["custom_id"].split(":")[2])
+        for m in fake.messages.values()
+        for row in m["components"]
+        for c in row["components"]
+        if c.get("custom_id", "").startswith("dc:u:") and c["custom_id"].endswith(":0")
+    ]
+
+
+async def imagine_and_wait_until_running(fake: FakeDiscord, user: int) -> Any:
+    interaction = await fake.slash(user, "imagine", {"prompt": "a red circle --seed 3 --steps 150"})
+    await fake.wait_until(
+        lambda: "— st" in (fake.message(interaction.original_id) or {}).get("content", ""), 60
+    )  # "— starting" or "— step n/150": a worker is running it
+    return interaction
+
+
+async def test_a_refused_token_is_one_line_and_exit_code_2(
+    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    dreamcord = await Dreamcord.start(fake, write_config(tmp_path, tiny_config, 5), token="wrong")
+    assert await dreamcord.exit_code() == 2
+    lines = dreamcord.output.strip().splitlines()
+    assert lines[-1] == BAD_TOKEN_LINE
+    assert not [line for line in lines if "Traceback" in line or " WARNING " in line or " ERROR " in line]
+
+
+async def test_sigterm_mid_job_lets_it_finish_and_posts_it_once(
+    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    dreamcord = await Dreamcord.start(fake, write_config(tmp_path, tiny_config, grace_s=120))
+    await dreamcord.online(fake)
+    await imagine_and_wait_until_running(fake, fake.add_user("alice"))
+
+    assert await dreamcord.stop() == 0, dreamcord.output
+    assert "SIGTERM: stopping" in dreamcord.output
+    assert len(result_buttons(fake)) == 1  # finished within the grace, and posted before the exit
+
+
+async def test_sigterm_past_the_grace_resumes_the_job_on_the_next_start(
+    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, tiny_config, grace_s=0)
+    first = await Dreamcord.start(fake, config)
+    await first.online(fake)
+    interaction = await imagine_and_wait_until_running(fake, fake.add_user("bob"))
+
+    assert await first.stop() == 0, first.output
+    assert "resume on the next start" in first.output
+    assert result_buttons(fake) == []
+    own_message = fake.message(interaction.original_id)
+    assert own_message is not None and "paused: the bot is restarting" in own_message["content"]
+
+    second = await Dreamcord.start(fake, config)
+    await second.online(fake)
+    await fake.wait_until(lambda: result_buttons(fake), 120)
+    assert await second.stop() == 0, second.output
+    ((message_id, _job),) = result_buttons(fake)  # exactly once
+    assert fake.messages[message_id]["channel_id"] == str(interaction.channel_id)
