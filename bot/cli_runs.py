@@ -9,11 +9,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from bot.images import grid_png
 from bot.settings import Settings
 from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.outputs import JobOutput
-from generation.pictures.grid import compose_grid
+from generation.pictures.provenance import encode_with_parameters, parameters_of
 from generation.specs import JobSpec
 
 
@@ -60,8 +61,9 @@ def save_output(output: JobOutput, path: Path, *, each: bool = False) -> Image.I
         shown = pictures[0]
         _write(output.images[0].png, shown, path)
     else:
-        shown = compose_grid(pictures)
-        shown.save(path)
+        grid = grid_png([image.png for image in output.images])  # with the first one's infotext
+        shown = _decoded(grid)
+        _write(grid, shown, path)
     if each:
         for index, (image, picture) in enumerate(zip(output.images, pictures, strict=True), start=1):
             _write(image.png, picture, path.with_stem(f"{path.stem}_{index}"))
@@ -76,5 +78,6 @@ def _decoded(png: bytes) -> Image.Image:
 def _write(png: bytes, picture: Image.Image, path: Path) -> None:
     if path.suffix.lower() == ".png":
         path.write_bytes(png)  # as made: its provenance chunks stay
-    else:
-        picture.save(path)
+    else:  # JPEG, WebP: the infotext goes in EXIF
+        image_format = Image.registered_extensions()[path.suffix.lower()]
+        path.write_bytes(encode_with_parameters(picture, image_format, parameters_of(png), quality=95))

@@ -7,6 +7,7 @@ import io
 from PIL import Image
 
 from generation.pictures.grid import compose_grid
+from generation.pictures.provenance import encode_with_parameters, parameters_of
 
 JPEG_QUALITIES = (92, 85, 75, 60)
 SHRINK_STEP = 0.75
@@ -18,10 +19,12 @@ def load_png(data: bytes) -> Image.Image:
 
 
 def grid_png(images: list[bytes]) -> bytes:
-    """One PNG: the image itself, or a grid of several."""
+    """One PNG: the image itself, or a grid of several carrying the first one's infotext (as A1111's
+    grids do: its seed is the first of the grid's)."""
     if len(images) == 1:
         return images[0]
-    return _encode(compose_grid([load_png(data) for data in images]), "PNG")
+    grid = compose_grid([load_png(data) for data in images])
+    return encode_with_parameters(grid, "PNG", parameters_of(images[0]))
 
 
 HIDDEN_NOTE = "hidden by the safety filter"
@@ -37,14 +40,16 @@ def hidden_png(width: int, height: int) -> bytes:
 
 
 def fit_to_limit(data: bytes, limit: int, filename: str = "image.png") -> tuple[bytes, str]:
-    """The image as is when it fits in `limit` bytes; else JPEG at falling quality, then smaller sizes."""
+    """The image as is when it fits in `limit` bytes; else JPEG at falling quality, then smaller sizes
+    (its infotext carried over into EXIF, where A1111 writes it in a JPEG)."""
     if len(data) <= limit:
         return data, filename
     image = load_png(data)
+    parameters = parameters_of(data)
     stem = filename.rsplit(".", 1)[0]
     while True:
         for quality in JPEG_QUALITIES:
-            encoded = _encode(image, "JPEG", quality=quality)
+            encoded = encode_with_parameters(image, "JPEG", parameters, quality=quality)
             if len(encoded) <= limit:
                 return encoded, f"{stem}.jpg"
         if min(image.size) <= 16:

@@ -20,12 +20,13 @@ from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
 from generation.models.loading import LoadedModel, ModelCache
+from generation.models.model_hash import a1111_model_hash
 from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine
 from generation.operations.inpaint import run_outpaint
 from generation.operations.upscale import run_upscale
 from generation.operations.vary import run_vary
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
-from generation.pictures.provenance import provenance_chunks
+from generation.pictures.provenance import ModelStamp, provenance_chunks
 from generation.pictures.uploads import open_user_image
 from generation.specs import (
     AdapterRef,
@@ -77,6 +78,7 @@ class JobRunner:
         self.files = FileStore(data_dir / "files") if data_dir and read_file is None else None
         self._fetch = read_file
         self.adapters = AdapterCache(self._read_file)
+        self._stamps: dict[str, ModelStamp] = {}
 
     @property
     def warm_model(self) -> str | None:
@@ -116,6 +118,7 @@ class JobRunner:
         control = self._open(spec.control.image, "the control image") if spec.control else None
         return _halving_on_oom(
             spec,
+            self._stamp(model),
             lambda part: run_imagine(
                 model, part, control_image=control, on_step=on_step, should_cancel=should_cancel
             ),
@@ -130,6 +133,7 @@ class JobRunner:
         mask = self._open(spec.mask, "the mask") if spec.mask else None
         return _halving_on_oom(
             spec,
+            self._stamp(model),
             lambda part: run_vary(
                 model, part, source, mask=mask, on_step=on_step, should_cancel=should_cancel
             ),
@@ -141,7 +145,9 @@ class JobRunner:
         self._activate(model, spec.adapters)
         source = self._open(spec.source, "the source image")
         return _halving_on_oom(
-            spec, lambda part: run_outpaint(model, part, source, on_step=on_step, should_cancel=should_cancel)
+            spec,
+            self._stamp(model),
+            lambda part: run_outpaint(model, part, source, on_step=on_step, should_cancel=should_cancel),
         )
 
     def _upscale(self, spec: UpscaleSpec, context: RunContext) -> JobOutput:
@@ -150,7 +156,15 @@ class JobRunner:
         self._activate(model, spec.adapters)
         source = self._open(spec.source, "the source image")
         result = run_upscale(model, spec, source, on_step=on_step, should_cancel=should_cancel)
-        return _job_output([result], batch_retried=False)
+        return _job_output([result], self._stamp(model), batch_retried=False)
+
+    def _stamp(self, model: LoadedModel) -> ModelStamp:
+        """What a picture's infotext says about its model (the checkpoint's hash: once per file)."""
+        config = model.config
+        if config.name not in self._stamps:
+            short_hash = a1111_model_hash(config.source, self.data_dir)
+            self._stamps[config.name] = ModelStamp(config.name, short_hash, config.clip_skip)
+        return self._stamps[config.name]
 
     def _activate(self, model: LoadedModel, adapters: tuple[AdapterRef, ...]) -> None:
         """Switch the job's LoRAs and embeddings on (and every other one off)."""
@@ -213,11 +227,11 @@ RUNS: dict[type[Any], Callable[[JobRunner, Any, RunContext], JobOutput]] = {
 SpecT = TypeVar("SpecT", bound=PromptedSpec)
 
 
-def _halving_on_oom(spec: SpecT, render: Callable[[SpecT], ImagineResult]) -> JobOutput:
+def _halving_on_oom(spec: SpecT, stamp: ModelStamp, render: Callable[[SpecT], ImagineResult]) -> JobOutput:
     """Render all seeds in one batch; out of GPU memory, render each half alone. Each seed has its
     own generator, so the halves give the same pictures; a second OOM fails the job."""
     try:
-        return _job_output([render(spec)], batch_retried=False)
+        return _job_output([render(spec)], stamp, batch_retried=False)
     except torch.OutOfMemoryError:
         if len(spec.seeds) == 1:
             raise
@@ -225,14 +239,14 @@ def _halving_on_oom(spec: SpecT, render: Callable[[SpecT], ImagineResult]) -> Jo
     _release_cached_memory()
     middle = len(spec.seeds) // 2
     halves = [spec.model_copy(update={"seeds": part}) for part in (spec.seeds[:middle], spec.seeds[middle:])]
-    return _job_output([render(half) for half in halves], batch_retried=True)
+    return _job_output([render(half) for half in halves], stamp, batch_retried=True)
 
 
-def _job_output(results: list[ImagineResult], *, batch_retried: bool) -> JobOutput:
+def _job_output(results: list[ImagineResult], stamp: ModelStamp, *, batch_retried: bool) -> JobOutput:
     return JobOutput(
         images=tuple(
             ImageOutput(
-                encode_png(image, provenance_chunks(result.spec, seed, image.width, image.height)),
+                encode_png(image, provenance_chunks(result.spec, seed, image.width, image.height, stamp)),
                 seed,
                 image.width,
                 image.height,

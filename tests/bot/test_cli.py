@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 from bot.cli import log_level, main
 from bot.settings import Settings
 from generation.config import ModelConfig
-from generation.pictures.provenance import read_chunks
+from generation.pictures.provenance import parameters_of, read_chunks
 from generation.specs import spec_from_json
 from storage.db import MIGRATIONS_DIR
 
@@ -140,9 +141,13 @@ def test_a_single_file_checkpoint_runs_through_the_config_offline(
     assert main(["--config", str(config), "models"]) == 0
     out = capsys.readouterr().out
     assert "[single file, SDXL]" in out and "gone" in out and "[missing]" in out
-    assert main(["--config", str(config), "imagine", "a red cat", "-o", str(tmp_path / "x.png")]) == 0
-    with Image.open(tmp_path / "x.png") as grid:
+    assert main(["--config", str(config), "imagine", "a red cat", "-o", str(tmp_path / "x.jpg")]) == 0
+    with Image.open(tmp_path / "x.jpg") as grid:
         assert grid.size == (128, 128)  # the 2x2 grid of 64-px pictures
+    model_hash = hashlib.sha256((tmp_path / "ckpt" / "xl.safetensors").read_bytes()).hexdigest()[:10]
+    infotext = parameters_of((tmp_path / "x.jpg").read_bytes())  # from EXIF, as A1111 writes a JPEG
+    assert infotext is not None and infotext.startswith("a red cat\n")
+    assert f"Model hash: {model_hash}, Model: xl," in infotext
 
 
 def test_db_upgrade_then_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
