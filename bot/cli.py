@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the configured models")
 
     commands.add_parser("run", help="run the Discord bot (token from $DISCORD_TOKEN)")
+    commands.add_parser(
+        "health", help="ask the running bot's health port (/healthz): exit 0 healthy, 1 not (HEALTHCHECK)"
+    )
 
     database = commands.add_parser("db", help="database migrations (the bot also upgrades on start)")
     database.add_argument("action", choices=("upgrade", "downgrade", "current"))
@@ -109,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return migrate(settings, args.action, args.revision)
         if args.command in EDIT_COMMANDS:
             return run_edit(settings, args)
+        if args.command == "health":
+            from bot.health_check import check_health
+
+            return check_health(settings)
         if args.command == "run":
             from bot.run import main as run_main
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.job_results import deliver_once, finish, store_result
+from bot.metrics import JOB_SECONDS, JOBS_FINISHED
 from bot.privacy import PrivacyService
 from bot.tickets import FINAL_EVENTS, Finished, JobMessage, JobTicket, TicketEvent
 from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
@@ -46,6 +48,7 @@ class JobFollowers:
         self._discard = discard
         self._tasks: dict[int, asyncio.Task[None]] = {}  # one per job not in a final state
         self._shown: dict[int, JobMessage] = {}  # each follower's message, to silence them on close
+        self._started_at: dict[int, float] = {}  # monotonic time of each running job's start
 
     def __contains__(self, job_id: int) -> bool:
         return job_id in self._tasks
@@ -153,8 +156,10 @@ class JobFollowers:
         """What an event changes in the database (and Discord, for a result); the event to pass on."""
         if isinstance(event, Started):
             await retry_when_busy(lambda: self._mark_running(job_id), what=f"job {job_id} started")
+            self._started_at[job_id] = time.monotonic()
         elif isinstance(event, Done):
             stored = await store_result(self.sessions, self.files, job_id, spec, event.output)
+            self._count(job_id, spec, JobState.DONE if isinstance(stored, Finished) else JobState.FAILED)
             await self._after_final(job_id, spec, succeeded=isinstance(stored, Finished))  # before "done"
             if isinstance(stored, Finished) and (failure := await self.deliver_or_log(job_id, message)):
                 return Failed(failure)
@@ -162,8 +167,16 @@ class JobFollowers:
         elif isinstance(event, Failed | Cancelled):
             state = JobState.FAILED if isinstance(event, Failed) else JobState.CANCELLED
             await finish(self.sessions, job_id, state, event.reason if isinstance(event, Failed) else None)
+            self._count(job_id, spec, state)
             await self._after_final(job_id, spec, succeeded=False)
         return event
+
+    def _count(self, job_id: int, spec: JobSpec, state: JobState) -> None:
+        """For /metrics: how the job ended, and how long it ran if this process saw it start."""
+        JOBS_FINISHED.labels(spec.kind, state.value).inc()
+        started = self._started_at.pop(job_id, None)
+        if started is not None and state == JobState.DONE:
+            JOB_SECONDS.labels(spec.kind).observe(time.monotonic() - started)
 
     async def _mark_running(self, job_id: int) -> None:
         async with write_transaction(self.sessions) as session:

@@ -20,6 +20,7 @@ from bot.admin import check_may_submit, runs_relaxed
 from bot.file_sweeper import SWEEP_EVERY_S, discard_unused, sweep_forever
 from bot.job_follower import JobFollowers
 from bot.job_results import finish, images_of, store_files
+from bot.metrics import JOBS_SUBMITTED
 from bot.privacy import PrivacyService
 from bot.tickets import (
     Busy,
@@ -263,7 +264,9 @@ class JobService:
             raise Busy("the bot is very busy right now; please try again in a moment") from None
         try:
             ticket = JobTicket(job_id=job.id, owner_id=owner_id, spec=spec, relax=relax)
-            return self._hand_to_pool(ticket, message or self._message_for(job.id), job.spec_json)
+            handed = self._hand_to_pool(ticket, message or self._message_for(job.id), job.spec_json)
+            JOBS_SUBMITTED.labels(spec.kind).inc()
+            return handed
         except QueueFull as error:  # another submit won the last place while we were writing
             await finish(self.sessions, job.id, JobState.FAILED, str(error))
             raise

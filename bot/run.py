@@ -13,6 +13,7 @@ from bot.admin import AdminService
 from bot.captions import result_caption
 from bot.delivery import DiscordResults
 from bot.discord_bot import DreamcordBot, Services
+from bot.health import HealthServer
 from bot.interactive import InteractiveJobs
 from bot.job_messages import DiscordJobMessages
 from bot.jobs import JobService
@@ -99,6 +100,9 @@ async def run_bot(settings: Settings) -> None:
     jobs = assemble(bot, settings, pool, sessions, files).jobs
     stop = GracefulStop(jobs, settings.shutdown_grace_s, bot.close)
     folders: asyncio.Task[FolderSync] | None = None
+    health = None
+    if settings.health_port is not None:
+        health = HealthServer(bot, pool, sessions, settings.health_host, settings.health_port)
     try:
         async with bot:
             # Before the workers spend minutes loading models: a wrong token is told at once.
@@ -106,6 +110,8 @@ async def run_bot(settings: Settings) -> None:
             announce(bot, settings.default_model)
             await upgrade_async(settings.db_url)
             await pool.start()
+            if health is not None:
+                await health.start()
             freeze_startup_objects()
             stop.install()
             resumed = await jobs.start()
@@ -115,6 +121,8 @@ async def run_bot(settings: Settings) -> None:
             await bot.connect()
     finally:
         stop.uninstall()
+        if health is not None:
+            await health.stop()
         if folders is not None:
             folders.cancel()
         await jobs.close()

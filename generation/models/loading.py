@@ -378,6 +378,10 @@ class ModelCache:
     def current_name(self) -> str | None:
         return self._current.config.name if self._current else None
 
+    @property
+    def current_device(self) -> torch.device | None:
+        return self._current.device if self._current else None
+
     def get(self, name: str) -> LoadedModel:
         if name not in self.configs:
             known = ", ".join(sorted(self.configs)) or "none"

@@ -36,6 +36,9 @@ class FairQueues(Generic[JobT]):
     def __bool__(self) -> bool:
         return bool(self._queues)
 
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
     def add(self, job: JobT, *, retry: bool = False) -> None:
         queue = self._queues.setdefault(job.owner_id, deque())
         if retry:

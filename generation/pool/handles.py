@@ -107,6 +107,7 @@ class WorkerSlot:
     warm_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # file hashes, LRU
     incarnation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
     paused: bool = False  # a training worker told to yield its device to interactive jobs
+    gpu_memory: tuple[int, int] | None = None  # (bytes torch holds, device total), after each job on CUDA
 
     @property
     def where(self) -> str:

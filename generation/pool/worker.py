@@ -6,6 +6,7 @@ Messages are plain tuples (a Ray actor adds its node and GPUs to "ready" as `pla
     pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("pause",) | ("resume",) | ("stop",)
     worker -> pool: ("ready", pid[, placement]) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
+                    | ("memory", bytes_reserved, bytes_total)  (on CUDA, after each job)
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ def _run_one(
         connection.send(("failed", job_id, INTERNAL_ERROR_REASON))
     else:
         connection.send(("done", job_id, output))
+    device = runner.models.current_device
+    if device is not None and device.type == "cuda":  # what /metrics shows of the GPU
+        _, total = torch.cuda.mem_get_info(device)
+        connection.send(("memory", torch.cuda.memory_reserved(device), total))
 
 
 class _ProgressSender:

@@ -61,6 +61,7 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._holding = False  # stopping: queued jobs stay queued (the database resumes them)
+        self.worker_restarts = 0  # replacements started after a worker died (for /metrics)
         self._ray: RayWorkers | None = None
         self.eta = EtaBook()
         self._announcing: dict[Lane, asyncio.TimerHandle] = {}  # a places announcement is due
@@ -111,6 +112,13 @@ class WorkerPool:
     def hold_queued(self) -> None:
         """Start no more jobs (the process is stopping); those running go on to their end."""
         self._holding = True
+
+    def queue_depths(self) -> dict[Lane, int]:
+        """Jobs waiting for a worker, per lane."""
+        return {lane: len(queues) for lane, queues in self._pending.items()}
+
+    def workers(self) -> list[WorkerSlot]:
+        return list(self._workers)
 
     def running_job_ids(self) -> list[int]:
         return [worker.current.job_id for worker in self._workers if worker.current is not None]
@@ -305,6 +313,9 @@ class WorkerPool:
             worker.ready.set()
             self._dispatch()
             return
+        if kind == "memory":
+            worker.gpu_memory = (message[1], message[2])
+            return
         handle = worker.current
         if handle is None or handle.job_id != message[1]:
             log.warning("worker %d: message for a job it is not running: %r", worker.index, message[:2])
@@ -336,6 +347,7 @@ class WorkerPool:
             return
         handle = worker.current
         log.error("worker %d (pid %s) died; restarting it", worker.index, worker.pid)
+        self.worker_restarts += 1
         self._spawn(worker)
         if handle is None:
             return

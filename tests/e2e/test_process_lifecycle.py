@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,11 +37,17 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await discord.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def write_config(folder: Path, model: ModelConfig, grace_s: float) -> Path:
     config = folder / "dreamcord.toml"
     config.write_text(
         f'default_model = "tiny"\ndata_dir = "{folder / "data"}"\ndevice = "cpu"\n'
-        f"training_devices = []\nshutdown_grace_s = {grace_s}\n\n"
+        f"training_devices = []\nshutdown_grace_s = {grace_s}\nhealth_port = {free_port()}\n\n"
         f'[models.tiny]\nsource = "{model.source}"\nscheduler = "euler_a"\nsteps = 4\n',
         encoding="utf-8",
     )
@@ -125,16 +132,30 @@ async def test_a_refused_token_is_one_line_and_exit_code_2(
     assert not [line for line in lines if "Traceback" in line or " WARNING " in line or " ERROR " in line]
 
 
+async def healthcheck(config: Path) -> tuple[int, str]:
+    """What the Dockerfile's HEALTHCHECK runs: `dreamcord health`, in a process of its own."""
+    check = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--config", str(config), "health",
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(check.communicate(), 60)
+    return await check.wait(), output.decode().strip()
+
+
 async def test_sigterm_mid_job_lets_it_finish_and_posts_it_once(
     fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
-    dreamcord = await Dreamcord.start(fake, write_config(tmp_path, tiny_config, grace_s=120))
+    config = write_config(tmp_path, tiny_config, grace_s=120)
+    dreamcord = await Dreamcord.start(fake, config)
     await dreamcord.online(fake)
+    assert await healthcheck(config) == (0, "healthy")
     await imagine_and_wait_until_running(fake, fake.add_user("alice"))
 
     assert await dreamcord.stop() == 0, dreamcord.output
     assert "SIGTERM: stopping" in dreamcord.output
     assert len(result_buttons(fake)) == 1  # finished within the grace, and posted before the exit
+    code, line = await healthcheck(config)
+    assert code == 1 and line.startswith("unhealthy: nothing answers at http://127.0.0.1:")
 
 
 async def test_sigterm_past_the_grace_resumes_the_job_on_the_next_start(
