@@ -142,13 +142,24 @@ async def healthcheck(config: Path) -> tuple[int, str]:
     return await check.wait(), output.decode().strip()
 
 
+async def healthy_soon(config: Path, timeout: float = 60) -> tuple[int, str]:
+    """The healthcheck's answer once it is "healthy" (the gateway session becomes ready a moment after
+    it starts), or its last answer at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer = await healthcheck(config)
+        if answer[0] == 0 or asyncio.get_running_loop().time() > deadline:
+            return answer
+        await asyncio.sleep(0.2)
+
+
 async def test_sigterm_mid_job_lets_it_finish_and_posts_it_once(
     fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, tiny_config, grace_s=120)
     dreamcord = await Dreamcord.start(fake, config)
     await dreamcord.online(fake)
-    assert await healthcheck(config) == (0, "healthy")
+    assert await healthy_soon(config) == (0, "healthy")
     await imagine_and_wait_until_running(fake, fake.add_user("alice"))
 
     assert await dreamcord.stop() == 0, dreamcord.output
