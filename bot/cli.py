@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_edit_commands(commands)
 
     commands.add_parser("models", help="list the configured models")
+    commands.add_parser(
+        "doctor",
+        help="check the config, each model, the database and the token; print the invite URL",
+    )
+    commands.add_parser("pull", help="download the configured hub models into the cache ($HF_HOME)")
 
     commands.add_parser("run", help="run the Discord bot (token from $DISCORD_TOKEN)")
     commands.add_parser(
@@ -112,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return migrate(settings, args.action, args.revision)
         if args.command in EDIT_COMMANDS:
             return run_edit(settings, args)
+        if args.command == "doctor":
+            from bot.doctor import run_doctor
+
+            return run_doctor(settings, args.config)
+        if args.command == "pull":
+            from bot.pull import run_pull
+
+            return run_pull(settings)
         if args.command == "health":
             from bot.health_check import check_health
 

@@ -88,6 +88,15 @@ async def e2e_pool(
 
 
 @pytest_asyncio.fixture(loop_scope="module")
+async def bare_fake() -> AsyncIterator[FakeDiscord]:
+    """The fake Discord alone, for a bot that runs as a process of its own (`dreamcord run`)."""
+    fake = FakeDiscord()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def stack(
     e2e_pool: WorkerPool, e2e_config: ModelConfig, e2e_data_dir: Path, tmp_path: Path
 ) -> AsyncIterator[Stack]:

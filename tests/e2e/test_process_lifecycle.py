@@ -9,13 +9,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from generation.config import ModelConfig
 from tests.fakediscord.server import FakeDiscord
@@ -27,14 +25,6 @@ BAD_TOKEN_LINE = (
     "dreamcord: Discord refused the token in DISCORD_TOKEN: copy it again from the developer "
     "portal (your application → Bot → Reset Token)"
 )
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def fake() -> AsyncIterator[FakeDiscord]:
-    discord = FakeDiscord()
-    await discord.start()
-    yield discord
-    await discord.stop()
 
 
 def free_port() -> int:
@@ -63,7 +53,9 @@ class Dreamcord:
     log: Path
 
     @classmethod
-    async def start(cls, fake: FakeDiscord, config: Path, token: str = "fake-token") -> Dreamcord:
+    async def start(
+        cls, fake: FakeDiscord, config: Path, token: str = "fake-token", command: str = "run"
+    ) -> Dreamcord:
         env = {
             **os.environ,
             "DREAMCORD_FAKE_DISCORD": fake.base,
@@ -71,10 +63,10 @@ class Dreamcord:
             "PYTHONPATH": str(ROOT),
             "HF_HUB_OFFLINE": "1",
         }
-        log = config.with_name(f"run-{fake.sessions_started}-{token}.log")
+        log = config.with_name(f"{command}-{fake.sessions_started}-{token}.log")
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, str(LAUNCHER), "--config", str(config), "run",
+                sys.executable, str(LAUNCHER), "--config", str(config), command,
                 env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
         return cls(process, log)
@@ -123,9 +115,9 @@ async def imagine_and_wait_until_running(fake: FakeDiscord, user: int) -> Any:
 
 
 async def test_a_refused_token_is_one_line_and_exit_code_2(
-    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+    bare_fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
-    dreamcord = await Dreamcord.start(fake, write_config(tmp_path, tiny_config, 5), token="wrong")
+    dreamcord = await Dreamcord.start(bare_fake, write_config(tmp_path, tiny_config, 5), token="wrong")
     assert await dreamcord.exit_code() == 2
     lines = dreamcord.output.strip().splitlines()
     assert lines[-1] == BAD_TOKEN_LINE
@@ -154,38 +146,38 @@ async def healthy_soon(config: Path, timeout: float = 60) -> tuple[int, str]:
 
 
 async def test_sigterm_mid_job_lets_it_finish_and_posts_it_once(
-    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+    bare_fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, tiny_config, grace_s=120)
-    dreamcord = await Dreamcord.start(fake, config)
-    await dreamcord.online(fake)
+    dreamcord = await Dreamcord.start(bare_fake, config)
+    await dreamcord.online(bare_fake)
     assert await healthy_soon(config) == (0, "healthy")
-    await imagine_and_wait_until_running(fake, fake.add_user("alice"))
+    await imagine_and_wait_until_running(bare_fake, bare_fake.add_user("alice"))
 
     assert await dreamcord.stop() == 0, dreamcord.output
     assert "SIGTERM: stopping" in dreamcord.output
-    assert len(result_buttons(fake)) == 1  # finished within the grace, and posted before the exit
+    assert len(result_buttons(bare_fake)) == 1  # finished within the grace, and posted before the exit
     code, line = await healthcheck(config)
     assert code == 1 and line.startswith("unhealthy: nothing answers at http://127.0.0.1:")
 
 
 async def test_sigterm_past_the_grace_resumes_the_job_on_the_next_start(
-    fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
+    bare_fake: FakeDiscord, tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, tiny_config, grace_s=0)
-    first = await Dreamcord.start(fake, config)
-    await first.online(fake)
-    interaction = await imagine_and_wait_until_running(fake, fake.add_user("bob"))
+    first = await Dreamcord.start(bare_fake, config)
+    await first.online(bare_fake)
+    interaction = await imagine_and_wait_until_running(bare_fake, bare_fake.add_user("bob"))
 
     assert await first.stop() == 0, first.output
     assert "resume on the next start" in first.output
-    assert result_buttons(fake) == []
-    own_message = fake.message(interaction.original_id)
+    assert result_buttons(bare_fake) == []
+    own_message = bare_fake.message(interaction.original_id)
     assert own_message is not None and "paused: the bot is restarting" in own_message["content"]
 
-    second = await Dreamcord.start(fake, config)
-    await second.online(fake)
-    await fake.wait_until(lambda: result_buttons(fake), 120)
+    second = await Dreamcord.start(bare_fake, config)
+    await second.online(bare_fake)
+    await bare_fake.wait_until(lambda: result_buttons(bare_fake), 120)
     assert await second.stop() == 0, second.output
-    ((message_id, _job),) = result_buttons(fake)  # exactly once
-    assert fake.messages[message_id]["channel_id"] == str(interaction.channel_id)
+    ((message_id, _job),) = result_buttons(bare_fake)  # exactly once
+    assert bare_fake.messages[message_id]["channel_id"] == str(interaction.channel_id)
