@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,9 @@ class Connection(Protocol):
 
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
     """Entry point of the spawned process."""
+    # Ctrl-C reaches the whole process group: the bot decides when its workers stop (it lets their
+    # running jobs finish first, then sends "stop"), so a worker does not die of the keypress itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(settings.extra_env)
     configure_logging(
         settings.log_level, f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s"

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,28 @@ class Dreamcord:
 
     @classmethod
     async def start(
-        cls, fake: FakeDiscord, config: Path, token: str = "fake-token", command: str = "run"
+        cls,
+        fake: FakeDiscord,
+        config: Path,
+        token: str = "fake-token",
+        command: str = "run",
+        *,
+        wrapper: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Dreamcord:
+        """`dreamcord COMMAND`, run through `wrapper` (a command that runs its arguments) if given."""
         env = {
             **os.environ,
             "DREAMCORD_FAKE_DISCORD": fake.base,
             "DISCORD_TOKEN": token,
             "PYTHONPATH": str(ROOT),
             "HF_HUB_OFFLINE": "1",
+            **(env or {}),
         }
         log = config.with_name(f"{command}-{fake.sessions_started}-{token}.log")
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, str(LAUNCHER), "--config", str(config), command,
+                *wrapper, sys.executable, str(LAUNCHER), "--config", str(config), command,
                 env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
         return cls(process, log)
