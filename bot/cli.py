@@ -20,6 +20,7 @@ from generation.config import HUB_ID_PATTERN, ModelConfig
 from generation.errors import DreamcordError
 from generation.logs import configure_logging
 from generation.specs import CONTROL_MODES, SCHEDULER_NAMES
+from generation.version import dreamcord_version
 
 if TYPE_CHECKING:
     from generation.specs import ImagineSpec
@@ -137,15 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DreamcordError as error:
         print(f"dreamcord: {error}", file=sys.stderr)
         return USAGE_ERROR
-
-
-def dreamcord_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dreamcord")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def log_level(verbose: int, command: str, settings: Settings) -> int:

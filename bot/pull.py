@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.settings import Settings, SettingsError
-from generation.config import HUB_ID_PATTERN
 from generation.errors import DreamcordError
-from generation.models.single_file import is_single_file
 
 PART_FILES = ["*.json", "*.safetensors", "*.txt"]
 FILL_FILES = ["model_index.json", "transformer/*.json", "transformer/*.safetensors"]
@@ -43,14 +41,9 @@ def hub_downloads(settings: Settings) -> list[HubDownload]:
 
 
 def _is_hub_id(source: str) -> bool:
-    from pathlib import Path
+    from bot.cli import model_availability
 
-    return (
-        not is_single_file(source)
-        and not Path(source).expanduser().exists()
-        and bool(HUB_ID_PATTERN.match(source))
-        and not source.startswith((".", "~", "/"))
-    )
+    return model_availability(source).startswith(("hub", "cached"))
 
 
 def run_pull(settings: Settings) -> int:

@@ -14,11 +14,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 
 from PIL import Image
 
 from generation.specs import AdapterRef, JobSpec, PromptedSpec
+from generation.version import dreamcord_version
 
 A1111_SAMPLERS = {
     "euler_a": "Euler a",
@@ -45,16 +45,6 @@ class ModelStamp:
     name: str
     short_hash: str | None = None
     clip_skip: int | None = None
-
-
-@cache
-def dreamcord_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dreamcord")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 def a1111_prompt(text: str, adapters: tuple[AdapterRef, ...]) -> str:
