@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.cli_edit import add_edit_commands, check_output_path, run_edit
+from bot.model_sources import model_availability, model_family
 from bot.settings import Settings, load_settings
-from generation.config import HUB_ID_PATTERN, ModelConfig
+from generation.config import ModelConfig
 from generation.errors import DreamcordError
 from generation.logs import configure_logging
 from generation.specs import CONTROL_MODES, SCHEDULER_NAMES
@@ -173,33 +174,6 @@ def migrate(settings: Settings, action: str, revision: str | None) -> int:
         db.downgrade(settings.db_url, revision or "-1")
     print(f"database at revision {db.current_revision(settings.db_url) or 'none (empty)'}")
     return 0
-
-
-def model_family(config: ModelConfig, availability: str) -> str:
-    """ ", SDXL" and the like once the checkpoint's files can be read; "" before (or the problem)."""
-    from generation.errors import DreamcordError
-    from generation.models.checkpoint_facts import family_of
-
-    if availability not in ("local", "cached", "single file") and not config.family:
-        return ""
-    try:
-        return f", {family_of(config).label}"
-    except DreamcordError as error:
-        return f", {error}"
-
-
-def model_availability(source: str) -> str:
-    """ "local" for a model folder, "cached"/"hub" for a hub id, "missing" for neither."""
-    if (Path(source).expanduser() / "model_index.json").is_file():
-        return "local"
-    if Path(source).expanduser().is_file():
-        return "single file"
-    if HUB_ID_PATTERN.match(source):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(source, "model_index.json")
-        return "cached" if isinstance(cached, str) else "hub, not downloaded yet"
-    return "missing"
 
 
 def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) -> int:

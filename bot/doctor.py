@@ -81,7 +81,7 @@ def device_memory(device: str) -> DeviceMemory:
 
 
 def model_check(config: ModelConfig, settings: Settings, device: DeviceMemory) -> Check:
-    from bot.cli import model_availability
+    from bot.model_sources import model_availability
     from generation.models.checkpoint_facts import family_of
     from generation.models.weight_size import parameter_count, weight_bytes
 

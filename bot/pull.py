@@ -41,7 +41,7 @@ def hub_downloads(settings: Settings) -> list[HubDownload]:
 
 
 def _is_hub_id(source: str) -> bool:
-    from bot.cli import model_availability
+    from bot.model_sources import model_availability
 
     return model_availability(source).startswith(("hub", "cached"))
 
