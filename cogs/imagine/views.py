@@ -122,10 +122,12 @@ class GridButton(
             raise DreamcordError(f"That picture was {HIDDEN_NOTE}.")
         data = await asyncio.to_thread(bot.services.files.read, image.file_hash)
         caption = f"Image #{self.index + 1} of job {job.id} — <@{interaction.user.id}> · seed {image.seed}"
+        make_view = bot.services.results.picture_view  # with only the buttons the model's family can do
+        view = make_view(job, self.index, image) if make_view else picture_view(job.id, self.index, image)
         sent = await interaction.response.send_message(
             caption,
             file=discord.File(io.BytesIO(data), f"dreamcord_{job.id}_{self.index + 1}.png"),
-            view=picture_view(job.id, self.index, image),
+            view=view,
         )
         await bot.services.privacy.record_posted(  # /forget of the presser or the owner deletes it
             user_id=interaction.user.id,

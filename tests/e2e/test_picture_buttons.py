@@ -4,14 +4,18 @@ zoom out and pan, each a new job owned by whoever pressed, working after a resta
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from generation.models import checkpoint_facts
+from generation.models.family_facts import SD1
 from generation.specs import spec_from_json
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import custom_ids, ephemeral_reply, finished, image_of
 from tests.e2e.test_imagine import _imagine
+from tests.e2e.test_permissions import jobs_of, refused_quietly
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -148,3 +152,29 @@ async def test_info_on_a_picture_gives_its_parameters(stack: Stack) -> None:
     grid_job = int(custom_ids(grid)[0].split(":")[2])
     reply = await ephemeral_reply(stack, await fake.slash(ida, "info", {"job": grid_job, "index": 3}))
     assert "Picture #3 of job" in reply and "Seed: 79" in reply and "Steps: 3" in reply
+
+
+async def test_what_the_models_family_cannot_do_has_no_button_and_is_refused_before_queueing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A family without outpainting and upscaling (as a real one may lack an operation): its pictures
+    show no Zoom, pan, Make Square or Upscale buttons, and a forged press or the command is refused
+    at submit with one line, nothing queued."""
+    tiny = stack.settings.models["tiny"]
+    lacking = replace(SD1, operations=SD1.operations - {"outpaint", "upscale"})
+    monkeypatch.setitem(checkpoint_facts._FAMILIES_FOUND, tiny, lacking)
+    dana = stack.fake.add_user("dana")
+    single = await _single(stack, dana, "a red circle --seed 5 --steps 2 --ar 2:1")  # not square
+    job_id = int(custom_ids(single)[0].split(":")[2])
+    assert [custom_id.split(":")[1] for custom_id in custom_ids(single)] == ["vs", "vt", "vr"]
+    before = await jobs_of(stack, dana)
+
+    zoom = {"type": 2, "style": 2, "label": "Zoom Out 2x", "custom_id": f"dc:z2:{job_id}:1"}
+    old = stack.fake.forge_message(stack.fake.main, [{"type": 1, "components": [zoom]}])  # as shown before
+    forged = await stack.fake.press(dana, int(old["id"]), zoom["custom_id"])
+    typed = await stack.fake.slash(dana, "outpaint", {"operation": "zoom", "job": job_id, "index": 1})
+    upscale = await stack.fake.slash(dana, "upscale", {"job": job_id, "index": 1})
+    for interaction, words in ((forged, "zoom, pan and make square"), (typed, "zoom, pan and make square"),
+                               (upscale, "upscaling")):  # fmt: skip
+        assert await refused_quietly(stack, interaction) == f"model 'tiny' (SD 1.x/2.x) cannot do {words} yet"
+    assert await jobs_of(stack, dana) == before
