@@ -183,7 +183,7 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     # Every check of the input first: a typo is answered at once, before torch is imported (seconds).
     parsed = parse_prompt(" ".join([args.prompt, *extra]))
     check_output_path(args.output)
-    config = settings.model(parsed.model)
+    config = settings.model_for(parsed)
     if args.control is not None:
         check_control_mode(config.name, config.controlnets, args.control_mode)
     from bot.cli_runs import run_spec, save_output
@@ -194,6 +194,8 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     files: dict[str, bytes] = {}
     if args.control is not None:
         spec, files = with_control(spec, config, args.control, args.control_mode, args.control_scale)
+    if note := settings.habit_note(parsed):
+        print(f"note: {note}", file=sys.stderr)
     output = run_spec(settings, config, spec, files, device=args.device, dtype=args.dtype)
     image = save_output(output, args.output, each=args.each)
     seeds = " ".join(str(seed) for seed in spec.seeds)

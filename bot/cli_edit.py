@@ -69,7 +69,7 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     source_bytes = _read(args.image)
     source = open_user_image(source_bytes, args.image.name)
     parsed = parse_prompt(args.prompt)
-    config = settings.model(parsed.model)
+    config = settings.model_for(parsed)
     resolution = native_resolution(config)
     base = imagine_spec(parsed, config, resolution, count=1)
     digest = hashlib.sha256(source_bytes).hexdigest()

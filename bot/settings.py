@@ -40,6 +40,7 @@ from generation.config import (
 )
 from generation.errors import DreamcordError, SpecError
 from generation.models.family_facts import FAMILIES
+from generation.prompt import ParsedPrompt
 from generation.specs import CONTROL_MODES
 from generation.training.defaults import check_training_overrides
 
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     # An HTTP port for /healthz and Prometheus /metrics (None: not served); health_host where it listens.
     health_port: int | None = Field(default=None, ge=1, le=65535)
     health_host: str = "127.0.0.1"
+    # Midjourney's --v / --niji, as pasted prompts carry them, to configured models: {"6" = "sdxl",
+    # "niji" = "anime"}. "6.1" falls back to "6", "niji 6" to "niji"; an unmapped one uses the default.
+    version_models: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +157,12 @@ class Settings(BaseSettings):
                 raise SettingsError(
                     f"device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {device!r}"
                 )
+        for version, model in self.version_models.items():
+            if model not in self.models:
+                raise SettingsError(
+                    f"version_models {version!r} names model {model!r}, which is not configured; "
+                    f"configured: {', '.join(sorted(self.models))}"
+                )
         if self.pool == "ray" and importlib.util.find_spec("ray") is None:
             raise SettingsError("pool = \"ray\" needs Ray: pip install 'dreamcord[ray]'")
         if self.db_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
@@ -178,6 +188,29 @@ class Settings(BaseSettings):
     @property
     def default_model_config(self) -> ModelConfig:
         return self.models[self.default_model]
+
+    def model_for(self, parsed: ParsedPrompt) -> ModelConfig:
+        """The model a prompt asks for: its --model, else its Midjourney --v/--niji through
+        `version_models`, else the default."""
+        return self.model(parsed.model or self.version_model(parsed.version))
+
+    def version_model(self, version: str | None) -> str | None:
+        if not version:
+            return None
+        return self.version_models.get(version) or self.version_models.get(version.split(".")[0].split()[0])
+
+    def habit_note(self, parsed: ParsedPrompt) -> str | None:
+        """One line for the Midjourney flags a prompt carried that changed nothing here (None: none)."""
+        ignored = list(parsed.habits)
+        if parsed.version is not None and not parsed.model and self.version_model(parsed.version) is None:
+            ignored.insert(0, f"--niji {parsed.version[5:]}".strip() if parsed.version.startswith("niji")
+                           else f"--v {parsed.version}".strip())  # fmt: skip
+        if not ignored:
+            return None
+        return (
+            f"{', '.join(ignored)}: Midjourney options with no effect here, so the picture is made "
+            "without them (see /help prompts for what dreamcord's flags do)"
+        )
 
     def model(self, name: str | None) -> ModelConfig:
         """The named model's config (the default one for None), or a clear error listing the choices."""

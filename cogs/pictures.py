@@ -77,7 +77,7 @@ async def uploaded_picture(
     defaults = await bot.services.admin.prompt_defaults(user_id, guild_id)
     if defaults is not None:
         parsed = with_defaults(parsed, defaults)
-    config = bot.services.settings.model(parsed.model)
+    config = bot.services.settings.model_for(parsed)
     resolution = native_resolution(config)
     (digest,) = await bot.services.jobs.store_files([data])
     base = imagine_spec(parsed, config, resolution, count=1)

@@ -39,6 +39,11 @@ FLAG_FORMS: dict[str, str] = {
     "model": "--model NAME (one of the configured models)",
 }
 _ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg"}
+# Midjourney's options people paste by habit: accepted, never a failed job. --v and --niji pick a model
+# through the operator's `version_models` table; the others have no counterpart here (the user is told).
+HABIT_FLAGS = {"v": "v", "version": "v", "niji": "niji", "stylize": "stylize", "s": "stylize",
+               "weird": "weird", "w": "weird", "style": "style", "q": "quality", "quality": "quality"}  # fmt: skip
+MAX_HABIT_ARGUMENT = 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class ParsedPrompt:
     tile: bool = False
     model: str | None = None
     adapters: tuple[AdapterRef, ...] = ()
+    version: str | None = None  # Midjourney's --v 6.1 ("6.1") or --niji 6 ("niji 6"; "niji" alone)
+    habits: tuple[str, ...] = ()  # Midjourney's flags without effect here, as typed ("--stylize 250")
 
 
 def parse_prompt(raw: str) -> ParsedPrompt:
@@ -86,8 +93,18 @@ def _split_flags(raw: str) -> tuple[str, list[tuple[str, str]]]:
 
 def _parse_flag_values(flags: list[tuple[str, str]]) -> dict[str, object]:
     values: dict[str, object] = {}
+    habits: list[str] = []
     for given_name, argument in flags:
         name = _ALIASES.get(given_name, given_name)
+        if given_name in HABIT_FLAGS:
+            shown = f"--{given_name} {argument[:MAX_HABIT_ARGUMENT]}".strip()
+            kind = HABIT_FLAGS[given_name]
+            if kind in ("v", "niji"):  # the first one counts (a pasted prompt rarely has both)
+                number = argument.split()[0][:MAX_HABIT_ARGUMENT] if argument.split() else ""
+                values.setdefault("version", f"niji {number}".strip() if kind == "niji" else number)
+            else:
+                habits.append(shown)
+            continue
         if name not in FLAG_FORMS:
             known = ", ".join(f"--{flag}" for flag in FLAG_FORMS)
             shown = f"--{given_name}" if given_name else "--"
@@ -95,6 +112,8 @@ def _parse_flag_values(flags: list[tuple[str, str]]) -> dict[str, object]:
         if name in values:
             raise PromptError(f"--{name} is given twice; use it once: {FLAG_FORMS[name]}", flag=name)
         values[name] = _FLAG_PARSERS[name](argument)
+    if habits:
+        values["habits"] = tuple(habits)
     return {("aspect" if k == "ar" else k): v for k, v in values.items()}
 
 
@@ -206,9 +225,16 @@ def parse_defaults(flags: str) -> ParsedPrompt:
     """A user's saved defaults, written as prompt flags ("--ar 3:2 --steps 30"), checked by the same
     parser as prompts; seeds, tiling and tokens are per prompt, never defaults."""
     parsed = parse_prompt(f"defaults {flags}")
-    if parsed.seed is not None or parsed.tile or parsed.adapters:
+    if (
+        parsed.seed is not None
+        or parsed.tile
+        or parsed.adapters
+        or parsed.habits
+        or parsed.version is not None
+    ):
         raise PromptError(
-            "defaults may set --ar, --steps, --cfg, --chaos, --no and --model (not --seed, --tile or <tokens>)"
+            "defaults may set --ar, --steps, --cfg, --chaos, --no and --model "
+            "(not --seed, --tile, <tokens> or Midjourney's --v, --stylize and the like)"
         )
     return parsed
 

@@ -81,10 +81,13 @@ class ImagineCog(commands.Cog):
         defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
         if defaults is not None:
             parsed = with_defaults(parsed, defaults)
-        config = services.settings.model(parsed.model)
+        config = services.settings.model_for(parsed)
         spec = imagine_spec(parsed, config, native_resolution(config))
+        note = services.settings.habit_note(parsed)
         if control_image is None:
             await services.interactive.run(interaction, spec)
+            if note is not None and interaction.response.is_done():
+                await interaction.followup.send(note, ephemeral=True)
             return
         check_control_mode(config.name, config.controlnets, control_mode)  # before deferring: ephemeral
 
@@ -96,6 +99,8 @@ class ImagineCog(commands.Cog):
             return spec.model_copy(update={"control": control})
 
         await services.interactive.run_prepared(interaction, with_control)
+        if note is not None and interaction.response.is_done():
+            await interaction.followup.send(note, ephemeral=True)
 
     @imagine.autocomplete("model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

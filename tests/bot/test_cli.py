@@ -202,3 +202,22 @@ def test_the_log_level_comes_from_v_or_the_settings(
     settings = Settings(models={"tiny": ModelConfig(name="tiny", source=str(tmp_path))}, default_model="tiny",
                         log_level=configured)  # type: ignore[arg-type]  # fmt: skip
     assert log_level(verbose, command, settings) == expected
+
+
+def test_a_pasted_midjourney_prompt_runs_with_a_note(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "one.png"
+    argv = [
+        "--config",
+        str(config_file),
+        "imagine",
+        "a red circle --v 6 --s 250 --steps 2",
+        "-n",
+        "1",
+        "-o",
+        str(output),
+    ]
+    assert main(argv) == 0
+    assert output.is_file()
+    assert "note: --v 6, --s 250: Midjourney options with no effect here" in capsys.readouterr().err

@@ -218,3 +218,30 @@ def test_fused_loras_are_files_beside_the_config(tmp_path: Path) -> None:
         match=re.escape("[models.fast]: unknown setting(s) fuse_loras.0.size; known: path, weight"),
     ):
         load_settings(_write(tmp_path, text.replace("weight = 0.8", "size = 2")), env={})
+
+
+def test_midjourney_versions_pick_models_through_the_operators_table(tmp_path: Path) -> None:
+    from generation.prompt import parse_prompt
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    settings = load_settings(
+        _write(
+            tmp_path,
+            f'default_model = "base"\n[version_models]\n"6" = "xl"\nniji = "anime"\n'
+            f'[models.base]\nsource = "{folder}"\n[models.xl]\nsource = "{folder}"\n[models.anime]\nsource = "{folder}"\n',
+        ),
+        env={},
+    )
+    chosen = {p: settings.model_for(parse_prompt(p)).name for p in
+              ("a --v 6.1", "a --v 6", "a --niji 6", "a --v 5", "a", "a --v 6 --model base")}  # fmt: skip
+    assert chosen == {"a --v 6.1": "xl", "a --v 6": "xl", "a --niji 6": "anime", "a --v 5": "base",
+                      "a": "base", "a --v 6 --model base": "base"}  # fmt: skip
+    assert settings.habit_note(parse_prompt("a --v 6 --s 100")) == (
+        "--s 100: Midjourney options with no effect here, so the picture is made without them "
+        "(see /help prompts for what dreamcord's flags do)"
+    )
+    assert settings.habit_note(parse_prompt("a --v 5")).startswith("--v 5: Midjourney options")  # type: ignore[union-attr]
+    assert settings.habit_note(parse_prompt("a --v 6 --ar 2:1")) is None
+    with pytest.raises(SettingsError, match="version_models '7' names model 'v7', which is not configured"):
+        load_settings(_write(tmp_path, '[version_models]\n"7" = "v7"\n'), env={})

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from storage.models import Job
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import custom_ids, image_of
+from tests.e2e.helpers import EPHEMERAL, custom_ids, ephemeral_reply, finished, image_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -101,3 +101,27 @@ async def test_bad_prompt_gets_an_ephemeral_error_and_queues_nothing(stack: Stac
     assert reply is not None and "unknown flag --stylize" in reply["content"]
     async with stack.jobs.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Job)) == before
+
+
+async def test_a_pasted_midjourney_prompt_runs_and_says_which_options_changed_nothing(stack: Stack) -> None:
+    fake = stack.fake
+    mia = fake.add_user("mia")
+    interaction = await fake.slash(
+        mia, "imagine", {"prompt": "a red circle --v 6.1 --stylize 250 --style raw --q 2 --seed 3 --steps 2"}
+    )
+    message = await finished(stack, interaction)
+    assert "a red circle" in message["content"] and "seeds 3–6" in message["content"]
+    await fake.wait_until(lambda: interaction.followup_ids, timeout=30)
+    note = fake.message(interaction.followup_ids[-1])
+    assert note is not None and note["flags"] & EPHEMERAL
+    assert note["content"].startswith(
+        "--v 6.1, --stylize 250, --style raw, --q 2: Midjourney options with no"
+    )
+
+
+@pytest.mark.parametrize(("topic", "fragment"), [(None, "`--ar W:H`"), ("buttons", "**U1–U4**"),
+                                                 ("training", "/train token:"), ("library", "/library list")])  # fmt: skip
+async def test_help_shows_one_topic_to_whoever_asks(stack: Stack, topic: str | None, fragment: str) -> None:
+    options = {"topic": topic} if topic else {}
+    interaction = await stack.fake.slash(stack.fake.add_user("new"), "help", options)
+    assert fragment in await ephemeral_reply(stack, interaction)

@@ -122,7 +122,7 @@ def test_bad_prompt_text_is_explained(raw: str, fragment: str) -> None:
 
 def test_unknown_flag_error_lists_every_valid_flag() -> None:
     with pytest.raises(PromptError) as caught:
-        parse_prompt("a fox --stylize 100")
+        parse_prompt("a fox --sharpness 100")  # (--stylize is Midjourney's: accepted, see below)
     for flag in FLAG_FORMS:
         assert f"--{flag}" in str(caught.value)
 
@@ -183,3 +183,26 @@ def test_a1111_lora_syntax_means_the_same_token() -> None:
     ]  # fmt: skip
     with pytest.raises(PromptError, match="bad weight"):
         parse_prompt("a fox <lora:add_detail:0.6:0.4>")  # A1111's separate text-encoder weight
+
+
+@pytest.mark.parametrize(
+    ("raw", "version", "habits"),
+    [
+        ("a cat --v 6 --stylize 250 --style raw --q 2", "6", ("--stylize 250", "--style raw", "--q 2")),
+        ("a cat --niji 6 --s 50 --w 100", "niji 6", ("--s 50", "--w 100")),
+        ("a cat --niji", "niji", ()),
+        ("a cat --version 5.2 --quality .5", "5.2", ("--quality .5",)),
+        ("a cat --ar 3:2 --weird 3000 --seed 4", None, ("--weird 3000",)),
+    ],
+)
+def test_midjourneys_habit_flags_never_fail_a_prompt(
+    raw: str, version: str | None, habits: tuple[str, ...]
+) -> None:
+    parsed = parse_prompt(raw)
+    assert parsed.text == "a cat"
+    assert (parsed.version, parsed.habits) == (version, habits)
+
+
+def test_habit_flags_do_not_hide_the_real_ones() -> None:
+    parsed = parse_prompt("a cat --s 750 --ar 3:2 --no dogs --seed 9")
+    assert (parsed.aspect, parsed.negative, parsed.seed, parsed.habits) == ((3, 2), "dogs", 9, ("--s 750",))
