@@ -15,6 +15,7 @@ from bot.file_sweeper import discard_unused
 from generation.errors import DreamcordError
 from generation.specs import TrainSpec
 from storage import admin as admin_store
+from storage import jobs as job_store
 from storage import privacy as store
 from storage.db import write_transaction
 from storage.files import FileStore
@@ -93,6 +94,22 @@ class PrivacyService:
             data.adapters,
         )
         return data
+
+    async def delete_job(self, job_id: int, user_id: int) -> tuple[tuple[int, int], ...]:
+        """Delete one finished job of `user_id` (its pictures and rows; files others use stay); the
+        (channel, message) of the messages that showed it, for the caller to delete in Discord."""
+        async with write_transaction(self.sessions) as session:
+            job = await job_store.get_job(session, job_id)
+            if job is None or job.owner_id != user_id:
+                raise DreamcordError(f"only the person who made job {job_id} can delete it")
+            if not job.state.finished:
+                raise DreamcordError(f"job {job_id} is not finished: cancel it first (/queue)")
+            if job.kind in ("train", "import"):  # its token lives on in the library
+                raise DreamcordError(f"job {job_id} made a token: delete that with /library delete")
+            files, messages = await store.delete_job_rows(session, job)
+        await self._delete_unused(files)
+        log.info("job %d deleted by its owner (%d files looked at)", job_id, len(files))
+        return messages
 
     async def discard_training_photos(self, job_id: int, spec: TrainSpec) -> int:
         """After a training ends (however it ends), delete its photos unless the user kept them."""

@@ -3,6 +3,7 @@ after, and the bot behind an interaction."""
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import discord
@@ -10,6 +11,8 @@ import discord
 from bot.discord_bot import DreamcordBot
 from bot.gate import admit
 from bot.interactive import answer_error
+
+log = logging.getLogger(__name__)
 
 
 def dreamcord_bot(bot: object) -> DreamcordBot:
@@ -20,6 +23,16 @@ def dreamcord_bot(bot: object) -> DreamcordBot:
 
 def bot_of(interaction: discord.Interaction) -> DreamcordBot:
     return dreamcord_bot(interaction.client)
+
+
+async def delete_posted(bot: discord.Client, channel_id: int, message_id: int) -> None:
+    """Delete a message the bot posted. Best effort: a message someone already deleted, or a channel
+    the bot left, is skipped."""
+    channel = bot.get_partial_messageable(channel_id)
+    try:
+        await channel.get_partial_message(message_id).delete()
+    except discord.HTTPException as error:
+        log.info("could not delete message %d in %d: %s", message_id, channel_id, error)
 
 
 class Gated:

@@ -100,6 +100,23 @@ async def delete_user_rows(session: AsyncSession, user_id: int) -> None:
     await session.execute(delete(User).where(User.id == user_id))
 
 
+async def delete_job_rows(
+    session: AsyncSession, job: Job
+) -> tuple[frozenset[str], tuple[tuple[int, int], ...]]:
+    """One job's rows (its images, the records of messages showing it, the job); the files they named
+    and the (channel, message) of those messages. Jobs others made from it keep their rows and files."""
+    images = set(await session.scalars(select(ImageRecord.file_hash).where(ImageRecord.job_id == job.id)))
+    shown = (await session.execute(
+        select(PostedMessage.channel_id, PostedMessage.message_id).where(PostedMessage.job_id == job.id)
+    )).all()  # fmt: skip
+    await session.execute(delete(PostedMessage).where(PostedMessage.job_id == job.id))
+    await session.execute(update(Job).where(Job.parent_job_id == job.id).values(parent_job_id=None))
+    await session.execute(delete(ImageRecord).where(ImageRecord.job_id == job.id))
+    await session.execute(delete(Job).where(Job.id == job.id))
+    messages = tuple((int(channel), int(message)) for channel, message in shown)
+    return frozenset(images | hashes_in(job.spec_json)), messages
+
+
 async def referenced_files(session: AsyncSession) -> set[str]:
     """Every file any row names: jobs' specs (sources, masks, photos, adapters), images, adapters."""
     found: set[str] = set()

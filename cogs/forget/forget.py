@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import OPEN_TO_BANNED
+from cogs.common import delete_posted
 from generation.errors import DreamcordError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class ConfirmForget(discord.ui.View):
                 await interaction.response.defer()  # deleting files and messages may take a while
                 data = await privacy.forget(self.user_id)
                 for channel_id, message_id in data.messages:
-                    await self._delete_message(channel_id, message_id)
+                    await delete_posted(self.bot, channel_id, message_id)
         except DreamcordError as error:
             self.answered = f"nothing was deleted ({error})."
             await self._edit(interaction, f"Nothing was deleted: {error}")
@@ -93,11 +94,3 @@ class ConfirmForget(discord.ui.View):
             await interaction.edit_original_response(content=text, view=None)
         else:
             await interaction.response.edit_message(content=text, view=None)
-
-    async def _delete_message(self, channel_id: int, message_id: int) -> None:
-        """Best effort: a message someone already deleted, or a channel the bot left, is skipped."""
-        channel = self.bot.get_partial_messageable(channel_id)
-        try:
-            await channel.get_partial_message(message_id).delete()
-        except discord.HTTPException as error:
-            log.info("could not delete message %d in %d: %s", message_id, channel_id, error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from cogs.common import dreamcord_bot
+from cogs.imagine.delete import DeleteButton
 from cogs.imagine.imagine import ImagineCog
 from cogs.imagine.views import GridButton, PictureButton, picture_view, result_view, submit_region_form
 from generation.models.checkpoint_facts import known_family
@@ -14,7 +15,7 @@ from generation.specs import spec_from_json
 
 async def setup(bot: object) -> None:
     bot = dreamcord_bot(bot)
-    bot.add_dynamic_items(GridButton, PictureButton)
+    bot.add_dynamic_items(GridButton, PictureButton, DeleteButton)
     bot.add_listener(submit_region_form, "on_interaction")  # Vary (Region) forms, restart-proof
     families = bot.services.settings.models
 
@@ -31,7 +32,7 @@ async def setup(bot: object) -> None:
 
 async def teardown(bot: object) -> None:
     bot = dreamcord_bot(bot)
-    bot.remove_dynamic_items(GridButton, PictureButton)
+    bot.remove_dynamic_items(GridButton, PictureButton, DeleteButton)
     bot.remove_listener(submit_region_form, "on_interaction")
     bot.services.results.result_view = None
     bot.services.results.picture_view = None

@@ -1,8 +1,9 @@
 """The buttons under a result: persistent `DynamicItem`s whose custom_id carries action, job and image.
 
 They survive restarts (no per-message state in memory): a click on a week-old grid still works.
-Under a grid: U1–U4, reroll, V1–V4. Under a single picture (after U, or an upscale): vary, upscale,
-zoom out, make square and pan (cogs/actions.py says what each makes).
+Under a grid: U1–U4, reroll, V1–V4 and Delete (cogs/imagine/delete.py). Under a single picture (after
+U, or an upscale): vary, upscale, zoom out, make square and pan (cogs/actions.py says what each makes),
+and Delete where the picture is its job's whole result.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bot.jobs import StoredImage
 from bot.visibility import Viewer
 from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
+from cogs.imagine.delete import DeleteButton
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
 from generation.models.family_facts import FamilyFacts
@@ -57,7 +59,7 @@ def result_view(
         return None
     family = family_of(spec_from_json(job.spec_json).model)
     if len(images) == 1:
-        return picture_view(job.id, 0, images[0], family)
+        return picture_view(job.id, 0, images[0], family, deletable=True)
     view = discord.ui.View(timeout=None)
     for index in range(len(images)):
         view.add_item(GridButton("u", job.id, index))
@@ -65,12 +67,15 @@ def result_view(
     if family is None or family.supports("vary"):
         for index in range(len(images)):
             view.add_item(GridButton("v", job.id, index))
+    view.add_item(DeleteButton(job.id, row=1))
     return view
 
 
 def picture_view(
-    job_id: int, index: int, image: StoredImage, family: FamilyFacts | None = None
+    job_id: int, index: int, image: StoredImage, family: FamilyFacts | None = None, *, deletable: bool = False
 ) -> discord.ui.View:
+    """`deletable`: the picture is its job's whole result (not U's copy of one of a grid's four), so
+    Delete may go under it."""
     view = discord.ui.View(timeout=None)
     for key, action in IMAGE_ACTIONS.items():
         if key == "sq" and image.width == image.height:
@@ -78,6 +83,8 @@ def picture_view(
         if family is not None and not family.supports(action.operation):
             continue
         view.add_item(PictureButton(key, job_id, index))
+    if deletable:
+        view.add_item(DeleteButton(job_id, row=1))
     return view
 
 

@@ -35,8 +35,8 @@ async def test_imagine_answers_with_a_grid_and_buttons(stack: Stack) -> None:
     job_id = int(ids[0].split(":")[2])
     assert ids == [f"dc:u:{job_id}:{i}" for i in range(4)] + [f"dc:r:{job_id}:0"] + [
         f"dc:v:{job_id}:{i}" for i in range(4)
-    ]  # nine buttons: U1-U4 and reroll on the first row, V1-V4 on the second
-    assert [len(row["components"]) for row in message["components"]] == [5, 4]
+    ] + [f"dc:del:{job_id}"]  # ten buttons: U1-U4 and reroll on the first row, V1-V4 and Delete below
+    assert [len(row["components"]) for row in message["components"]] == [5, 5]
     assert "a red circle" in message["content"] and "seeds 5–8" in message["content"]
     assert await stack.job_message_id(job_id) == int(message["id"])
     job = await stack.jobs.get_job(job_id)
@@ -82,7 +82,7 @@ async def test_v3_after_a_restart_gives_variations_of_image_3(stack: Stack) -> N
     varied = fake.message(press.original_id)
     assert varied is not None and "variations (strong)" in varied["content"]
     assert image_of(fake, varied["attachments"][0]).size == (128, 128)
-    assert len(custom_ids(varied)) == 9  # a variation grid has the same buttons
+    assert len(custom_ids(varied)) == 10  # a variation grid has the same buttons
     vary_job = await stack.jobs.get_job(int(custom_ids(varied)[0].split(":")[2]))
     third = (await stack.jobs.images_of(grid_job))[2]
     assert vary_job is not None and vary_job.parent_job_id == grid_job
@@ -94,11 +94,11 @@ async def test_bad_prompt_gets_an_ephemeral_error_and_queues_nothing(stack: Stac
     erin = fake.add_user("erin")
     async with stack.jobs.sessions() as session:
         before = await session.scalar(select(func.count()).select_from(Job))
-    interaction = await fake.slash(erin, "imagine", {"prompt": "a cat --stylize 5"})
+    interaction = await fake.slash(erin, "imagine", {"prompt": "a cat --sharpness 5"})
     await fake.wait_until(lambda: interaction.response_type is not None)
     assert interaction.response_type == 4 and interaction.ephemeral
     reply = fake.message(interaction.original_id)
-    assert reply is not None and "unknown flag --stylize" in reply["content"]
+    assert reply is not None and "unknown flag --sharpness" in reply["content"]
     async with stack.jobs.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Job)) == before
 

@@ -77,7 +77,7 @@ async def test_zoom_out_and_pan_give_grids_of_the_right_size(stack: Stack) -> No
     zoomed = await _press(stack, carol, single, "z2")
     assert image_of(stack.fake, zoomed["attachments"][0]).size == (128, 128)  # 2x2 grid of 64x64
     assert "zoomed out to 64x64" in zoomed["content"]
-    assert len(custom_ids(zoomed)) == 9  # a grid again: U1-U4, reroll, V1-V4
+    assert len(custom_ids(zoomed)) == 10  # a grid again: U1-U4, reroll, V1-V4, Delete
     panned = await _press(stack, carol, single, "pl")
     assert image_of(stack.fake, panned["attachments"][0]).size == (192, 128)  # 96x64 pictures, 3:2
     _, spec = await _spec_of(stack, panned)
@@ -133,7 +133,7 @@ async def test_show_brings_a_result_back_and_one_picture_with_its_parameters(sta
     vary_job = int(custom_ids(varied)[0].split(":")[2])
 
     again = await finished(stack, await fake.slash(hana, "show", {"job": grid_job}))
-    assert custom_ids(again)[0] == f"dc:u:{grid_job}:0" and len(custom_ids(again)) == 9
+    assert custom_ids(again)[0] == f"dc:u:{grid_job}:0" and len(custom_ids(again)) == 10
     assert image_of(fake, again["attachments"][0]).size == (128, 128)
 
     one = await finished(stack, await fake.slash(hana, "show", {"job": vary_job, "index": 2}))
