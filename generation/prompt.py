@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from generation.errors import PromptError
@@ -37,8 +38,9 @@ FLAG_FORMS: dict[str, str] = {
     "chaos": "--chaos N (0 to 100: how different the four images are)",
     "tile": "--tile (no value: makes a seamless, repeating pattern)",
     "model": "--model NAME (one of the configured models)",
+    "repeat": "--repeat N (2 to 4: that many jobs of the same prompt)",
 }
-_ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg"}
+_ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg", "r": "repeat"}
 # Midjourney's options people paste by habit: accepted, never a failed job. --v and --niji pick a model
 # through the operator's `version_models` table; the others have no counterpart here (the user is told).
 HABIT_FLAGS = {"v": "v", "version": "v", "niji": "niji", "stylize": "stylize", "s": "stylize",
@@ -60,6 +62,7 @@ class ParsedPrompt:
     tile: bool = False
     model: str | None = None
     adapters: tuple[AdapterRef, ...] = ()
+    repeat: int | None = None  # run the prompt as that many jobs
     version: str | None = None  # Midjourney's --v 6.1 ("6.1") or --niji 6 ("niji 6"; "niji" alone)
     habits: tuple[str, ...] = ()  # Midjourney's flags without effect here, as typed ("--stylize 250")
 
@@ -171,7 +174,7 @@ def _parse_model(argument: str) -> str:
     return argument
 
 
-_FLAG_PARSERS = {
+_FLAG_PARSERS: dict[str, Callable[[str], object]] = {
     "ar": parse_aspect,
     "seed": lambda argument: _bounded_int("seed", argument, 0, MAX_SEED),
     "no": _parse_negative,
@@ -180,7 +183,39 @@ _FLAG_PARSERS = {
     "chaos": lambda argument: _bounded_int("chaos", argument, 0, 100),
     "tile": _parse_tile,
     "model": _parse_model,
+    "repeat": lambda argument: _bounded_int("repeat", argument, 2, 4),
 }
+
+MAX_PERMUTATIONS = 16  # jobs one prompt may become with {…} and --repeat (over 4, the user confirms)
+_ESCAPED = {"\\{": "\x00", "\\}": "\x01"}  # \{ and \} are literal braces
+
+
+def expand_permutations(raw: str) -> list[str]:
+    """Midjourney's permutations: `a {red, blue} bird --ar {1:1, 2:1}` is four prompts, every group
+    multiplying the others (left to right). `\\{` and `\\}` are literal braces; groups do not nest."""
+    text = raw
+    for escaped, placeholder in _ESCAPED.items():
+        text = text.replace(escaped, placeholder)
+    prompts = [""]
+    rest = text
+    while (start := rest.find("{")) != -1 or "}" in rest:
+        end = rest.find("}")
+        if end == -1:
+            raise PromptError("a `{` is not closed: write choices as {red, blue} (\\{ for a brace itself)")
+        if start == -1 or end < start:
+            raise PromptError("a `}` closes no `{`: write choices as {red, blue} (\\} for a brace itself)")
+        inner = rest[start + 1 : end]
+        if "{" in inner:
+            raise PromptError("{…} choices cannot be nested: write {red, blue} {bird, fish}")
+        choices = [choice.strip() for choice in inner.split(",")]
+        prompts = [f"{before}{rest[:start]}{choice}" for before in prompts for choice in choices]
+        if len(prompts) > MAX_PERMUTATIONS:
+            raise PromptError(f"that is more than {MAX_PERMUTATIONS} prompts; use fewer {{…}} choices")
+        rest = rest[end + 1 :]
+    restored = [f"{prompt}{rest}" for prompt in prompts]
+    for escaped, placeholder in _ESCAPED.items():
+        restored = [prompt.replace(placeholder, escaped[1]) for prompt in restored]
+    return restored
 
 
 def _collect_adapters(*texts: str) -> tuple[AdapterRef, ...]:
@@ -229,12 +264,13 @@ def parse_defaults(flags: str) -> ParsedPrompt:
         parsed.seed is not None
         or parsed.tile
         or parsed.adapters
+        or parsed.repeat is not None
         or parsed.habits
         or parsed.version is not None
     ):
         raise PromptError(
             "defaults may set --ar, --steps, --cfg, --chaos, --no and --model "
-            "(not --seed, --tile, <tokens> or Midjourney's --v, --stylize and the like)"
+            "(not --seed, --tile, --repeat, <tokens> or Midjourney's --v, --stylize and the like)"
         )
     return parsed
 

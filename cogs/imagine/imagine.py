@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,11 +12,14 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
+from cogs.imagine.many import imagine_many
 from cogs.options import prompt_with_options
+from generation.errors import DreamcordError
 from generation.models.checkpoint_facts import native_resolution
 from generation.pictures.uploads import open_user_image
-from generation.prompt import parse_prompt, with_defaults
+from generation.prompt import expand_permutations, parse_prompt, with_defaults
 from generation.specs import (
+    GRID_SIZE,
     MAX_PROMPT_CHARS,
     MAX_SEED,
     ControlMode,
@@ -77,15 +81,22 @@ class ImagineCog(commands.Cog):
             tile=tile,
         )
         services = self.bot.services
-        parsed = parse_prompt(text)
         defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
-        if defaults is not None:
-            parsed = with_defaults(parsed, defaults)
-        config = services.settings.model_for(parsed)
-        spec = imagine_spec(parsed, config, native_resolution(config))
+        specs = []
+        for variant in expand_permutations(text):  # `{a, b}` choices: a prompt each
+            parsed = parse_prompt(variant)
+            if defaults is not None:
+                parsed = with_defaults(parsed, defaults)
+            config = services.settings.model_for(parsed)
+            for repeat in range(parsed.repeat or 1):  # --repeat: new seeds each time (or the next four)
+                seed = None if parsed.seed is None else (parsed.seed + repeat * GRID_SIZE) % (MAX_SEED + 1)
+                specs.append(imagine_spec(replace(parsed, seed=seed), config, native_resolution(config)))
+        spec = specs[0]
         note = services.settings.habit_note(parsed)
+        if len(specs) > 1 and control_image is not None:
+            raise DreamcordError("{…} choices and --repeat cannot be used with a control image")
         if control_image is None:
-            await services.interactive.run(interaction, spec)
+            await imagine_many(interaction, services, specs)
             if note is not None and interaction.response.is_done():
                 await interaction.followup.send(note, ephemeral=True)
             return

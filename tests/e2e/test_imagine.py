@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from generation.specs import spec_from_json
 from storage.models import Job
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import EPHEMERAL, custom_ids, ephemeral_reply, finished, image_of
+from tests.e2e.test_forget import button
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -125,3 +127,40 @@ async def test_help_shows_one_topic_to_whoever_asks(stack: Stack, topic: str | N
     options = {"topic": topic} if topic else {}
     interaction = await stack.fake.slash(stack.fake.add_user("new"), "help", options)
     assert fragment in await ephemeral_reply(stack, interaction)
+
+
+async def _imagine_prompts(stack: Stack, user: int) -> list[str]:
+    async with stack.jobs.sessions() as session:
+        jobs = (await session.scalars(select(Job).where(Job.owner_id == user).order_by(Job.id))).all()
+    return [spec_from_json(job.spec_json).prompt for job in jobs]  # type: ignore[union-attr]
+
+
+async def test_choices_in_braces_become_a_job_each(stack: Stack) -> None:
+    fake = stack.fake
+    nina = fake.add_user("nina")
+    interaction = await fake.slash(nina, "imagine", {"prompt": "a {red, blue} circle --steps 2"})
+    await finished(stack, interaction)  # the first on the command's own message…
+    await fake.wait_until(lambda: len([m for m in fake.channel_messages() if m["attachments"]]) >= 2, 60)
+    assert await _imagine_prompts(stack, nina) == ["a red circle", "a blue circle"]  # …the second posted
+
+
+async def test_more_than_four_jobs_ask_first_and_cancel_queues_nothing(stack: Stack) -> None:
+    fake = stack.fake
+    omar = fake.add_user("omar")
+    prompt = {"prompt": "a {red, blue, green} circle --repeat 2 --steps 2"}
+    asked = await fake.slash(omar, "imagine", prompt)
+    assert "This prompt makes **6 jobs**" in await ephemeral_reply(stack, asked)
+    assert asked.original_id is not None
+    await fake.press(omar, asked.original_id, button(stack, asked, "Cancel"))
+    await fake.wait_until(lambda: "Nothing was queued" in fake.message(asked.original_id)["content"])  # type: ignore[index]
+    assert await _imagine_prompts(stack, omar) == []
+
+    again = await fake.slash(omar, "imagine", prompt)
+    await ephemeral_reply(stack, again)
+    assert again.original_id is not None
+    await fake.press(omar, again.original_id, button(stack, again, "Run them all"))
+    await fake.wait_until(lambda: "Queued 6 of 6 jobs" in fake.message(again.original_id)["content"])  # type: ignore[index]
+    assert await _imagine_prompts(stack, omar) == [
+        f"a {c} circle" for c in ("red", "red", "blue", "blue", "green", "green")
+    ]
+    await fake.wait_until(lambda: len([m for m in fake.channel_messages() if m["attachments"]]) >= 6, 120)

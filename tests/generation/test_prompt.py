@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generation.errors import PromptError
-from generation.prompt import FLAG_FORMS, ParsedPrompt, parse_prompt
+from generation.prompt import FLAG_FORMS, ParsedPrompt, expand_permutations, parse_prompt
 from generation.specs import MAX_PROMPT_CHARS, AdapterRef
 
 
@@ -206,3 +207,39 @@ def test_midjourneys_habit_flags_never_fail_a_prompt(
 def test_habit_flags_do_not_hide_the_real_ones() -> None:
     parsed = parse_prompt("a cat --s 750 --ar 3:2 --no dogs --seed 9")
     assert (parsed.aspect, parsed.negative, parsed.seed, parsed.habits) == ((3, 2), "dogs", 9, ("--s 750",))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a cat", ["a cat"]),
+        ("a {red, blue} bird", ["a red bird", "a blue bird"]),
+        (
+            "a {red,blue} {cat, dog} --ar {1:1, 2:1}",
+            [f"a {c} {a} --ar {r}" for c in ("red", "blue") for a in ("cat", "dog") for r in ("1:1", "2:1")],
+        ),
+        ("a \\{literal\\} brace", ["a {literal} brace"]),
+    ],
+)
+def test_permutations_multiply_left_to_right(raw: str, expected: list[str]) -> None:
+    assert expand_permutations(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("a {red, blue bird", "a `{` is not closed"),
+        ("a red} bird", "a `}` closes no `{`"),
+        ("a {red, {dark, light} blue}", "cannot be nested"),
+        ("{a,b} {c,d} {e,f} {g,h} {i,j}", "more than 16 prompts"),
+    ],
+)
+def test_bad_permutations_are_explained(raw: str, fragment: str) -> None:
+    with pytest.raises(PromptError, match=re.escape(fragment)):
+        expand_permutations(raw)
+
+
+@pytest.mark.parametrize("argument", ["1", "5", "two", ""])
+def test_repeat_is_two_to_four(argument: str) -> None:
+    with pytest.raises(PromptError, match=re.escape("--repeat N (2 to 4")):
+        parse_prompt(f"a cat --repeat {argument}")

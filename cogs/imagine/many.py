@@ -1,0 +1,81 @@
+"""One /imagine that becomes several jobs: `{a, b}` permutations and `--repeat N`. Up to four start at
+once; more wait for a yes in an ephemeral question (Cancel queues nothing). Each is a job of its own,
+counted against the user's limits like any other; the first is shown on the command's own message, the
+others are posted to the channel when they are done."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from generation.errors import DreamcordError
+from generation.specs import ImagineSpec
+
+if TYPE_CHECKING:
+    from bot.discord_bot import Services
+
+WITHOUT_ASKING = 4
+
+
+async def imagine_many(
+    interaction: discord.Interaction, services: Services, specs: Sequence[ImagineSpec]
+) -> None:
+    if len(specs) <= WITHOUT_ASKING:
+        await services.interactive.run(interaction, specs[0])
+        await queue_rest(interaction, services, specs[1:])
+        return
+    shown = "\n".join(f"• {spec.prompt[:80]}" for spec in specs[:3]) + ("\n• …" if len(specs) > 3 else "")
+    await interaction.response.send_message(
+        f"This prompt makes **{len(specs)} jobs**, each counted against your limits:\n{shown}\nRun them all?",
+        view=ConfirmMany(services, specs, interaction.user.id),
+        ephemeral=True,
+    )
+
+
+async def queue_rest(
+    interaction: discord.Interaction, services: Services, specs: Sequence[ImagineSpec]
+) -> list[str]:
+    """Queue each spec as a job of the user's (posted to the channel when done); a refusal (a full queue,
+    a quota) stops the rest and is told in one ephemeral line. What was queued, as "job N"."""
+    queued: list[str] = []
+    for spec in specs:
+        try:
+            ticket = await services.jobs.submit(
+                owner_id=interaction.user.id,
+                spec=spec,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+            )
+        except DreamcordError as error:
+            await interaction.followup.send(
+                f"{len(queued)} more job(s) queued, then: {error}", ephemeral=True
+            )
+            break
+        queued.append(f"job {ticket.job_id}")
+    return queued
+
+
+class ConfirmMany(discord.ui.View):
+    def __init__(self, services: Services, specs: Sequence[ImagineSpec], user_id: int) -> None:
+        super().__init__(timeout=300)
+        self.services, self.specs, self.user_id = services, specs, user_id
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Run them all", style=discord.ButtonStyle.primary)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.stop()
+        await interaction.response.edit_message(content=f"Queueing {len(self.specs)} jobs…", view=None)
+        queued = await queue_rest(interaction, self.services, self.specs)
+        await interaction.edit_original_response(
+            content=f"Queued {len(queued)} of {len(self.specs)} jobs ({', '.join(queued) or 'none'}); "
+            "each is posted here when it is done."
+        )
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was queued.", view=None)
