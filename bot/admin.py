@@ -144,8 +144,23 @@ class AdminService:
             parsed = parse_defaults(flags)
             if parsed.model is not None:
                 self.settings.model(parsed.model)  # unknown model: a clear error now, not at /imagine
+        await self._update_personal(user_id, flags=flags or None)
+
+    async def remix_on(self, user_id: int) -> bool:
+        """Remix mode: V, 🔄 and Vary open a form with the prompt to edit before the job starts."""
+        async with self.sessions() as session:
+            return bool((await store.personal_defaults(session, user_id)).get("remix", False))
+
+    async def set_remix(self, user_id: int, on: bool) -> None:
+        await self._update_personal(user_id, remix=True if on else None)
+
+    async def _update_personal(self, user_id: int, **changes: object) -> None:
+        """Change some of the user's personal settings (None removes one), keeping the others."""
         async with write_transaction(self.sessions) as session:
-            await store.set_personal_defaults(session, user_id, {"flags": flags} if flags else {})
+            personal = await store.personal_defaults(session, user_id)
+            personal.update(changes)
+            kept = {key: value for key, value in personal.items() if value is not None}
+            await store.set_personal_defaults(session, user_id, kept)
 
     # ------------------------------------------------------------ administrators
     async def set_model(self, guild_id: int, actor_id: int, model: str | None) -> None:

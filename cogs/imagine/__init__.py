@@ -7,6 +7,7 @@ import functools
 from cogs.common import dreamcord_bot
 from cogs.imagine.delete import DeleteButton
 from cogs.imagine.imagine import ImagineCog
+from cogs.imagine.remix import submit_remix_form
 from cogs.imagine.views import GridButton, PictureButton, picture_view, result_view, submit_region_form
 from generation.models.checkpoint_facts import known_family
 from generation.models.family_facts import FamilyFacts
@@ -17,6 +18,7 @@ async def setup(bot: object) -> None:
     bot = dreamcord_bot(bot)
     bot.add_dynamic_items(GridButton, PictureButton, DeleteButton)
     bot.add_listener(submit_region_form, "on_interaction")  # Vary (Region) forms, restart-proof
+    bot.add_listener(submit_remix_form, "on_interaction")  # remix forms, likewise
     families = bot.services.settings.models
 
     def family_of(model: str) -> FamilyFacts | None:
@@ -34,5 +36,6 @@ async def teardown(bot: object) -> None:
     bot = dreamcord_bot(bot)
     bot.remove_dynamic_items(GridButton, PictureButton, DeleteButton)
     bot.remove_listener(submit_region_form, "on_interaction")
+    bot.remove_listener(submit_remix_form, "on_interaction")
     bot.services.results.result_view = None
     bot.services.results.picture_view = None

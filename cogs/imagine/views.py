@@ -26,6 +26,7 @@ from bot.visibility import Viewer
 from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
 from cogs.imagine.delete import DeleteButton
+from cogs.imagine.remix import REMIX_ACTIONS, remix_form
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
 from generation.models.family_facts import FamilyFacts
@@ -88,6 +89,19 @@ def picture_view(
     return view
 
 
+async def open_remix_form(
+    bot: DreamcordBot, interaction: discord.Interaction, action: str, job_id: int, index: int
+) -> bool:
+    """In remix mode, answer the press with a form holding the picture's prompt; False otherwise."""
+    if not await bot.services.admin.remix_on(interaction.user.id):
+        return False
+    picture = await stored_picture(bot, job_id, index, viewer_of(interaction))
+    spec = picture.spec
+    prompt = spec.prompt + (f" --no {spec.negative_prompt}" if spec.negative_prompt else "")
+    await interaction.response.send_modal(remix_form(action, job_id, index, prompt))
+    return True
+
+
 class GridButton(
     Gated,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -111,6 +125,10 @@ class GridButton(
     async def run(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         viewer = viewer_of(interaction)
+        if self.action in REMIX_ACTIONS and await open_remix_form(
+            bot, interaction, self.action, self.job_id, self.index
+        ):
+            return
         if self.action == "u":
             await self._send_single(
                 bot, interaction, await bot.services.jobs.visible_job(self.job_id, viewer)
@@ -185,6 +203,10 @@ class PictureButton(
 
     async def run(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        if self.action in REMIX_ACTIONS and await open_remix_form(
+            bot, interaction, self.action, self.job_id, self.index
+        ):
+            return
         build = IMAGE_ACTIONS[self.action].build
         picture = await stored_picture(bot, self.job_id, self.index, viewer_of(interaction))
         if build is None:

@@ -70,6 +70,15 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description="Y
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return model_choices(self.bot.services.settings, current)
 
+    @app_commands.command(
+        name="remix", description="Remix mode: V, 🔄 and Vary let you edit the prompt first"
+    )
+    @app_commands.describe(on="True: a form with the prompt opens before each of those jobs")
+    async def remix(self, interaction: discord.Interaction, on: bool) -> None:
+        await self.bot.services.admin.set_remix(interaction.user.id, on)
+        state = "on: V, 🔄 and Vary open a form with the prompt to edit" if on else "off"
+        await interaction.response.send_message(f"Remix mode is {state}.", ephemeral=True)
+
     @app_commands.command(name="reset", description="Forget your defaults")
     async def reset(self, interaction: discord.Interaction) -> None:
         await self.bot.services.admin.save_flags(interaction.user.id, "")

@@ -11,7 +11,7 @@ import pytest
 
 from generation.models import checkpoint_facts
 from generation.models.family_facts import SD1
-from generation.specs import spec_from_json
+from generation.specs import SUBTLE_STRENGTH, spec_from_json
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import custom_ids, ephemeral_reply, finished, image_of
 from tests.e2e.test_imagine import _imagine
@@ -178,3 +178,38 @@ async def test_what_the_models_family_cannot_do_has_no_button_and_is_refused_bef
                                (upscale, "upscaling")):  # fmt: skip
         assert await refused_quietly(stack, interaction) == f"model 'tiny' (SD 1.x/2.x) cannot do {words} yet"
     assert await jobs_of(stack, dana) == before
+
+
+async def test_remix_mode_lets_v_reroll_and_vary_edit_the_prompt_first(stack: Stack) -> None:
+    fake = stack.fake
+    rita = fake.add_user("rita")
+    switched = await fake.slash(rita, "settings remix", {"on": True})
+    assert "Remix mode is on" in await ephemeral_reply(stack, switched)
+    grid = await _imagine(stack, rita, "a red circle --seed 2 --steps 2 --no blur")
+    grid_job = int(custom_ids(grid)[0].split(":")[2])
+
+    for custom_id, edited, kind in (
+        (f"dc:v:{grid_job}:1", "a blue square --steps 2", "vary"),
+        (f"dc:r:{grid_job}:0", "a green ring --steps 2", "imagine"),
+    ):
+        pressed = await fake.press(rita, int(grid["id"]), custom_id)
+        await fake.wait_until(lambda p=pressed: p.modal is not None)
+        assert pressed.modal is not None and "a red circle --no blur" in json.dumps(pressed.modal)
+        remixed = await finished(stack, await fake.submit_modal(rita, pressed, {"prompt": edited}))
+        job, spec = await _spec_of(stack, remixed)
+        assert (spec.kind, spec.prompt, job.parent_job_id) == (kind, edited.split(" --")[0], grid_job)
+
+    single = await finished(
+        stack, await fake.press(rita, int(grid["id"]), custom_ids(grid)[0])
+    )  # U1: no form
+    pressed = await fake.press(rita, int(single["id"]), f"dc:vs:{grid_job}:0")
+    await fake.wait_until(lambda: pressed.modal is not None)
+    subtle = await finished(stack, await fake.submit_modal(rita, pressed, {"prompt": "a red circle at dusk"}))
+    _, spec = await _spec_of(stack, subtle)
+    assert (spec.kind, spec.prompt, spec.strength) == ("vary", "a red circle at dusk", SUBTLE_STRENGTH)
+
+    assert "Remix mode is off" in await ephemeral_reply(
+        stack, await fake.slash(rita, "settings remix", {"on": False})
+    )
+    direct = await finished(stack, await fake.press(rita, int(grid["id"]), f"dc:v:{grid_job}:0"))
+    assert (await _spec_of(stack, direct))[1].prompt == "a red circle"  # off again: no form

@@ -1,0 +1,68 @@
+"""Remix mode (/settings remix on:True): V, 🔄, Vary (Subtle) and Vary (Strong) open a form with the
+prompt (and its flags) to edit first. Like Vary (Region), the form keeps no state in memory: its
+custom_id names the action, job and picture, and `submit_remix_form` answers it after a restart too."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, cast
+
+import discord
+
+from bot.gate import admit, viewer_of
+from bot.interactive import answer_error
+from cogs.actions import vary
+from cogs.common import bot_of
+from cogs.pictures import stored_picture, with_prompt
+from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, STRONG_STRENGTH, SUBTLE_STRENGTH, JobSpec, seeds_from
+
+REMIX_ACTIONS = {"v": "Remix: variations", "r": "Remix: new pictures", "vs": "Remix: Vary (Subtle)",
+                 "vt": "Remix: Vary (Strong)"}  # fmt: skip
+REMIX_FORM = re.compile(r"dc:rmx:(?P<action>v|r|vs|vt):(?P<job>\d+):(?P<index>\d)")
+
+
+def remix_form(action: str, job_id: int, index: int, prompt: str) -> discord.ui.Modal:
+    form = discord.ui.Modal(
+        title=REMIX_ACTIONS[action], custom_id=f"dc:rmx:{action}:{job_id}:{index}", timeout=None
+    )
+    form.add_item(
+        discord.ui.TextInput(
+            label="Prompt (flags such as --no, --steps, --cfg too)",
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
+            default=prompt[:MAX_PROMPT_CHARS],
+            max_length=MAX_PROMPT_CHARS,
+        )
+    )
+    form.stop()  # never kept by discord.py's view store: the listener below answers it
+    return form
+
+
+async def submit_remix_form(interaction: discord.Interaction) -> None:
+    """Answer a submitted remix form (interactions of any other kind are left alone)."""
+    if interaction.type != discord.InteractionType.modal_submit:
+        return
+    data: Any = interaction.data or {}
+    match = REMIX_FORM.fullmatch(str(data.get("custom_id", "")))
+    if match is None:
+        return
+    bot = bot_of(interaction)
+    if not await admit(interaction, bot.services.admin):
+        return
+    from cogs.imagine.views import form_values
+
+    action, job_id, index = match["action"], int(match["job"]), int(match["index"])
+    try:
+        prompt = form_values(data).get("prompt", "")
+        picture = await stored_picture(bot, job_id, index, viewer_of(interaction))
+        spec: JobSpec
+        if action == "r":
+            remixed = with_prompt(picture, prompt).spec
+            fresh = seeds_from(secrets.randbelow(MAX_SEED + 1), len(remixed.seeds))
+            spec = cast(JobSpec, remixed.model_copy(update={"seeds": fresh}))  # the job's own kind
+        else:
+            spec = vary(picture, SUBTLE_STRENGTH if action == "vs" else STRONG_STRENGTH, prompt=prompt)
+        await bot.services.interactive.run(interaction, spec, parent_job_id=job_id)
+    except Exception as error:
+        await answer_error(interaction, error, "remix form")
