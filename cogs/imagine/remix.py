@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, cast
+from typing import cast
 
 import discord
 
-from bot.gate import admit, viewer_of
+from bot.gate import viewer_of
 from bot.interactive import answer_error
 from cogs.actions import vary
 from cogs.common import bot_of
+from cogs.imagine.forms import submitted_form
 from cogs.pictures import stored_picture, with_prompt
 from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, STRONG_STRENGTH, SUBTLE_STRENGTH, JobSpec, seeds_from
 
@@ -41,20 +42,13 @@ def remix_form(action: str, job_id: int, index: int, prompt: str) -> discord.ui.
 
 async def submit_remix_form(interaction: discord.Interaction) -> None:
     """Answer a submitted remix form (interactions of any other kind are left alone)."""
-    if interaction.type != discord.InteractionType.modal_submit:
+    if (submitted := await submitted_form(interaction, REMIX_FORM)) is None:
         return
-    data: Any = interaction.data or {}
-    match = REMIX_FORM.fullmatch(str(data.get("custom_id", "")))
-    if match is None:
-        return
+    match, values = submitted
     bot = bot_of(interaction)
-    if not await admit(interaction, bot.services.admin):
-        return
-    from cogs.imagine.views import form_values
-
     action, job_id, index = match["action"], int(match["job"]), int(match["index"])
     try:
-        prompt = form_values(data).get("prompt", "")
+        prompt = values.get("prompt", "")
         picture = await stored_picture(bot, job_id, index, viewer_of(interaction))
         spec: JobSpec
         if action == "r":

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.delivery import channel_allows_nsfw
-from bot.gate import admit, viewer_of
+from bot.gate import viewer_of
 from bot.images import HIDDEN_NOTE
 from bot.interactive import answer_error
 from bot.jobs import StoredImage
@@ -26,6 +26,7 @@ from bot.visibility import Viewer
 from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
 from cogs.imagine.delete import DeleteButton
+from cogs.imagine.forms import submitted_form
 from cogs.imagine.remix import REMIX_ACTIONS, remix_form
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
@@ -246,30 +247,14 @@ def region_form(job_id: int, index: int, prompt: str) -> discord.ui.Modal:
     return form
 
 
-def form_values(data: Any) -> dict[str, str]:
-    """The text inputs of a submitted form, by custom_id (in action rows or in labels)."""
-    values = {}
-    for row in data.get("components", []):
-        for component in row.get("components", []) + ([row["component"]] if "component" in row else []):
-            if "custom_id" in component:
-                values[component["custom_id"]] = str(component.get("value", ""))
-    return values
-
-
 async def submit_region_form(interaction: discord.Interaction) -> None:
     """Answer a submitted Vary (Region) form (interactions of any other kind are left alone)."""
-    if interaction.type != discord.InteractionType.modal_submit:
+    if (submitted := await submitted_form(interaction, REGION_FORM)) is None:
         return
-    data: Any = interaction.data or {}
-    match = REGION_FORM.fullmatch(str(data.get("custom_id", "")))
-    if match is None:
-        return
+    match, values = submitted
     bot = bot_of(interaction)
-    if not await admit(interaction, bot.services.admin):
-        return
     job_id, index = int(match["job"]), int(match["index"])
     try:
-        values = form_values(data)
         picture = await stored_picture(bot, job_id, index, viewer_of(interaction))
         box = parse_box(values.get("region", ""))
         spec = vary(picture, REGION_STRENGTH, box=box, prompt=values.get("prompt") or None)
