@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
 from generation.errors import DreamcordError
-from generation.prompt import ParsedPrompt, parse_defaults, with_defaults
+from generation.prompt import (
+    MAX_OPTION_SETS,
+    ParsedPrompt,
+    check_option_name,
+    check_preference,
+    parse_defaults,
+    with_defaults,
+)
 from storage import admin as store
 from storage.db import write_transaction
 from storage.models import AuditEntry, GuildBan
@@ -153,6 +160,30 @@ class AdminService:
 
     async def set_remix(self, user_id: int, on: bool) -> None:
         await self._update_personal(user_id, remix=True if on else None)
+
+    async def preferences(self, user_id: int) -> tuple[str, dict[str, str]]:
+        """The user's /prefer suffix and named option sets."""
+        async with self.sessions() as session:
+            personal = await store.personal_defaults(session, user_id)
+        options = personal.get("options", {})
+        return str(personal.get("suffix", "")), dict(options) if isinstance(options, dict) else {}
+
+    async def set_suffix(self, user_id: int, suffix: str | None) -> None:
+        await self._update_personal(user_id, suffix=check_preference(suffix, "suffix") if suffix else None)
+
+    async def set_option(self, user_id: int, name: str, value: str | None) -> dict[str, str]:
+        """Add, change or (value None) remove a named option set; the sets afterwards."""
+        _, options = await self.preferences(user_id)
+        name = check_option_name(name)
+        if value is None:
+            if options.pop(name, None) is None:
+                raise DreamcordError(f"you have no option set --{name}")
+        else:
+            if name not in options and len(options) >= MAX_OPTION_SETS:
+                raise DreamcordError(f"you have {MAX_OPTION_SETS} option sets already; unset one first")
+            options[name] = check_preference(value, "option set")
+        await self._update_personal(user_id, options=options or None)
+        return options
 
     async def _update_personal(self, user_id: int, **changes: object) -> None:
         """Change some of the user's personal settings (None removes one), keeping the others."""

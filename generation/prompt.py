@@ -186,6 +186,48 @@ _FLAG_PARSERS: dict[str, Callable[[str], object]] = {
     "repeat": lambda argument: _bounded_int("repeat", argument, 2, 4),
 }
 
+MAX_OPTION_SETS = 25  # named option sets one user may keep (/prefer option set)
+_OPTION_NAME_RE = re.compile(r"^[a-z0-9_-]{1,20}$")
+
+
+def check_option_name(name: str) -> str:
+    """A name for `/prefer option set` that no flag of the language already means."""
+    lowered = name.lower()
+    if not _OPTION_NAME_RE.match(lowered):
+        raise PromptError(
+            "an option set's name is 1-20 letters, digits, - or _ (then write --name in a prompt)"
+        )
+    if lowered in FLAG_FORMS or lowered in _ALIASES or lowered in HABIT_FLAGS:
+        raise PromptError(f"--{lowered} is already a flag; choose another name")
+    return lowered
+
+
+def check_preference(value: str, what: str) -> str:
+    """A suffix or an option set's value: flags (and words), checked by the prompt parser now."""
+    text = " ".join(value.split())
+    if not text:
+        raise PromptError(f"the {what} is empty")
+    parse_prompt(f"preference {text}")  # a bad flag is told now, not at every /imagine
+    return text
+
+
+def apply_preferences(raw: str, suffix: str = "", options: dict[str, str] | None = None) -> str:
+    """A prompt with the user's option sets written out (`--mine` → its flags) and their suffix added,
+    as Midjourney's /prefer does; flags the prompt gives itself come first and so win over the suffix."""
+    text = raw
+    for name, value in (options or {}).items():
+        written = value.replace("\\", "\\\\")  # literally, not as a replacement template
+        text = re.sub(rf"(?:^|(?<=\s))(?:--|—){re.escape(name)}(?=\s|$)", written, text)
+    if not suffix:
+        return text
+    given = {name for name, _ in _split_flags(text)[1]}
+    kept = [f"--{name} {argument}".strip() for name, argument in _split_flags(f"x {suffix}")[1]
+            if _ALIASES.get(name, name) not in {_ALIASES.get(g, g) for g in given}]  # fmt: skip
+    words = _split_flags(f"x {suffix}")[0][2:]
+    body, _flags = _split_flags(text)
+    return " ".join(part for part in (body.strip(), words.strip(), text[len(body) :].strip(), *kept) if part)
+
+
 MAX_PERMUTATIONS = 16  # jobs one prompt may become with {…} and --repeat (over 4, the user confirms)
 _ESCAPED = {"\\{": "\x00", "\\}": "\x01"}  # \{ and \} are literal braces
 

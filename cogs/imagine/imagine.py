@@ -17,7 +17,7 @@ from cogs.options import prompt_with_options
 from generation.errors import DreamcordError
 from generation.models.checkpoint_facts import native_resolution
 from generation.pictures.uploads import open_user_image
-from generation.prompt import expand_permutations, parse_prompt, with_defaults
+from generation.prompt import apply_preferences, expand_permutations, parse_prompt, with_defaults
 from generation.specs import (
     GRID_SIZE,
     MAX_PROMPT_CHARS,
@@ -82,6 +82,8 @@ class ImagineCog(commands.Cog):
         )
         services = self.bot.services
         defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
+        suffix, options = await services.admin.preferences(interaction.user.id)
+        text = apply_preferences(text, suffix, options)  # /prefer: --name option sets, the suffix
         specs = []
         for variant in expand_permutations(text):  # `{a, b}` choices: a prompt each
             parsed = parse_prompt(variant)

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generation.errors import PromptError
-from generation.prompt import FLAG_FORMS, ParsedPrompt, expand_permutations, parse_prompt
+from generation.prompt import (
+    FLAG_FORMS,
+    ParsedPrompt,
+    apply_preferences,
+    check_option_name,
+    expand_permutations,
+    parse_prompt,
+)
 from generation.specs import MAX_PROMPT_CHARS, AdapterRef
 
 
@@ -243,3 +250,32 @@ def test_bad_permutations_are_explained(raw: str, fragment: str) -> None:
 def test_repeat_is_two_to_four(argument: str) -> None:
     with pytest.raises(PromptError, match=re.escape("--repeat N (2 to 4")):
         parse_prompt(f"a cat --repeat {argument}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "suffix", "options", "expected"),
+    [
+        ("a cat --mine", "", {"mine": "--ar 3:2 --cfg 5"}, "a cat --ar 3:2 --cfg 5"),
+        (
+            "a cat --ar 1:1",
+            "--ar 3:2 --no blur",
+            {},
+            "a cat --ar 1:1 --no blur",
+        ),  # the prompt's own flag wins
+        ("a cat --aspect 1:1", "--ar 3:2", {}, "a cat --aspect 1:1"),  # also under another name
+        ("a cat", "highly detailed --no blur", {}, "a cat highly detailed --no blur"),
+        ("a cat --mine --seed 3", "sharp", {"mine": "--ar 2:1"}, "a cat sharp --ar 2:1 --seed 3"),
+        ("a cat --mineral", "", {"mine": "--ar 2:1"}, "a cat --mineral"),  # whole flags only
+    ],
+)
+def test_preferences_write_out_option_sets_and_add_the_suffix(
+    raw: str, suffix: str, options: dict[str, str], expected: str
+) -> None:
+    assert apply_preferences(raw, suffix, options) == expected
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("ar", "already a flag"), ("s", "already a flag"),
+                                                ("no spaces", "1-20 letters"), ("", "1-20 letters")])  # fmt: skip
+def test_option_set_names_cannot_shadow_flags(name: str, fragment: str) -> None:
+    with pytest.raises(PromptError, match=fragment):
+        check_option_name(name)
