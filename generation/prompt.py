@@ -39,6 +39,7 @@ FLAG_FORMS: dict[str, str] = {
     "tile": "--tile (no value: makes a seamless, repeating pattern)",
     "model": "--model NAME (one of the configured models)",
     "repeat": "--repeat N (2 to 4: that many jobs of the same prompt)",
+    "stop": "--stop N (10 to 100: stop at that percent of the steps, an unfinished, softer picture)",
 }
 _ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg", "r": "repeat"}
 # Midjourney's options people paste by habit: accepted, never a failed job. --v and --niji pick a model
@@ -63,6 +64,7 @@ class ParsedPrompt:
     model: str | None = None
     adapters: tuple[AdapterRef, ...] = ()
     repeat: int | None = None  # run the prompt as that many jobs
+    stop: int | None = None  # percent of the steps to run
     version: str | None = None  # Midjourney's --v 6.1 ("6.1") or --niji 6 ("niji 6"; "niji" alone)
     habits: tuple[str, ...] = ()  # Midjourney's flags without effect here, as typed ("--stylize 250")
 
@@ -184,6 +186,7 @@ _FLAG_PARSERS: dict[str, Callable[[str], object]] = {
     "tile": _parse_tile,
     "model": _parse_model,
     "repeat": lambda argument: _bounded_int("repeat", argument, 2, 4),
+    "stop": lambda argument: _bounded_int("stop", argument, 10, 100),
 }
 
 MAX_OPTION_SETS = 25  # named option sets one user may keep (/prefer option set)

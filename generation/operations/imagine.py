@@ -98,7 +98,7 @@ def render_batch(
         num_inference_steps=spec.steps,
         guidance_scale=spec.guidance,
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
-        callback_on_step_end=step_reporter(on_step, should_cancel, (spec.width, spec.height)),
+        callback_on_step_end=step_reporter(on_step, should_cancel, (spec.width, spec.height), spec.stop),
         **inputs,
     )
     nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
@@ -157,9 +157,14 @@ def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> tor
 
 
 def step_reporter(
-    on_step: StepCallback | None, should_cancel: CancelCheck | None, size: tuple[int, int] = (0, 0)
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+    size: tuple[int, int] = (0, 0),
+    stop_percent: int = 100,
 ) -> Callable[[StableDiffusionPipeline, int, int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-    """A diffusers `callback_on_step_end` that reports (step, total) and stops when cancelled."""
+    """A diffusers `callback_on_step_end` that reports (step, total), stops when cancelled, and ends the
+    denoising after `stop_percent` of the steps (--stop: the pipeline skips the rest and decodes the
+    latents as they are)."""
 
     def callback(
         pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
@@ -172,6 +177,8 @@ def step_reporter(
             on_step(step + 1, pipeline.num_timesteps)
         if should_cancel is not None and should_cancel():
             raise JobCancelled()  # raised, not pipeline._interrupt: that would still decode the latents
+        if stop_percent < 100 and step + 1 >= max(1, round(pipeline.num_timesteps * stop_percent / 100)):
+            pipeline._interrupt = True  # the steps left are skipped; what is there is decoded
         return tensors
 
     return callback

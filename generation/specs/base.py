@@ -109,6 +109,7 @@ class PromptedSpec(_Spec):
     guidance: float = Field(ge=0.0, le=30.0, allow_inf_nan=False)
     scheduler: SchedulerName = "euler_a"
     adapters: tuple[AdapterRef, ...] = ()
+    stop: int = Field(default=100, ge=10, le=100)  # --stop: percent of the steps run, then decoded as is
 
     @model_validator(mode="after")
     def _prompt_is_not_blank(self) -> Self:

@@ -92,6 +92,7 @@ def imagine_spec(
         chaos=parsed.chaos or 0,
         tile=parsed.tile,
         adapters=parsed.adapters,
+        stop=parsed.stop or 100,
     )
 
 

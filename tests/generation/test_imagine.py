@@ -196,3 +196,16 @@ def test_the_safety_checker_flags_without_blacking_out(tmp_path: Path) -> None:
         assert all(np.asarray(image).std() > 10 for image in result.images)
         verdicts[verdict] = result.nsfw
     assert verdicts == {"flag-all": [True, True], "flag-none": [False, False]}
+
+
+def test_stop_runs_that_share_of_the_steps_and_decodes_what_is_there(tiny_model: LoadedModel) -> None:
+    spec = imagine_spec(
+        parse_prompt("a red circle --seed 8 --steps 10 --stop 40"), tiny_model.config, 64, count=1
+    )
+    assert spec.stop == 40
+    reported: list[int] = []
+    stopped = run_imagine(tiny_model, spec, on_step=lambda step, total, note=None: reported.append(step))
+    assert reported == [1, 2, 3, 4]  # 40 % of 10 steps, then decoded
+    finished = run_imagine(tiny_model, spec.model_copy(update={"stop": 100}))
+    assert not np.allclose(pixels(stopped.images[0]), pixels(finished.images[0]), atol=2)
+    assert_images_close(run_imagine(tiny_model, spec).images[0], stopped.images[0])  # the same again

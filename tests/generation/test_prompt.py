@@ -279,3 +279,9 @@ def test_preferences_write_out_option_sets_and_add_the_suffix(
 def test_option_set_names_cannot_shadow_flags(name: str, fragment: str) -> None:
     with pytest.raises(PromptError, match=fragment):
         check_option_name(name)
+
+
+@pytest.mark.parametrize("argument", ["5", "101", "half", ""])
+def test_stop_is_ten_to_a_hundred_percent(argument: str) -> None:
+    with pytest.raises(PromptError, match=re.escape("--stop N (10 to 100")):
+        parse_prompt(f"a cat --stop {argument}")
