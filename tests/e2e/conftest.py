@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade
 from storage.files import FileStore
 from tests.e2e.harness import BotHarness
+from tests.e2e.processes import kill_leftovers
 from tests.fakediscord.server import FakeDiscord
 
 
@@ -85,6 +86,13 @@ async def e2e_pool(
     await pool.start()
     yield pool
     await pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A `dreamcord` process a test started (tests/e2e/processes.py) never outlives it."""
+    yield
+    kill_leftovers()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -13,7 +13,7 @@ from bot.doctor import DeviceMemory, model_check
 from bot.settings import Settings
 from generation.config import ModelConfig
 from storage.db import upgrade
-from tests.e2e.test_process_lifecycle import Dreamcord, write_config
+from tests.e2e.processes import Dreamcord, write_config
 from tests.fakediscord.server import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

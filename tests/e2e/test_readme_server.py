@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_process_lifecycle import ROOT, Dreamcord, free_port, healthy_soon
+from tests.e2e.processes import ROOT, Dreamcord, free_port, healthy_soon
 from tests.fakediscord.server import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

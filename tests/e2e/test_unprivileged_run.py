@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_process_lifecycle import (
+from tests.e2e.processes import (
     ROOT,
     Dreamcord,
     free_port,
