@@ -10,6 +10,27 @@ import discord
 
 from bot.gate import admit
 from cogs.common import bot_of
+from generation.specs import MAX_PROMPT_CHARS
+
+
+def stateless_form(title: str, custom_id: str, *inputs: discord.ui.TextInput[Any]) -> discord.ui.Modal:
+    """A form answered by a listener from its custom_id alone, never kept by discord.py's view store."""
+    form = discord.ui.Modal(title=title, custom_id=custom_id, timeout=None)
+    for text_input in inputs:
+        form.add_item(text_input)
+    form.stop()
+    return form
+
+
+def prompt_input(label: str, prompt: str) -> discord.ui.TextInput[Any]:
+    """The form's prompt field, filled in with the picture's prompt."""
+    return discord.ui.TextInput(
+        label=label,
+        custom_id="prompt",
+        style=discord.TextStyle.paragraph,
+        default=prompt[:MAX_PROMPT_CHARS],
+        max_length=MAX_PROMPT_CHARS,
+    )
 
 
 def form_values(data: Any) -> dict[str, str]:

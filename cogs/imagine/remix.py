@@ -14,9 +14,9 @@ from bot.gate import viewer_of
 from bot.interactive import answer_error
 from cogs.actions import vary
 from cogs.common import bot_of
-from cogs.imagine.forms import submitted_form
+from cogs.imagine.forms import prompt_input, stateless_form, submitted_form
 from cogs.pictures import stored_picture, with_prompt
-from generation.specs import MAX_PROMPT_CHARS, MAX_SEED, STRONG_STRENGTH, SUBTLE_STRENGTH, JobSpec, seeds_from
+from generation.specs import MAX_SEED, STRONG_STRENGTH, SUBTLE_STRENGTH, JobSpec, seeds_from
 
 REMIX_ACTIONS = {"v": "Remix: variations", "r": "Remix: new pictures", "vs": "Remix: Vary (Subtle)",
                  "vt": "Remix: Vary (Strong)"}  # fmt: skip
@@ -24,20 +24,11 @@ REMIX_FORM = re.compile(r"dc:rmx:(?P<action>v|r|vs|vt):(?P<job>\d+):(?P<index>\d
 
 
 def remix_form(action: str, job_id: int, index: int, prompt: str) -> discord.ui.Modal:
-    form = discord.ui.Modal(
-        title=REMIX_ACTIONS[action], custom_id=f"dc:rmx:{action}:{job_id}:{index}", timeout=None
+    return stateless_form(
+        REMIX_ACTIONS[action],
+        f"dc:rmx:{action}:{job_id}:{index}",
+        prompt_input("Prompt (flags such as --no, --steps, --cfg too)", prompt),
     )
-    form.add_item(
-        discord.ui.TextInput(
-            label="Prompt (flags such as --no, --steps, --cfg too)",
-            custom_id="prompt",
-            style=discord.TextStyle.paragraph,
-            default=prompt[:MAX_PROMPT_CHARS],
-            max_length=MAX_PROMPT_CHARS,
-        )
-    )
-    form.stop()  # never kept by discord.py's view store: the listener below answers it
-    return form
 
 
 async def submit_remix_form(interaction: discord.Interaction) -> None:

@@ -26,13 +26,12 @@ from bot.visibility import Viewer
 from cogs.actions import IMAGE_ACTIONS, vary
 from cogs.common import Gated, bot_of
 from cogs.imagine.delete import DeleteButton
-from cogs.imagine.forms import submitted_form
+from cogs.imagine.forms import prompt_input, stateless_form, submitted_form
 from cogs.imagine.remix import REMIX_ACTIONS, remix_form
 from cogs.pictures import stored_picture
 from generation.errors import DreamcordError
 from generation.models.family_facts import FamilyFacts
 from generation.specs import (
-    MAX_PROMPT_CHARS,
     MAX_SEED,
     REGION_STRENGTH,
     STRONG_STRENGTH,
@@ -224,27 +223,16 @@ def region_form(job_id: int, index: int, prompt: str) -> discord.ui.Modal:
 
     The form keeps no state in memory: its custom_id names the picture and `submit_region_form` answers
     it from that, so a form opened before a restart still works after it."""
-    form = discord.ui.Modal(title="Vary (Region)", custom_id=f"dc:vrf:{job_id}:{index}", timeout=None)
-    form.add_item(
-        discord.ui.TextInput(
-            label="Region: left, top, right, bottom in %",
-            custom_id="region",
-            placeholder="25, 25, 75, 75",
-            default="25, 25, 75, 75",
-            max_length=40,
-        )
+    region = discord.ui.TextInput[Any](
+        label="Region: left, top, right, bottom in %",
+        custom_id="region",
+        placeholder="25, 25, 75, 75",
+        default="25, 25, 75, 75",
+        max_length=40,
     )
-    form.add_item(
-        discord.ui.TextInput(
-            label="What to paint there",
-            custom_id="prompt",
-            style=discord.TextStyle.paragraph,
-            default=prompt[:MAX_PROMPT_CHARS],
-            max_length=MAX_PROMPT_CHARS,
-        )
+    return stateless_form(
+        "Vary (Region)", f"dc:vrf:{job_id}:{index}", region, prompt_input("What to paint there", prompt)
     )
-    form.stop()  # never kept by discord.py's view store: the listener below answers it
-    return form
 
 
 async def submit_region_form(interaction: discord.Interaction) -> None:
