@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     pool: Literal["local", "ray"] = "local"  # "local": worker processes here; "ray": a Ray cluster
     ray: RayOptions = Field(default_factory=RayOptions)
     discord_token: str | None = Field(default=None, repr=False, validation_alias=TOKEN_ENV)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"  # of `dreamcord run`; -v says debug
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # of `dreamcord run`; -vv: debug
     # On SIGTERM/SIGINT, how long running jobs may take to finish before the bot closes (the queued
     # ones, and any still running then, resume on the next start). Keep it under the service
     # manager's stop timeout (compose stop_grace_period, systemd TimeoutStopSec).
