@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,14 +11,12 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
-from cogs.imagine.many import imagine_many
+from cogs.imagine.many import imagine_many, prompt_specs
 from cogs.options import prompt_with_options
 from generation.errors import DreamcordError
-from generation.models.checkpoint_facts import native_resolution
 from generation.pictures.uploads import open_user_image
-from generation.prompt import apply_preferences, expand_permutations, parse_prompt, with_defaults
+from generation.prompt import apply_preferences
 from generation.specs import (
-    GRID_SIZE,
     MAX_PROMPT_CHARS,
     MAX_SEED,
     ControlMode,
@@ -27,7 +24,6 @@ from generation.specs import (
     JobSpec,
     build_spec,
     check_control_mode,
-    imagine_spec,
 )
 
 if TYPE_CHECKING:
@@ -84,16 +80,9 @@ class ImagineCog(commands.Cog):
         defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
         suffix, options = await services.admin.preferences(interaction.user.id)
         text = apply_preferences(text, suffix, options)  # /prefer: --name option sets, the suffix
-        specs = []
-        for variant in expand_permutations(text):  # `{a, b}` choices: a prompt each
-            parsed = parse_prompt(variant)
-            if defaults is not None:
-                parsed = with_defaults(parsed, defaults)
-            config = services.settings.model_for(parsed)
-            for repeat in range(parsed.repeat or 1):  # --repeat: new seeds each time (or the next four)
-                seed = None if parsed.seed is None else (parsed.seed + repeat * GRID_SIZE) % (MAX_SEED + 1)
-                specs.append(imagine_spec(replace(parsed, seed=seed), config, native_resolution(config)))
+        specs, parsed = prompt_specs(text, defaults, services.settings)
         spec = specs[0]
+        config = services.settings.model(spec.model)
         note = services.settings.habit_note(parsed)
         if len(specs) > 1 and control_image is not None:
             raise DreamcordError("{…} choices and --repeat cannot be used with a control image")

@@ -6,17 +6,38 @@ others are posted to the channel when they are done."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from generation.errors import DreamcordError
-from generation.specs import ImagineSpec
+from generation.models.checkpoint_facts import native_resolution
+from generation.prompt import ParsedPrompt, expand_permutations, parse_prompt, with_defaults
+from generation.specs import GRID_SIZE, MAX_SEED, ImagineSpec, imagine_spec
 
 if TYPE_CHECKING:
     from bot.discord_bot import Services
+    from bot.settings import Settings
 
 WITHOUT_ASKING = 4
+
+
+def prompt_specs(
+    text: str, defaults: ParsedPrompt | None, settings: Settings
+) -> tuple[list[ImagineSpec], ParsedPrompt]:
+    """The jobs one /imagine asks for: a spec per `{a, b}` choice and per --repeat (new seeds each time,
+    or the next four after a given --seed), and the last prompt as parsed (for its habit note)."""
+    specs = []
+    for variant in expand_permutations(text):
+        parsed = parse_prompt(variant)
+        if defaults is not None:
+            parsed = with_defaults(parsed, defaults)
+        config = settings.model_for(parsed)
+        for repeat in range(parsed.repeat or 1):
+            seed = None if parsed.seed is None else (parsed.seed + repeat * GRID_SIZE) % (MAX_SEED + 1)
+            specs.append(imagine_spec(replace(parsed, seed=seed), config, native_resolution(config)))
+    return specs, parsed
 
 
 async def imagine_many(
