@@ -8,6 +8,7 @@ from typing import Any
 
 import discord
 
+from bot.gate import viewer_of
 from cogs.common import Gated, bot_of, delete_posted
 
 
@@ -27,8 +28,9 @@ class DeleteButton(Gated, discord.ui.DynamicItem[discord.ui.Button[Any]], templa
         return cls(int(match["job"]), item.row or 0)
 
     async def run(self, interaction: discord.Interaction) -> None:
-        job = await bot_of(interaction).services.jobs.get_job(self.job_id)
-        if job is None or job.owner_id != interaction.user.id:  # the same line whether it exists or not
+        # The one visibility rule first: a job the presser may not see is refused like a missing one.
+        job = await bot_of(interaction).services.jobs.visible_job(self.job_id, viewer_of(interaction))
+        if job.owner_id != interaction.user.id:
             await interaction.response.send_message(
                 f"Only the person who made job {self.job_id} can delete it.", ephemeral=True
             )

@@ -87,7 +87,7 @@ async def test_a_40_megapixel_upload_is_decoded_off_the_loop(
     services = SimpleNamespace(
         jobs=jobs,
         admin=SimpleNamespace(prompt_defaults=no_defaults),
-        settings=SimpleNamespace(model=lambda name: tiny_config),
+        settings=SimpleNamespace(model=lambda name: tiny_config, model_for=lambda parsed: tiny_config),
     )
     interaction = SimpleNamespace(user=SimpleNamespace(id=1), guild_id=None)
     async with LoopLagProbe() as probe:

@@ -96,10 +96,10 @@ def test_buttons_for_what_the_family_lacks_are_left_out() -> None:
         assert view is not None
         return [item.item.label for item in view.children]  # type: ignore[attr-defined]
 
-    assert labels(SD1, grid) == ["U1", "U2", "🔄", "V1", "V2"]
-    assert labels(still, grid) == ["U1", "U2", "🔄"]  # no variations
+    assert labels(SD1, grid) == ["U1", "U2", "🔄", "V1", "V2", "Delete"]
+    assert labels(still, grid) == ["U1", "U2", "🔄", "Delete"]  # no variations
     assert labels(SD1, grid[:1]).count("Make Square") == 1
-    assert labels(still, grid[:1]) == ["Upscale 2x", "Upscale 4x"]  # no vary, region, zoom, pan
+    assert labels(still, grid[:1]) == ["Upscale 2x", "Upscale 4x", "Delete"]  # no vary, region, zoom, pan
     assert labels(None, grid[:1]) == labels(SD1, grid[:1])  # not known yet: every button
 
 
