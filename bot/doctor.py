@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.settings import Settings, config_file_read
 from generation.bundled import BUNDLED_MODEL_NAME
 from generation.config import ModelConfig
 from generation.errors import DreamcordError
@@ -44,9 +44,7 @@ def run_doctor(settings: Settings, config_file: Path | None) -> int:
 
 
 def config_check(settings: Settings, config_file: Path | None) -> Check:
-    source = config_file or (
-        Path(os.environ["DREAMCORD_CONFIG"]) if os.environ.get("DREAMCORD_CONFIG") else None
-    )
+    source = config_file_read(config_file)  # the same rule load_settings followed
     where = str(source) if source else "no config file (defaults and DREAMCORD_* variables)"
     return Check(
         True,

@@ -238,10 +238,22 @@ class _MappingEnvSource(EnvSettingsSource):
         return {name.lower(): value for name, value in self._given_env.items() if value != ""}
 
 
+def named_config_file(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The settings file asked for: `path` (--config), else $DREAMCORD_CONFIG; None when neither."""
+    env = os.environ if env is None else env
+    return path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+
+
+def config_file_read(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The settings file `load_settings` reads: the one asked for, else ./dreamcord.toml if it exists."""
+    named = named_config_file(path, env)
+    return named or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (if any) and the environment over it; raise `SettingsError` naming the key."""
     env = os.environ if env is None else env
-    named = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    named = named_config_file(path, env)
     path = named or DEFAULT_CONFIG_FILE
     file_values = _read_toml(path, required=named is not None)
     for secret in ("discord_token", TOKEN_ENV):

@@ -245,3 +245,18 @@ def test_midjourney_versions_pick_models_through_the_operators_table(tmp_path: P
     assert settings.habit_note(parse_prompt("a --v 6 --ar 2:1")) is None
     with pytest.raises(SettingsError, match="version_models '7' names model 'v7', which is not configured"):
         load_settings(_write(tmp_path, '[version_models]\n"7" = "v7"\n'), env={})
+
+
+def test_the_file_read_is_the_one_asked_for_else_dreamcord_toml_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import config_file_read
+
+    monkeypatch.chdir(tmp_path)
+    assert config_file_read(None, env={}) is None
+    (tmp_path / "dreamcord.toml").write_text("")
+    assert config_file_read(None, env={}) == Path(
+        "dreamcord.toml"
+    )  # what doctor names, as load_settings reads it
+    assert config_file_read(None, env={"DREAMCORD_CONFIG": "/etc/x.toml"}) == Path("/etc/x.toml")
+    assert config_file_read(Path("given.toml"), env={"DREAMCORD_CONFIG": "/etc/x.toml"}) == Path("given.toml")
