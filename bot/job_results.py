@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.job_stats import stats_json
 from bot.tickets import Finished, JobMessage, TokenTaken
 from generation.events import Failed
 from generation.outputs import AdapterOutput, JobOutput
@@ -62,6 +63,7 @@ async def store_result(
             job = await job_store.get_job(session, job_id)
             assert job is not None
             await job_store.record_gpu_time(session, job, output.elapsed_s)
+            job.stats_json = stats_json(output)
             await job_store.add_images(session, job, images)
             await _add_to_library(session, job, spec, output.adapter, adapter_hash)
         return True

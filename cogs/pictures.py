@@ -14,6 +14,7 @@ from bot.captions import code_block, shown_text
 from bot.delivery import channel_allows_nsfw
 from bot.gate import viewer_of
 from bot.images import hidden_png
+from bot.job_stats import stats_lines
 from bot.jobs import StoredImage
 from bot.visibility import Viewer
 from generation.errors import DreamcordError
@@ -139,6 +140,7 @@ async def picture_details(
     lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
     if parameters:
         lines.append(code_block(parameters[:1500]))
+    lines += stats_lines(job.stats_json)
     if job.parent_job_id is not None:
         parent = await bot.services.jobs.get_job(job.parent_job_id)
         link = message_link(parent) if parent is not None else None

@@ -33,12 +33,33 @@ class AdapterOutput:
 
 
 @dataclass(frozen=True)
+class PromptTokens:
+    """A prompt's length in its main text encoder's tokens (stored with the job, shown in /info)."""
+
+    count: int  # without start and end markers
+    window: int  # tokens one encoder pass reads
+    chunks: bool = True  # more than a window is encoded in chunks (CLIP); False: cut there (Flux's T5)
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunks and self.count > self.window
+
+    def describe(self) -> str:
+        if self.count <= self.window:
+            return f"{self.count} tokens (of {self.window} per window)"
+        if self.chunks:
+            return f"{self.count} tokens, encoded in {-(-self.count // self.window)} windows of {self.window}"
+        return f"{self.count} tokens; the text encoder reads the first {self.window}"
+
+
+@dataclass(frozen=True)
 class JobOutput:
     images: tuple[ImageOutput, ...]
     elapsed_s: float
     nsfw: tuple[bool, ...] = field(default=())
     batch_retried: bool = False  # True when an out-of-memory error forced smaller batches
     adapter: AdapterOutput | None = None  # training jobs only
+    tokens: PromptTokens | None = None  # prompted jobs: the prompt's token count
 
 
 def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from generation.errors import PromptError
+from generation.prompt_weights import negative_fragments, weigh
 from generation.specs import ADAPTER_NAME_PATTERN, MAX_PROMPT_CHARS, MAX_SEED, AdapterRef
 
 MAX_ASPECT = 4.0  # widest (or tallest) ratio allowed: beyond it one side falls under a few latent pixels
@@ -81,6 +82,7 @@ def parse_prompt(raw: str) -> ParsedPrompt:
     if not text:
         raise PromptError("the prompt is empty: describe what you want to see before any --flags")
     negative = _normalise_text(_TOKEN_REF_RE.sub(lambda m: f"<{m.group(1).split(':')[0]}>", str(negative)))
+    negative_fragments(negative, weigh(text).avoided)  # weights that make no sense fail here, not in a job
     return ParsedPrompt(text=text, negative=negative, adapters=adapters, **values)  # type: ignore[arg-type]
 
 

@@ -25,6 +25,9 @@ def prompts_help() -> str:
         "**Prompts** — describe the picture, then add flags:\n"
         f"{flags}\n"
         "• `<name>` or `<name:0.7>` — one of your tokens (see `/help library`); A1111's `<lora:name:0.7>` too\n"
+        "• weights: `(word:1.3)`, `(word)`, `[word]` as in A1111; `a cat::2 a dog` as in Midjourney "
+        "(`thing::-0.5` is `--no thing`); `{red, blue}` runs one job per choice\n"
+        "• long prompts are read in full (in 75-token windows); `/info job:N` shows the count\n"
         f"Midjourney's {habits} are accepted: `--v`/`--niji` pick a model where the server maps them, "
         "the others change nothing here (you are told which)."
     )

@@ -18,9 +18,12 @@ from generation.models.adapters import expand_tokens
 from generation.models.families import Embeddings, PromptRequest, encode_prompt
 from generation.models.loading import LoadedModel
 from generation.models.schedulers import make_scheduler
+from generation.models.weighted_prompts import encode_weighted, prompt_tokens
 from generation.operations.preview import PreviewSink, preview_png
 from generation.operations.seamless import seamless_tiling
+from generation.outputs import PromptTokens
 from generation.pictures.grid import compose_grid
+from generation.prompt_weights import negative_fragments, weigh
 from generation.specs import MAX_AREA_FACTOR, ImagineSpec, PromptedSpec
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class ImagineResult:
     images: list[Image.Image]
     elapsed_s: float
     nsfw: list[bool] = field(default_factory=list)
+    tokens: PromptTokens | None = None  # the prompt's length in its text encoder's tokens
 
     def grid(self) -> Image.Image:
         return compose_grid(self.images)
@@ -92,7 +96,7 @@ def render_batch(
     check_imagine(model, spec)
     started = time.perf_counter()
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
-    embeddings = encode_prompts(model, pipeline, spec)
+    embeddings, tokens = encode_prompts(model, pipeline, spec)
     output = pipeline(
         **embeddings,
         num_inference_steps=spec.steps,
@@ -104,7 +108,7 @@ def render_batch(
     nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
     elapsed = time.perf_counter() - started
     log.debug("%s %s: %d images in %.2fs", type(spec).__name__, spec.model, len(output.images), elapsed)
-    return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw)
+    return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw, tokens=tokens)
 
 
 def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
@@ -121,21 +125,36 @@ def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
         raise SpecError(f"{', '.join(unresolved)}: personal tokens must be looked up in a library first")
 
 
-def encode_prompts(model: LoadedModel, pipeline: PromptedPipeline, spec: PromptedSpec) -> Embeddings:
+def encode_prompts(
+    model: LoadedModel, pipeline: PromptedPipeline, spec: PromptedSpec
+) -> tuple[Embeddings, PromptTokens]:
     """The pipeline's embedding arguments for every image, as the model's family makes them (with
-    chaos applied to each image's text embedding), and the negative ones when CFG is on."""
-    negative = expand_tokens(spec.negative_prompt, spec.adapters)
+    chaos applied to each image's text embedding), the negative ones when CFG is on, and the
+    prompt's token count. A plain prompt that fits one window is encoded by the pipeline itself;
+    weights (`::`, `(word:1.3)`) and longer prompts go through compel."""
+    text = expand_tokens(spec.prompt, spec.adapters)
+    negative_text = expand_tokens(spec.negative_prompt, spec.adapters)
+    positive = weigh(text)
+    negative = negative_fragments(negative_text, positive.avoided)
     request = PromptRequest(
-        prompt=expand_tokens(spec.prompt, spec.adapters),
-        negative=negative or None,
+        prompt=text,
+        negative=negative_text or None,
         count=len(spec.seeds),
         guided=spec.guidance > 1.0,
         clip_skip=model.config.clip_skip,
     )
-    embeddings = encode_prompt(model.family, pipeline, request)
+    tokens = prompt_tokens(model.family, pipeline, positive.text)
+    negative_tokens = prompt_tokens(model.family, pipeline, negative_text) if negative_text else None
+    plain = positive.plain and (
+        negative == ((negative_text, 1.0),) if negative_text else not positive.avoided
+    )
+    if plain and not tokens.chunked and not (negative_tokens and negative_tokens.chunked):
+        embeddings = encode_prompt(model.family, pipeline, request)
+    else:
+        embeddings = encode_weighted(model.family, pipeline, request, positive, negative)
     chaos = spec.chaos if isinstance(spec, ImagineSpec) else 0
     embeddings["prompt_embeds"] = apply_chaos(embeddings["prompt_embeds"], spec.seeds, chaos)
-    return embeddings
+    return embeddings, tokens
 
 
 def apply_chaos(embeds: torch.Tensor, seeds: tuple[int, ...], chaos: int) -> torch.Tensor:

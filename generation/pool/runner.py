@@ -257,6 +257,7 @@ def _job_output(results: list[ImagineResult], stamp: ModelStamp, *, batch_retrie
         elapsed_s=sum(result.elapsed_s for result in results),
         nsfw=tuple(flag for result in results for flag in result.nsfw),
         batch_retried=batch_retried,
+        tokens=results[0].tokens,
     )
 
 

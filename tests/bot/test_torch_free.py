@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-HEAVY = ("torch", "diffusers", "transformers", "peft", "cv2")
+HEAVY = ("torch", "diffusers", "transformers", "peft", "cv2", "compel")
 
 # Run first in each child interpreter: importing any of HEAVY fails there, naming the module.
 REFUSE_HEAVY = textwrap.dedent(

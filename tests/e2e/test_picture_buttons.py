@@ -152,6 +152,14 @@ async def test_info_on_a_picture_gives_its_parameters(stack: Stack) -> None:
     grid_job = int(custom_ids(grid)[0].split(":")[2])
     reply = await ephemeral_reply(stack, await fake.slash(ida, "info", {"job": grid_job, "index": 3}))
     assert "Picture #3 of job" in reply and "Seed: 79" in reply and "Steps: 3" in reply
+    assert "Prompt: 3 tokens (of 75 per window)" in reply  # the worker's count, stored with the job
+
+    long = await _imagine(
+        stack, ida, "a (yellow:1.3) star::2 " + "on a plain background, " * 20 + "--steps 2"
+    )
+    long_job = int(custom_ids(long)[0].split(":")[2])
+    reply = await ephemeral_reply(stack, await fake.slash(ida, "info", {"job": long_job}))
+    assert "tokens, encoded in 2 windows of 75" in reply
 
 
 async def test_what_the_models_family_cannot_do_has_no_button_and_is_refused_before_queueing(

@@ -175,9 +175,10 @@ def test_tile_flag_changes_the_image(tiny_model: LoadedModel) -> None:
 def test_prompt_encoding_records_no_autograd_graph(tiny_model: LoadedModel) -> None:
     from generation.operations.imagine import encode_prompts
 
-    embeddings = encode_prompts(tiny_model, tiny_model.pipeline, _spec(tiny_model, "a cat --chaos 50"))
-    assert set(embeddings) == {"prompt_embeds", "negative_prompt_embeds"}
-    assert not any(tensor.requires_grad for tensor in embeddings.values())
+    for prompt in ("a cat --chaos 50", "a (cat:1.3)::2 dog --chaos 50"):  # the pipeline's encoder; compel
+        embeddings, _ = encode_prompts(tiny_model, tiny_model.pipeline, _spec(tiny_model, prompt))
+        assert set(embeddings) == {"prompt_embeds", "negative_prompt_embeds"}
+        assert not any(tensor.requires_grad for tensor in embeddings.values())
 
 
 def test_the_safety_checker_flags_without_blacking_out(tmp_path: Path) -> None:

@@ -285,3 +285,11 @@ def test_option_set_names_cannot_shadow_flags(name: str, fragment: str) -> None:
 def test_stop_is_ten_to_a_hundred_percent(argument: str) -> None:
     with pytest.raises(PromptError, match=re.escape("--stop N (10 to 100")):
         parse_prompt(f"a cat --stop {argument}")
+
+
+def test_weights_that_make_no_sense_fail_at_parse_time_not_in_a_job() -> None:
+    with pytest.raises(PromptError, match="add up to more than 0"):
+        parse_prompt("fruit::-1 --ar 2:1")
+    with pytest.raises(PromptError, match="from 0 to 5"):
+        parse_prompt("a cat --no (dog:7)")
+    assert parse_prompt("a (red:1.3) cat::2 dog --no [blur]").text == "a (red:1.3) cat::2 dog"
