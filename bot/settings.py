@@ -280,14 +280,16 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 
 def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
-    """A relative `source`, `upscaler`, `vae` or `lora_folder` that exists next to the config file is that
+    """A relative `source`, `upscaler`, `vae`, `lora_folder` or `preview` (a tiny decoder) that exists next to the config file is that
     path, not a hub id (`ckpt/model` would look like one): made absolute, so it means the same from any
     folder."""
     for table in models.values():
         if not isinstance(table, dict):
             continue
-        for key in ("source", "upscaler", "vae", "lora_folder", "fill"):
+        for key in ("source", "upscaler", "vae", "lora_folder", "fill", "preview"):
             value = table.get(key)
+            if key == "preview" and value in ("approximate", "vae"):
+                continue  # words, not paths
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 beside = folder / Path(value)
                 if beside.exists() or beside.suffix.lower() in SINGLE_FILE_SUFFIXES:  # never a hub id

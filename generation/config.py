@@ -92,5 +92,8 @@ class ModelConfig:
     offload: OffloadMode = "none"
     # Decode large pictures (upscales) in overlapping tiles: far less memory for the same picture.
     vae_tiling: bool = False
+    # Progress previews: "approximate" (a linear latent-to-RGB map fitted to the VAE), "vae" (the
+    # full decoder), or a folder/hub id of an AutoencoderTiny (TAESD and kin). Final pictures: the VAE.
+    preview: str = "approximate"
     # This model's precision; "auto": the worker's choice (bf16 or fp16 on GPUs, fp32 on the CPU).
     dtype: DtypeName = "auto"

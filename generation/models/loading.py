@@ -18,18 +18,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, AutoPipelineForText2Image, DiffusionPipeline
+from diffusers import AutoencoderKL, AutoencoderTiny, AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 from huggingface_hub import hf_hub_download
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
 from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
-from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
+from generation.errors import ModelLoadError, ModelNotFoundError, SpecError, excerpt
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import operation_refusal, resolution_of
 from generation.models.families import Task, task_pipeline, text2img_class
 from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
+from generation.models.previews import PreviewDecoder, VaeDecoder, fit_latent_rgb, shipped_latent_rgb
 from generation.models.single_file import (
     SingleFileCheckpoint,
     is_single_file,
@@ -78,6 +79,18 @@ class LoadedModel:
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
     tasks: dict[Task, DiffusionPipeline] = field(default_factory=dict)
     extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
+    preview_vae: Any = None  # the AutoencoderTiny `preview` names, if it names one
+    _preview: PreviewDecoder | None = field(default=None, repr=False)
+
+    def preview_decoder(self) -> PreviewDecoder:
+        """How progress previews are decoded (generation.operations.preview); made at the first one."""
+        if self._preview is None:
+            pipeline, setting = self.pipeline, self.config.preview
+            if setting == "vae" or self.preview_vae is not None:
+                self._preview = VaeDecoder(self.preview_vae or pipeline.vae, pipeline.image_processor)
+            else:
+                self._preview = shipped_latent_rgb(self.config.source) or fit_latent_rgb(pipeline.vae)
+        return self._preview
 
     def task(self, task: Task) -> Any:
         """The family's pipeline for `task` (img2img, inpaint), sharing this model's weight tensors."""
@@ -202,7 +215,10 @@ def load_model(
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     if config.vae_tiling:
         pipeline.vae.enable_tiling()
+    preview_vae = _load_preview_vae(config, torch_dtype, offline)
     _place(config, pipeline, torch_device)
+    if preview_vae is not None:
+        preview_vae.to(torch_device)
     safety = None
     if config.safety_checker:
         safety = SafetyCheck(pipeline.safety_checker, pipeline.feature_extractor)
@@ -219,6 +235,7 @@ def load_model(
         family=family,
         safety=safety,
         device=torch_device,
+        preview_vae=preview_vae,
     )
 
 
@@ -286,6 +303,23 @@ def _load_single_file(
         return text2img_class(family).from_single_file(
             str(checkpoint.path), config=folder, local_files_only=True, torch_dtype=dtype, **extra
         )
+
+
+def _load_preview_vae(config: ModelConfig, dtype: torch.dtype, offline: bool) -> AutoencoderTiny | None:
+    """The tiny decoder `preview = …` names (folder or hub id), or None for "approximate" and "vae"."""
+    if config.preview in ("approximate", "vae"):
+        return None
+    try:
+        where, local_only = resolve_source(config.preview, offline=offline, marker="config.json")
+        tiny: AutoencoderTiny = AutoencoderTiny.from_pretrained(
+            where, dtype=dtype, local_files_only=local_only
+        )
+    except (OSError, ValueError, ModelNotFoundError) as error:
+        raise ModelLoadError(
+            f'model {config.name!r}: preview = {config.preview!r} is not "approximate", "vae" or an '
+            f"AutoencoderTiny folder or hub id ({excerpt(str(error))})"
+        ) from error
+    return tiny
 
 
 def _load_vae(source: str, family: FamilyFacts, dtype: torch.dtype, offline: bool) -> AutoencoderKL:

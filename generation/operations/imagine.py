@@ -17,6 +17,7 @@ from generation.errors import JobCancelled, SpecError
 from generation.models.adapters import expand_tokens
 from generation.models.families import Embeddings, PromptRequest, encode_prompt
 from generation.models.loading import LoadedModel
+from generation.models.previews import PreviewDecoder
 from generation.models.schedulers import make_scheduler
 from generation.models.weighted_prompts import encode_weighted, prompt_tokens
 from generation.operations.preview import PreviewSink, preview_png
@@ -102,7 +103,9 @@ def render_batch(
         num_inference_steps=spec.steps,
         guidance_scale=spec.guidance,
         generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
-        callback_on_step_end=step_reporter(on_step, should_cancel, (spec.width, spec.height), spec.stop),
+        callback_on_step_end=step_reporter(
+            on_step, should_cancel, (spec.width, spec.height), spec.stop, previews=model.preview_decoder
+        ),
         **inputs,
     )
     nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
@@ -180,6 +183,7 @@ def step_reporter(
     should_cancel: CancelCheck | None,
     size: tuple[int, int] = (0, 0),
     stop_percent: int = 100,
+    previews: Callable[[], PreviewDecoder] | None = None,
 ) -> Callable[[StableDiffusionPipeline, int, int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """A diffusers `callback_on_step_end` that reports (step, total), stops when cancelled, and ends the
     denoising after `stop_percent` of the steps (--stop: the pipeline skips the rest and decodes the
@@ -188,10 +192,10 @@ def step_reporter(
     def callback(
         pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        if isinstance(on_step, PreviewSink) and on_step.preview_due() and "latents" in tensors:
-            on_step.preview(
-                preview_png(pipeline, tensors["latents"], size)
-            )  # before the step report carries it
+        due = previews is not None and isinstance(on_step, PreviewSink) and on_step.preview_due()
+        if due and previews is not None and isinstance(on_step, PreviewSink) and "latents" in tensors:
+            # before the step report carries it
+            on_step.preview(preview_png(previews(), pipeline, tensors["latents"], size))
         if on_step is not None:
             on_step(step + 1, pipeline.num_timesteps)
         if should_cancel is not None and should_cancel():

@@ -1,8 +1,8 @@
 """Low-resolution previews of a picture while it is being denoised, for the progress message.
 
 A step callback that also implements `PreviewSink` gets, when it says one is due, the first picture
-of the batch as it is now: its current latents decoded by the model's own VAE and shrunk. The sink
-decides how often (the worker: every 1.5 s at most), so the cost stays a small share of the job.
+of the batch as it is now, decoded by the model's preview decoder (generation.models.previews). The
+sink decides how often (the worker: every 1.5 s at most).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from generation.models.previews import PreviewDecoder
 from generation.outputs import encode_png
 
 PREVIEW_SIDE = 128
@@ -23,17 +24,15 @@ class PreviewSink(Protocol):
     def preview(self, png: bytes) -> None: ...
 
 
-@torch.no_grad()
-def preview_png(pipeline: Any, latents: torch.Tensor, size: tuple[int, int]) -> bytes:
-    """The batch's first picture (`size` pixels) as it stands, decoded from its latents, at most
-    PREVIEW_SIDE a side. Flux packs its latents into a sequence of 2x2 patches: unpacked first."""
-    vae = pipeline.vae
+def preview_png(
+    decoder: PreviewDecoder, pipeline: Any, latents: torch.Tensor, size: tuple[int, int]
+) -> bytes:
+    """The batch's first picture (`size` pixels) as it stands, at most PREVIEW_SIDE a side. Flux packs
+    its latents into a sequence of 2x2 patches: unpacked first."""
     latents = latents[:1]
     if latents.ndim == 3:
         width, height = size
         latents = pipeline._unpack_latents(latents, height, width, pipeline.vae_scale_factor)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift, return_dict=False)[0]
-    picture = pipeline.image_processor.postprocess(decoded, output_type="pil")[0]
+    picture = decoder(latents)
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return encode_png(picture)
