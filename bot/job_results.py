@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.job_stats import stats_json
+from bot.job_stats import stats_json, with_upload
 from bot.tickets import Finished, JobMessage, TokenTaken
 from generation.events import Failed
 from generation.outputs import AdapterOutput, JobOutput
@@ -124,13 +125,21 @@ async def deliver_once(sessions: async_sessionmaker[AsyncSession], job_id: int, 
                 await job_store.record_delivery_intent(session, job_id)
 
         await retry_when_busy(intend, what=f"job {job_id}'s delivery")
+        posting = time.perf_counter()
         message_id = await message.deliver(job, await images_of(sessions, job_id), origin)
+        upload_s: float | None = time.perf_counter() - posting
+    else:
+        upload_s = None  # found already posted: no upload happened now
     if message_id is not None:
         found = message_id
 
         async def record() -> None:
             async with write_transaction(sessions) as session:
                 await job_store.record_message(session, job_id, found)
+                if upload_s is not None:
+                    posted = await job_store.get_job(session, job_id)
+                    assert posted is not None
+                    posted.stats_json = with_upload(posted.stats_json, upload_s)
 
         await retry_when_busy(record, what=f"job {job_id}'s message")
 

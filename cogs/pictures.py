@@ -140,7 +140,7 @@ async def picture_details(
     lines = [f"Picture #{image.index + 1} of job {job.id} by <@{job.owner_id}>"]
     if parameters:
         lines.append(code_block(parameters[:1500]))
-    lines += stats_lines(job.stats_json)
+    lines += stats_lines(job.stats_json, job.created_at, job.started_at)
     if job.parent_job_id is not None:
         parent = await bot.services.jobs.get_job(job.parent_job_id)
         link = message_link(parent) if parent is not None else None

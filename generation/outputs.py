@@ -60,6 +60,7 @@ class JobOutput:
     batch_retried: bool = False  # True when an out-of-memory error forced smaller batches
     adapter: AdapterOutput | None = None  # training jobs only
     tokens: PromptTokens | None = None  # prompted jobs: the prompt's token count
+    timings: tuple[tuple[str, float], ...] = ()  # seconds per phase on the worker (generation.timings)
 
 
 def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:

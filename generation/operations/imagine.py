@@ -26,6 +26,7 @@ from generation.outputs import PromptTokens
 from generation.pictures.grid import compose_grid
 from generation.prompt_weights import negative_fragments, weigh
 from generation.specs import MAX_AREA_FACTOR, ImagineSpec, PromptedSpec
+from generation.timings import step_ended, timed, timed_pipeline_call
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +98,21 @@ def render_batch(
     check_imagine(model, spec)
     started = time.perf_counter()
     pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
-    embeddings, tokens = encode_prompts(model, pipeline, spec)
-    output = pipeline(
-        **embeddings,
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.guidance,
-        generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
-        callback_on_step_end=step_reporter(
-            on_step, should_cancel, (spec.width, spec.height), spec.stop, previews=model.preview_decoder
-        ),
-        **inputs,
-    )
-    nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
+    with timed("text encoding"):
+        embeddings, tokens = encode_prompts(model, pipeline, spec)
+    with timed_pipeline_call():
+        output = pipeline(
+            **embeddings,
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.guidance,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
+            callback_on_step_end=step_reporter(
+                on_step, should_cancel, (spec.width, spec.height), spec.stop, previews=model.preview_decoder
+            ),
+            **inputs,
+        )
+    with timed("safety check"):
+        nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
     elapsed = time.perf_counter() - started
     log.debug("%s %s: %d images in %.2fs", type(spec).__name__, spec.model, len(output.images), elapsed)
     return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw, tokens=tokens)
@@ -202,6 +206,7 @@ def step_reporter(
             raise JobCancelled()  # raised, not pipeline._interrupt: that would still decode the latents
         if stop_percent < 100 and step + 1 >= max(1, round(pipeline.num_timesteps * stop_percent / 100)):
             pipeline._interrupt = True  # the steps left are skipped; what is there is decoded
+        step_ended()
         return tensors
 
     return callback

@@ -9,7 +9,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -39,6 +39,7 @@ from generation.specs import (
     UpscaleSpec,
     VarySpec,
 )
+from generation.timings import recording, timed
 from storage.files import FileStore, StoredFileDamaged, StoredFileMissing
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,13 @@ class JobRunner:
         run_kind = RUNS.get(type(spec))
         if run_kind is None:
             raise SpecError(f"this worker cannot run {spec.kind!r} jobs")
-        model = self.models.get(spec.model)  # every kind runs on its model; loaded once, kept warm
-        for operation in sorted(spec.needs()):
-            model.require(operation)  # what its family cannot do is refused before any file is read
-        return run_kind(self, spec, RunContext(job_id, on_step, should_cancel))
+        with recording() as timer:
+            with timed("model switch"):
+                model = self.models.get(spec.model)  # every kind runs on its model; loaded once, kept warm
+            for operation in sorted(spec.needs()):
+                model.require(operation)  # what its family cannot do is refused before any file is read
+            output = run_kind(self, spec, RunContext(job_id, on_step, should_cancel))
+        return replace(output, timings=timer.phases())
 
     def _read_file(self, digest: str) -> bytes:
         if self._fetch is not None:
@@ -168,7 +172,8 @@ class JobRunner:
 
     def _activate(self, model: LoadedModel, adapters: tuple[AdapterRef, ...]) -> None:
         """Switch the job's LoRAs and embeddings on (and every other one off)."""
-        self.adapters.activate(model.pipeline, adapters)
+        with timed("adapters"):
+            self.adapters.activate(model.pipeline, adapters)
 
     def _open(self, digest: str, what: str) -> Image.Image:
         return open_user_image(self._read_file(digest), what)
@@ -243,8 +248,8 @@ def _halving_on_oom(spec: SpecT, stamp: ModelStamp, render: Callable[[SpecT], Im
 
 
 def _job_output(results: list[ImagineResult], stamp: ModelStamp, *, batch_retried: bool) -> JobOutput:
-    return JobOutput(
-        images=tuple(
+    with timed("picture encoding"):
+        images = tuple(
             ImageOutput(
                 encode_png(image, provenance_chunks(result.spec, seed, image.width, image.height, stamp)),
                 seed,
@@ -253,7 +258,9 @@ def _job_output(results: list[ImagineResult], stamp: ModelStamp, *, batch_retrie
             )
             for result in results
             for image, seed in zip(result.images, result.spec.seeds, strict=True)
-        ),
+        )
+    return JobOutput(
+        images=images,
         elapsed_s=sum(result.elapsed_s for result in results),
         nsfw=tuple(flag for result in results for flag in result.nsfw),
         batch_retried=batch_retried,

@@ -150,9 +150,21 @@ async def test_info_on_a_picture_gives_its_parameters(stack: Stack) -> None:
     ida = fake.add_user("ida")
     grid = await _imagine(stack, ida, "a yellow star --seed 77 --steps 3")
     grid_job = int(custom_ids(grid)[0].split(":")[2])
+    assert await stack.job_message_id(grid_job)  # recorded with the upload's time, just after the post
     reply = await ephemeral_reply(stack, await fake.slash(ida, "info", {"job": grid_job, "index": 3}))
     assert "Picture #3 of job" in reply and "Seed: 79" in reply and "Steps: 3" in reply
     assert "Prompt: 3 tokens (of 75 per window)" in reply  # the worker's count, stored with the job
+    time_line = next(line for line in reply.splitlines() if line.startswith("Time: "))
+    for phase in (
+        "queued",
+        "model switch",
+        "text encoding",
+        "denoising",
+        "decode",
+        "picture encoding",
+        "upload",
+    ):
+        assert f"{phase} " in time_line, time_line  # where the time went, for an operator
 
     long = await _imagine(
         stack, ida, "a (yellow:1.3) star::2 " + "on a plain background, " * 20 + "--steps 2"

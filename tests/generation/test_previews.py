@@ -114,6 +114,6 @@ def test_a_preview_setting_that_names_nothing_fails_at_load_in_one_line(
     tiny_config: ModelConfig, tmp_path: Path
 ) -> None:
     with pytest.raises(
-        ModelLoadError, match='preview = .* is not "approximate", "vae" or an AutoencoderTiny'
+        ModelLoadError, match=r'preview = .* is not "approximate", "vae" or an AutoencoderTiny'
     ):
         load_model(dataclasses.replace(tiny_config, preview=str(tmp_path / "nothing")), device="cpu")

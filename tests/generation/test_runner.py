@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,22 @@ def test_runner_output_matches_a_direct_run(runner: JobRunner) -> None:
     for ours, theirs in zip(output.images, direct.images, strict=True):
         assert np.array_equal(np.asarray(ours.image()), np.asarray(theirs))
     assert runner.warm_model == "tiny"
+
+
+def test_a_job_reports_where_its_time_went_phase_by_phase(runner: JobRunner) -> None:
+    """Each phase is timed once where it happens; the VAE decode is split from the denoising at
+    the pipeline's last step callback; together they fit inside the call's own wall time."""
+    started = time.perf_counter()
+    output = runner.run(_spec(runner, "a red circle --seed 4 --steps 3"))
+    wall = time.perf_counter() - started
+    phases = dict(output.timings)
+    assert list(phases) == [
+        "model switch", "adapters", "text encoding", "denoising", "decode", "safety check", "picture encoding"
+    ]  # fmt: skip
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["denoising"] > 0 and phases["decode"] > 0
+    assert sum(phases.values()) <= wall
+    assert output.tokens is not None and output.tokens.count == 3  # "a red circle"
 
 
 def _oom_above(limit: int, real: Any) -> Any:
