@@ -55,6 +55,11 @@ class PoolCollector(Collector):
             "Workers started again after they died",
             value=self.pool.worker_restarts,
         )
+        yield CounterMetricFamily(
+            "dreamcord_batched_jobs",
+            "Jobs that shared one pipeline call with other users' jobs (cross-user batching)",
+            value=self.pool.batched_jobs,
+        )
         used = GaugeMetricFamily(
             "dreamcord_gpu_memory_reserved_bytes",
             "GPU memory torch holds, per worker",

@@ -92,6 +92,10 @@ class ModelConfig:
     offload: OffloadMode = "none"
     # Decode large pictures (upscales) in overlapping tiles: far less memory for the same picture.
     vae_tiling: bool = False
+    # Pictures one pipeline call may render when queued /imagine jobs of several users share it
+    # (generation.pool.batching); 0 or 4 (one grid): no batching. On a GPU, size it to its memory
+    # (a batch that runs out of memory falls back to one job at a time).
+    batch_images: int = 8
     # Progress previews: "approximate" (a linear latent-to-RGB map fitted to the VAE), "vae" (the
     # full decoder), or a folder/hub id of an AutoencoderTiny (TAESD and kin). Final pictures: the VAE.
     preview: str = "approximate"

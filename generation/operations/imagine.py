@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -20,7 +20,7 @@ from generation.models.loading import LoadedModel
 from generation.models.previews import PreviewDecoder
 from generation.models.schedulers import make_scheduler
 from generation.models.weighted_prompts import encode_weighted, prompt_tokens
-from generation.operations.preview import PreviewSink, preview_png
+from generation.operations.preview import BatchPreviewSink, PreviewSink, preview_png
 from generation.operations.seamless import seamless_tiling
 from generation.outputs import PromptTokens
 from generation.pictures.grid import compose_grid
@@ -38,6 +38,7 @@ PromptedPipeline: TypeAlias = (
     DiffusionPipeline  # txt2img, img2img, inpaint, ControlNet: all share encode_prompt
 )
 CancelCheck = Callable[[], bool]
+SpecT = TypeVar("SpecT", bound=PromptedSpec)
 
 
 @dataclass
@@ -82,6 +83,30 @@ def run_imagine(
         return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
 
+def run_imagine_together(
+    model: LoadedModel,
+    specs: list[ImagineSpec],
+    *,
+    on_step: StepCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> list[ImagineResult]:
+    """Several users' /imagine jobs in one pipeline call (cross-user batching: generation.pool.batching
+    says which may share one). Each job's pictures are what it gets alone, within the tolerance of a
+    grid against single runs. `BatchMismatch` when their prompt embeddings differ in length (one
+    prompt past a CLIP window): run them apart."""
+    first = specs[0]
+    pipeline: PromptedPipeline = model.pipeline
+    tiling = seamless_tiling(pipeline.unet, pipeline.vae) if first.tile else contextlib.nullcontext()
+    with tiling:
+        return render_specs(
+            model, pipeline, specs, on_step, should_cancel, width=first.width, height=first.height
+        )
+
+
+class BatchMismatch(SpecError):
+    """Jobs that cannot share a call after all (their prompt embeddings differ in length)."""
+
+
 def render_batch(
     model: LoadedModel,
     pipeline: PromptedPipeline,
@@ -95,27 +120,68 @@ def render_batch(
     """What every prompted job does: check the spec, give the pipeline a fresh scheduler, encode the
     prompts, then one batched call with a generator per seed, reporting steps and honouring cancel.
     `inputs` are the pipeline's own arguments (size for txt2img; image and strength for img2img)."""
-    check_imagine(model, spec)
+    (result,) = render_specs(
+        model, pipeline, [spec], on_step, should_cancel, check_safety=check_safety, **inputs
+    )
+    return result
+
+
+def render_specs(
+    model: LoadedModel,
+    pipeline: PromptedPipeline,
+    specs: list[SpecT],
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+    *,
+    check_safety: bool = True,
+    **inputs: Any,
+) -> list[ImagineResult]:
+    """`render_batch` for one spec or several that share the call's settings (their prompts and seeds
+    side by side in the batch); one result per spec."""
+    for spec in specs:
+        check_imagine(model, spec)
+    first = specs[0]
     started = time.perf_counter()
-    pipeline.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+    pipeline.scheduler = make_scheduler(first.scheduler, model.scheduler_config)
     with timed("text encoding"):
-        embeddings, tokens = encode_prompts(model, pipeline, spec)
+        encoded = [encode_prompts(model, pipeline, spec) for spec in specs]
+    embeddings = _side_by_side([embeddings for embeddings, _ in encoded])
     with timed_pipeline_call():
         output = pipeline(
             **embeddings,
-            num_inference_steps=spec.steps,
-            guidance_scale=spec.guidance,
-            generator=[torch.Generator("cpu").manual_seed(seed) for seed in spec.seeds],
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance,
+            generator=[torch.Generator("cpu").manual_seed(seed) for spec in specs for seed in spec.seeds],
             callback_on_step_end=step_reporter(
-                on_step, should_cancel, (spec.width, spec.height), spec.stop, previews=model.preview_decoder
+                on_step,
+                should_cancel,
+                (first.width, first.height),
+                first.stop,
+                previews=model.preview_decoder,
             ),
             **inputs,
         )
+    images = list(output.images)
     with timed("safety check"):
-        nsfw = model.nsfw_flags(list(output.images)) if check_safety else [False] * len(output.images)
+        nsfw = model.nsfw_flags(images) if check_safety else [False] * len(images)
     elapsed = time.perf_counter() - started
-    log.debug("%s %s: %d images in %.2fs", type(spec).__name__, spec.model, len(output.images), elapsed)
-    return ImagineResult(spec=spec, images=list(output.images), elapsed_s=elapsed, nsfw=nsfw, tokens=tokens)
+    log.debug("%s %s: %d images in %.2fs", type(first).__name__, first.model, len(images), elapsed)
+    results, start = [], 0
+    for spec, (_, tokens) in zip(specs, encoded, strict=True):
+        end = start + len(spec.seeds)
+        share = elapsed * len(spec.seeds) / len(images)  # a batch's time, shared by pictures
+        results.append(ImagineResult(spec, images[start:end], share, nsfw[start:end], tokens))
+        start = end
+    return results
+
+
+def _side_by_side(per_spec: list[Embeddings]) -> Embeddings:
+    if len(per_spec) == 1:
+        return per_spec[0]
+    for key in per_spec[0]:
+        if len({embeddings[key].shape[1:] for embeddings in per_spec}) > 1:
+            raise BatchMismatch("these jobs' prompts encode to different lengths; they run one by one")
+    return {key: torch.cat([embeddings[key] for embeddings in per_spec]) for key in per_spec[0]}
 
 
 def check_imagine(model: LoadedModel, spec: PromptedSpec) -> None:
@@ -196,10 +262,15 @@ def step_reporter(
     def callback(
         pipeline: StableDiffusionPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        due = previews is not None and isinstance(on_step, PreviewSink) and on_step.preview_due()
-        if due and previews is not None and isinstance(on_step, PreviewSink) and "latents" in tensors:
-            # before the step report carries it
-            on_step.preview(preview_png(previews(), pipeline, tensors["latents"], size))
+        if previews is not None and "latents" in tensors:  # before the step report carries it
+            latents = tensors["latents"]
+            if isinstance(on_step, BatchPreviewSink) and on_step.preview_due():
+                decoder = previews()
+                on_step.previews(
+                    [preview_png(decoder, pipeline, latents[row : row + 1], size) for row in on_step.rows]
+                )
+            elif isinstance(on_step, PreviewSink) and on_step.preview_due():
+                on_step.preview(preview_png(previews(), pipeline, latents, size))
         if on_step is not None:
             on_step(step + 1, pipeline.num_timesteps)
         if should_cancel is not None and should_cancel():

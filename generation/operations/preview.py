@@ -24,6 +24,17 @@ class PreviewSink(Protocol):
     def preview(self, png: bytes) -> None: ...
 
 
+@runtime_checkable
+class BatchPreviewSink(Protocol):
+    """The progress of several jobs sharing one call: a preview of each job's first picture."""
+
+    rows: tuple[int, ...]  # each job's first picture's place in the batch
+
+    def preview_due(self) -> bool: ...
+
+    def previews(self, pngs: list[bytes]) -> None: ...
+
+
 def preview_png(
     decoder: PreviewDecoder, pipeline: Any, latents: torch.Tensor, size: tuple[int, int]
 ) -> bytes:

@@ -62,6 +62,13 @@ class FairQueues(Generic[JobT]):
         self._served_at[owner] = next(self._ticks)
         return self._pop(self._queues, owner)
 
+    def peek_next(self) -> JobT | None:
+        """The job `pop_next` would return now, left in its queue."""
+        if not self._queues:
+            return None
+        owner = _least_recently_served(_fast_first(self._queues), lambda o: self._served_at.get(o, _NEVER))
+        return self._queues[owner][0]
+
     def order(self) -> list[JobT]:
         """Every waiting job in the order they will start, by replaying `pop_next` on a copy."""
         queues = {owner: deque(queue) for owner, queue in self._queues.items()}

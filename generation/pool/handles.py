@@ -4,6 +4,7 @@ cancel), a slot per worker, and the errors it raises."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class PoolConfig:
     announce_every_s: float = 1.0  # queue places and ETAs are recomputed at most this often per lane
     # A training worker on the same device as a busy interactive worker pauses between steps.
     preempt_training: bool = True
+    # How long a job that could share a call waits for a partner (0: only jobs already queued are batched).
+    batch_wait_s: float = 0.0
     backend: Literal["local", "ray"] = "local"
     ray: RayOptions = field(default_factory=RayOptions)  # backend = "ray" only
 
@@ -59,6 +62,7 @@ class JobHandle:
         self.position: int | None = None
         self.announced_eta: float | None = None
         self.relax = False  # Relax: starts only when no Fast job is waiting in its lane
+        self.queued_at = time.monotonic()  # for the wait for a batch partner (PoolConfig.batch_wait_s)
         self.finished = False
         self._cancel = cancel
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -102,7 +106,8 @@ class WorkerSlot:
     pid: int | None = None  # the worker's process id, from its "ready" message
     placement: str | None = None  # a Ray worker's node and GPUs, from its "ready" message
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    current: JobHandle | None = None
+    current: JobHandle | None = None  # the job it runs, or the first of a batch still running
+    riders: list[JobHandle] = field(default_factory=list)  # the other jobs of its batch, if any
     warm_model: str | None = None
     warm_adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # file hashes, LRU
     incarnation: int = 0  # bumped on each restart, so a dead process's late messages are ignored
@@ -117,6 +122,19 @@ class WorkerSlot:
     @property
     def idle(self) -> bool:
         return self.ready.is_set() and self.current is None
+
+    def running(self) -> list[JobHandle]:
+        return ([self.current] if self.current is not None else []) + self.riders
+
+    def job(self, job_id: int) -> JobHandle | None:
+        return next((handle for handle in self.running() if handle.job_id == job_id), None)
+
+    def ended(self, handle: JobHandle) -> None:
+        """One of its jobs ended: the next of its batch (if any) becomes the current one."""
+        if handle is self.current:
+            self.current = self.riders.pop(0) if self.riders else None
+        elif handle in self.riders:
+            self.riders.remove(handle)
 
     def note_warm(self, spec: JobSpec) -> None:
         """Remember what the worker will hold after this job: its model and (LRU) its adapters."""

@@ -56,7 +56,8 @@ class WorkerLink(Protocol):
 
     def send(self, message: tuple[Any, ...]) -> None:
         """A message for the worker (generation.pool.worker lists them); ("run", job_id, spec_json,
-        files) also names the file-store hashes the job reads, for a link that must ship them."""
+        files) also names the file-store hashes the job reads, for a link that must ship them (and
+        ("batch", ((job_id, spec_json, files), …)) for each job of a batch)."""
 
     async def stop(self) -> None:
         """Stop the worker for good (after ("stop",) was sent, give it a moment to finish)."""
@@ -87,6 +88,8 @@ class ProcessLink:
     def send(self, message: tuple[Any, ...]) -> None:
         if message[0] == "run":  # the worker reads the file store itself
             message = message[:3]
+        elif message[0] == "batch":
+            message = ("batch", tuple(run[:2] for run in message[1]))
         if self._connection is not None:
             with contextlib.suppress(OSError):  # a dead worker: its reader reports the exit
                 self._connection.send(message)

@@ -113,6 +113,9 @@ class RayLink:
             return
         if message[0] == "run":  # the files it reads go up to Ray's object store first
             message = (*message[:3], self._workers.uploads.references(message[3]))
+        elif message[0] == "batch":
+            runs = tuple((*run[:2], self._workers.uploads.references(run[2])) for run in message[1])
+            message = ("batch", runs)
         self._actor.send.remote(message)
 
     async def stop(self) -> None:
@@ -219,6 +222,10 @@ class WorkerActor:
         if message[0] == "run":
             self._files.offer(message[1], message[3])
             message = message[:3]
+        elif message[0] == "batch":
+            for job_id, _, files in message[1]:
+                self._files.offer(job_id, files)
+            message = ("batch", tuple(run[:2] for run in message[1]))
         self._inbox.put(message)
 
     def messages(self) -> Iterator[tuple[Any, ...]]:

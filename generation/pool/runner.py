@@ -21,7 +21,7 @@ from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
 from generation.models.loading import LoadedModel, ModelCache
 from generation.models.model_hash import a1111_model_hash
-from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine
+from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine, run_imagine_together
 from generation.operations.inpaint import run_outpaint
 from generation.operations.upscale import run_upscale
 from generation.operations.vary import run_vary
@@ -103,6 +103,25 @@ class JobRunner:
                 model.require(operation)  # what its family cannot do is refused before any file is read
             output = run_kind(self, spec, RunContext(job_id, on_step, should_cancel))
         return replace(output, timings=timer.phases())
+
+    def run_together(
+        self,
+        specs: list[ImagineSpec],
+        *,
+        on_step: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[JobOutput]:
+        """Several jobs that may share one call (generation.pool.batching) in one: one output each,
+        with the batch's phases and each job's share of its time."""
+        with recording() as timer:
+            first = specs[0]
+            with timed("model switch"):
+                model = self.models.get(first.model)
+            self._activate(model, first.adapters)  # one set for all: the same files and weights
+            results = run_imagine_together(model, specs, on_step=on_step, should_cancel=should_cancel)
+            stamp = self._stamp(model)
+            outputs = [_job_output([result], stamp, batch_retried=False) for result in results]
+        return [replace(output, timings=timer.phases()) for output in outputs]
 
     def _read_file(self, digest: str) -> bytes:
         if self._fetch is not None:

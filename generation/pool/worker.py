@@ -4,6 +4,7 @@
 spawned process for the local pool, a pair of queues inside a Ray actor for the Ray pool).
 Messages are plain tuples (a Ray actor adds its node and GPUs to "ready" as `placement`):
     pool -> worker: ("run", job_id, spec_json) | ("cancel", job_id) | ("pause",) | ("resume",) | ("stop",)
+                    | ("batch", ((job_id, spec_json), …))  (jobs that share one pipeline call)
     worker -> pool: ("ready", pid[, placement]) | ("started", job_id) | ("progress", job_id, step, total, note)
                     | ("done", job_id, JobOutput) | ("failed", job_id, reason) | ("cancelled", job_id)
                     | ("memory", bytes_reserved, bytes_total)  (on CUDA, after each job)
@@ -88,34 +89,43 @@ def serve(
         data_dir=Path(settings.data_dir) if settings.data_dir else None,
         read_file=read_file,
     )
-    inbox: queue.Queue[tuple[int, str] | None] = queue.Queue()
+    inbox: queue.Queue[list[tuple[int, str]] | None] = queue.Queue()
     cancelled: set[int] = set()
     running = threading.Event()  # cleared while the pool pauses this worker for interactive jobs
     running.set()
     threading.Thread(target=_read_messages, args=(connection, inbox, cancelled, running), daemon=True).start()
     connection.send(("ready", os.getpid()))
-    while (item := inbox.get()) is not None:
-        job_id, spec_json = item
-        between_steps = _between_steps(job_id, cancelled, running)
-        _run_one(connection, runner, job_id, spec_json, between_steps, settings.preview_interval_s)
-        cancelled.discard(job_id)
+    while (items := inbox.get()) is not None:
+        if len(items) == 1:
+            job_id, spec_json = items[0]
+            between_steps = _between_steps(job_id, cancelled, running)
+            _run_one(connection, runner, job_id, spec_json, between_steps, settings.preview_interval_s)
+        else:
+            from generation.pool.worker_batch import run_batch
+
+            run_batch(connection, runner, items, cancelled, running, settings.preview_interval_s)
+        for job_id, _ in items:
+            cancelled.discard(job_id)
 
 
 def _between_steps(job_id: int, cancelled: set[int], running: threading.Event) -> Callable[[], bool]:
     """The jobs' per-step check: wait here while paused (a training yields the GPU to quick jobs and
     goes on where it was), then say whether the job was cancelled."""
+    return _all_cancelled([job_id], cancelled, running)
 
+
+def _all_cancelled(job_ids: list[int], cancelled: set[int], running: threading.Event) -> Callable[[], bool]:
     def check() -> bool:
-        while not running.is_set() and job_id not in cancelled:
+        while not running.is_set() and not all(job_id in cancelled for job_id in job_ids):
             running.wait(0.2)
-        return job_id in cancelled
+        return all(job_id in cancelled for job_id in job_ids)
 
     return check
 
 
 def _read_messages(
     connection: Connection,
-    inbox: queue.Queue[tuple[int, str] | None],
+    inbox: queue.Queue[list[tuple[int, str]] | None],
     cancelled: set[int],
     running: threading.Event,
 ) -> None:
@@ -127,8 +137,10 @@ def _read_messages(
             # The pool is gone: nobody will read our results, and a GPU must not stay held by an orphan.
             os._exit(0)
         match message:
+            case ("batch", tuple(runs)):
+                inbox.put([(int(job_id), str(spec_json)) for job_id, spec_json in runs])
             case ("run", int(job_id), str(spec_json)):
-                inbox.put((job_id, spec_json))
+                inbox.put([(job_id, spec_json)])
             case ("cancel", int(job_id)):
                 cancelled.add(job_id)
             case ("pause",):
@@ -149,7 +161,10 @@ def _run_one(
     spec_json: str,
     should_cancel: Callable[[], bool],
     preview_interval_s: float = 0.0,
+    *,
+    announce: bool = True,
 ) -> None:
+    """Run one job and send its end; `announce`: send "started" first (a batch did already)."""
     import torch
 
     from generation.errors import DreamcordError, JobCancelled
@@ -158,7 +173,8 @@ def _run_one(
     if should_cancel():
         connection.send(("cancelled", job_id))
         return
-    connection.send(("started", job_id))
+    if announce:
+        connection.send(("started", job_id))
     try:
         output = runner.run(
             spec_from_json(spec_json),

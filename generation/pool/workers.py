@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.errors import DreamcordError
 from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
+from generation.pool.batching import batch_key, batch_limit, images_of
 from generation.pool.eta import EtaBook, job_work
 from generation.pool.fair_queues import FairQueues
 from generation.pool.handles import JobFailed, JobHandle, PoolConfig, PoolLoad, QueueFull, WorkerSlot
@@ -62,6 +63,7 @@ class WorkerPool:
         self._closing = False
         self._holding = False  # stopping: queued jobs stay queued (the database resumes them)
         self.worker_restarts = 0  # replacements started after a worker died (for /metrics)
+        self.batched_jobs = 0  # jobs that started sharing a pipeline call with others (for /metrics)
         self._ray: RayWorkers | None = None
         self.eta = EtaBook()
         self._announcing: dict[Lane, asyncio.TimerHandle] = {}  # a places announcement is due
@@ -121,7 +123,7 @@ class WorkerPool:
         return list(self._workers)
 
     def running_job_ids(self) -> list[int]:
-        return [worker.current.job_id for worker in self._workers if worker.current is not None]
+        return [handle.job_id for worker in self._workers for handle in worker.running()]
 
     def worker_pids(self) -> list[int | None]:
         """Each worker's process id (None until it said it is ready), wherever it runs."""
@@ -129,7 +131,7 @@ class WorkerPool:
 
     def load(self) -> PoolLoad:
         """How busy the pool is right now (for /info)."""
-        running = sum(1 for worker in self._workers if worker.current is not None)
+        running = sum(len(worker.running()) for worker in self._workers)
         return PoolLoad(
             workers=tuple(f"{worker.lane} on {worker.where}" for worker in self._workers),
             running=running,
@@ -183,7 +185,7 @@ class WorkerPool:
         handle = self._handles.get(job_id)
         if handle is None:
             return False
-        worker = next((w for w in self._workers if w.current is handle), None)
+        worker = next((w for w in self._workers if handle in w.running()), None)
         if worker is None:
             self._pending[handle.lane].remove(handle)
             self._finish(handle, Cancelled())
@@ -195,7 +197,7 @@ class WorkerPool:
     def queue_position(self, job_id: int) -> int | None:
         """The job's place in its lane now (computed on demand: announcements may lag a second)."""
         handle = self._handles.get(job_id)
-        if handle is None or any(worker.current is handle for worker in self._workers):
+        if handle is None or any(handle in worker.running() for worker in self._workers):
             return None
         order = self._pending[handle.lane].order()
         return next((place for place, waiting in enumerate(order, start=1) if waiting is handle), None)
@@ -221,18 +223,60 @@ class WorkerPool:
             return
         for lane in ("interactive", "training"):
             while self._pending[lane] and any(w.lane == lane and w.idle for w in self._workers):
+                if self._wait_for_partner(lane):
+                    break
                 handle = self._pending[lane].pop_next()
                 assert handle is not None
                 worker = self._pick_worker(handle)
                 assert worker is not None and worker.link is not None
-                worker.current = handle
+                batch = [handle, *self._partners(lane, handle)]
+                worker.current, worker.riders = handle, batch[1:]
                 worker.note_warm(handle.spec)
-                handle.attempts += 1
-                handle.position = None
-                self.eta.started(handle.job_id, lane, job_work(handle.spec))
-                worker.link.send(("run", handle.job_id, handle.spec_json, spec_files(handle.spec)))
+                for member in batch:
+                    member.attempts += 1
+                    member.position = None
+                    self.eta.started(member.job_id, lane, job_work(member.spec))
+                runs = tuple((member.job_id, member.spec_json, spec_files(member.spec)) for member in batch)
+                if len(batch) > 1:  # one message: a Ray actor may take two messages in either order
+                    self.batched_jobs += len(batch)
+                    worker.link.send(("batch", runs))
+                else:
+                    worker.link.send(("run", *runs[0]))
             self._announce_soon(lane)
         self._yield_devices()
+
+    def _partners(self, lane: Lane, first: JobHandle) -> list[JobHandle]:
+        """The jobs right behind `first` in the fair order that can share its call (batching), up to
+        its model's picture limit; the first one that cannot ends the run, so nobody jumps the queue."""
+        key = batch_key(first.spec)
+        limit = batch_limit(first.spec, self.config.worker.models)
+        partners: list[JobHandle] = []
+        pictures = images_of(first.spec)
+        while key is not None and (after := self._pending[lane].peek_next()) is not None:
+            if batch_key(after.spec) != key or pictures + images_of(after.spec) > limit:
+                break
+            partners.append(after)
+            pictures += images_of(after.spec)
+            popped = self._pending[lane].pop_next()
+            assert popped is after
+        return partners
+
+    def _wait_for_partner(self, lane: Lane) -> bool:
+        """Hold the lane's next job back (at most `batch_wait_s` after it was queued) when it could
+        share a call but no partner is queued yet; a dispatch is due when its wait ends."""
+        wait = self.config.batch_wait_s
+        head = self._pending[lane].peek_next()
+        if wait <= 0 or head is None or batch_key(head.spec) is None:
+            return False
+        if batch_limit(head.spec, self.config.worker.models) < 2 * images_of(head.spec):
+            return False
+        left = head.queued_at + wait - time.monotonic()
+        queued = [handle for handle in self._pending[lane].order() if handle is not head]
+        if left <= 0 or any(batch_key(handle.spec) == batch_key(head.spec) for handle in queued[:1]):
+            return False
+        if self._loop is not None:
+            self._loop.call_later(left, self._dispatch)
+        return True
 
     def _yield_devices(self) -> None:
         """Pause training workers whose device an interactive job is using or waiting for; resume
@@ -289,6 +333,7 @@ class WorkerPool:
         worker.incarnation += 1
         worker.ready = asyncio.Event()
         worker.current, worker.warm_model, worker.paused = None, None, False
+        worker.riders = []
         worker.pid = worker.placement = None
         worker.warm_adapters.clear()
         if worker.link is None:
@@ -316,8 +361,8 @@ class WorkerPool:
         if kind == "memory":
             worker.gpu_memory = (message[1], message[2])
             return
-        handle = worker.current
-        if handle is None or handle.job_id != message[1]:
+        handle = worker.job(message[1]) if len(message) > 1 else None
+        if handle is None:
             log.warning("worker %d: message for a job it is not running: %r", worker.index, message[:2])
             return
         if kind == "started":
@@ -330,7 +375,7 @@ class WorkerPool:
             )
             self._announce_soon(handle.lane)  # the jobs behind it move closer too
         elif kind in {"done", "failed", "cancelled"}:
-            worker.current = None
+            worker.ended(handle)
             self.eta.finished(handle.job_id)
             event: Event = (
                 Done(message[2])
@@ -345,16 +390,15 @@ class WorkerPool:
     def _on_exit(self, worker: WorkerSlot, incarnation: int) -> None:
         if self._closing or incarnation != worker.incarnation:
             return
-        handle = worker.current
+        interrupted = worker.running()
         log.error("worker %d (pid %s) died; restarting it", worker.index, worker.pid)
         self.worker_restarts += 1
         self._spawn(worker)
-        if handle is None:
-            return
-        self.eta.finished(handle.job_id)
-        if handle.attempts < self.config.max_attempts:
-            log.warning("job %d: retrying after the worker crash", handle.job_id)
-            self._pending[handle.lane].add(handle, retry=True)  # first in line
-            self._announce_soon(handle.lane)
-        else:
-            self._finish(handle, Failed(CRASHED_REASON))
+        for handle in reversed(interrupted):  # retried first in line, in their order
+            self.eta.finished(handle.job_id)
+            if handle.attempts < self.config.max_attempts:
+                log.warning("job %d: retrying after the worker crash", handle.job_id)
+                self._pending[handle.lane].add(handle, retry=True)
+                self._announce_soon(handle.lane)
+            else:
+                self._finish(handle, Failed(CRASHED_REASON))

@@ -64,6 +64,7 @@ async def test_metrics_count_jobs_by_kind_and_state_and_show_the_queue(stack: St
     assert after[("dreamcord_queue_depth", (("lane", "interactive"),))] == 0
     assert after[("dreamcord_workers_alive", (("lane", "interactive"),))] == 1
     assert ("dreamcord_worker_restarts_total", ()) in after
+    assert ("dreamcord_batched_jobs_total", ()) in after
     assert ("process_resident_memory_bytes", ()) in after  # prometheus-client's own, for free
 
 

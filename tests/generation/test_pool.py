@@ -136,7 +136,8 @@ async def test_workers_get_the_pictures_a_job_reads_by_hash(
 
 
 async def test_queued_jobs_learn_their_position(pool: WorkerPool, tiny_config: ModelConfig) -> None:
-    handles = [_submit(pool, _spec(tiny_config)) for _ in range(3)]
+    # Different step counts: jobs that could share a call would start together (batching).
+    handles = [_submit(pool, _spec(tiny_config, f"a red circle --steps {2 + i}")) for i in range(3)]
     results = await asyncio.wait_for(asyncio.gather(*(_collect(h) for h in handles)), 60)
     positions = [[e.position for e in events if isinstance(e, Queued)] for events in results]
     # A position is announced again when only its ETA moved (on a loaded machine it does): the places
@@ -331,7 +332,8 @@ async def test_relax_jobs_start_only_when_no_fast_job_waits(tiny_config: ModelCo
                     starts.append(handle.job_id)
 
         await asyncio.gather(*(note_start(h) for h in [first, *relaxed, *fast]))
-        assert starts == [5001, 5010, 5011, 5002, 5003]
+        # The two Fast jobs share one call, then the two Relax ones (batching): order within a call is moot.
+        assert starts[0] == 5001 and set(starts[1:3]) == {5010, 5011} and set(starts[3:]) == {5002, 5003}
     finally:
         await pool.close()
 
