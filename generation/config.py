@@ -96,6 +96,11 @@ class ModelConfig:
     # (generation.pool.batching); 0 or 4 (one grid): no batching. On a GPU, size it to its memory
     # (a batch that runs out of memory falls back to one job at a time).
     batch_images: int = 8
+    # Fast paths (generation.models.speedups), off by default: NHWC convolutions, fused attention
+    # projections (no LoRAs then), and torch.compile of the denoiser (warmed up at worker start).
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: bool = False
     # Progress previews: "approximate" (a linear latent-to-RGB map fitted to the VAE), "vae" (the
     # full decoder), or a folder/hub id of an AutoencoderTiny (TAESD and kin). Final pictures: the VAE.
     preview: str = "approximate"

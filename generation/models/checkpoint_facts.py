@@ -112,6 +112,11 @@ def operation_refusal(config: ModelConfig, family: FamilyFacts | None, needs: Ab
     family's operations, and training, which needs the weights where they stay (no offload)."""
     if family is not None and (unsupported := sorted(op for op in needs if not family.supports(op))):
         return family.refusal(unsupported[0], config.name)
+    if needs & {"lora", "train"} and config.fuse_qkv:
+        return (
+            f"model {config.name!r} runs with fused attention projections (fuse_qkv = true), which LoRAs "
+            "cannot patch: use a model entry without it for LoRAs and training"
+        )
     if "train" in needs and config.offload != "none":
         return (
             f"model {config.name!r} runs with offload = {config.offload!r}, which training does not "

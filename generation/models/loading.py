@@ -37,6 +37,7 @@ from generation.models.single_file import (
     read_single_file,
     read_vae_file,
 )
+from generation.models.speedups import apply_speedups
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def load_model(
     _fuse_loras(config, pipeline)
     if hasattr(pipeline, "unet"):  # SD 1.x/SDXL: PyTorch's fused attention (Flux uses its own)
         pipeline.unet.set_attn_processor(AttnProcessor2_0())
+    apply_speedups(config, pipeline)
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     if config.vae_tiling:
         pipeline.vae.enable_tiling()

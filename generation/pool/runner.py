@@ -123,6 +123,20 @@ class JobRunner:
             outputs = [_job_output([result], stamp, batch_retried=False) for result in results]
         return [replace(output, timings=timer.phases()) for output in outputs]
 
+    def warm_up(self) -> None:
+        """Run the first model that asks for `compile` once (one step at its native size), so the
+        first user's job does not pay for the compilation (inductor caches it under the data folder)."""
+        name = next((name for name, config in self.models.configs.items() if config.compile), None)
+        if name is None:
+            return
+        started = time.perf_counter()
+        model = self.models.get(name)
+        side = model.resolution
+        spec = ImagineSpec(model=name, prompt="a picture", seeds=(0,), width=side, height=side, steps=1,
+                           guidance=model.config.guidance)  # fmt: skip
+        run_imagine(model, spec)
+        log.info("model %s compiled and warmed up in %.0f s", name, time.perf_counter() - started)
+
     def _read_file(self, digest: str) -> bytes:
         if self._fetch is not None:
             return self._fetch(digest)

@@ -76,6 +76,8 @@ def serve(
 ) -> None:
     """Load the runner, say "ready", then run jobs until told to stop. `read_file` fetches a file by
     its hash (default: the file store under `settings.data_dir`)."""
+    if settings.data_dir:  # torch.compile's kernels, kept across restarts (generation.models.speedups)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(settings.data_dir) / "compile-cache"))
     import torch  # after the environment is set: torch reads some of it at import
 
     from generation.pool.runner import JobRunner
@@ -93,6 +95,7 @@ def serve(
     cancelled: set[int] = set()
     running = threading.Event()  # cleared while the pool pauses this worker for interactive jobs
     running.set()
+    runner.warm_up()  # before "ready": the pool waits for it, users do not
     threading.Thread(target=_read_messages, args=(connection, inbox, cancelled, running), daemon=True).start()
     connection.send(("ready", os.getpid()))
     while (items := inbox.get()) is not None:
