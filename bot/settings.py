@@ -294,6 +294,15 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
                 beside = folder / Path(value)
                 if beside.exists() or beside.suffix.lower() in SINGLE_FILE_SUFFIXES:  # never a hub id
                     table[key] = str(beside.resolve())
+        turbo = table.get("turbo")
+        lora = turbo.get("lora") if isinstance(turbo, dict) else None
+        if (
+            isinstance(turbo, dict)
+            and isinstance(lora, str)
+            and lora
+            and not Path(lora).expanduser().is_absolute()
+        ):
+            turbo["lora"] = str((folder / lora).resolve())  # a file on this server, never a hub id
         for fused in table.get("fuse_loras", ()) if isinstance(table.get("fuse_loras"), list) else ():
             path = fused.get("path") if isinstance(fused, dict) else None
             if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():

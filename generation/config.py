@@ -50,6 +50,24 @@ class FusedLora:
 
 
 @dataclass(frozen=True)
+class TurboConfig:
+    """What `--turbo` does on a model (generation.models.turbo): fewer steps with a few-step sampler,
+    and, where the owner has one, a few-step LoRA (LCM, Lightning, Hyper-SD, TCD: a `.safetensors`
+    on the server, applied for the job only) or first-block caching (transformer models: Flux)."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
+
+    steps: int = 8
+    scheduler: SchedulerName | None = None  # None: the model's own
+    guidance: float | None = None  # None: the model's own (few-step LoRAs want 1-2)
+    lora: str | None = None
+    lora_weight: float = 1.0
+    first_block_cache: float | None = (
+        None  # threshold (e.g. 0.08): skip blocks while the first barely changes
+    )
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One configured model: where its weights are and the defaults its jobs start from."""
 
@@ -96,6 +114,8 @@ class ModelConfig:
     # (generation.pool.batching); 0 or 4 (one grid): no batching. On a GPU, size it to its memory
     # (a batch that runs out of memory falls back to one job at a time).
     batch_images: int = 8
+    # `--turbo` on this model; None: the flag is refused for it.
+    turbo: TurboConfig | None = None
     # Fast paths (generation.models.speedups), off by default: NHWC convolutions, fused attention
     # projections (no LoRAs then), and torch.compile of the denoiser (warmed up at worker start).
     channels_last: bool = False

@@ -38,6 +38,7 @@ FLAG_FORMS: dict[str, str] = {
     "cfg": "--cfg X (guidance, 0 to 30, e.g. --cfg 7.5)",
     "chaos": "--chaos N (0 to 100: how different the four images are)",
     "tile": "--tile (no value: makes a seamless, repeating pattern)",
+    "turbo": "--turbo (no value: the model's few-step mode, faster and a little rougher; uses Fast time)",
     "model": "--model NAME (one of the configured models)",
     "repeat": "--repeat N (2 to 4: that many jobs of the same prompt)",
     "stop": "--stop N (10 to 100: stop at that percent of the steps, an unfinished, softer picture)",
@@ -62,6 +63,7 @@ class ParsedPrompt:
     cfg: float | None = None
     chaos: int | None = None
     tile: bool = False
+    turbo: bool = False
     model: str | None = None
     adapters: tuple[AdapterRef, ...] = ()
     repeat: int | None = None  # run the prompt as that many jobs
@@ -164,10 +166,18 @@ def _parse_negative(argument: str) -> str:
 
 
 def _parse_tile(argument: str) -> bool:
+    return _no_value("tile", argument)
+
+
+def _parse_turbo(argument: str) -> bool:
+    return _no_value("turbo", argument)
+
+
+def _no_value(name: str, argument: str) -> bool:
     if argument:
         raise PromptError(
-            f"--tile takes no value but was followed by '{argument}'; put --tile after the prompt text",
-            flag="tile",
+            f"--{name} takes no value but was followed by '{argument}'; put --{name} after the prompt text",
+            flag=name,
         )
     return True
 
@@ -186,6 +196,7 @@ _FLAG_PARSERS: dict[str, Callable[[str], object]] = {
     "cfg": _parse_cfg,
     "chaos": lambda argument: _bounded_int("chaos", argument, 0, 100),
     "tile": _parse_tile,
+    "turbo": _parse_turbo,
     "model": _parse_model,
     "repeat": lambda argument: _bounded_int("repeat", argument, 2, 4),
     "stop": lambda argument: _bounded_int("stop", argument, 10, 100),
@@ -310,6 +321,7 @@ def parse_defaults(flags: str) -> ParsedPrompt:
     if (
         parsed.seed is not None
         or parsed.tile
+        or parsed.turbo
         or parsed.adapters
         or parsed.repeat is not None
         or parsed.habits
@@ -317,7 +329,7 @@ def parse_defaults(flags: str) -> ParsedPrompt:
     ):
         raise PromptError(
             "defaults may set --ar, --steps, --cfg, --chaos, --no and --model "
-            "(not --seed, --tile, --repeat, <tokens> or Midjourney's --v, --stylize and the like)"
+            "(not --seed, --tile, --turbo, --repeat, <tokens> or Midjourney's --v, --stylize and the like)"
         )
     return parsed
 

@@ -1,7 +1,7 @@
 """Which queued jobs may share one pipeline call (cross-user batching), decided from specs alone.
 
 Two /imagine jobs share a call when everything the call takes once is the same: model, size, steps,
-sampler, guidance, tiling, --stop and the set of adapters (file, kind, weight); prompts, negative
+sampler, guidance, tiling, --turbo, --stop and the set of adapters (file, kind, weight); prompts, negative
 prompts, chaos and seeds are per image. The pool batches only the run of compatible jobs at the
 head of the fair order (a job never starts before one that is ahead of it), up to the model's
 `batch_images` pictures in one call.
@@ -31,6 +31,7 @@ def batch_key(spec: JobSpec) -> BatchKey | None:
         spec.scheduler,
         spec.guidance,
         spec.tile,
+        spec.turbo,
         spec.stop,
         adapters,
     )

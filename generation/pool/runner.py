@@ -5,6 +5,7 @@ Kept free of any process or queue machinery so it can be called directly (CLI, t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -21,6 +22,7 @@ from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
 from generation.models.loading import LoadedModel, ModelCache
 from generation.models.model_hash import a1111_model_hash
+from generation.models.turbo import turbo_cache, turbo_lora
 from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine, run_imagine_together
 from generation.operations.inpaint import run_outpaint
 from generation.operations.upscale import run_upscale
@@ -80,6 +82,7 @@ class JobRunner:
         self._fetch = read_file
         self.adapters = AdapterCache(self._read_file)
         self._stamps: dict[str, ModelStamp] = {}
+        self._local_files: dict[str, Path] = {}  # hash -> path of server files models name
 
     @property
     def warm_model(self) -> str | None:
@@ -117,8 +120,9 @@ class JobRunner:
             first = specs[0]
             with timed("model switch"):
                 model = self.models.get(first.model)
-            self._activate(model, first.adapters)  # one set for all: the same files and weights
-            results = run_imagine_together(model, specs, on_step=on_step, should_cancel=should_cancel)
+            self._activate(model, self._with_turbo(model, first))  # one set for all: same files, weights
+            with turbo_cache(model.config, model.pipeline) if first.turbo else contextlib.nullcontext():
+                results = run_imagine_together(model, specs, on_step=on_step, should_cancel=should_cancel)
             stamp = self._stamp(model)
             outputs = [_job_output([result], stamp, batch_retried=False) for result in results]
         return [replace(output, timings=timer.phases()) for output in outputs]
@@ -138,6 +142,8 @@ class JobRunner:
         log.info("model %s compiled and warmed up in %.0f s", name, time.perf_counter() - started)
 
     def _read_file(self, digest: str) -> bytes:
+        if digest in self._local_files:  # a server file the model's settings name (a turbo LoRA)
+            return self._local_files[digest].read_bytes()
         if self._fetch is not None:
             return self._fetch(digest)
         if self.files is None:
@@ -151,15 +157,26 @@ class JobRunner:
     def _imagine(self, spec: ImagineSpec, context: RunContext) -> JobOutput:
         on_step, should_cancel = context.on_step, context.should_cancel
         model = self.models.get(spec.model)
-        self._activate(model, spec.adapters)
+        self._activate(model, self._with_turbo(model, spec))
         control = self._open(spec.control.image, "the control image") if spec.control else None
-        return _halving_on_oom(
-            spec,
-            self._stamp(model),
-            lambda part: run_imagine(
-                model, part, control_image=control, on_step=on_step, should_cancel=should_cancel
-            ),
-        )
+        with turbo_cache(model.config, model.pipeline) if spec.turbo else contextlib.nullcontext():
+            return _halving_on_oom(
+                spec,
+                self._stamp(model),
+                lambda part: run_imagine(
+                    model, part, control_image=control, on_step=on_step, should_cancel=should_cancel
+                ),
+            )
+
+    def _with_turbo(self, model: LoadedModel, spec: ImagineSpec) -> tuple[AdapterRef, ...]:
+        """The job's adapters, and for `--turbo` the model's few-step LoRA (read from its server path)."""
+        extra = turbo_lora(model.config) if spec.turbo else None
+        if extra is None:
+            return spec.adapters
+        ref, path = extra
+        assert ref.file is not None
+        self._local_files[ref.file] = path
+        return (*spec.adapters, ref)
 
     # ------------------------------------------------------------ vary, outpaint, upscale
     def _vary(self, spec: VarySpec, context: RunContext) -> JobOutput:

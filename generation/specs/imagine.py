@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from generation.errors import SpecError
+from generation.errors import PromptError, SpecError
 from generation.sizes import size_for_aspect
 from generation.specs.base import GRID_SIZE, MAX_SEED, SHA256_PATTERN, PromptedSpec, build_spec, seeds_from
 
@@ -48,6 +48,7 @@ class ImagineSpec(PromptedSpec):
     kind: Literal["imagine"] = "imagine"
     chaos: int = Field(default=0, ge=0, le=100)
     tile: bool = False
+    turbo: bool = False  # the model's few-step mode (its `turbo` settings; generation.models.turbo)
     control: ControlRef | None = None
 
     def files(self) -> tuple[str, ...]:
@@ -78,6 +79,20 @@ def imagine_spec(
     if first_seed is None:
         first_seed = secrets.randbelow(MAX_SEED + 1)
     width, height = size_for_aspect(parsed.aspect or (1, 1), resolution)
+    steps = parsed.steps if parsed.steps is not None else model.steps
+    guidance = parsed.cfg if parsed.cfg is not None else model.guidance
+    scheduler = scheduler or model.scheduler
+    if parsed.turbo:
+        if model.turbo is None:
+            raise PromptError(f"model {model.name!r} has no turbo mode here; leave out --turbo")
+        turbo = model.turbo
+        steps = parsed.steps if parsed.steps is not None else turbo.steps
+        guidance = (
+            parsed.cfg
+            if parsed.cfg is not None
+            else (turbo.guidance if turbo.guidance is not None else guidance)
+        )
+        scheduler = turbo.scheduler or scheduler
     return build_spec(
         ImagineSpec,
         model=model.name,
@@ -86,11 +101,12 @@ def imagine_spec(
         seeds=seeds_from(first_seed, count),
         width=width,
         height=height,
-        steps=parsed.steps if parsed.steps is not None else model.steps,
-        guidance=parsed.cfg if parsed.cfg is not None else model.guidance,
-        scheduler=scheduler or model.scheduler,
+        steps=steps,
+        guidance=guidance,
+        scheduler=scheduler,
         chaos=parsed.chaos or 0,
         tile=parsed.tile,
+        turbo=parsed.turbo,
         adapters=parsed.adapters,
         stop=parsed.stop or 100,
     )

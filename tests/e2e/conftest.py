@@ -15,7 +15,7 @@ import pytest_asyncio
 from bot.discord_bot import DreamcordBot
 from bot.jobs import JobService
 from bot.settings import Settings
-from generation.config import ModelConfig
+from generation.config import ModelConfig, TurboConfig
 from generation.pool.worker import WorkerSettings
 from generation.pool.workers import PoolConfig, WorkerPool
 from storage.db import create_engine, session_factory, upgrade
@@ -52,6 +52,7 @@ def e2e_config(tiny_config: ModelConfig, tiny_controlnet_dir: Path) -> ModelConf
         tiny_config,
         training={"lora": QUICK_TRAINING, "embedding": QUICK_TRAINING},
         controlnets={"canny": str(tiny_controlnet_dir)},
+        turbo=TurboConfig(steps=2, scheduler="dpmpp_2m"),
     )
 
 

@@ -120,7 +120,7 @@ async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> N
     boss, ivy = fake.add_user("boss5", admin=True), fake.add_user("ivy")
     set_quota = await fake.slash(boss, "admin quota", {"fast_seconds": 30})
     assert "30 fast GPU-seconds a day, then relax" in await ephemeral_reply(stack, set_quota)
-    first = await _imagine(stack, ivy, "a cat --steps 2")
+    first = await _imagine(stack, ivy, "a cat --turbo")  # Turbo: a Fast mode, while she has Fast time
     assert "relax" not in first["content"]
     # As if her jobs had used 40 GPU-seconds today; a write unit as the bot's own are (BEGIN IMMEDIATE:
     # a deferred one that reads first can meet "database is locked" while the bot records her job).
@@ -135,3 +135,5 @@ async def test_past_the_fast_allowance_jobs_run_in_relax_mode(stack: Stack) -> N
     result = await finished(stack, relaxed)
     job = await stack.jobs.get_job(int(custom_ids(result)[0].split(":")[2]))
     assert job is not None and job.relax
+    turbo = await fake.slash(ivy, "imagine", {"prompt": "a dog --turbo"})
+    assert "--turbo runs on Fast time" in await ephemeral_reply(stack, turbo)

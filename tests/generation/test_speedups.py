@@ -46,7 +46,9 @@ def test_fused_projections_refuse_loras_and_training(tiny_config: ModelConfig) -
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")  # inside torch's inductor
+@pytest.mark.filterwarnings(
+    "ignore:.*torch.jit.script_method.*:DeprecationWarning"
+)  # inside torch's inductor
 def test_a_compiled_model_keeps_the_pictures_across_sizes(
     tiny_config: ModelConfig, tiny_model: LoadedModel
 ) -> None:
