@@ -7,6 +7,7 @@ difference between a user's batched pictures and the same job run alone.
 
     python bench/bench_batching.py                       # bundled model, 64 px, 20 steps, 3 rounds
     python bench/bench_batching.py --full-size --steps 1 --images 1   # SD 1.5's architecture at 512 px
+    python bench/bench_batching.py --full-size sdxl --device cuda --steps 20    # on a GPU (bench/gpu.sh)
 
 The full-size UNet, text encoder and VAE have random weights (none can be downloaded here): the
 times are the architecture's. On a CPU most of a full-size job is the VAE decode, which a batch
@@ -80,17 +81,23 @@ def largest_difference(ours: list[JobOutput], theirs: list[JobOutput]) -> int:
     return worst
 
 
-def full_size_model(folder: Path) -> ModelConfig:
-    """SD 1.5's architecture with random weights, saved in diffusers' layout (the slow tests' builder)."""
+def full_size_model(folder: Path, family: str) -> ModelConfig:
+    """SD 1.5's or SDXL's architecture with random weights in diffusers' layout (the slow tests' builder)."""
     from tests.generation.original_layout import save_full_size
 
-    save_full_size("sd1", str(folder))
-    return ModelConfig(name="sd15-random", source=str(folder), resolution=512)
+    save_full_size(family, str(folder))
+    return ModelConfig(
+        name=f"{family}-random", source=str(folder), resolution=512 if family == "sd1" else 1024
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full-size", action="store_true", help="SD 1.5's architecture at 512 px")
+    parser.add_argument(
+        "--full-size", nargs="?", const="sd1", choices=["sd1", "sdxl"], help="a full-size architecture"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=4, help="pictures per user (4: a grid)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -100,9 +107,13 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
     with tempfile.TemporaryDirectory() as folder:
-        config = full_size_model(Path(folder) / "sd15") if args.full_size else bundled_model_config()
-        side = 512 if args.full_size else 64
-        runner = JobRunner({config.name: config}, device="cpu")
+        config = (
+            full_size_model(Path(folder) / "model", args.full_size)
+            if args.full_size
+            else bundled_model_config()
+        )
+        side = config.resolution or 64
+        runner = JobRunner({config.name: config}, device=args.device, dtype=args.dtype)
         jobs = specs(config.name, side, args.steps, args.images)
         runner.run(jobs[0])  # warm: the model is loaded before anything is timed
         limits = [8, USERS * args.images] if args.images * 2 <= 8 else [USERS * args.images]

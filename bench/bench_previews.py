@@ -4,6 +4,7 @@ interleaved): the full VAE decode, the fitted latent-to-RGB map (the default) an
 
     python bench/bench_previews.py               # bundled model (64 px) and SD 1.5's VAE at 512 px
     python bench/bench_previews.py --skip-full   # the bundled model only
+    python bench/bench_previews.py --device cuda # the full-size VAE on a GPU, 512 and 1024 px (bench/gpu.sh)
 
 The full-size VAE has random weights (none can be downloaded here): its time is its architecture's.
 """
@@ -65,6 +66,7 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-full", action="store_true", help="skip the full-size VAE (minutes on a CPU)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(

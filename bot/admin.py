@@ -120,6 +120,15 @@ async def runs_relaxed(session: AsyncSession, owner_id: int, guild_id: int | Non
     return await store.gpu_seconds_since(session, owner_id, store.day_ago()) >= settings.fast_seconds_per_day
 
 
+def refuse_turbo_in_relax(spec: object, relax: bool) -> None:
+    """--turbo is a Fast mode, counted like Fast: refused once the user's Fast time is used up."""
+    if relax and getattr(spec, "turbo", False):
+        raise QuotaExceeded(
+            "--turbo runs on Fast time, and yours here is used up for today; leave out --turbo and "
+            "the job runs in Relax"
+        )
+
+
 class AdminService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions

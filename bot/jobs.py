@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.adapter_refs import resolve_adapters
-from bot.admin import QuotaExceeded, check_may_submit, runs_relaxed
+from bot.admin import check_may_submit, refuse_turbo_in_relax, runs_relaxed
 from bot.file_sweeper import SWEEP_EVERY_S, discard_unused, sweep_forever
 from bot.job_follower import JobFollowers
 from bot.job_results import finish, images_of, store_files
@@ -240,11 +240,7 @@ class JobService:
                 await check_may_submit(session, owner_id, guild_id, max_queued, prompt)
                 prepared = await self._prepare(session, spec, owner_id, guild_id, family)
                 relax = await runs_relaxed(session, owner_id, guild_id)
-                if relax and getattr(prepared, "turbo", False):  # Turbo is a Fast mode, counted like Fast
-                    raise QuotaExceeded(
-                        "--turbo runs on Fast time, and yours here is used up for today; leave out --turbo "
-                        "and the job runs in Relax"
-                    )
+                refuse_turbo_in_relax(prepared, relax)
                 job = await job_store.create_job(
                     session,
                     owner_id=owner_id,

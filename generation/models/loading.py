@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, AutoPipelineForText2Image, DiffusionPipeline
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 from huggingface_hub import hf_hub_download
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
-from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, HUB_ID_PATTERN, ModelConfig
-from generation.errors import ModelLoadError, ModelNotFoundError, SpecError, excerpt
+from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, ModelConfig
+from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import operation_refusal, resolution_of
 from generation.models.families import Task, task_pipeline, text2img_class
@@ -35,9 +34,10 @@ from generation.models.single_file import (
     SingleFileCheckpoint,
     is_single_file,
     read_single_file,
-    read_vae_file,
 )
+from generation.models.sources import hub_offline, resolve_source
 from generation.models.speedups import apply_speedups
+from generation.models.vaes import load_preview_vae, load_vae
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +151,6 @@ def choose_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
     return torch.float32
 
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def resolve_source(source: str, *, offline: bool, marker: str = "model_index.json") -> tuple[str, bool]:
-    """Return (what to pass to from_pretrained, local_files_only) or raise a clear not-found error.
-
-    `marker` is the file a folder of that kind has: model_index.json for a pipeline, config.json for
-    a single model such as a ControlNet."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if not (path / marker).is_file():
-            raise ModelNotFoundError(f"{path} is not a diffusers model folder (no {marker})")
-        return str(path), True
-    if HUB_ID_PATTERN.match(source) and not source.startswith((".", "~")):
-        return source, offline
-    raise ModelNotFoundError(
-        f"model folder {source!r} does not exist (give a folder or a hub id like owner/name)"
-    )
-
-
 def load_model(
     config: ModelConfig, *, device: str = "auto", dtype: str = "auto", offline: bool | None = None
 ) -> LoadedModel:
@@ -196,7 +175,7 @@ def load_model(
                 f"model {config.name!r}: fill = … is for Flux models, and this is {family.label}"
             )
         if config.vae:
-            extra["vae"] = _load_vae(config.vae, family, torch_dtype, offline)
+            extra["vae"] = load_vae(config.vae, family, torch_dtype, offline)
         if single_file:
             pipeline = _load_single_file(config, single_file, family, torch_dtype, extra)
         else:
@@ -217,7 +196,7 @@ def load_model(
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     if config.vae_tiling:
         pipeline.vae.enable_tiling()
-    preview_vae = _load_preview_vae(config, torch_dtype, offline)
+    preview_vae = load_preview_vae(config, torch_dtype, offline)
     _place(config, pipeline, torch_device)
     if preview_vae is not None:
         preview_vae.to(torch_device)
@@ -305,39 +284,6 @@ def _load_single_file(
         return text2img_class(family).from_single_file(
             str(checkpoint.path), config=folder, local_files_only=True, torch_dtype=dtype, **extra
         )
-
-
-def _load_preview_vae(config: ModelConfig, dtype: torch.dtype, offline: bool) -> AutoencoderTiny | None:
-    """The tiny decoder `preview = …` names (folder or hub id), or None for "approximate" and "vae"."""
-    if config.preview in ("approximate", "vae"):
-        return None
-    try:
-        where, local_only = resolve_source(config.preview, offline=offline, marker="config.json")
-        tiny: AutoencoderTiny = AutoencoderTiny.from_pretrained(
-            where, dtype=dtype, local_files_only=local_only
-        )
-    except (OSError, ValueError, ModelNotFoundError) as error:
-        raise ModelLoadError(
-            f'model {config.name!r}: preview = {config.preview!r} is not "approximate", "vae" or an '
-            f"AutoencoderTiny folder or hub id ({excerpt(str(error))})"
-        ) from error
-    return tiny
-
-
-def _load_vae(source: str, family: FamilyFacts, dtype: torch.dtype, offline: bool) -> AutoencoderKL:
-    """The VAE a config names instead of the checkpoint's own (a folder or hub id with config.json, or
-    one file in the original layout)."""
-    if is_single_file(source):
-        with tempfile.TemporaryDirectory(prefix="dreamcord-vae-") as folder:
-            config = read_vae_file(source, family.name)
-            (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
-            from_file: AutoencoderKL = AutoencoderKL.from_single_file(
-                str(Path(source).expanduser()), config=folder, local_files_only=True, torch_dtype=dtype
-            )
-            return from_file
-    where, local_only = resolve_source(source, offline=offline, marker="config.json")
-    vae: AutoencoderKL = AutoencoderKL.from_pretrained(where, dtype=dtype, local_files_only=local_only)
-    return vae
 
 
 def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:

@@ -12,7 +12,8 @@ from diffusers import AutoPipelineForText2Image, ControlNetModel
 from PIL import Image
 
 from generation.errors import ModelLoadError
-from generation.models.loading import LoadedModel, hub_offline, resolve_source
+from generation.models.loading import LoadedModel
+from generation.models.sources import hub_offline, resolve_source
 from generation.specs import ControlRef, check_control_mode
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from typing import Any
 from diffusers import FluxFillPipeline, FluxTransformer2DModel
 
 from generation.errors import ModelLoadError
-from generation.models.loading import LoadedModel, hub_offline, resolve_source
+from generation.models.loading import LoadedModel
+from generation.models.sources import hub_offline, resolve_source
 
 log = logging.getLogger(__name__)
 

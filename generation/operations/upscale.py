@@ -19,7 +19,8 @@ from PIL import Image
 
 from generation.errors import JobCancelled, ModelLoadError, SpecError
 from generation.models.families import img2img_size
-from generation.models.loading import LoadedModel, hub_offline, resolve_source
+from generation.models.loading import LoadedModel
+from generation.models.sources import hub_offline, resolve_source
 from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
 from generation.operations.upscale_tiles import Tile, TileCanvas, plan_tiles
 from generation.specs import MAX_SEED, UpscaleSpec

@@ -9,9 +9,12 @@ head of the fair order (a job never starts before one that is ahead of it), up t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
+from typing import Protocol, TypeVar
 
 from generation.config import ModelConfig
+from generation.pool.fair_queues import FairQueues, Waiting
 from generation.specs import ImagineSpec, JobSpec
 
 BatchKey = tuple[Hashable, ...]
@@ -45,3 +48,44 @@ def batch_limit(spec: JobSpec, models: dict[str, ModelConfig]) -> int:
 
 def images_of(spec: JobSpec) -> int:
     return len(getattr(spec, "seeds", ())) or 1
+
+
+class Queued(Waiting, Protocol):
+    spec: JobSpec
+    queued_at: float  # time.monotonic() when it was queued
+
+
+QueuedT = TypeVar("QueuedT", bound=Queued)
+
+
+def take_partners(
+    queues: FairQueues[QueuedT], first: QueuedT, models: dict[str, ModelConfig]
+) -> list[QueuedT]:
+    """Take from `queues` the jobs right behind `first` in the fair order that can share its call, up
+    to its model's picture limit; the first one that cannot ends the run, so nobody jumps the queue."""
+    key = batch_key(first.spec)
+    limit = batch_limit(first.spec, models)
+    partners: list[QueuedT] = []
+    pictures = images_of(first.spec)
+    while key is not None and (after := queues.peek_next()) is not None:
+        if batch_key(after.spec) != key or pictures + images_of(after.spec) > limit:
+            break
+        partners.append(after)
+        pictures += images_of(after.spec)
+        popped = queues.pop_next()
+        assert popped is after
+    return partners
+
+
+def partner_wait(queues: FairQueues[QueuedT], wait_s: float, models: dict[str, ModelConfig]) -> float:
+    """Seconds the next job should still wait for a partner (`batch_wait_s` after it was queued): more
+    than 0 only when it could share a call and none is right behind it yet."""
+    head = queues.peek_next()
+    if wait_s <= 0 or head is None or (key := batch_key(head.spec)) is None:
+        return 0.0
+    if batch_limit(head.spec, models) < 2 * images_of(head.spec):
+        return 0.0
+    behind = queues.order()[1:2]
+    if any(batch_key(queued.spec) == key for queued in behind):
+        return 0.0
+    return max(0.0, head.queued_at + wait_s - time.monotonic())

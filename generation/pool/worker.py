@@ -17,24 +17,16 @@ import os
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 from generation.config import ModelConfig
 from generation.logs import configure_logging
-
-if TYPE_CHECKING:  # imported lazily below: the pool (bot) process should not pay for torch
-    from generation.pool.runner import JobRunner
+from generation.pool.job_runs import Connection, all_cancelled, run_one
+from generation.pool.worker_batch import run_batch
 
 log = logging.getLogger(__name__)
-
-OUT_OF_MEMORY_REASON = (
-    "the GPU ran out of memory, even with a smaller batch: try a smaller size or fewer steps"
-)
-INTERNAL_ERROR_REASON = "something went wrong while generating (the error is in the worker's log)"
 
 
 @dataclass(frozen=True)
@@ -49,14 +41,6 @@ class WorkerSettings:
     log_level: int = logging.INFO
     extra_env: dict[str, str] = field(default_factory=dict)
     preview_interval_s: float = 1.5  # progress previews at most this often (0: none)
-
-
-class Connection(Protocol):
-    """One end of the pool <-> worker channel."""
-
-    def send(self, message: Any) -> None: ...
-
-    def recv(self) -> Any: ...
 
 
 def worker_main(connection: Connection, settings: WorkerSettings) -> None:
@@ -101,29 +85,12 @@ def serve(
     while (items := inbox.get()) is not None:
         if len(items) == 1:
             job_id, spec_json = items[0]
-            between_steps = _between_steps(job_id, cancelled, running)
-            _run_one(connection, runner, job_id, spec_json, between_steps, settings.preview_interval_s)
+            between_steps = all_cancelled([job_id], cancelled, running)
+            run_one(connection, runner, job_id, spec_json, between_steps, settings.preview_interval_s)
         else:
-            from generation.pool.worker_batch import run_batch
-
             run_batch(connection, runner, items, cancelled, running, settings.preview_interval_s)
         for job_id, _ in items:
             cancelled.discard(job_id)
-
-
-def _between_steps(job_id: int, cancelled: set[int], running: threading.Event) -> Callable[[], bool]:
-    """The jobs' per-step check: wait here while paused (a training yields the GPU to quick jobs and
-    goes on where it was), then say whether the job was cancelled."""
-    return _all_cancelled([job_id], cancelled, running)
-
-
-def _all_cancelled(job_ids: list[int], cancelled: set[int], running: threading.Event) -> Callable[[], bool]:
-    def check() -> bool:
-        while not running.is_set() and not all(job_id in cancelled for job_id in job_ids):
-            running.wait(0.2)
-        return all(job_id in cancelled for job_id in job_ids)
-
-    return check
 
 
 def _read_messages(
@@ -155,69 +122,3 @@ def _read_messages(
                 return
             case _:
                 log.error("ignoring unknown message %r", message)
-
-
-def _run_one(
-    connection: Connection,
-    runner: JobRunner,
-    job_id: int,
-    spec_json: str,
-    should_cancel: Callable[[], bool],
-    preview_interval_s: float = 0.0,
-    *,
-    announce: bool = True,
-) -> None:
-    """Run one job and send its end; `announce`: send "started" first (a batch did already)."""
-    import torch
-
-    from generation.errors import DreamcordError, JobCancelled
-    from generation.specs import spec_from_json
-
-    if should_cancel():
-        connection.send(("cancelled", job_id))
-        return
-    if announce:
-        connection.send(("started", job_id))
-    try:
-        output = runner.run(
-            spec_from_json(spec_json),
-            job_id=job_id,
-            on_step=_ProgressSender(connection, job_id, preview_interval_s),
-            should_cancel=should_cancel,
-        )
-    except JobCancelled:
-        connection.send(("cancelled", job_id))
-    except DreamcordError as error:
-        connection.send(("failed", job_id, str(error)))
-    except torch.OutOfMemoryError:
-        log.exception("job %d: out of memory", job_id)
-        connection.send(("failed", job_id, OUT_OF_MEMORY_REASON))
-    except Exception:
-        log.exception("job %d failed", job_id)
-        connection.send(("failed", job_id, INTERNAL_ERROR_REASON))
-    else:
-        connection.send(("done", job_id, output))
-    device = runner.models.current_device
-    if device is not None and device.type == "cuda":  # what /metrics shows of the GPU
-        _, total = torch.cuda.mem_get_info(device)
-        connection.send(("memory", torch.cuda.memory_reserved(device), total))
-
-
-class _ProgressSender:
-    """Sends each step to the pool, with a low-resolution preview every `interval_s` at most (the
-    pipelines' step callback asks `preview_due` and hands one over: generation.operations.preview)."""
-
-    def __init__(self, connection: Connection, job_id: int, interval_s: float) -> None:
-        self.connection, self.job_id, self.interval_s = connection, job_id, interval_s
-        self._last = time.monotonic()  # none at the very start: the first steps are only noise
-        self._preview: bytes | None = None
-
-    def __call__(self, step: int, total: int, note: str | None = None) -> None:
-        self.connection.send(("progress", self.job_id, step, total, note, self._preview))
-        self._preview = None
-
-    def preview_due(self) -> bool:
-        return self.interval_s > 0 and time.monotonic() - self._last >= self.interval_s
-
-    def preview(self, png: bytes) -> None:
-        self._preview, self._last = png, time.monotonic()

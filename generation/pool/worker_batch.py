@@ -14,13 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from generation.pool.worker import (
-    INTERNAL_ERROR_REASON,
-    Connection,
-    _all_cancelled,
-    _between_steps,
-    _run_one,
-)
+from generation.pool.job_runs import INTERNAL_ERROR_REASON, Connection, all_cancelled, between_steps, run_one
 
 if TYPE_CHECKING:
     from generation.pool.runner import JobRunner
@@ -48,7 +42,7 @@ def run_batch(
         if job_id in cancelled:
             connection.send(("cancelled", job_id))
         elif not isinstance(spec, ImagineSpec):  # the pool batches only /imagine jobs
-            _run_one(connection, runner, job_id, spec_json, _between_steps(job_id, cancelled, running))
+            run_one(connection, runner, job_id, spec_json, between_steps(job_id, cancelled, running))
         else:
             jobs.append((job_id, spec))
     if not jobs:
@@ -63,7 +57,7 @@ def run_batch(
         outputs = runner.run_together(
             [spec for _, spec in jobs],
             on_step=progress,
-            should_cancel=_all_cancelled(job_ids, cancelled, running),
+            should_cancel=all_cancelled(job_ids, cancelled, running),
         )
     except JobCancelled:
         progress.end_all("cancelled")
@@ -72,7 +66,7 @@ def run_batch(
         _release_cached_memory()
         for job_id, spec in jobs:
             if not progress.ended(job_id):
-                _run_one(connection, runner, job_id, spec.to_json(), _between_steps(job_id, cancelled, running),
+                run_one(connection, runner, job_id, spec.to_json(), between_steps(job_id, cancelled, running),
                          preview_interval_s, announce=False)  # fmt: skip
     except DreamcordError as error:
         progress.end_all("failed", str(error))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.errors import DreamcordError
 from generation.events import Cancelled, Done, Event, Failed, Progress, Queued, Started
-from generation.pool.batching import batch_key, batch_limit, images_of
+from generation.pool.batching import partner_wait, take_partners
 from generation.pool.eta import EtaBook, job_work
 from generation.pool.fair_queues import FairQueues
 from generation.pool.handles import JobFailed, JobHandle, PoolConfig, PoolLoad, QueueFull, WorkerSlot
@@ -223,13 +223,16 @@ class WorkerPool:
             return
         for lane in ("interactive", "training"):
             while self._pending[lane] and any(w.lane == lane and w.idle for w in self._workers):
-                if self._wait_for_partner(lane):
+                left = partner_wait(self._pending[lane], self.config.batch_wait_s, self.config.worker.models)
+                if left > 0:  # the head could share a call and may still get a partner: look again then
+                    if self._loop is not None:
+                        self._loop.call_later(left, self._dispatch)
                     break
                 handle = self._pending[lane].pop_next()
                 assert handle is not None
                 worker = self._pick_worker(handle)
                 assert worker is not None and worker.link is not None
-                batch = [handle, *self._partners(lane, handle)]
+                batch = [handle, *take_partners(self._pending[lane], handle, self.config.worker.models)]
                 worker.current, worker.riders = handle, batch[1:]
                 worker.note_warm(handle.spec)
                 for member in batch:
@@ -244,39 +247,6 @@ class WorkerPool:
                     worker.link.send(("run", *runs[0]))
             self._announce_soon(lane)
         self._yield_devices()
-
-    def _partners(self, lane: Lane, first: JobHandle) -> list[JobHandle]:
-        """The jobs right behind `first` in the fair order that can share its call (batching), up to
-        its model's picture limit; the first one that cannot ends the run, so nobody jumps the queue."""
-        key = batch_key(first.spec)
-        limit = batch_limit(first.spec, self.config.worker.models)
-        partners: list[JobHandle] = []
-        pictures = images_of(first.spec)
-        while key is not None and (after := self._pending[lane].peek_next()) is not None:
-            if batch_key(after.spec) != key or pictures + images_of(after.spec) > limit:
-                break
-            partners.append(after)
-            pictures += images_of(after.spec)
-            popped = self._pending[lane].pop_next()
-            assert popped is after
-        return partners
-
-    def _wait_for_partner(self, lane: Lane) -> bool:
-        """Hold the lane's next job back (at most `batch_wait_s` after it was queued) when it could
-        share a call but no partner is queued yet; a dispatch is due when its wait ends."""
-        wait = self.config.batch_wait_s
-        head = self._pending[lane].peek_next()
-        if wait <= 0 or head is None or batch_key(head.spec) is None:
-            return False
-        if batch_limit(head.spec, self.config.worker.models) < 2 * images_of(head.spec):
-            return False
-        left = head.queued_at + wait - time.monotonic()
-        queued = [handle for handle in self._pending[lane].order() if handle is not head]
-        if left <= 0 or any(batch_key(handle.spec) == batch_key(head.spec) for handle in queued[:1]):
-            return False
-        if self._loop is not None:
-            self._loop.call_later(left, self._dispatch)
-        return True
 
     def _yield_devices(self) -> None:
         """Pause training workers whose device an interactive job is using or waiting for; resume

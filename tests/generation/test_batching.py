@@ -207,3 +207,28 @@ def test_run_together_refuses_prompts_of_different_lengths(
     assert_images_close(
         together[1].images[2], run_imagine(model, _spec(tiny_config, "a dog --seed 9")).images[2]
     )
+
+
+def test_each_job_of_a_batch_gets_a_preview_of_its_own_first_picture(
+    tiny_config: ModelConfig, direct: JobRunner
+) -> None:
+    class Sink:
+        rows = (0, 4)  # the second job's first picture is the batch's fifth
+
+        def __init__(self) -> None:
+            self.shown: list[list[bytes]] = []
+
+        def __call__(self, step: int, total: int, note: str | None = None) -> None:
+            pass
+
+        def preview_due(self) -> bool:
+            return True
+
+        def previews(self, pngs: list[bytes]) -> None:
+            self.shown.append(pngs)
+
+    sink = Sink()
+    specs = [_spec(tiny_config, "a cat --seed 1 --steps 3"), _spec(tiny_config, "a dog --seed 9 --steps 3")]
+    direct.run_together(specs, on_step=sink)
+    assert len(sink.shown) == 3 and all(len(pngs) == 2 for pngs in sink.shown)
+    assert sink.shown[-1][0] != sink.shown[-1][1]  # two pictures, not one shown twice

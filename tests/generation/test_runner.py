@@ -10,8 +10,8 @@ import torch
 from generation.config import ModelConfig
 from generation.operations.imagine import run_imagine
 from generation.pool import runner as runner_module
+from generation.pool.job_runs import OUT_OF_MEMORY_REASON, run_one
 from generation.pool.runner import JobRunner
-from generation.pool.worker import OUT_OF_MEMORY_REASON, _run_one
 from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
 from tests.conftest import assert_images_close
@@ -88,20 +88,20 @@ def test_a_second_out_of_memory_fails_the_job_clearly(
 ) -> None:
     monkeypatch.setattr(runner_module, "run_imagine", _oom_above(0, run_imagine))
     connection = _Recorder()
-    _run_one(connection, runner, 5, _spec(runner).to_json(), lambda: False)  # type: ignore[arg-type]
+    run_one(connection, runner, 5, _spec(runner).to_json(), lambda: False)  # type: ignore[arg-type]
     assert connection.sent == [("started", 5), ("failed", 5, OUT_OF_MEMORY_REASON)]
 
 
 def test_a_user_error_becomes_a_failed_message_with_its_text(runner: JobRunner) -> None:
     connection = _Recorder()
     spec = _spec(runner).model_copy(update={"model": "missing"})
-    _run_one(connection, runner, 6, spec.to_json(), lambda: False)  # type: ignore[arg-type]
+    run_one(connection, runner, 6, spec.to_json(), lambda: False)  # type: ignore[arg-type]
     assert connection.sent[-1][0] == "failed" and "unknown model 'missing'" in connection.sent[-1][2]
 
 
 def test_a_job_cancelled_before_it_starts_never_runs(runner: JobRunner) -> None:
     connection = _Recorder()
-    _run_one(connection, runner, 7, _spec(runner).to_json(), lambda: True)  # type: ignore[arg-type]
+    run_one(connection, runner, 7, _spec(runner).to_json(), lambda: True)  # type: ignore[arg-type]
     assert connection.sent == [("cancelled", 7)]
 
 
@@ -109,10 +109,10 @@ def test_a_paused_worker_waits_between_steps_until_resumed_or_cancelled() -> Non
     import threading
     import time
 
-    from generation.pool.worker import _between_steps
+    from generation.pool.job_runs import between_steps
 
     running, cancelled = threading.Event(), set()
-    check = _between_steps(9, cancelled, running)  # paused: `running` is clear
+    check = between_steps(9, cancelled, running)  # paused: `running` is clear
     threading.Timer(0.3, running.set).start()
     started = time.monotonic()
     assert check() is False and time.monotonic() - started >= 0.25  # it waited for the resume
