@@ -91,18 +91,24 @@ def full_size_model(folder: Path, family: str) -> ModelConfig:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--full-size [sd1|sdxl], --device, --dtype: what the speed benches run on (bench/gpu.sh)."""
     parser.add_argument(
         "--full-size", nargs="?", const="sd1", choices=["sd1", "sdxl"], help="a full-size architecture"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    model_arguments(parser)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=4, help="pictures per user (4: a grid)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )

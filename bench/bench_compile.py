@@ -15,18 +15,20 @@ import dataclasses
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np
 import torch
+from bench_batching import full_size_model, model_arguments
 
 from generation.bundled import bundled_model_config
-from generation.config import ModelConfig
 from generation.models.loading import LoadedModel, load_model
 from generation.operations.imagine import run_imagine
 from generation.specs import ImagineSpec
@@ -68,28 +70,23 @@ def step_call(model: LoadedModel, side: int) -> Callable[[], object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--full-size", nargs="?", const="sd1", choices=["sd1", "sdxl"], help="a full-size architecture"
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto")
+    model_arguments(parser)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
     with tempfile.TemporaryDirectory() as folder:
-        if args.full_size:
-            from tests.generation.original_layout import save_full_size
-
-            save_full_size("sd1", str(Path(folder) / "sd15"))
-            base = ModelConfig(name="sd15-random", source=str(Path(folder) / "sd15"), resolution=512, steps=2)
-        else:
-            base = bundled_model_config()
-        side = 512 if args.full_size else 64
+        base = (
+            full_size_model(Path(folder) / "model", args.full_size)
+            if args.full_size
+            else bundled_model_config()
+        )
+        side = base.resolution or 64
         models = {
-            label: load_model(dataclasses.replace(base, **options), device="cpu")
+            label: load_model(dataclasses.replace(base, **options), device=args.device, dtype=args.dtype)
             for label, options in VARIANTS.items()
         }
         calls = {label: step_call(model, side) for label, model in models.items()}

@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true", help="skip the full-size VAE (minutes on a CPU)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
@@ -87,18 +88,23 @@ def main() -> None:
         )  # fmt: skip
         if args.skip_full:
             return
-        vae = AutoencoderKL(**SD15_VAE).eval()
+        dtype = torch.float16 if args.device == "cuda" else torch.float32
+        vae, taesd = AutoencoderKL(**SD15_VAE).eval().to(args.device, dtype), taesd.to(args.device, dtype)
         started = time.perf_counter()
         fitted = fit_latent_rgb(vae)
         print(
             f"\nfitting the map to SD 1.5's VAE (8 pictures of 128 px, encode + decode): {time.perf_counter() - started:.1f} s"
         )
-        compare(
-            "SD 1.5 VAE architecture, 512 px",
-            {"full VAE": VaeDecoder(vae, VaeImageProcessor(vae_scale_factor=8)), "latent-to-RGB map (default)": fitted,
-             "tiny decoder (TAESD architecture)": VaeDecoder(taesd, VaeImageProcessor(vae_scale_factor=8))},
-            torch.randn(1, 4, 64, 64), {"full VAE": 3, "latent-to-RGB map (default)": 51, "tiny decoder (TAESD architecture)": 5},
-        )  # fmt: skip
+        for side in (
+            (512,) if args.device == "cpu" else (512, 1024)
+        ):  # 1024: SDXL's size, SD's VAE architecture
+            compare(
+                f"SD VAE architecture, {side} px",
+                {"full VAE": VaeDecoder(vae, VaeImageProcessor(vae_scale_factor=8)), "latent-to-RGB map (default)": fitted,
+                 "tiny decoder (TAESD architecture)": VaeDecoder(taesd, VaeImageProcessor(vae_scale_factor=8))},
+                torch.randn(1, 4, side // 8, side // 8).to(args.device, dtype),
+                {"full VAE": 3, "latent-to-RGB map (default)": 51, "tiny decoder (TAESD architecture)": 5},
+            )  # fmt: skip
 
 
 if __name__ == "__main__":
