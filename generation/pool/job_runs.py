@@ -85,10 +85,25 @@ def run_one(
         connection.send(("failed", job_id, INTERNAL_ERROR_REASON))
     else:
         connection.send(("done", job_id, output))
+    report_memory(connection, runner)
+
+
+def report_memory(connection: Connection, runner: JobRunner) -> None:
+    """After a job on CUDA, what torch holds of the GPU (for /metrics)."""
+    import torch
+
     device = runner.models.current_device
-    if device is not None and device.type == "cuda":  # what /metrics shows of the GPU
+    if device is not None and device.type == "cuda":
         _, total = torch.cuda.mem_get_info(device)
         connection.send(("memory", torch.cuda.memory_reserved(device), total))
+
+
+def release_cached_memory() -> None:
+    """Give back the GPU memory torch caches (after an out-of-memory error, before trying smaller)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class ProgressSender:

@@ -30,6 +30,7 @@ from generation.operations.vary import run_vary
 from generation.outputs import AdapterOutput, ImageOutput, JobOutput, encode_png
 from generation.pictures.provenance import ModelStamp, provenance_chunks
 from generation.pictures.uploads import open_user_image
+from generation.pool.job_runs import release_cached_memory
 from generation.specs import (
     AdapterRef,
     ImagineSpec,
@@ -291,7 +292,7 @@ def _halving_on_oom(spec: SpecT, stamp: ModelStamp, render: Callable[[SpecT], Im
         if len(spec.seeds) == 1:
             raise
     log.warning("out of memory with %d images; retrying in halves", len(spec.seeds))
-    _release_cached_memory()
+    release_cached_memory()
     middle = len(spec.seeds) // 2
     halves = [spec.model_copy(update={"seeds": part}) for part in (spec.seeds[:middle], spec.seeds[middle:])]
     return _job_output([render(half) for half in halves], stamp, batch_retried=True)
@@ -316,8 +317,3 @@ def _job_output(results: list[ImagineResult], stamp: ModelStamp, *, batch_retrie
         batch_retried=batch_retried,
         tokens=results[0].tokens,
     )
-
-
-def _release_cached_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

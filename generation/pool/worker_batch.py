@@ -14,7 +14,15 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from generation.pool.job_runs import INTERNAL_ERROR_REASON, Connection, all_cancelled, between_steps, run_one
+from generation.pool.job_runs import (
+    INTERNAL_ERROR_REASON,
+    Connection,
+    all_cancelled,
+    between_steps,
+    release_cached_memory,
+    report_memory,
+    run_one,
+)
 
 if TYPE_CHECKING:
     from generation.pool.runner import JobRunner
@@ -63,7 +71,7 @@ def run_batch(
         progress.end_all("cancelled")
     except (torch.OutOfMemoryError, BatchMismatch) as reason:
         log.warning("a batch of %d jobs runs one at a time (%s)", len(jobs), type(reason).__name__)
-        _release_cached_memory()
+        release_cached_memory()
         for job_id, spec in jobs:
             if not progress.ended(job_id):
                 run_one(connection, runner, job_id, spec.to_json(), between_steps(job_id, cancelled, running),
@@ -79,13 +87,7 @@ def run_batch(
                 progress.end(job_id, "cancelled")  # its pictures are dropped
             elif not progress.ended(job_id):
                 progress.end(job_id, "done", output)
-
-
-def _release_cached_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    report_memory(connection, runner)
 
 
 class _BatchProgress:
