@@ -102,6 +102,20 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto")
 
 
+def set_up(args: argparse.Namespace) -> None:
+    """Two threads on a CPU (as CI has), and the machine line every speed bench prints first."""
+    if args.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+
+
+def chosen_model(args: argparse.Namespace, folder: Path) -> ModelConfig:
+    """The full-size architecture `--full-size` names (built in `folder`), else the bundled model."""
+    return full_size_model(folder / "model", args.full_size) if args.full_size else bundled_model_config()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     model_arguments(parser)
@@ -109,17 +123,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4, help="pictures per user (4: a grid)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if args.device == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
-    )
+    set_up(args)
     with tempfile.TemporaryDirectory() as folder:
-        config = (
-            full_size_model(Path(folder) / "model", args.full_size)
-            if args.full_size
-            else bundled_model_config()
-        )
+        config = chosen_model(args, Path(folder))
         side = config.resolution or 64
         runner = JobRunner({config.name: config}, device=args.device, dtype=args.dtype)
         jobs = specs(config.name, side, args.steps, args.images)

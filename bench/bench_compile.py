@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np
 import torch
-from bench_batching import full_size_model, model_arguments
+from bench_batching import chosen_model, model_arguments, set_up
 
-from generation.bundled import bundled_model_config
 from generation.models.loading import LoadedModel, load_model
 from generation.operations.imagine import run_imagine
 from generation.specs import ImagineSpec
@@ -73,17 +71,9 @@ def main() -> None:
     model_arguments(parser)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    if args.device == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}"
-    )
+    set_up(args)
     with tempfile.TemporaryDirectory() as folder:
-        base = (
-            full_size_model(Path(folder) / "model", args.full_size)
-            if args.full_size
-            else bundled_model_config()
-        )
+        base = chosen_model(args, Path(folder))
         side = base.resolution or 64
         models = {
             label: load_model(dataclasses.replace(base, **options), device=args.device, dtype=args.dtype)
