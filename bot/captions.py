@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import discord
 
 from generation.specs import (
     ADAPTER_KIND_NAMES,
+    DescribeSpec,
     ImportSpec,
     JobSpec,
     PromptedSpec,
@@ -63,4 +65,25 @@ def result_caption(job: Job) -> str:
             f"**<{spec.name}>** is in <@{job.owner_id}>'s library ({METHOD_NAMES[spec.adapter_kind]} for "
             f"{spec.model}); use it as `<{spec.name}>` in prompts · job {job.id}"
         )
+    if isinstance(spec, DescribeSpec):
+        return describe_caption(job, spec)
     return f"{spec.kind} — <@{job.owner_id}> · job {job.id}"
+
+
+NUMBERS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
+MAX_SUGGESTION_SHOWN = 350  # four of them and the heading fit one message
+
+
+def suggestions_of(job: Job) -> list[str]:
+    """What a /describe job suggested (empty for other jobs and before it is done)."""
+    return list(json.loads(job.texts_json)) if job.texts_json else []
+
+
+def describe_caption(job: Job, spec: DescribeSpec) -> str:
+    lines = [f"**Described** for {spec.model} — <@{job.owner_id}> · job {job.id}"]
+    lines += [
+        f"{number} {shown_text(text, MAX_SUGGESTION_SHOWN)}"
+        for number, text in zip(NUMBERS, suggestions_of(job), strict=False)
+    ]
+    lines.append("Press a number to imagine that prompt.")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.cli_edit import add_edit_commands, check_output_path, run_edit
+from bot.cli_edit import add_edit_commands, check_output_path, run_describe_command, run_edit
 from bot.model_sources import model_availability, model_family
 from bot.settings import Settings, load_settings
 from generation.config import ModelConfig
@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return migrate(settings, args.action, args.revision)
         if args.command in EDIT_COMMANDS:
             return run_edit(settings, args)
+        if args.command == "describe":
+            return run_describe_command(settings, args)
         if args.command == "doctor":
             from bot.doctor import run_doctor
 

@@ -1,4 +1,4 @@
-"""`dreamcord vary|upscale|outpaint`: the picture operations on a local image file.
+"""`dreamcord vary|upscale|outpaint|describe`: the picture operations on a local image file.
 
 They build the same specs as the Discord buttons (generation/specs) and run them in-process.
 """
@@ -46,6 +46,12 @@ def add_edit_commands(commands: Any) -> None:
     outpaint.add_argument("--zoom", type=float, default=2.0, help="zoom factor, 1.1-4 (default 2)")
     outpaint.add_argument("--aspect", help="the new aspect W:H for `aspect` (e.g. 16:9)")
 
+    description = "four prompts for a picture, from the model's describer"
+    describe = commands.add_parser("describe", help=description, description=description)
+    describe.add_argument("image", type=Path, help="the picture to describe")
+    describe.add_argument("--model", help="the model the prompts are for (default: the default model)")
+    describe.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
+
 
 def _picture_command(commands: Any, name: str, description: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(name, help=description, description=description)
@@ -84,6 +90,25 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     image = save_output(output, args.output)
     seeds = " ".join(str(image.seed) for image in output.images)
     print(f"wrote {args.output} ({image.width}x{image.height}) in {output.elapsed_s:.2f}s · seeds: {seeds}")
+    return 0
+
+
+def run_describe_command(settings: Settings, args: argparse.Namespace) -> int:
+    from generation.pictures.uploads import open_user_image
+    from generation.specs import DescribeSpec, build_spec
+
+    config = settings.model(args.model)
+    if config.describer is None:
+        raise DreamcordError(f"model {config.name!r} has no describer configured (its `describer` setting)")
+    data = _read(args.image)
+    open_user_image(data, args.image.name)  # a picture Pillow opens safely, or a clear error now
+    digest = hashlib.sha256(data).hexdigest()
+    spec = build_spec(DescribeSpec, model=config.name, source=digest)
+    from bot.cli_runs import run_spec  # only now: every check of the input is answered
+
+    output = run_spec(settings, config, spec, {digest: data}, device=args.device)
+    for number, text in enumerate(output.texts, start=1):
+        print(f"{number}. {text}")
     return 0
 
 

@@ -44,13 +44,14 @@ def channel_allows_nsfw(client: discord.Client, channel_id: int | None) -> bool:
 
 class DiscordResults:
     """Renders results and posts them; the buttons under them come from whichever cog registered a
-    `result_view` (none registered: results have no buttons)."""
+    `result_view`, or a view for the job's kind in `kind_views` (none registered: results have no buttons)."""
 
     def __init__(self, client: discord.Client, files: FileStore, caption: CaptionFactory) -> None:
         self.client = client
         self.files = files
         self.caption = caption
         self.result_view: ViewFactory | None = None
+        self.kind_views: dict[str, ViewFactory] = {}  # a job kind's own buttons (/describe's numbers)
         self.picture_view: PictureViewFactory | None = None  # one picture's buttons (/show job index)
 
     async def render(
@@ -65,7 +66,8 @@ class DiscordResults:
             else None  # e.g. an import: a message, no picture
         )
         content = self.caption(job)
-        view = self.result_view(job, images) if self.result_view is not None else None
+        make_view = self.kind_views.get(job.kind, self.result_view)
+        view = make_view(job, images) if make_view is not None else None
         hidden = 0 if allow_nsfw else sum(image.nsfw for image in images)
         if hidden:
             content += f" · {hidden} of {len(images)} {HIDDEN_NOTE}"

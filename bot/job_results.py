@@ -7,6 +7,7 @@ stopped in between) first asks Discord whether the result arrived, so a restart 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ async def store_result(
             assert job is not None
             await job_store.record_gpu_time(session, job, output.elapsed_s)
             job.stats_json = stats_json(output)
+            job.texts_json = json.dumps(output.texts) if output.texts else None
             await job_store.add_images(session, job, images)
             await _add_to_library(session, job, spec, output.adapter, adapter_hash)
         return True

@@ -126,3 +126,7 @@ class ModelConfig:
     preview: str = "approximate"
     # This model's precision; "auto": the worker's choice (bf16 or fp16 on GPUs, fp32 on the CPU).
     dtype: DtypeName = "auto"
+    # /describe for this model: a captioning model loaded with transformers (a folder or hub id, e.g.
+    # Salesforce/blip-image-captioning-large or microsoft/Florence-2-base), or "bundled" (the bundled
+    # model's own describer); None: /describe is refused for this model.
+    describer: str | None = None

@@ -61,6 +61,7 @@ class JobOutput:
     adapter: AdapterOutput | None = None  # training jobs only
     tokens: PromptTokens | None = None  # prompted jobs: the prompt's token count
     timings: tuple[tuple[str, float], ...] = ()  # seconds per phase on the worker (generation.timings)
+    texts: tuple[str, ...] = ()  # what a text-only job produced: /describe's suggestions
 
 
 def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:

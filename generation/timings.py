@@ -21,6 +21,7 @@ PHASES = (
     "decode",
     "safety check",
     "picture encoding",
+    "describing",  # /describe: the describer reading the picture
 )
 
 

@@ -136,6 +136,7 @@ class Job(Base):
     relax: Mapped[bool] = mapped_column(default=False, server_default=false())  # runs when no Fast job waits
     gpu_seconds: Mapped[float | None] = mapped_column()  # measured by the worker, for Fast allowances
     stats_json: Mapped[str | None] = mapped_column(Text)  # what the worker measured (bot.job_stats)
+    texts_json: Mapped[str | None] = mapped_column(Text)  # a text-only result: /describe's suggestions
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -38,8 +38,9 @@ TOPICS: dict[str, str] = {
         "**Buttons** — under a grid: **U1–U4** that picture alone, **🔄** four new ones, **V1–V4** four "
         "variations of one. Under a single picture: **Vary (Subtle/Strong)**, **Vary (Region)** (repaint a "
         "box), **Upscale 2x/4x**, **Zoom Out**, **Make Square** and the pans **⬅️ ➡️ ⬆️ ⬇️**. Whoever "
-        "presses owns the new job. Buttons a model cannot do are not shown. `/queue` lists and cancels "
-        "your jobs; `/show job:N` shows a result again."
+        "presses owns the new job. Buttons a model cannot do are not shown. `/describe` suggests four "
+        "prompts for a picture (an upload or `job:N`); press **1–4** to imagine one, **Imagine all** for "
+        "all four. `/queue` lists and cancels your jobs; `/show job:N` shows a result again."
     ),
     "training": (
         "**Training** — `/train token:rex class_noun:dog photo1: photo2: photo3: consent:True` teaches the "

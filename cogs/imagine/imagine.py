@@ -11,11 +11,10 @@ from discord.ext import commands
 
 from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
-from cogs.imagine.many import imagine_many, prompt_specs
+from cogs.many import imagine_many, typed_specs
 from cogs.options import prompt_with_options
 from generation.errors import DreamcordError
 from generation.pictures.uploads import open_user_image
-from generation.prompt import apply_preferences
 from generation.specs import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -77,10 +76,7 @@ class ImagineCog(commands.Cog):
             tile=tile,
         )
         services = self.bot.services
-        defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
-        suffix, options = await services.admin.preferences(interaction.user.id)
-        text = apply_preferences(text, suffix, options)  # /prefer: --name option sets, the suffix
-        specs, parsed = prompt_specs(text, defaults, services.settings)
+        specs, parsed = await typed_specs(interaction, services, text)
         spec = specs[0]
         config = services.settings.model(spec.model)
         note = services.settings.habit_note(parsed)

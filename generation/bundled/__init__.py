@@ -11,6 +11,7 @@ from generation.config import ModelConfig, TurboConfig
 
 BUNDLED_MODEL_NAME = "bundled"
 BUNDLED_MODEL_DIR = Path(__file__).parent / "model"
+BUNDLED_DESCRIBER = "bundled"  # a ModelConfig.describer value: generation/bundled/describer.py
 
 
 def bundled_model_config() -> ModelConfig:
@@ -23,6 +24,7 @@ def bundled_model_config() -> ModelConfig:
         description="dreamcord's bundled shapes-and-colours model (works offline)",
         # --turbo: 8 steps of DPM++ 2M (2.5x fewer; its quality cost is measured in bench/bench_turbo.py).
         turbo=TurboConfig(steps=8, scheduler="dpmpp_2m"),
+        describer=BUNDLED_DESCRIBER,  # /describe: what its evaluator reads, worded as its captions
         # A 7 M-parameter model at 64 px learns fast and needs strong steps: measured in bench_training.py.
         training={
             "lora": {"steps": 300, "learning_rate": 1e-3, "rank": 4, "batch_size": 4, "class_images": 16},

@@ -13,8 +13,7 @@ from PIL import Image
 
 from generation.bundled import evaluator
 from generation.bundled.dataset import COLOURS, Background, Shape
-
-SUGGESTIONS = 4
+from generation.specs import SUGGESTIONS
 
 
 @torch.no_grad()

@@ -22,7 +22,9 @@ from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
 from generation.models.loading import LoadedModel, ModelCache
 from generation.models.model_hash import a1111_model_hash
+from generation.models.sources import hub_offline
 from generation.models.turbo import turbo_cache, turbo_lora
+from generation.operations.describe import Describer, load_describer, run_describe
 from generation.operations.imagine import CancelCheck, ImagineResult, run_imagine, run_imagine_together
 from generation.operations.inpaint import run_outpaint
 from generation.operations.upscale import run_upscale
@@ -33,6 +35,7 @@ from generation.pictures.uploads import open_user_image
 from generation.pool.job_runs import release_cached_memory
 from generation.specs import (
     AdapterRef,
+    DescribeSpec,
     ImagineSpec,
     ImportSpec,
     JobSpec,
@@ -84,6 +87,7 @@ class JobRunner:
         self.adapters = AdapterCache(self._read_file)
         self._stamps: dict[str, ModelStamp] = {}
         self._local_files: dict[str, Path] = {}  # hash -> path of server files models name
+        self._describer: tuple[str, Describer] | None = None  # the last describer used, kept warm
 
     @property
     def warm_model(self) -> str | None:
@@ -238,6 +242,30 @@ class JobRunner:
         self.adapters.activate(model.pipeline, ())
         return JobOutput(images=(), elapsed_s=time.perf_counter() - started)
 
+    # ------------------------------------------------------------ describe
+    def _describe(self, spec: DescribeSpec, context: RunContext) -> JobOutput:
+        started = time.perf_counter()
+        model = self.models.get(spec.model)
+        source = model.config.describer
+        if source is None:  # the bot refuses these at submit; a config changed since
+            raise SpecError(f"model {spec.model!r} has no describer configured, so /describe cannot run")
+        if self._describer is None or self._describer[0] != source:
+            self._describer = None  # free the old one before loading the next
+            with timed("model switch"):
+                dtype = getattr(model.pipeline, "dtype", torch.float32)
+                self._describer = (
+                    source,
+                    load_describer(source, device=model.device, dtype=dtype, offline=self._offline()),
+                )
+        image = self._open(spec.source, "the picture")
+        with timed("describing"):
+            suggestions = run_describe(self._describer[1], image)
+        return JobOutput(images=(), elapsed_s=time.perf_counter() - started, texts=suggestions)
+
+    def _offline(self) -> bool:
+        offline = self.models.offline
+        return hub_offline() if offline is None else offline
+
     # ------------------------------------------------------------ train
     def _train(self, spec: TrainSpec, context: RunContext) -> JobOutput:
         job_id, on_step, should_cancel = context.job_id, context.on_step, context.should_cancel
@@ -278,6 +306,7 @@ RUNS: dict[type[Any], Callable[[JobRunner, Any, RunContext], JobOutput]] = {
     UpscaleSpec: JobRunner._upscale,
     TrainSpec: JobRunner._train,
     ImportSpec: JobRunner._import,
+    DescribeSpec: JobRunner._describe,
 }
 
 SpecT = TypeVar("SpecT", bound=PromptedSpec)

@@ -39,6 +39,7 @@ from generation.specs.base import (
     seeds_from,
     steps_for_strength,
 )
+from generation.specs.describe import SUGGESTIONS, DescribeSpec
 from generation.specs.imagine import (
     CONTROL_MODES,
     ControlMode,
@@ -82,7 +83,8 @@ from generation.specs.vary import (
 )
 
 JobSpec = Annotated[
-    ImagineSpec | VarySpec | OutpaintSpec | UpscaleSpec | TrainSpec | ImportSpec, Field(discriminator="kind")
+    ImagineSpec | VarySpec | OutpaintSpec | UpscaleSpec | TrainSpec | ImportSpec | DescribeSpec,
+    Field(discriminator="kind"),
 ]
 
 
@@ -112,9 +114,9 @@ __all__ = [
     "ADAPTER_KIND_NAMES", "ADAPTER_NAME_PATTERN", "CLASS_NOUN_PATTERN", "CONTROL_MODES", "GRID_SIZE", "LORA_IDENTIFIER",
     "MAX_AREA_FACTOR", "MAX_PROMPT_CHARS", "MAX_SEED", "MAX_SIDE", "MAX_TRAIN_IMAGES", "MAX_UPSCALED_SIDE",
     "MAX_ZOOM", "MIN_SIDE", "MIN_TRAIN_IMAGES", "MIN_ZOOM", "OUTPAINT_OPERATIONS", "REGION_STRENGTH",
-    "SCHEDULER_NAMES", "SHA256_PATTERN", "STRONG_STRENGTH", "SUBTLE_STRENGTH", "UPSCALE_MODES",
+    "SCHEDULER_NAMES", "SHA256_PATTERN", "STRONG_STRENGTH", "SUBTLE_STRENGTH", "SUGGESTIONS", "UPSCALE_MODES",
     "UPSCALE_PROMPT", "UPSCALE_STRENGTHS", "ZOOM_PRESETS", "AdapterKind", "AdapterRef", "Canvas",
-    "ControlMode", "ControlRef", "ImagineSpec", "ImportSpec", "JobSpec", "Lane", "OutpaintOperation",
+    "ControlMode", "ControlRef", "DescribeSpec", "ImagineSpec", "ImportSpec", "JobSpec", "Lane", "OutpaintOperation",
     "OutpaintSpec", "Placement", "PromptedSpec", "RegionBox", "SchedulerName", "SpecError", "SpecT",
     "TrainMethod", "TrainSpec", "UpscaleMethod", "UpscaleMode", "UpscaleSpec", "VarySpec",
     "adapter_files", "adapter_name_problem", "build_spec", "check_control_mode", "describe_validation_error",

@@ -110,3 +110,19 @@ def test_imagine_with_a_control_picture(
         )
         == 2
     )
+
+
+def test_describe_prints_four_numbered_prompts_and_refuses_a_model_without_a_describer(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generation.bundled.dataset import Background, Scene, Shape
+
+    path = tmp_path / "circle.png"
+    Scene((Shape("circle", "red", "large", "centre"),), Background("solid", ("blue",))).render().save(path)
+    assert run(config_file, "describe", str(path), "--model", "bundled") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1. a red circle on a blue background" and [line[:3] for line in lines] == [
+        "1. ", "2. ", "3. ", "4. "
+    ]  # fmt: skip
+    assert run(config_file, "describe", str(path), "--model", "tiny") == 2
+    assert "model 'tiny' has no describer configured" in capsys.readouterr().err

@@ -115,7 +115,7 @@ async def test_a_4096_pixel_result_is_shrunk_to_the_upload_limit_off_the_loop(jo
     channel = _Channel()
     client = SimpleNamespace(get_channel=lambda _: channel)
     results = DiscordResults(client, jobs.files, caption=lambda job: "done")  # type: ignore[arg-type]
-    job = SimpleNamespace(id=5, channel_id=7, owner_id=1)
+    job = SimpleNamespace(id=5, kind="imagine", channel_id=7, owner_id=1)
     async with LoopLagProbe() as probe:
         posted = await results.post(job, [StoredImage(0, 1, digest, 4096, 4096)], None)  # type: ignore[arg-type]
     assert posted == 99 and len(png) > 10 * 2**20

@@ -191,6 +191,19 @@ def test_a_relative_source_beside_the_config_file_is_a_path_not_a_hub_id(tmp_pat
     assert settings.models["hub"].source == "owner/name"  # nothing of that name here: a hub id
 
 
+def test_a_describer_is_a_folder_beside_the_config_a_hub_id_or_the_bundled_one(tmp_path: Path) -> None:
+    (tmp_path / "blip").mkdir()
+    text = (
+        '[models.local]\nsource = "a/b"\ndescriber = "blip"\n'
+        '[models.hub]\nsource = "a/b"\ndescriber = "Salesforce/blip-image-captioning-large"\n'
+        '[models.own]\nsource = "a/b"\ndescriber = "bundled"\n'
+    )
+    models = load_settings(_write(tmp_path, text), env={}).models
+    assert models["local"].describer == str((tmp_path / "blip").resolve())
+    assert models["hub"].describer == "Salesforce/blip-image-captioning-large"
+    assert models["own"].describer == "bundled" and models["bundled"].describer == "bundled"
+
+
 def test_memory_options_are_checked_at_start_naming_the_choices(tmp_path: Path) -> None:
     text = '[models.small]\nsource = "a/b"\noffload = "model"\nvae_tiling = true\ndtype = "float16"\n'
     small = load_settings(_write(tmp_path, text), env={}).models["small"]

@@ -89,6 +89,9 @@ async def test_vary_a_region_of_an_uploaded_picture_by_mask(stack: Stack) -> Non
             "already square",
         ),
         ("outpaint", {"operation": "aspect", "aspect": "wide", "prompt": "x"}, PICTURE, "--ar got 'wide'"),
+        ("describe", {}, PICTURE, "model 'tiny' has no describer configured"),
+        ("describe", {}, None, "either an `image`"),
+        ("describe", {"model": "nope"}, PICTURE, "unknown model 'nope'"),
     ],
     ids=[
         "no-prompt",
@@ -98,6 +101,9 @@ async def test_vary_a_region_of_an_uploaded_picture_by_mask(stack: Stack) -> Non
         "not-an-image",
         "already-square",
         "bad-aspect",
+        "describe-no-describer",
+        "describe-nothing",
+        "describe-unknown-model",
     ],
 )
 async def test_bad_input_gets_an_ephemeral_error_and_queues_nothing(

@@ -24,6 +24,7 @@ JOB_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("show", {}),
     ("show", {"index": 1}),
     ("info", {}),
+    ("describe", {}),
 ]
 
 

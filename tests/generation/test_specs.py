@@ -83,3 +83,13 @@ def test_spec_from_json_rejects_unknown_kind() -> None:
 def test_single_rejects_out_of_range_index() -> None:
     with pytest.raises(SpecError, match=r"0\.\.3"):
         _spec().single(4)
+
+
+def test_a_describe_spec_names_its_picture_and_refuses_a_bad_hash() -> None:
+    from generation.specs import DescribeSpec, build_spec, spec_from_json
+
+    spec = build_spec(DescribeSpec, model="bundled", source="ab" * 32)
+    assert spec_from_json(spec.to_json()) == spec and spec.files() == ("ab" * 32,)
+    assert spec.title() == "describing a picture" and spec.library_name() is None
+    with pytest.raises(SpecError, match="source"):
+        build_spec(DescribeSpec, model="bundled", source="not-a-hash")

@@ -1,7 +1,8 @@
-"""One /imagine that becomes several jobs: `{a, b}` permutations and `--repeat N`. Up to four start at
-once; more wait for a yes in an ephemeral question (Cancel queues nothing). Each is a job of its own,
-counted against the user's limits like any other; the first is shown on the command's own message, the
-others are posted to the channel when they are done."""
+"""Prompts typed by a user becoming /imagine jobs (the /imagine command, and /describe's suggestion
+buttons): with the user's saved defaults, option sets and suffix, `{a, b}` permutations and
+`--repeat N`. Up to four jobs start at once; more wait for a yes in an ephemeral question (Cancel
+queues nothing). Each is a job of its own, counted against the user's limits like any other; the
+first is shown on the interaction's own message, the others are posted to the channel when done."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import discord
 
 from generation.errors import DreamcordError
 from generation.models.checkpoint_facts import native_resolution
-from generation.prompt import ParsedPrompt, expand_permutations, parse_prompt, with_defaults
+from generation.prompt import (
+    ParsedPrompt,
+    apply_preferences,
+    expand_permutations,
+    parse_prompt,
+    with_defaults,
+)
 from generation.specs import GRID_SIZE, MAX_SEED, ImagineSpec, imagine_spec
 
 if TYPE_CHECKING:
@@ -21,6 +28,17 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 WITHOUT_ASKING = 4
+
+
+async def typed_specs(
+    interaction: discord.Interaction, services: Services, text: str
+) -> tuple[list[ImagineSpec], ParsedPrompt]:
+    """The jobs `text` asks for when the user behind `interaction` types it (prompt_specs, after
+    their /prefer option sets and suffix, with their /settings defaults)."""
+    defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
+    suffix, options = await services.admin.preferences(interaction.user.id)
+    text = apply_preferences(text, suffix, options)  # /prefer: --name option sets, the suffix
+    return prompt_specs(text, defaults, services.settings)
 
 
 def prompt_specs(
@@ -41,22 +59,30 @@ def prompt_specs(
 
 
 async def imagine_many(
-    interaction: discord.Interaction, services: Services, specs: Sequence[ImagineSpec]
+    interaction: discord.Interaction,
+    services: Services,
+    specs: Sequence[ImagineSpec],
+    *,
+    parent_job_id: int | None = None,
 ) -> None:
     if len(specs) <= WITHOUT_ASKING:
-        await services.interactive.run(interaction, specs[0])
-        await queue_rest(interaction, services, specs[1:])
+        await services.interactive.run(interaction, specs[0], parent_job_id=parent_job_id)
+        await queue_rest(interaction, services, specs[1:], parent_job_id=parent_job_id)
         return
     shown = "\n".join(f"• {spec.prompt[:80]}" for spec in specs[:3]) + ("\n• …" if len(specs) > 3 else "")
     await interaction.response.send_message(
         f"This prompt makes **{len(specs)} jobs**, each counted against your limits:\n{shown}\nRun them all?",
-        view=ConfirmMany(services, specs, interaction.user.id),
+        view=ConfirmMany(services, specs, interaction.user.id, parent_job_id),
         ephemeral=True,
     )
 
 
 async def queue_rest(
-    interaction: discord.Interaction, services: Services, specs: Sequence[ImagineSpec]
+    interaction: discord.Interaction,
+    services: Services,
+    specs: Sequence[ImagineSpec],
+    *,
+    parent_job_id: int | None = None,
 ) -> list[str]:
     """Queue each spec as a job of the user's (posted to the channel when done); a refusal (a full queue,
     a quota) stops the rest and is told in one ephemeral line. What was queued, as "job N"."""
@@ -68,6 +94,7 @@ async def queue_rest(
                 spec=spec,
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
+                parent_job_id=parent_job_id,
             )
         except DreamcordError as error:
             await interaction.followup.send(
@@ -79,9 +106,12 @@ async def queue_rest(
 
 
 class ConfirmMany(discord.ui.View):
-    def __init__(self, services: Services, specs: Sequence[ImagineSpec], user_id: int) -> None:
+    def __init__(
+        self, services: Services, specs: Sequence[ImagineSpec], user_id: int, parent_job_id: int | None
+    ) -> None:
         super().__init__(timeout=300)
         self.services, self.specs, self.user_id = services, specs, user_id
+        self.parent_job_id = parent_job_id
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
@@ -90,7 +120,7 @@ class ConfirmMany(discord.ui.View):
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
         self.stop()
         await interaction.response.edit_message(content=f"Queueing {len(self.specs)} jobs…", view=None)
-        queued = await queue_rest(interaction, self.services, self.specs)
+        queued = await queue_rest(interaction, self.services, self.specs, parent_job_id=self.parent_job_id)
         await interaction.edit_original_response(
             content=f"Queued {len(queued)} of {len(self.specs)} jobs ({', '.join(queued) or 'none'}); "
             "each is posted here when it is done."
