@@ -132,6 +132,14 @@ class Settings(BaseSettings):
                     raise SettingsError(
                         f"[models.{name}] family must be one of {', '.join(FAMILIES)}, got {table['family']!r}"
                     )
+                adapter = table.get("ip_adapter")
+                if isinstance(adapter, Mapping) and not str(adapter.get("weight_name", "")).endswith(
+                    ".safetensors"
+                ):
+                    raise SettingsError(
+                        f"[models.{name}.ip_adapter] weight_name must be a .safetensors file (pickles are never "
+                        f"loaded), got {adapter.get('weight_name')!r}"
+                    )
                 try:
                     check_training_overrides(table.get("training", {}))
                 except SpecError as error:
@@ -294,6 +302,16 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
                 beside = folder / Path(value)
                 if beside.exists() or beside.suffix.lower() in SINGLE_FILE_SUFFIXES:  # never a hub id
                     table[key] = str(beside.resolve())
+        adapter = table.get("ip_adapter")
+        where = adapter.get("source") if isinstance(adapter, dict) else None
+        if (
+            isinstance(adapter, dict)
+            and isinstance(where, str)
+            and where
+            and not Path(where).expanduser().is_absolute()
+        ):
+            if (folder / where).exists():  # a folder beside the config, not a hub id
+                adapter["source"] = str((folder / where).resolve())
         turbo = table.get("turbo")
         lora = turbo.get("lora") if isinstance(turbo, dict) else None
         if (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict
 
@@ -47,6 +47,26 @@ class FusedLora:
 
     path: str
     weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class IpAdapterConfig:
+    """The model's IP-Adapter, for image prompts (/imagine's pictures, /blend, --iw, --sref): a
+    `.safetensors` adapter file as h94/IP-Adapter ships them and the CLIP image encoder it was trained
+    with, loaded through diffusers' `load_ip_adapter`."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")  # settings: unknown keys fail
+
+    source: str  # a hub id ("h94/IP-Adapter") or a folder
+    weight_name: str  # the adapter file in it, e.g. "ip-adapter_sd15.safetensors" (safetensors only)
+    subfolder: str = ""  # where the file is inside `source`, e.g. "models" or "sdxl_models"
+    # The image encoder's folder: a name is inside `subfolder`, a path with "/" is from `source`'s
+    # top ("models/image_encoder", which h94's SDXL ViT-H adapters use): diffusers' own rule.
+    image_encoder: str = "image_encoder"
+    scale: float = 0.6  # the adapter scale at --iw 1 (--iw 0-3 multiplies it)
+    # --sref: per-layer scales (InstantStyle) at --iw 1, in set_ip_adapter_scale's form, e.g.
+    # {up = {block_0 = [0.0, 1.0, 0.0]}} for SDXL; None: the family's own (generation.models.image_prompts).
+    style_scales: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -130,3 +150,5 @@ class ModelConfig:
     # Salesforce/blip-image-captioning-large or microsoft/Florence-2-base), or "bundled" (the bundled
     # model's own describer); None: /describe is refused for this model.
     describer: str | None = None
+    # Image prompts (/blend, pictures on /imagine, --iw, --sref): this model's IP-Adapter; None: refused.
+    ip_adapter: IpAdapterConfig | None = None

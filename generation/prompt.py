@@ -42,6 +42,8 @@ FLAG_FORMS: dict[str, str] = {
     "model": "--model NAME (one of the configured models)",
     "repeat": "--repeat N (2 to 4: that many jobs of the same prompt)",
     "stop": "--stop N (10 to 100: stop at that percent of the steps, an unfinished, softer picture)",
+    "iw": "--iw X (0 to 3: how strongly the attached pictures steer, default 1; needs a picture)",
+    "sref": "--sref (no value: take only the style of the attached pictures; needs a picture)",
 }
 _ALIASES = {"aspect": "ar", "c": "chaos", "negative": "no", "guidance": "cfg", "r": "repeat"}
 # Midjourney's options people paste by habit: accepted, never a failed job. --v and --niji pick a model
@@ -68,12 +70,15 @@ class ParsedPrompt:
     adapters: tuple[AdapterRef, ...] = ()
     repeat: int | None = None  # run the prompt as that many jobs
     stop: int | None = None  # percent of the steps to run
+    iw: float | None = None  # --iw: the image prompt's weight
+    sref: bool = False  # --sref: the pictures are style references
     version: str | None = None  # Midjourney's --v 6.1 ("6.1") or --niji 6 ("niji 6"; "niji" alone)
     habits: tuple[str, ...] = ()  # Midjourney's flags without effect here, as typed ("--stylize 250")
 
 
-def parse_prompt(raw: str) -> ParsedPrompt:
-    """Split `raw` into prompt text, token references and flag values; raise `PromptError` if malformed."""
+def parse_prompt(raw: str, *, pictures: bool = False) -> ParsedPrompt:
+    """Split `raw` into prompt text, token references and flag values; raise `PromptError` if malformed.
+    With `pictures` (image prompts are attached: /blend) the text may be empty."""
     if len(raw) > MAX_PROMPT_CHARS:
         raise PromptError(f"the prompt is {len(raw)} characters long; the limit is {MAX_PROMPT_CHARS}")
     text, flags = _split_flags(_A1111_LORA_RE.sub(r"<\1>", raw))
@@ -81,7 +86,7 @@ def parse_prompt(raw: str) -> ParsedPrompt:
     negative = values.pop("no", "")
     adapters = _collect_adapters(text, str(negative))
     text = _normalise_text(_TOKEN_REF_RE.sub(lambda m: f"<{m.group(1).split(':')[0]}>", text))
-    if not text:
+    if not text and not pictures:
         raise PromptError("the prompt is empty: describe what you want to see before any --flags")
     negative = _normalise_text(_TOKEN_REF_RE.sub(lambda m: f"<{m.group(1).split(':')[0]}>", str(negative)))
     negative_fragments(negative, weigh(text).avoided)  # weights that make no sense fail here, not in a job
@@ -182,6 +187,12 @@ def _no_value(name: str, argument: str) -> bool:
     return True
 
 
+def _parse_image_weight(argument: str) -> float:
+    if not _FLOAT_RE.match(argument) or len(argument) > 10 or not 0.0 <= float(argument) <= 3.0:
+        raise _flag_error("iw", argument)
+    return float(argument)
+
+
 def _parse_model(argument: str) -> str:
     if not _MODEL_NAME_RE.match(argument):
         raise _flag_error("model", argument)
@@ -200,6 +211,8 @@ _FLAG_PARSERS: dict[str, Callable[[str], object]] = {
     "model": _parse_model,
     "repeat": lambda argument: _bounded_int("repeat", argument, 2, 4),
     "stop": lambda argument: _bounded_int("stop", argument, 10, 100),
+    "iw": lambda argument: _parse_image_weight(argument),
+    "sref": lambda argument: _no_value("sref", argument),
 }
 
 MAX_OPTION_SETS = 25  # named option sets one user may keep (/prefer option set)
@@ -324,6 +337,8 @@ def parse_defaults(flags: str) -> ParsedPrompt:
         or parsed.turbo
         or parsed.adapters
         or parsed.repeat is not None
+        or parsed.iw is not None
+        or parsed.sref
         or parsed.habits
         or parsed.version is not None
     ):

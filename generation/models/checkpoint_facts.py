@@ -112,7 +112,13 @@ def operation_refusal(config: ModelConfig, family: FamilyFacts | None, needs: Ab
     family's operations, and training, which needs the weights where they stay (no offload)."""
     if family is not None and (unsupported := sorted(op for op in needs if not family.supports(op))):
         return family.refusal(unsupported[0], config.name)
-    if needs & {"lora", "train"} and config.fuse_qkv:
+    if "image_prompt" in needs and config.ip_adapter is None:
+        return (
+            f"model {config.name!r} has no IP-Adapter configured, so it takes no image prompts "
+            "(/blend, pictures on /imagine, --iw, --sref); the server's owner can add [models."
+            f"{config.name}.ip_adapter]"
+        )
+    if needs & {"lora", "train", "image_prompt"} and config.fuse_qkv:
         return (
             f"model {config.name!r} runs with fused attention projections (fuse_qkv = true), which LoRAs "
             "cannot patch: use a model entry without it for LoRAs and training"

@@ -20,6 +20,7 @@ OPERATION_WORDS = {
     "embedding": "textual-inversion embeddings",
     "negative": "negative prompts (--no)",
     "tile": "seamless tiling (--tile)",
+    "image_prompt": "image prompts (/blend, pictures on /imagine, --iw, --sref)",
 }
 
 

@@ -81,6 +81,7 @@ class LoadedModel:
     tasks: dict[Task, DiffusionPipeline] = field(default_factory=dict)
     extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
     preview_vae: Any = None  # the AutoencoderTiny `preview` names, if it names one
+    image_prompts: Any = None  # its IP-Adapter once a job used it (generation.models.image_prompts)
     _preview: PreviewDecoder | None = field(default=None, repr=False)
 
     def preview_decoder(self) -> PreviewDecoder:

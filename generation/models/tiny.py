@@ -259,3 +259,29 @@ def build_tiny_upscaler(seed: int = 0) -> StableDiffusionUpscalePipeline:
 def save_tiny_upscaler(folder: Path, seed: int = 0) -> Path:
     build_tiny_upscaler(seed).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+TINY_IP_ADAPTER_FILE = "ip-adapter.safetensors"
+
+
+def save_tiny_ip_adapter(folder: Path, unet: UNet2DConditionModel, seed: int = 0) -> Path:
+    """A random IP-Adapter for `unet` as h94/IP-Adapter lays one out: `ip-adapter.safetensors` (an
+    `image_proj` and a `to_k_ip`/`to_v_ip` pair per cross-attention layer) and `image_encoder/` (a
+    tiny CLIP vision model with a projection), so tests load it through diffusers' own loader."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from generation.models.image_prompts import fresh_adapter_state
+
+    torch.manual_seed(seed)
+    embed_dim = 16
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         image_size=32, patch_size=8, projection_dim=embed_dim)
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder.save_pretrained(folder / "image_encoder")
+    state = fresh_adapter_state(unet, embed_dim, 4, seed)
+    flat = {f"{part}.{key}": tensor for part, tensors in state.items() for key, tensor in tensors.items()}
+    save_file(flat, folder / TINY_IP_ADAPTER_FILE)
+    return folder

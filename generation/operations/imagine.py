@@ -16,6 +16,7 @@ from PIL import Image
 from generation.errors import JobCancelled, SpecError
 from generation.models.adapters import expand_tokens
 from generation.models.families import Embeddings, PromptRequest, encode_prompt
+from generation.models.image_prompts import ImagePromptAdapter, image_prompt_inputs
 from generation.models.loading import LoadedModel
 from generation.models.previews import PreviewDecoder
 from generation.models.schedulers import make_scheduler
@@ -60,15 +61,27 @@ def run_imagine(
     spec: ImagineSpec,
     *,
     control_image: Image.Image | None = None,
+    image_prompt: tuple[ImagePromptAdapter, list[Image.Image]] | None = None,
     on_step: StepCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> ImagineResult:
     """Render every image of `spec` in one batched pipeline call with one generator per seed.
 
-    `control_image` is the picture `spec.control` names (the runner reads it from the file store).
+    `control_image` is the picture `spec.control` names (the runner reads it from the file store);
+    `image_prompt` the model's IP-Adapter, in its UNet (image_prompts.adapter_in), and the pictures
+    `spec.image_prompt` names.
     """
     pipeline: PromptedPipeline = model.pipeline
     inputs: dict[str, Any] = {"width": spec.width, "height": spec.height}
+    if spec.image_prompt is not None:
+        if image_prompt is None:
+            raise ValueError("an ImagineSpec with image prompts needs the adapter and the pictures")
+        adapter, pictures = image_prompt
+        guided = spec.guidance > 1.0 and pipeline.unet.config.time_cond_proj_dim is None
+        inputs |= image_prompt_inputs(
+            pipeline, adapter, spec.image_prompt, pictures, family=model.family.name,
+            count=len(spec.seeds), guided=guided,
+        )  # fmt: skip
     if spec.control is not None:
         from generation.operations.control import control_map, control_pipeline
 

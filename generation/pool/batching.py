@@ -22,8 +22,9 @@ BatchKey = tuple[Hashable, ...]
 
 def batch_key(spec: JobSpec) -> BatchKey | None:
     """What must be equal for jobs to share a call; None for a job that runs alone (not an /imagine,
-    or one with a control picture: its ControlNet pipeline takes one map per call)."""
-    if type(spec) is not ImagineSpec or spec.control is not None:
+    or one with a control picture: its ControlNet pipeline takes one map per call; or with image
+    prompts: the adapter goes into the UNet for that job alone)."""
+    if type(spec) is not ImagineSpec or spec.control is not None or spec.image_prompt is not None:
         return None
     adapters = tuple(sorted((ref.kind or "", ref.file or "", ref.weight) for ref in spec.adapters))
     return (

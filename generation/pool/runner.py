@@ -20,6 +20,7 @@ from PIL import Image
 from generation.config import ModelConfig
 from generation.errors import SpecError
 from generation.models.adapters import AdapterCache
+from generation.models.image_prompts import adapter_in, adapter_of
 from generation.models.loading import LoadedModel, ModelCache
 from generation.models.model_hash import a1111_model_hash
 from generation.models.sources import hub_offline
@@ -164,12 +165,29 @@ class JobRunner:
         model = self.models.get(spec.model)
         self._activate(model, self._with_turbo(model, spec))
         control = self._open(spec.control.image, "the control image") if spec.control else None
-        with turbo_cache(model.config, model.pipeline) if spec.turbo else contextlib.nullcontext():
+        image_prompt = None
+        if spec.image_prompt is not None:
+            pictures = [
+                self._open(digest, f"picture {index + 1}")
+                for index, digest in enumerate(spec.image_prompt.images)
+            ]
+            with timed("adapters"):
+                image_prompt = (adapter_of(model, offline=self._offline()), pictures)
+        with contextlib.ExitStack() as stack:
+            if spec.turbo:
+                stack.enter_context(turbo_cache(model.config, model.pipeline))
+            if image_prompt is not None:
+                stack.enter_context(adapter_in(model.pipeline, image_prompt[0]))
             return _halving_on_oom(
                 spec,
                 self._stamp(model),
                 lambda part: run_imagine(
-                    model, part, control_image=control, on_step=on_step, should_cancel=should_cancel
+                    model,
+                    part,
+                    control_image=control,
+                    image_prompt=image_prompt,
+                    on_step=on_step,
+                    should_cancel=should_cancel,
                 ),
             )
 

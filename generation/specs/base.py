@@ -100,7 +100,7 @@ class PromptedSpec(_Spec):
     """What every prompted rendering job has: model, prompts, one seed per image, size, sampler, adapters."""
 
     model: str = Field(min_length=1, max_length=64)
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)  # blank only where prompt_required() says so
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     seeds: tuple[Annotated[int, Field(ge=0, le=MAX_SEED)], ...] = Field(min_length=1, max_length=8)
     width: int = Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
@@ -113,9 +113,13 @@ class PromptedSpec(_Spec):
 
     @model_validator(mode="after")
     def _prompt_is_not_blank(self) -> Self:
-        if not self.prompt.strip():
+        if self.prompt_required() and not self.prompt.strip():
             raise ValueError("the prompt is empty: describe what you want to see")
         return self
+
+    def prompt_required(self) -> bool:
+        """False where something else says what to draw (pictures that prompt: /blend)."""
+        return True
 
     def files(self) -> tuple[str, ...]:
         return tuple(ref.file for ref in self.adapters if ref.file)

@@ -63,6 +63,9 @@ class OutpaintSpec(PromptedSpec):
     operation: OutpaintOperation
     placement: Placement
 
+    def prompt_required(self) -> bool:
+        return False  # the source picture says what to draw (a /blend result has no prompt)
+
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
 

@@ -54,6 +54,9 @@ class UpscaleSpec(PromptedSpec):
     method: UpscaleMethod = "img2img"
     noise_level: int = Field(default=20, ge=0, le=350)  # x4 only: noise added to the low-res input
 
+    def prompt_required(self) -> bool:
+        return False  # the source picture says what to draw (a /blend result has no prompt)
+
     def files(self) -> tuple[str, ...]:
         return (*super().files(), self.source)
 

@@ -56,6 +56,9 @@ class VarySpec(PromptedSpec):
     mask: str | None = Field(default=None, pattern=SHA256_PATTERN)
     box: RegionBox | None = None
 
+    def prompt_required(self) -> bool:
+        return False  # the source picture says what to draw (a /blend result has no prompt)
+
     @model_validator(mode="after")
     def _one_region_at_most(self) -> Self:
         if self.mask is not None and self.box is not None:

@@ -1,0 +1,153 @@
+"""Train the bundled model's image-prompt adapter, in IP-Adapter's own format, on the CPU.
+
+    python -m generation.bundled.train_ip_adapter --out generation/bundled/ip_adapter
+
+What is trained (the bundled model itself stays frozen):
+- an image encoder: a small `CLIPVisionModelWithProjection` (64 px, patches of 8), from scratch, since
+  no pretrained one can be downloaded here; saved with `save_pretrained` as `image_encoder/`;
+- the adapter: IP-Adapter's image projection (image embedding -> 4 tokens) and a `to_k_ip`/`to_v_ip`
+  pair per cross-attention layer, initialised from the text's `to_k`/`to_v` as the IP-Adapter paper
+  does; saved as `ip-adapter.safetensors` with the keys `image_proj.*` and `ip_adapter.N.*` that
+  diffusers' `load_ip_adapter` reads (N = 1, 3, 5, … over the UNet's cross-attention layers).
+
+The picture prompt of each example is its own target scene (IP-Adapter's recipe); its caption is
+mostly withheld ("a shape" or nothing) so that colour and shape must come through the picture, and
+10% of image embeddings are zeroed, which is what the pipeline feeds the unconditional CFG pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from safetensors.torch import save_file
+from tqdm import tqdm
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from generation.bundled import BUNDLED_MODEL_DIR, architecture
+from generation.bundled.dataset import sample_scene
+from generation.bundled.train import min_snr_loss
+from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
+
+log = logging.getLogger(__name__)
+
+IP_ADAPTER_DIR = Path(__file__).parent / "ip_adapter"
+ADAPTER_FILE = "ip-adapter.safetensors"
+IMAGE_ENCODER = "image_encoder"
+TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_proj.proj` adapter
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, which the pipeline uses
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+GENERIC_CAPTIONS = ("a shape", "a picture", "")
+
+
+def build_image_encoder(embed_dim: int) -> CLIPVisionModelWithProjection:
+    config = CLIPVisionConfig(
+        hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
+        image_size=architecture.IMAGE_SIZE, patch_size=8, projection_dim=embed_dim,
+    )  # fmt: skip
+    return CLIPVisionModelWithProjection(config)
+
+
+def clip_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] pictures as the image encoder sees them through CLIPImageProcessor (64 px, CLIP norm)."""
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
+def train(steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) -> None:
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.requires_grad_(False)
+    embed_dim = pipe.unet.config.cross_attention_dim
+    encoder = build_image_encoder(embed_dim)
+    pipe.load_ip_adapter(
+        fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed),
+        subfolder=None,
+        weight_name=None,
+        image_encoder_folder=None,
+    )
+    adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
+    for parameter in adapter:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW([*adapter, *encoder.parameters()], lr=lr, weight_decay=1e-2)
+
+    drawn = [sample_scene(rng, max_shapes=2) for _ in range(scenes)]
+    pixels = np.stack([np.asarray(scene.render(architecture.IMAGE_SIZE)) for scene in drawn])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        scale = pipe.vae.config.scaling_factor
+        latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in torch.split(images, 256)]) * scale
+    captions = [scene.caption() for scene in drawn]
+    texts: dict[str, torch.Tensor] = {}
+
+    def text_embedding(caption: str) -> torch.Tensor:
+        if caption not in texts:
+            ids = pipe.tokenizer(
+                caption, padding="max_length", truncation=True, return_tensors="pt"
+            ).input_ids
+            with torch.no_grad():
+                texts[caption] = pipe.text_encoder(ids)[0][0]
+        return texts[caption]
+
+    noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler().config)
+    generator = torch.Generator().manual_seed(seed + 1)
+    started = time.perf_counter()
+    encoder.train()
+    progress = tqdm(range(steps), desc="ip-adapter")
+    for step in progress:
+        index = torch.randint(len(images), (batch,), generator=generator)
+        chosen = [
+            captions[i] if rng.random() < 0.25 else rng.choice(GENERIC_CAPTIONS) for i in index.tolist()
+        ]
+        hidden = torch.stack([text_embedding(caption) for caption in chosen])
+        embeds = encoder(pixel_values=clip_pixels(images[index])).image_embeds
+        keep = (torch.rand(batch, 1, generator=generator) > 0.1).float()  # 10%: the CFG pass's zeros
+        clean = latents[index]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        prediction = pipe.unet(
+            noisy,
+            timesteps,
+            encoder_hidden_states=hidden,
+            added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
+        ).sample
+        loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, 5.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        optimizer.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    log.info("trained in %.0f s", time.perf_counter() - started)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(loaded_adapter_state(pipe.unet), out / ADAPTER_FILE)
+    encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
+    encoder.save_pretrained(out / IMAGE_ENCODER)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=IP_ADAPTER_DIR)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--scenes", type=int, default=8000)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(args.threads)
+    train(args.steps, args.batch, args.scenes, args.lr, args.seed, args.out)
+
+
+if __name__ == "__main__":
+    main()

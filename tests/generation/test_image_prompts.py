@@ -1,0 +1,127 @@
+"""Image prompts through the model's IP-Adapter, on the tiny model with a random adapter in h94's
+layout: --iw 0 is exactly no image prompt, the pictures steer the result, the adapter leaves no trace
+in later jobs (plain or img2img), a grid's picture i is the single run with seed i, /blend's several
+pictures and --sref's style layers each change the result, and a model without one refuses."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generation.config import IpAdapterConfig, ModelConfig
+from generation.errors import DreamcordError, SpecError
+from generation.models.loading import load_model
+from generation.models.tiny import TINY_IP_ADAPTER_FILE, save_tiny_ip_adapter
+from generation.pool.runner import JobRunner
+from generation.prompt import parse_prompt
+from generation.specs import ImagineSpec, imagine_spec, vary_spec
+from tests.conftest import assert_images_close
+
+
+@pytest.fixture(scope="module")
+def adapted(tiny_config: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
+    unet = load_model(tiny_config, device="cpu").pipeline.unet
+    folder = save_tiny_ip_adapter(tmp_path_factory.mktemp("ip-adapter"), unet)
+    settings = IpAdapterConfig(source=str(folder), weight_name=TINY_IP_ADAPTER_FILE, scale=1.0)
+    return replace(tiny_config, ip_adapter=settings)
+
+
+@pytest.fixture(scope="module")
+def runner(adapted: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> JobRunner:
+    return JobRunner({"tiny": adapted}, device="cpu", data_dir=tmp_path_factory.mktemp("data"))
+
+
+def _store(runner: JobRunner, colour: tuple[int, int, int], shape: str = "box") -> str:
+    image = Image.new("RGB", (64, 64), (240, 240, 240))
+    pixels = np.asarray(image).copy()
+    if shape == "box":
+        pixels[16:48, 16:48] = colour
+    else:
+        pixels[:, 24:40] = colour
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    assert runner.files is not None
+    return runner.files.put(buffer.getvalue())
+
+
+def _spec(runner: JobRunner, text: str, pictures: tuple[str, ...] = (), count: int = 4) -> ImagineSpec:
+    config = runner.models.configs["tiny"]
+    return imagine_spec(
+        parse_prompt(text, pictures=bool(pictures)), config, 64, count=count, pictures=pictures
+    )
+
+
+def _pixels(runner: JobRunner, spec: ImagineSpec) -> list[np.ndarray]:
+    return [np.asarray(image.image(), dtype=np.int16) for image in runner.run(spec).images]
+
+
+def test_iw_0_is_exactly_no_image_prompt_and_iw_1_steers(runner: JobRunner) -> None:
+    red = _store(runner, (220, 20, 20))
+    plain = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --steps 3"))
+    zero = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --steps 3 --iw 0", (red,)))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, zero, strict=True))
+    steered = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --steps 3", (red,)))
+    assert min(np.abs(a - b).mean() for a, b in zip(plain, steered, strict=True)) > 1.0
+    again = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --steps 3", (red,)))
+    assert all(np.array_equal(a, b) for a, b in zip(steered, again, strict=True))  # deterministic
+    other = _pixels(
+        runner, _spec(runner, "a photo of a cat --seed 3 --steps 3", (_store(runner, (20, 20, 220), "bar"),))
+    )
+    assert np.abs(steered[0] - other[0]).mean() > 0.5  # the picture itself matters
+
+
+def test_the_adapter_leaves_no_trace_in_later_jobs(runner: JobRunner, tiny_config: ModelConfig) -> None:
+    plain_spec = _spec(runner, "a photo of a dog --seed 8 --steps 3", count=1)
+    before = _pixels(runner, plain_spec)
+    _pixels(runner, _spec(runner, "a photo of a dog --seed 8 --steps 3", (_store(runner, (10, 200, 10)),)))
+    assert np.array_equal(before[0], _pixels(runner, plain_spec)[0])
+    assert runner.models.get("tiny").pipeline.unet.encoder_hid_proj is None
+    source = _store(runner, (120, 60, 200))
+    varied = runner.run(vary_spec(plain_spec, source, (64, 64), 64, 0.6, seed=2))  # img2img shares the UNet
+    assert len(varied.images) == 4
+
+
+def test_a_grid_picture_equals_its_single_run_with_an_image_prompt(runner: JobRunner) -> None:
+    red = _store(runner, (220, 20, 20))
+    grid = runner.run(_spec(runner, "a photo of a cat --seed 11 --steps 3 --iw 1.5", (red,))).images
+    single = runner.run(
+        _spec(runner, "a photo of a cat --seed 13 --steps 3 --iw 1.5", (red,), count=1)
+    ).images
+    assert_images_close(grid[2].image(), single[0].image())
+
+
+def test_a_blend_of_two_and_a_style_reference_each_change_the_result(runner: JobRunner) -> None:
+    red, blue = _store(runner, (220, 20, 20)), _store(runner, (20, 20, 220), "bar")
+    one = _pixels(runner, _spec(runner, "--seed 5 --steps 3", (red,), count=1))[0]
+    both = _pixels(runner, _spec(runner, "--seed 5 --steps 3", (red, blue), count=1))[0]
+    assert np.abs(one - both).mean() > 0.5
+    style = _pixels(runner, _spec(runner, "--seed 5 --steps 3 --sref", (red,), count=1))[0]
+    assert np.abs(one - style).mean() > 0.5  # only the up blocks listen (the sd1 family's style layers)
+    spec = _spec(runner, "--seed 5 --steps 3", (red, blue), count=1)
+    assert spec.prompt == "" and spec.title() == "blend of 2 pictures, --iw 1"
+
+
+def test_a_model_without_an_adapter_refuses_image_prompts(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    runner = JobRunner({"tiny": tiny_config}, device="cpu", data_dir=tmp_path)
+    red = _store(runner, (220, 20, 20))
+    with pytest.raises(SpecError, match="has no IP-Adapter configured"):
+        runner.run(_spec(runner, "a cat --seed 1 --steps 2", (red,)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a cat --iw 9", "--iw got '9'"),
+        ("a cat --iw 1", "--iw needs a picture"),
+        ("a cat --sref", "--sref needs a picture"),
+        ("a cat --sref strong", "--sref takes no value"),
+    ],
+)
+def test_image_prompt_flags_are_checked(tiny_config: ModelConfig, text: str, message: str) -> None:
+    with pytest.raises(DreamcordError, match=message):
+        imagine_spec(parse_prompt(text), tiny_config, 64)
