@@ -303,15 +303,8 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
                 if beside.exists() or beside.suffix.lower() in SINGLE_FILE_SUFFIXES:  # never a hub id
                     table[key] = str(beside.resolve())
         adapter = table.get("ip_adapter")
-        where = adapter.get("source") if isinstance(adapter, dict) else None
-        if (
-            isinstance(adapter, dict)
-            and isinstance(where, str)
-            and where
-            and not Path(where).expanduser().is_absolute()
-        ):
-            if (folder / where).exists():  # a folder beside the config, not a hub id
-                adapter["source"] = str((folder / where).resolve())
+        if isinstance(adapter, dict) and (found := _existing_beside(folder, adapter.get("source"))):
+            adapter["source"] = found  # a folder beside the config, not a hub id
         turbo = table.get("turbo")
         lora = turbo.get("lora") if isinstance(turbo, dict) else None
         if (
@@ -325,6 +318,14 @@ def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
             path = fused.get("path") if isinstance(fused, dict) else None
             if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
                 fused["path"] = str((folder / path).resolve())  # a file on this server, never a hub id
+
+
+def _existing_beside(folder: Path, value: object) -> str | None:
+    """`value` as an absolute path when it is a relative one that exists in `folder`."""
+    if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return None
+    beside = folder / value
+    return str(beside.resolve()) if beside.exists() else None
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:

@@ -204,6 +204,23 @@ def test_a_describer_is_a_folder_beside_the_config_a_hub_id_or_the_bundled_one(t
     assert models["own"].describer == "bundled" and models["bundled"].describer == "bundled"
 
 
+def test_an_ip_adapter_is_a_safetensors_file_in_a_folder_beside_the_config_or_on_the_hub(tmp_path: Path) -> None:
+    (tmp_path / "adapters").mkdir()
+    text = (
+        '[models.local.ip_adapter]\nsource = "adapters"\nweight_name = "ip.safetensors"\n'
+        '[models.local]\nsource = "a/b"\n'
+        '[models.hub.ip_adapter]\nsource = "h94/IP-Adapter"\nsubfolder = "models"\n'
+        'weight_name = "ip-adapter_sd15.safetensors"\nscale = 0.5\n'
+        '[models.hub]\nsource = "a/b"\n'
+    )
+    models = load_settings(_write(tmp_path, text), env={}).models
+    local, hub = models["local"].ip_adapter, models["hub"].ip_adapter
+    assert local is not None and local.source == str((tmp_path / "adapters").resolve())
+    assert hub is not None and (hub.source, hub.subfolder, hub.scale) == ("h94/IP-Adapter", "models", 0.5)
+    with pytest.raises(SettingsError, match=r"weight_name must be a \.safetensors file"):
+        load_settings(_write(tmp_path, text.replace("ip.safetensors", "ip.bin")), env={})
+
+
 def test_memory_options_are_checked_at_start_naming_the_choices(tmp_path: Path) -> None:
     text = '[models.small]\nsource = "a/b"\noffload = "model"\nvae_tiling = true\ndtype = "float16"\n'
     small = load_settings(_write(tmp_path, text), env={}).models["small"]
