@@ -327,6 +327,14 @@ class JobService:
         refusal before an interaction is deferred, so it can stay ephemeral."""
         self.pool.check_capacity(owner_id)
 
+    async def check_operation(self, spec: JobSpec) -> None:
+        """Raise now if the spec's model cannot do what it needs (an image prompt on a model without
+        an IP-Adapter): before an interaction is deferred and its attachments are downloaded."""
+        config = self.pool.config.worker.models.get(spec.model)
+        family = await self._family_of(spec.model)
+        if config is not None and (refusal := operation_refusal(config, family, spec.needs())):
+            raise DreamcordError(refusal)
+
     # ------------------------------------------------------------ internals
     async def _family_of(self, model: str) -> FamilyFacts | None:
         """The family of a configured model, read from its checkpoint's files (cached after the first

@@ -6,14 +6,17 @@ first is shown on the interaction's own message, the others are posted to the ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.attachments import read_attachment
 from generation.errors import DreamcordError
 from generation.models.checkpoint_facts import native_resolution
+from generation.pictures.uploads import open_user_image
 from generation.prompt import (
     ParsedPrompt,
     apply_preferences,
@@ -21,7 +24,7 @@ from generation.prompt import (
     parse_prompt,
     with_defaults,
 )
-from generation.specs import GRID_SIZE, MAX_SEED, ImagineSpec, imagine_spec
+from generation.specs import GRID_SIZE, MAX_SEED, ImagineSpec, JobSpec, imagine_spec
 
 if TYPE_CHECKING:
     from bot.discord_bot import Services
@@ -30,31 +33,38 @@ if TYPE_CHECKING:
 WITHOUT_ASKING = 4
 
 
+# Stands for an attachment not downloaded yet: a prompt that names pictures is checked with these
+# before the interaction is deferred (a typo is answered at once), then built with the real hashes.
+UNREAD_PICTURE = "0" * 64
+
+
 async def typed_specs(
-    interaction: discord.Interaction, services: Services, text: str
+    interaction: discord.Interaction, services: Services, text: str, pictures: tuple[str, ...] = ()
 ) -> tuple[list[ImagineSpec], ParsedPrompt]:
     """The jobs `text` asks for when the user behind `interaction` types it (prompt_specs, after
     their /prefer option sets and suffix, with their /settings defaults)."""
     defaults = await services.admin.prompt_defaults(interaction.user.id, interaction.guild_id)
     suffix, options = await services.admin.preferences(interaction.user.id)
     text = apply_preferences(text, suffix, options)  # /prefer: --name option sets, the suffix
-    return prompt_specs(text, defaults, services.settings)
+    return prompt_specs(text, defaults, services.settings, pictures)
 
 
 def prompt_specs(
-    text: str, defaults: ParsedPrompt | None, settings: Settings
+    text: str, defaults: ParsedPrompt | None, settings: Settings, pictures: tuple[str, ...] = ()
 ) -> tuple[list[ImagineSpec], ParsedPrompt]:
     """The jobs one /imagine asks for: a spec per `{a, b}` choice and per --repeat (new seeds each time,
-    or the next four after a given --seed), and the last prompt as parsed (for its habit note)."""
+    or the next four after a given --seed), and the last prompt as parsed (for its habit note);
+    `pictures` prompt each of them too (image prompts: /imagine's `image`, /blend)."""
     specs = []
     for variant in expand_permutations(text):
-        parsed = parse_prompt(variant)
+        parsed = parse_prompt(variant, pictures=bool(pictures))
         if defaults is not None:
             parsed = with_defaults(parsed, defaults)
         config = settings.model_for(parsed)
         for repeat in range(parsed.repeat or 1):
             seed = None if parsed.seed is None else (parsed.seed + repeat * GRID_SIZE) % (MAX_SEED + 1)
-            specs.append(imagine_spec(replace(parsed, seed=seed), config, native_resolution(config)))
+            resolution = native_resolution(config)
+            specs.append(imagine_spec(replace(parsed, seed=seed), config, resolution, pictures=pictures))
     return specs, parsed
 
 
@@ -75,6 +85,41 @@ async def imagine_many(
         view=ConfirmMany(services, specs, interaction.user.id, parent_job_id),
         ephemeral=True,
     )
+
+
+async def imagine_many_prepared(
+    interaction: discord.Interaction,
+    services: Services,
+    prepare: Callable[[], Awaitable[list[ImagineSpec]]],
+    *,
+    parent_job_id: int | None = None,
+) -> None:
+    """`imagine_many` for jobs that need their attachments first (image prompts): deferred, then
+    prepared; the first is shown on the interaction's message, the rest queued. At most four."""
+    rest: list[ImagineSpec] = []
+
+    async def first() -> JobSpec:
+        specs = await prepare()
+        if len(specs) > WITHOUT_ASKING:
+            raise DreamcordError(
+                f"pictures that prompt run at most {WITHOUT_ASKING} jobs at once; use fewer {{…}} choices"
+            )
+        rest.extend(specs[1:])
+        return specs[0]
+
+    await services.interactive.run_prepared(interaction, first, parent_job_id=parent_job_id)
+    if rest:
+        await queue_rest(interaction, services, rest, parent_job_id=parent_job_id)
+
+
+async def stored_pictures(services: Services, uploads: Sequence[discord.Attachment]) -> list[str]:
+    """Download, check (format, size, pixels: off the event loop) and store attachments; their hashes."""
+    blobs = []
+    for upload in uploads:
+        data = await read_attachment(upload)
+        await asyncio.to_thread(open_user_image, data, upload.filename)
+        blobs.append(data)
+    return await services.jobs.store_files(blobs)
 
 
 async def queue_rest(

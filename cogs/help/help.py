@@ -40,7 +40,8 @@ TOPICS: dict[str, str] = {
         "box), **Upscale 2x/4x**, **Zoom Out**, **Make Square** and the pans **⬅️ ➡️ ⬆️ ⬇️**. Whoever "
         "presses owns the new job. Buttons a model cannot do are not shown. `/describe` suggests four "
         "prompts for a picture (an upload or `job:N`); press **1–4** to imagine one, **Imagine all** for "
-        "all four. `/queue` lists and cancels your jobs; `/show job:N` shows a result again."
+        "all four. `/blend` mixes 2-5 pictures; `/imagine … image:` lets a picture prompt too (`--iw`, "
+        "`--sref`). `/queue` lists and cancels your jobs; `/show job:N` shows a result again."
     ),
     "training": (
         "**Training** — `/train token:rex class_noun:dog photo1: photo2: photo3: consent:True` teaches the "

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.attachments import read_attachment
 from bot.discord_bot import model_choices
-from cogs.many import imagine_many, typed_specs
+from cogs.many import (
+    UNREAD_PICTURE,
+    WITHOUT_ASKING,
+    imagine_many,
+    imagine_many_prepared,
+    stored_pictures,
+    typed_specs,
+)
 from cogs.options import prompt_with_options
 from generation.errors import DreamcordError
-from generation.pictures.uploads import open_user_image
 from generation.specs import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
     ControlMode,
     ControlRef,
+    ImagineSpec,
     JobSpec,
     build_spec,
     check_control_mode,
@@ -47,6 +52,7 @@ class ImagineCog(commands.Cog):
         control_image="A picture whose edges (or depth / pose map) the result should follow (ControlNet)",
         control_mode="canny: edges found in the picture (default); depth or pose: the picture is that map",
         control_scale="0-2: how strongly the control picture steers (default 1)",
+        image="A picture that prompts too (IP-Adapter): --iw 0-3 sets its weight, --sref takes only its style",
     )
     async def imagine(
         self,
@@ -63,6 +69,7 @@ class ImagineCog(commands.Cog):
         control_image: discord.Attachment | None = None,
         control_mode: ControlMode = "canny",
         control_scale: app_commands.Range[float, 0.0, 2.0] = 1.0,
+        image: discord.Attachment | None = None,
     ) -> None:
         text = prompt_with_options(
             prompt,
@@ -76,27 +83,38 @@ class ImagineCog(commands.Cog):
             tile=tile,
         )
         services = self.bot.services
-        specs, parsed = await typed_specs(interaction, services, text)
+        unread = (UNREAD_PICTURE,) if image is not None else ()
+        specs, parsed = await typed_specs(interaction, services, text, unread)  # checked before deferring
         spec = specs[0]
         config = services.settings.model(spec.model)
         note = services.settings.habit_note(parsed)
         if len(specs) > 1 and control_image is not None:
             raise DreamcordError("{…} choices and --repeat cannot be used with a control image")
-        if control_image is None:
+        if image is not None and control_image is not None:
+            raise DreamcordError(
+                "a control image and an image prompt cannot be combined yet; use one of them"
+            )
+        if image is not None:
+            if len(specs) > WITHOUT_ASKING:
+                raise DreamcordError(f"a picture that prompts runs at most {WITHOUT_ASKING} jobs at once")
+            await services.jobs.check_operation(spec)  # a model without an IP-Adapter: before downloading
+
+            async def with_pictures() -> list[ImagineSpec]:
+                (digest,) = await stored_pictures(services, [image])
+                return (await typed_specs(interaction, services, text, (digest,)))[0]
+
+            await imagine_many_prepared(interaction, services, with_pictures)
+        elif control_image is not None:
+            check_control_mode(config.name, config.controlnets, control_mode)  # before deferring: ephemeral
+
+            async def with_control() -> JobSpec:
+                (digest,) = await stored_pictures(services, [control_image])
+                control = build_spec(ControlRef, image=digest, mode=control_mode, scale=control_scale)
+                return spec.model_copy(update={"control": control})
+
+            await services.interactive.run_prepared(interaction, with_control)
+        else:
             await imagine_many(interaction, services, specs)
-            if note is not None and interaction.response.is_done():
-                await interaction.followup.send(note, ephemeral=True)
-            return
-        check_control_mode(config.name, config.controlnets, control_mode)  # before deferring: ephemeral
-
-        async def with_control() -> JobSpec:
-            data = await read_attachment(control_image)
-            await asyncio.to_thread(open_user_image, data, control_image.filename)  # not on the loop
-            (digest,) = await services.jobs.store_files([data])
-            control = build_spec(ControlRef, image=digest, mode=control_mode, scale=control_scale)
-            return spec.model_copy(update={"control": control})
-
-        await services.interactive.run_prepared(interaction, with_control)
         if note is not None and interaction.response.is_done():
             await interaction.followup.send(note, ephemeral=True)
 

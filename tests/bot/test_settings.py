@@ -204,7 +204,9 @@ def test_a_describer_is_a_folder_beside_the_config_a_hub_id_or_the_bundled_one(t
     assert models["own"].describer == "bundled" and models["bundled"].describer == "bundled"
 
 
-def test_an_ip_adapter_is_a_safetensors_file_in_a_folder_beside_the_config_or_on_the_hub(tmp_path: Path) -> None:
+def test_an_ip_adapter_is_a_safetensors_file_in_a_folder_beside_the_config_or_on_the_hub(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "adapters").mkdir()
     text = (
         '[models.local.ip_adapter]\nsource = "adapters"\nweight_name = "ip.safetensors"\n'

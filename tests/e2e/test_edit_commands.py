@@ -92,6 +92,8 @@ async def test_vary_a_region_of_an_uploaded_picture_by_mask(stack: Stack) -> Non
         ("describe", {}, PICTURE, "model 'tiny' has no describer configured"),
         ("describe", {}, None, "either an `image`"),
         ("describe", {"model": "nope"}, PICTURE, "unknown model 'nope'"),
+        ("imagine", {"prompt": "a cat"}, PICTURE, "has no IP-Adapter configured"),
+        ("imagine", {"prompt": "a cat --iw 1"}, None, "--iw needs a picture"),
     ],
     ids=[
         "no-prompt",
@@ -104,6 +106,8 @@ async def test_vary_a_region_of_an_uploaded_picture_by_mask(stack: Stack) -> Non
         "describe-no-describer",
         "describe-nothing",
         "describe-unknown-model",
+        "image-prompt-without-adapter",
+        "iw-without-picture",
     ],
 )
 async def test_bad_input_gets_an_ephemeral_error_and_queues_nothing(
