@@ -125,3 +125,25 @@ def test_a_model_without_an_adapter_refuses_image_prompts(tiny_config: ModelConf
 def test_image_prompt_flags_are_checked(tiny_config: ModelConfig, text: str, message: str) -> None:
     with pytest.raises(DreamcordError, match=message):
         imagine_spec(parse_prompt(text), tiny_config, 64)
+
+
+def test_an_sdxl_model_takes_image_prompts_and_style_references(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from generation.models.tiny import save_tiny_sdxl_model
+
+    folder = save_tiny_sdxl_model(tmp_path_factory.mktemp("models") / "tiny-xl")
+    config = ModelConfig(name="tiny", source=str(folder), steps=3, guidance=7.0)
+    unet = load_model(config, device="cpu").pipeline.unet
+    adapter = save_tiny_ip_adapter(tmp_path_factory.mktemp("ip-xl"), unet)
+    config = replace(
+        config, ip_adapter=IpAdapterConfig(source=str(adapter), weight_name=TINY_IP_ADAPTER_FILE, scale=1.0)
+    )
+    runner = JobRunner({"tiny": config}, device="cpu", data_dir=tmp_path_factory.mktemp("data-xl"))
+    red = _store(runner, (220, 20, 20))
+    plain = _pixels(runner, _spec(runner, "a photo of a cat --seed 3", count=1))[0]
+    zero = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --iw 0", (red,), count=1))[0]
+    steered = _pixels(runner, _spec(runner, "a photo of a cat --seed 3", (red,), count=1))[0]
+    style = _pixels(runner, _spec(runner, "a photo of a cat --seed 3 --sref", (red,), count=1))[0]
+    assert np.array_equal(plain, zero)
+    assert np.abs(plain - steered).mean() > 0.5 and np.abs(steered - style).mean() > 0.5
