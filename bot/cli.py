@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument(
         "--control-scale", type=float, default=1.0, help="0-2, how strongly it steers (default 1)"
     )
+    imagine.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        default=[],
+        help="a picture that prompts too (the model's IP-Adapter; --iw, --sref); up to 5 blend",
+    )
     imagine.add_argument("--device", help="cpu, cuda, mps (default: the settings' device, auto)")
     imagine.add_argument("--dtype", help="float32, float16, bfloat16 (default: the settings' dtype, auto)")
 
@@ -183,17 +190,22 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
     from generation.specs import check_control_mode, imagine_spec
 
     # Every check of the input first: a typo is answered at once, before torch is imported (seconds).
-    parsed = parse_prompt(" ".join([args.prompt, *extra]))
+    parsed = parse_prompt(" ".join([args.prompt, *extra]), pictures=bool(args.image))
     check_output_path(args.output)
     config = settings.model_for(parsed)
     if args.control is not None:
         check_control_mode(config.name, config.controlnets, args.control_mode)
+    pictures = read_pictures(args.image)
     from bot.cli_runs import run_spec, save_output
-    from generation.models.checkpoint_facts import native_resolution
+    from generation.models.checkpoint_facts import known_family, native_resolution, operation_refusal
 
     resolution = native_resolution(config)
-    spec = imagine_spec(parsed, config, resolution, count=args.count, scheduler=args.scheduler)
-    files: dict[str, bytes] = {}
+    spec = imagine_spec(
+        parsed, config, resolution, count=args.count, scheduler=args.scheduler, pictures=tuple(pictures)
+    )
+    if refusal := operation_refusal(config, known_family(config), spec.needs()):
+        raise DreamcordError(refusal)
+    files: dict[str, bytes] = dict(pictures)
     if args.control is not None:
         spec, files = with_control(spec, config, args.control, args.control_mode, args.control_scale)
     if note := settings.habit_note(parsed):
@@ -206,6 +218,25 @@ def imagine(settings: Settings, args: argparse.Namespace, extra: Sequence[str]) 
         f"seeds: {seeds}   model: {spec.model}   {spec.steps} steps {spec.scheduler}, cfg {spec.guidance:g}"
     )
     return 0
+
+
+def read_pictures(paths: Sequence[Path]) -> dict[str, bytes]:
+    """Image prompts given as files: checked (a picture Pillow opens safely), by their sha256."""
+    import hashlib
+
+    from generation.pictures.uploads import open_user_image
+    from generation.specs.imagine import MAX_IMAGE_PROMPTS
+
+    if len(paths) > MAX_IMAGE_PROMPTS:
+        raise DreamcordError(f"at most {MAX_IMAGE_PROMPTS} --image pictures, got {len(paths)}")
+    pictures = {}
+    for path in paths:
+        if not path.is_file():
+            raise DreamcordError(f"picture {path} does not exist")
+        data = path.read_bytes()
+        open_user_image(data, path.name)
+        pictures[hashlib.sha256(data).hexdigest()] = data
+    return pictures
 
 
 def with_control(

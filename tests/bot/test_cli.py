@@ -221,3 +221,31 @@ def test_a_pasted_midjourney_prompt_runs_with_a_note(
     assert main(argv) == 0
     assert output.is_file()
     assert "note: --v 6, --s 250: Midjourney options with no effect here" in capsys.readouterr().err
+
+
+def test_imagine_takes_pictures_that_prompt_where_the_model_has_an_ip_adapter(
+    tmp_path: Path, tiny_model_dir: Path, tiny_config: ModelConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generation.models.loading import load_model
+    from generation.models.tiny import TINY_IP_ADAPTER_FILE, save_tiny_ip_adapter
+
+    adapter = save_tiny_ip_adapter(tmp_path / "ip", load_model(tiny_config, device="cpu").pipeline.unet)
+    base = f'default_model = "tiny"\ndevice = "cpu"\n[models.tiny]\nsource = "{tiny_model_dir}"\nsteps = 2\n'
+    plain, adapted = tmp_path / "plain.toml", tmp_path / "adapted.toml"
+    plain.write_text(base)
+    adapted.write_text(
+        base + f'[models.tiny.ip_adapter]\nsource = "{adapter}"\nweight_name = "{TINY_IP_ADAPTER_FILE}"\n'
+    )
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (48, 48), (220, 20, 20)).save(picture)
+    out = tmp_path / "out.png"
+    common = ["imagine", "a photo of a cat --seed 2", "-o", str(out), "--count", "1"]
+    assert main(["--config", str(plain), *common, "--image", str(picture)]) == 2
+    assert "has no IP-Adapter configured" in capsys.readouterr().err
+    assert main(["--config", str(adapted), "imagine", "a cat --iw 2", "-o", str(out)]) == 2
+    assert "--iw needs a picture" in capsys.readouterr().err
+    assert main(["--config", str(adapted), *common]) == 0
+    alone = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    assert main(["--config", str(adapted), *common, "--image", str(picture), "--iw", "1.5"]) == 0
+    steered = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    assert np.abs(alone - steered).mean() > 0.5
