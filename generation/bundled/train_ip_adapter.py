@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from generation.bundled import BUNDLED_MODEL_DIR, architecture
+from generation.bundled import BUNDLED_MODEL_DIR, architecture, evaluator
 from generation.bundled.dataset import sample_scene
 from generation.bundled.train import min_snr_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
@@ -61,7 +62,45 @@ def clip_pixels(images: torch.Tensor) -> torch.Tensor:
     return ((images + 1) / 2 - mean) / std
 
 
-def train(steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) -> None:
+class AttributeHeads(torch.nn.Module):
+    """What the image embedding must tell apart (the evaluator's heads: shape, colour, size, place).
+    Trained with the encoder, so its embedding carries what a picture prompt should pass on: the
+    diffusion loss alone taught it colour (65%) but hardly shape (18%) in 3000 steps."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict(
+            {name: torch.nn.Linear(embed_dim, len(labels)) for name, labels in evaluator.HEADS.items()}
+        )
+
+    def loss(self, embeds: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        losses = [F.cross_entropy(head(embeds), labels[name]) for name, head in self.heads.items()]
+        return torch.stack(losses).mean()
+
+
+def pretrain_encoder(
+    encoder: CLIPVisionModelWithProjection,
+    heads: AttributeHeads,
+    images: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    steps: int,
+    generator: torch.Generator,
+) -> None:
+    """Stage 1, without the UNet (fast): the encoder learns to read the scene's attributes."""
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=1e-3, weight_decay=1e-2)
+    progress = tqdm(range(steps), desc="image encoder")
+    for step in progress:
+        index = torch.randint(len(images), (64,), generator=generator)
+        embeds = encoder(pixel_values=clip_pixels(images[index])).image_embeds
+        loss = heads.loss(embeds, {name: values[index] for name, values in labels.items()})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        optimizer.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def train(steps: int, encoder_steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) -> None:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
@@ -78,11 +117,22 @@ def train(steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) 
     adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
     for parameter in adapter:
         parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW([*adapter, *encoder.parameters()], lr=lr, weight_decay=1e-2)
 
     drawn = [sample_scene(rng, max_shapes=2) for _ in range(scenes)]
     pixels = np.stack([np.asarray(scene.render(architecture.IMAGE_SIZE)) for scene in drawn])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    labels = evaluator.labels_of(drawn)  # of each scene's first shape
+    heads = AttributeHeads(embed_dim)
+    generator = torch.Generator().manual_seed(seed + 1)
+    encoder.train()
+    pretrain_encoder(encoder, heads, images, labels, encoder_steps, generator)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": adapter, "lr": lr},
+            {"params": [*encoder.parameters(), *heads.parameters()], "lr": lr / 3},  # keep what it learnt
+        ],
+        weight_decay=1e-2,
+    )
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
         latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in torch.split(images, 256)]) * scale
@@ -99,9 +149,7 @@ def train(steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) 
         return texts[caption]
 
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler().config)
-    generator = torch.Generator().manual_seed(seed + 1)
     started = time.perf_counter()
-    encoder.train()
     progress = tqdm(range(steps), desc="ip-adapter")
     for step in progress:
         index = torch.randint(len(images), (batch,), generator=generator)
@@ -122,6 +170,7 @@ def train(steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) 
             added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
         ).sample
         loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, 5.0)
+        loss = loss + 0.01 * heads.loss(embeds, {name: values[index] for name, values in labels.items()})
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
@@ -138,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=IP_ADAPTER_DIR)
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--encoder-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--scenes", type=int, default=8000)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -146,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
-    train(args.steps, args.batch, args.scenes, args.lr, args.seed, args.out)
+    train(args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out)
 
 
 if __name__ == "__main__":
