@@ -11,6 +11,8 @@ from generation.config import ModelConfig, TurboConfig
 
 BUNDLED_MODEL_NAME = "bundled"
 BUNDLED_MODEL_DIR = Path(__file__).parent / "model"
+BUNDLED_IP_ADAPTER_DIR = Path(__file__).parent / "ip_adapter"  # generation/bundled/train_ip_adapter.py
+BUNDLED_IP_ADAPTER_FILE = "ip-adapter.safetensors"
 BUNDLED_DESCRIBER = "bundled"  # a ModelConfig.describer value: generation/bundled/describer.py
 
 

@@ -4,7 +4,9 @@
 
 What is trained (the bundled model itself stays frozen):
 - an image encoder: a small `CLIPVisionModelWithProjection` (64 px, patches of 8), from scratch, since
-  no pretrained one can be downloaded here; saved with `save_pretrained` as `image_encoder/`;
+  no pretrained one can be downloaded here; first alone, to read the scene's attributes (linear heads
+  on its embedding: shape, colour, size, place), then with the adapter; saved with `save_pretrained`
+  as `image_encoder/`;
 - the adapter: IP-Adapter's image projection (image embedding -> 4 tokens) and a `to_k_ip`/`to_v_ip`
   pair per cross-attention layer, initialised from the text's `to_k`/`to_v` as the IP-Adapter paper
   does; saved as `ip-adapter.safetensors` with the keys `image_proj.*` and `ip_adapter.N.*` that
@@ -22,25 +24,29 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from generation.bundled import BUNDLED_MODEL_DIR, architecture, evaluator
+from generation.bundled import (
+    BUNDLED_IP_ADAPTER_DIR,
+    BUNDLED_IP_ADAPTER_FILE,
+    BUNDLED_MODEL_DIR,
+    architecture,
+    evaluator,
+)
 from generation.bundled.dataset import sample_scene
 from generation.bundled.train import min_snr_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
 
 log = logging.getLogger(__name__)
 
-IP_ADAPTER_DIR = Path(__file__).parent / "ip_adapter"
-ADAPTER_FILE = "ip-adapter.safetensors"
-IMAGE_ENCODER = "image_encoder"
 TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_proj.proj` adapter
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, which the pipeline uses
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -100,20 +106,32 @@ def pretrain_encoder(
             progress.set_postfix(loss=f"{loss.item():.3f}")
 
 
-def train(steps: int, encoder_steps: int, batch: int, scenes: int, lr: float, seed: int, out: Path) -> None:
+def train(
+    steps: int,
+    encoder_steps: int,
+    batch: int,
+    scenes: int,
+    lr: float,
+    seed: int,
+    out: Path,
+    init: Path | None = None,
+) -> None:
+    """`init`: an adapter folder this script wrote, to train further (a session's time is limited)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
     embed_dim = pipe.unet.config.cross_attention_dim
-    encoder = build_image_encoder(embed_dim)
-    pipe.load_ip_adapter(
-        fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed),
-        subfolder=None,
-        weight_name=None,
-        image_encoder_folder=None,
-    )
+    if init is None:
+        encoder = build_image_encoder(embed_dim)
+        state: Any = fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed)
+    else:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(init / "image_encoder")
+        flat = load_file(init / BUNDLED_IP_ADAPTER_FILE)
+        state = {part: {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(f"{part}.")}
+                 for part in ("image_proj", "ip_adapter")}  # fmt: skip
+    pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
     for parameter in adapter:
         parameter.requires_grad_(True)
@@ -178,14 +196,14 @@ def train(steps: int, encoder_steps: int, batch: int, scenes: int, lr: float, se
             progress.set_postfix(loss=f"{loss.item():.4f}")
     log.info("trained in %.0f s", time.perf_counter() - started)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(loaded_adapter_state(pipe.unet), out / ADAPTER_FILE)
+    save_file(loaded_adapter_state(pipe.unet), out / BUNDLED_IP_ADAPTER_FILE)
     encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
-    encoder.save_pretrained(out / IMAGE_ENCODER)
+    encoder.save_pretrained(out / "image_encoder")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=IP_ADAPTER_DIR)
+    parser.add_argument("--out", type=Path, default=BUNDLED_IP_ADAPTER_DIR)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--encoder-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
@@ -193,10 +211,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, help="an adapter folder this script wrote, to train further")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
-    train(args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out)
+    train(args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init)
 
 
 if __name__ == "__main__":
