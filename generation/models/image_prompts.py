@@ -112,13 +112,20 @@ def adapter_in(pipeline: Any, adapter: ImagePromptAdapter) -> Iterator[None]:
     """The adapter in `pipeline`'s UNet (and its image encoder in the pipeline) for the block's length."""
     from transformers import CLIPImageProcessor
 
-    loader_log = logging.getLogger("diffusers.loaders.ip_adapter")
-    level = loader_log.level
-    loader_log.setLevel(logging.ERROR)  # it warns that it loads no image encoder: ours is set below
+    # Two warnings per job otherwise: no image encoder is loaded (ours is set below), and a dtype cast
+    # of a UNet that has nothing to keep in float32.
+    quiet = [
+        logging.getLogger(name)
+        for name in ("diffusers.loaders.ip_adapter", "diffusers.models.modeling_utils")
+    ]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
     try:
         pipeline.load_ip_adapter(adapter.state, subfolder=None, weight_name=None, image_encoder_folder=None)
     finally:
-        loader_log.setLevel(level)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     had_extractor = getattr(pipeline, "feature_extractor", None)  # the safety checker's, if any
     side = adapter.encoder.config.image_size  # CLIP's preprocessing at the image encoder's own size
     extractor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
