@@ -323,15 +323,14 @@ class JobService:
         return self.pool.load()
 
     def check_capacity(self, owner_id: int) -> None:
-        """Raise QueueFull now if the user (or everyone) has as many jobs waiting as allowed: a cheap
-        refusal before an interaction is deferred, so it can stay ephemeral."""
+        """Raise QueueFull now if the user (or everyone) has as many jobs waiting as allowed (before a defer)."""
         self.pool.check_capacity(owner_id)
 
-    async def check_operation(self, spec: JobSpec) -> None:
-        """Raise now if the spec's model cannot do what it needs (an image prompt on a model without
-        an IP-Adapter): before an interaction is deferred and its attachments are downloaded."""
+    async def check_operation(self, spec: JobSpec, family: FamilyFacts | None = None) -> None:
+        """Raise if the spec's model cannot do what it needs: at submit, and before an interaction
+        is deferred (an image prompt on a model without an IP-Adapter: before its download)."""
         config = self.pool.config.worker.models.get(spec.model)
-        family = await self._family_of(spec.model)
+        family = family or await self._family_of(spec.model)
         if config is not None and (refusal := operation_refusal(config, family, spec.needs())):
             raise DreamcordError(refusal)
 
@@ -360,16 +359,12 @@ class JobService:
         guild_id: int | None,
         family: FamilyFacts | None,
     ) -> JobSpec:
-        """Name the exact files of the spec's `<token>`s (as they are now), then check that the
-        model's family can do what the job needs, that every file it reads is stored and that the
-        library name it would add is free."""
+        """Name the exact files of the spec's `<token>`s (as they are now), then check what the job
+        needs of its model, that every file it reads is stored and that its library name is free."""
         if isinstance(spec, PromptedSpec) and spec.adapters:
             spec = await resolve_adapters(session, spec, owner_id, guild_id)
-        config = self.pool.config.worker.models.get(spec.model)
-        if config is not None and (refusal := operation_refusal(config, family, spec.needs())):
-            raise DreamcordError(refusal)
-        missing = [digest for digest in spec.files() if not self.files.exists(digest)]
-        if missing:
+        await self.check_operation(spec, family)
+        if missing := [digest for digest in spec.files() if not self.files.exists(digest)]:
             raise DreamcordError(
                 f"{len(missing)} of the pictures or files this job starts from are no longer stored"
             )
