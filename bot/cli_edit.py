@@ -94,12 +94,13 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_describe_command(settings: Settings, args: argparse.Namespace) -> int:
+    from generation.models.checkpoint_facts import operation_refusal
     from generation.pictures.uploads import open_user_image
     from generation.specs import DescribeSpec, build_spec
 
     config = settings.model(args.model)
-    if config.describer is None:
-        raise DreamcordError(f"model {config.name!r} has no describer configured (its `describer` setting)")
+    if refusal := operation_refusal(config, None, {"describe"}):
+        raise DreamcordError(refusal)
     data = _read(args.image)
     open_user_image(data, args.image.name)  # a picture Pillow opens safely, or a clear error now
     digest = hashlib.sha256(data).hexdigest()

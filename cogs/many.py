@@ -7,7 +7,7 @@ first is shown on the interaction's own message, the others are posted to the ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -87,29 +87,34 @@ async def imagine_many(
     )
 
 
-async def imagine_many_prepared(
+async def imagine_with_pictures(
     interaction: discord.Interaction,
     services: Services,
-    prepare: Callable[[], Awaitable[list[ImagineSpec]]],
-    *,
-    parent_job_id: int | None = None,
+    text: str,
+    uploads: Sequence[discord.Attachment],
+    checked: Sequence[ImagineSpec],
 ) -> None:
-    """`imagine_many` for jobs that need their attachments first (image prompts): deferred, then
-    prepared; the first is shown on the interaction's message, the rest queued. At most four."""
+    """The jobs of `text` with `uploads` as image prompts (/imagine's `image`, /blend). `checked` are
+    those jobs built with UNREAD_PICTURE: the prompt, the count and the model's IP-Adapter are
+    refused before the interaction is deferred; then the pictures are downloaded, checked and
+    stored, and the jobs built again with their hashes (the first shown on the interaction's
+    message, the rest queued)."""
+    if len(checked) > WITHOUT_ASKING:
+        raise DreamcordError(
+            f"pictures that prompt run at most {WITHOUT_ASKING} jobs at once; use fewer {{…}} choices"
+        )
+    await services.jobs.check_operation(checked[0])  # a model without an IP-Adapter: before downloading
     rest: list[ImagineSpec] = []
 
     async def first() -> JobSpec:
-        specs = await prepare()
-        if len(specs) > WITHOUT_ASKING:
-            raise DreamcordError(
-                f"pictures that prompt run at most {WITHOUT_ASKING} jobs at once; use fewer {{…}} choices"
-            )
+        hashes = tuple(await stored_pictures(services, uploads))
+        specs = (await typed_specs(interaction, services, text, hashes))[0]
         rest.extend(specs[1:])
         return specs[0]
 
-    await services.interactive.run_prepared(interaction, first, parent_job_id=parent_job_id)
+    await services.interactive.run_prepared(interaction, first)
     if rest:
-        await queue_rest(interaction, services, rest, parent_job_id=parent_job_id)
+        await queue_rest(interaction, services, rest)
 
 
 async def stored_pictures(services: Services, uploads: Sequence[discord.Attachment]) -> list[str]:

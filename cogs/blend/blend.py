@@ -10,10 +10,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot import model_choices
-from cogs.many import UNREAD_PICTURE, WITHOUT_ASKING, imagine_many_prepared, stored_pictures, typed_specs
+from cogs.many import UNREAD_PICTURE, imagine_with_pictures, typed_specs
 from cogs.options import prompt_with_options
 from generation.errors import DreamcordError
-from generation.specs import MAX_PROMPT_CHARS, ImagineSpec
+from generation.specs import MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from bot.discord_bot import DreamcordBot
@@ -53,17 +53,7 @@ class BlendCog(commands.Cog):
         text = prompt_with_options(prompt or "", model=model).strip()
         unread = (UNREAD_PICTURE,) * len(uploads)
         specs, _ = await typed_specs(interaction, services, text, unread)  # checked before deferring
-        if len(specs) > WITHOUT_ASKING:
-            raise DreamcordError(
-                f"a blend runs at most {WITHOUT_ASKING} jobs at once; use fewer {{…}} choices"
-            )
-        await services.jobs.check_operation(specs[0])  # a model without an IP-Adapter: before downloading
-
-        async def with_pictures() -> list[ImagineSpec]:
-            hashes = tuple(await stored_pictures(services, uploads))
-            return (await typed_specs(interaction, services, text, hashes))[0]
-
-        await imagine_many_prepared(interaction, services, with_pictures)
+        await imagine_with_pictures(interaction, services, text, uploads, specs)
 
     @blend.autocomplete("model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

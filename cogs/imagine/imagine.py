@@ -11,9 +11,8 @@ from discord.ext import commands
 from bot.discord_bot import model_choices
 from cogs.many import (
     UNREAD_PICTURE,
-    WITHOUT_ASKING,
     imagine_many,
-    imagine_many_prepared,
+    imagine_with_pictures,
     stored_pictures,
     typed_specs,
 )
@@ -24,7 +23,6 @@ from generation.specs import (
     MAX_SEED,
     ControlMode,
     ControlRef,
-    ImagineSpec,
     JobSpec,
     build_spec,
     check_control_mode,
@@ -95,15 +93,7 @@ class ImagineCog(commands.Cog):
                 "a control image and an image prompt cannot be combined yet; use one of them"
             )
         if image is not None:
-            if len(specs) > WITHOUT_ASKING:
-                raise DreamcordError(f"a picture that prompts runs at most {WITHOUT_ASKING} jobs at once")
-            await services.jobs.check_operation(spec)  # a model without an IP-Adapter: before downloading
-
-            async def with_pictures() -> list[ImagineSpec]:
-                (digest,) = await stored_pictures(services, [image])
-                return (await typed_specs(interaction, services, text, (digest,)))[0]
-
-            await imagine_many_prepared(interaction, services, with_pictures)
+            await imagine_with_pictures(interaction, services, text, [image], specs)
         elif control_image is not None:
             check_control_mode(config.name, config.controlnets, control_mode)  # before deferring: ephemeral
 

@@ -112,6 +112,8 @@ def operation_refusal(config: ModelConfig, family: FamilyFacts | None, needs: Ab
     family's operations, and training, which needs the weights where they stay (no offload)."""
     if family is not None and (unsupported := sorted(op for op in needs if not family.supports(op))):
         return family.refusal(unsupported[0], config.name)
+    if "describe" in needs and config.describer is None:
+        return f"model {config.name!r} has no describer configured, so it cannot /describe"
     if "image_prompt" in needs and config.ip_adapter is None:
         return (
             f"model {config.name!r} has no IP-Adapter configured, so it takes no image prompts "

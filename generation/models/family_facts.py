@@ -21,6 +21,7 @@ OPERATION_WORDS = {
     "negative": "negative prompts (--no)",
     "tile": "seamless tiling (--tile)",
     "image_prompt": "image prompts (/blend, pictures on /imagine, --iw, --sref)",
+    "describe": "/describe",
 }
 
 
@@ -59,7 +60,7 @@ FLUX = FamilyFacts(
     native_side=1024,  # the transformer has no sample size; FluxPipeline's default is 1024
     # A transformer with guidance distilled in: no negative prompt, no convolutions to tile; ControlNet,
     # embeddings and training need their Flux forms (not yet).
-    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "lora"}),
+    operations=frozenset({"imagine", "vary", "region", "outpaint", "upscale", "lora", "describe"}),
 )
 FAMILIES = {family.name: family for family in (SD1, SDXL, FLUX)}
 

@@ -265,8 +265,7 @@ class JobRunner:
         started = time.perf_counter()
         model = self.models.get(spec.model)
         source = model.config.describer
-        if source is None:  # the bot refuses these at submit; a config changed since
-            raise SpecError(f"model {spec.model!r} has no describer configured, so /describe cannot run")
+        assert source is not None  # run() checked what the spec needs of its model
         if self._describer is None or self._describer[0] != source:
             self._describer = None  # free the old one before loading the next
             with timed("model switch"):

@@ -22,5 +22,8 @@ class DescribeSpec(_Spec):
     def files(self) -> tuple[str, ...]:
         return (self.source,)
 
+    def needs(self) -> frozenset[str]:
+        return frozenset({"describe"})
+
     def title(self) -> str:
         return "describing a picture"
