@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.attachments import read_attachment
 from bot.delivery import channel_allows_nsfw
 from bot.discord_bot import model_choices
 from bot.gate import viewer_of
 from bot.images import HIDDEN_NOTE
+from cogs.many import stored_pictures
 from cogs.options import INDEX_HELP, JOB_HELP, JobNumber, PictureIndex
 from cogs.pictures import stored_picture
 from generation.config import ModelConfig
 from generation.errors import DreamcordError
-from generation.pictures.uploads import open_user_image
 from generation.specs import DescribeSpec, JobSpec, build_spec
 
 if TYPE_CHECKING:
@@ -54,9 +52,7 @@ class DescribeCog(commands.Cog):
 
         async def prepare() -> JobSpec:
             if image is not None:
-                data = await read_attachment(image)
-                await asyncio.to_thread(open_user_image, data, image.filename)  # format, size, pixels
-                (digest,) = await bot.services.jobs.store_files([data])
+                (digest,) = await stored_pictures(bot.services, [image])  # checked, then stored
                 return build_spec(DescribeSpec, model=config.name, source=digest)
             assert job is not None
             picture = await stored_picture(bot, job, (index or 1) - 1, viewer_of(interaction))
