@@ -166,7 +166,8 @@ def list_models(settings: Settings) -> int:
     for name, config in sorted(settings.models.items()):
         marker = "*" if name == settings.default_model else " "
         where = model_availability(config.source)
-        print(f"{marker} {name:<16} {config.source}  [{where}{model_family(config, where)}]")
+        base = f"; base {config.base}: {model_availability(config.base)}" if config.base else ""
+        print(f"{marker} {name:<16} {config.source}  [{where}{model_family(config, where)}{base}]")
         if config.description:
             print(f"  {'':<16} {config.description}")
     print("(* = default model)")

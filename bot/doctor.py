@@ -83,13 +83,15 @@ def model_check(config: ModelConfig, settings: Settings, device: DeviceMemory) -
     from generation.models.checkpoint_facts import family_of
     from generation.models.weight_size import parameter_count, weight_bytes
 
+    for source in (config.source, config.base):
+        where = model_availability(source) if source else "local"
+        if where == "missing":
+            return Check(False, "model", f"{config.name}: {source} does not exist")
+        if where.startswith("hub, not downloaded"):
+            return Check(
+                None, "model", f"{config.name}: {source} is not downloaded yet: run `dreamcord pull`"
+            )
     where = model_availability(config.source)
-    if where == "missing":
-        return Check(False, "model", f"{config.name}: {config.source} does not exist")
-    if where.startswith("hub, not downloaded"):
-        return Check(
-            None, "model", f"{config.name}: {config.source} is not downloaded yet: run `dreamcord pull`"
-        )
     try:
         family = family_of(config).label
         parameters = parameter_count(config.source)

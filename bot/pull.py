@@ -1,5 +1,5 @@
 """`dreamcord pull`: download every hub model the config names (models, VAEs, ControlNets, upscalers,
-Flux Fill transformers) into the Hugging Face cache ($HF_HOME), with progress bars, so that the bot
+Flux Fill transformers, the bases of Flux files) into the Hugging Face cache ($HF_HOME), with progress bars, so that the bot
 starts without waiting on downloads. Only what loading reads is fetched: a pipeline through diffusers'
 own `DiffusionPipeline.download` (safetensors, no single-file duplicates), a part through its files."""
 
@@ -12,6 +12,10 @@ from generation.errors import DreamcordError
 
 PART_FILES = ["*.json", "*.safetensors", "*.txt"]
 FILL_FILES = ["model_index.json", "transformer/*.json", "transformer/*.safetensors"]
+# The base of a Flux transformer file: everything but the transformer's weights (the file has them).
+BASE_FILES = ["model_index.json", "transformer/config.json"] + [
+    f"{part}/*" for part in ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae")
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ def hub_downloads(settings: Settings) -> list[HubDownload]:
     for name, config in sorted(settings.models.items()):
         parts: list[tuple[str, str | None, list[str] | None]] = [
             (f"model {name}", config.source, None),
+            (f"base of {name}", config.base, BASE_FILES),
             (f"vae of {name}", config.vae, PART_FILES),
             (f"upscaler of {name}", config.upscaler, None),
             (f"fill model of {name}", config.fill, FILL_FILES),
@@ -35,8 +40,13 @@ def hub_downloads(settings: Settings) -> list[HubDownload]:
             for mode, source in config.controlnets.items()
         ]
         for what, source, files in parts:
-            if source and _is_hub_id(source) and all(d.repo != source for d in wanted):
+            if not source or not _is_hub_id(source):
+                continue
+            same = next((index for index, d in enumerate(wanted) if d.repo == source), None)
+            if same is None:
                 wanted.append(HubDownload(what, source, files))
+            elif files is None:  # the whole pipeline, which holds any part of it asked for before
+                wanted[same] = HubDownload(what, source, None)
     return wanted
 
 

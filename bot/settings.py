@@ -288,13 +288,13 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 
 def _paths_relative_to(folder: Path, models: dict[str, Any]) -> None:
-    """A relative `source`, `upscaler`, `vae`, `lora_folder`, `preview` (a tiny decoder) or `describer`
-    that exists next to the config file is that path, not a hub id (`ckpt/model` would look like one):
-    made absolute, so it means the same from any folder."""
+    """A relative `source`, `base`, `upscaler`, `vae`, `lora_folder`, `fill`, `preview` (a tiny decoder) or
+    `describer` that exists next to the config file is that path, not a hub id (`ckpt/model` would look
+    like one): made absolute, so it means the same from any folder."""
     for table in models.values():
         if not isinstance(table, dict):
             continue
-        for key in ("source", "upscaler", "vae", "lora_folder", "fill", "preview", "describer"):
+        for key in ("source", "base", "upscaler", "vae", "lora_folder", "fill", "preview", "describer"):
             value = table.get(key)
             if (key, value) in (("preview", "approximate"), ("preview", "vae"), ("describer", "bundled")):
                 continue  # words, not paths

@@ -95,6 +95,9 @@ class ModelConfig:
 
     name: str
     source: str  # a hub id ("owner/name"), a local folder in diffusers layout, or one .safetensors file
+    # For a Flux transformer file as `source` (BFL's or ComfyUI's layout: the transformer alone): the Flux
+    # hub id or diffusers folder it was made from, which supplies the text encoders, tokenizers and VAE.
+    base: str | None = None
     scheduler: SchedulerName = "euler_a"
     steps: int = 25
     guidance: float = 7.0
@@ -119,8 +122,9 @@ class ModelConfig:
     # What the model predicts, if not what its scheduler config says: "v_prediction" for v-prediction
     # fine-tunes, "epsilon" for an SD 2.x 512-px base model read from a single file (taken as 2.1, v).
     prediction: Literal["epsilon", "v_prediction"] | None = None
-    # A Flux Fill model (hub id or folder, e.g. black-forest-labs/FLUX.1-Fill-dev) for Vary (Region), zoom
-    # and pans of a Flux model: only its transformer is loaded; VAE and text encoders are shared.
+    # A Flux Fill model (hub id or folder, e.g. black-forest-labs/FLUX.1-Fill-dev, or BFL's transformer file)
+    # for Vary (Region), zoom and pans of a Flux model: only its transformer is loaded; VAE and text
+    # encoders are shared.
     fill: str | None = None
     # A folder of LoRAs/embeddings on this server for this model: each .safetensors in it is `<file name>`
     # for everyone (mirrored into the library when the bot starts; bot/server_loras.py).

@@ -19,7 +19,7 @@ from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, 
 from generation.models.single_file import is_single_file, read_single_file, read_vae_file
 
 
-def _read_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any]:
+def read_checkpoint_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any]:
     """One JSON file of a checkpoint (a folder, or a hub id from the cache or the hub)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
@@ -43,7 +43,7 @@ def _read_json(source: str, filename: str, subfolder: str = "") -> dict[str, Any
 
 
 def _read_config(source: str, subfolder: str) -> dict[str, Any]:
-    return _read_json(source, "config.json", subfolder)
+    return read_checkpoint_json(source, "config.json", subfolder)
 
 
 _FAMILIES_FOUND: dict[ModelConfig, FamilyFacts] = {}
@@ -60,7 +60,7 @@ def family_of(config: ModelConfig) -> FamilyFacts:
     if is_single_file(config.source):  # read from its tensors' names (a refusal says what it is)
         _FAMILIES_FOUND[config] = family_named(read_single_file(config.source).family)
         return _FAMILIES_FOUND[config]
-    class_name = str(_read_json(config.source, "model_index.json").get("_class_name", "?"))
+    class_name = str(read_checkpoint_json(config.source, "model_index.json").get("_class_name", "?"))
     family = family_of_pipeline_class(class_name)
     if family is None:
         known = ", ".join(f"{f.label} ({', '.join(f.pipeline_classes)})" for f in FAMILIES.values())
@@ -104,7 +104,7 @@ def _vae_config(config: ModelConfig) -> dict[str, Any]:
     assert config.vae
     if is_single_file(config.vae):
         return read_vae_file(config.vae, family_of(config).name)
-    return _read_json(config.vae, "config.json")
+    return read_checkpoint_json(config.vae, "config.json")
 
 
 def operation_refusal(config: ModelConfig, family: FamilyFacts | None, needs: AbstractSet[str]) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,14 +26,11 @@ from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, Mod
 from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import operation_refusal, resolution_of
-from generation.models.families import Task, task_pipeline, text2img_class
+from generation.models.families import Task, task_pipeline
 from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
+from generation.models.file_pipelines import load_file_pipeline
 from generation.models.previews import PreviewDecoder, VaeDecoder, fit_latent_rgb, shipped_latent_rgb
-from generation.models.single_file import (
-    SingleFileCheckpoint,
-    is_single_file,
-    read_single_file,
-)
+from generation.models.single_file import is_single_file, read_single_file
 from generation.models.sources import hub_offline, resolve_source
 from generation.models.speedups import apply_speedups
 from generation.models.vaes import load_preview_vae, load_vae
@@ -178,7 +174,7 @@ def load_model(
         if config.vae:
             extra["vae"] = load_vae(config.vae, family, torch_dtype, offline)
         if single_file:
-            pipeline = _load_single_file(config, single_file, family, torch_dtype, extra)
+            pipeline = load_file_pipeline(config, single_file, family, torch_dtype, extra, offline=offline)
         else:
             pipeline = AutoPipelineForText2Image.from_pretrained(
                 where, dtype=torch_dtype, local_files_only=local_only, **extra
@@ -264,27 +260,6 @@ def _fuse_loras(config: ModelConfig, pipeline: Any) -> None:
             ) from None
         pipeline.unload_lora_weights()  # the merged weights stay; the LoRA layers go
         log.info("model %s: fused %s at weight %g", config.name, path.name, fused.weight)
-
-
-def _load_single_file(
-    config: ModelConfig,
-    checkpoint: SingleFileCheckpoint,
-    family: FamilyFacts,
-    dtype: torch.dtype,
-    extra: dict[str, Any],
-) -> Any:
-    """A pipeline from one original-layout file through diffusers' `from_single_file`, with the
-    configs and tokenizers it lacks written beside it for the call (models/single_file), so nothing
-    is fetched."""
-    if not checkpoint.has_vae and "vae" not in extra:
-        raise ModelLoadError(
-            f"model {config.name!r}: {checkpoint.path.name} holds no VAE; name one with vae = … in its config"
-        )
-    with tempfile.TemporaryDirectory(prefix="dreamcord-configs-") as folder:
-        checkpoint.write_config_folder(Path(folder))
-        return text2img_class(family).from_single_file(
-            str(checkpoint.path), config=folder, local_files_only=True, torch_dtype=dtype, **extra
-        )
 
 
 def _family(config: ModelConfig, where: str, local_only: bool) -> FamilyFacts:

@@ -21,6 +21,7 @@ from typing import Any
 from generation.config import SINGLE_FILE_SUFFIXES
 from generation.errors import ModelLoadError, ModelNotFoundError
 from generation.models.adapter_files import AdapterFileError, head_of_file, read_header
+from generation.models.flux_file import UnusualFluxFile, flux_shape_config, is_flux
 
 ORIGINAL_CONFIGS = Path(__file__).with_name("original_configs")
 CLIP_VOCABULARY = 49408  # the shipped tokenizer's; a file whose text encoder has another cannot use it
@@ -44,8 +45,10 @@ class SingleFileCheckpoint:
     """What one checkpoint file holds, and the diffusers configs that describe it."""
 
     path: Path
-    variant: str  # which shipped configs describe it: "sd1", "sd2" or "sdxl"
-    configs: dict[str, dict[str, Any]] = field(hash=False)  # by diffusers subfolder, adjusted
+    variant: str  # which shipped configs describe it: "sd1", "sd2" or "sdxl"; or "flux" (models/flux_file)
+    # By diffusers subfolder, adjusted to the file's shapes (Flux: the transformer entries its shapes
+    # decide, the rest coming from the model's `base`).
+    configs: dict[str, dict[str, Any]] = field(hash=False)
     has_vae: bool = True
 
     @property
@@ -100,7 +103,7 @@ def _read(path: Path, size: int, mtime_ns: int) -> SingleFileCheckpoint:  # cach
         return _inspect(path, shapes)
     except KeyError as missing:
         raise ModelLoadError(f"{path.name} lacks tensor {missing}: a damaged or unusual checkpoint") from None
-    except _Unusual as reason:
+    except (_Unusual, UnusualFluxFile) as reason:
         raise ModelLoadError(f"{path.name}: {reason}") from None
 
 
@@ -110,6 +113,8 @@ class _Unusual(Exception):
 
 def _inspect(path: Path, shapes: Shapes) -> SingleFileCheckpoint:
     variant = _variant(shapes)
+    if variant == "flux":  # the transformer alone (the rest comes from the model's `base`)
+        return SingleFileCheckpoint(path, variant, {"transformer": flux_shape_config(shapes)}, has_vae=False)
     configs = {"unet": _unet_config(variant, shapes)}
     has_vae = f"{VAE}decoder.conv_in.weight" in shapes
     configs["vae"] = _vae_config(variant, shapes) if has_vae else _template(variant, "vae")
@@ -149,9 +154,9 @@ def _variant(shapes: Shapes) -> str:
     def has(prefix: str) -> bool:
         return any(key.startswith(prefix) for key in keys)
 
-    if any(".double_blocks." in key or key.startswith("double_blocks.") for key in keys):
-        found = "a Flux checkpoint"
-    elif any("joint_blocks." in key for key in keys):
+    if is_flux(keys):
+        return "flux"
+    if any("joint_blocks." in key for key in keys):
         found = "a Stable Diffusion 3 checkpoint"
     elif not has(UNET):
         found = "not a whole checkpoint (no UNet in the original layout: a LoRA, a VAE or a part?)"
@@ -170,7 +175,7 @@ def _variant(shapes: Shapes) -> str:
         found = f"an SD 2.x-like checkpoint with {layers} text-encoder layers (SD 2.x has {SD2_TEXT_LAYERS})"
     else:
         found = "a checkpoint without a text encoder dreamcord knows"
-    raise _Unusual(f"it is {found}; dreamcord loads single files of SD 1.x, SD 2.x and SDXL")
+    raise _Unusual(f"it is {found}; dreamcord loads single files of SD 1.x, SD 2.x, SDXL and Flux")
 
 
 def _template(variant: str, subfolder: str, name: str = "config.json") -> dict[str, Any]:

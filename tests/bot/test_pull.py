@@ -61,6 +61,24 @@ def test_every_hub_model_and_part_is_fetched_once_and_local_ones_not_at_all(
     assert "5 download(s) complete" in capsys.readouterr().out
 
 
+def test_a_flux_files_base_is_fetched_without_its_transformer_unless_a_model_runs_it_whole(
+    tmp_path: Path, downloads: list[tuple[str, Any]]
+) -> None:
+    (tmp_path / "flux.safetensors").write_bytes(b"")
+    config = tmp_path / "dreamcord.toml"
+    config.write_text(
+        '[models.a]\nsource = "flux.safetensors"\nbase = "black-forest-labs/FLUX.1-schnell"\n'
+        '[models.b]\nsource = "flux.safetensors"\nbase = "black-forest-labs/FLUX.1-dev"\n'
+        '[models.c]\nsource = "black-forest-labs/FLUX.1-dev"\n'
+    )
+    assert main(["--config", str(config), "pull"]) == 0
+    assert downloads == [
+        ("black-forest-labs/FLUX.1-schnell", pull.BASE_FILES),
+        ("black-forest-labs/FLUX.1-dev", None),  # model c runs it whole
+    ]
+    assert not any("transformer/*" in pattern for pattern in pull.BASE_FILES)
+
+
 def test_offline_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(_config(tmp_path, offline=True)), "pull"]) == 2
     assert capsys.readouterr().err.strip() == (

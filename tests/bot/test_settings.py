@@ -90,7 +90,7 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ("[models.x]\nscheduler = 'euler'\n", "needs source"),
         (
             "[models.x]\nsource = 'a/b'\nsize = 3\n",
-            "[models.x]: unknown setting(s) size; known: batch_images, channels_last, clip_skip, compile,",
+            "[models.x]: unknown setting(s) size; known: base, batch_images, channels_last, clip_skip, compile,",
         ),
         ("[models.x]\nsource = 'a/b'\nscheduler = 'plms'\n", "scheduler must be one of"),
         ("[models.x]\nsource = 'a/b'\nsteps = 'many'\n", "steps has the wrong type"),

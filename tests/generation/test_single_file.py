@@ -117,7 +117,6 @@ def _fake_checkpoint(path: Path, shapes: dict[str, list[int]]) -> Path:
 @pytest.mark.parametrize(
     ("keys", "said"),
     [
-        ({"double_blocks.0.img_attn.qkv.weight": [3, 2]}, "a Flux checkpoint"),
         ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": [3, 2]}, "Stable Diffusion 3"),
         ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 2]}, "not a whole checkpoint"),
         ({"model.diffusion_model.input_blocks.0.0.weight": [4, 9, 3, 3],
