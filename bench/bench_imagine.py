@@ -91,7 +91,8 @@ def main() -> None:
         args.family
     ]
     source = args.model or str(save_tiny(Path(tempfile.mkdtemp()) / "tiny"))
-    side = 64 if args.family == "flux" and not args.model else None  # the tiny Flux's configs say no size
+    # The tiny Flux's configs say no size: its native side is the one asked for (64 by default).
+    side = (args.size or 64) if args.family == "flux" and not args.model else None
     model = load_model(
         ModelConfig(name="bench", source=source, steps=args.steps, resolution=side), device="auto"
     )

@@ -146,7 +146,7 @@ def read_flux_transformer(path: Path, config: Mapping[str, Any], dtype: torch.dt
     from diffusers import FluxTransformer2DModel
 
     def finish(tensor: torch.Tensor) -> torch.Tensor:  # its own storage: a view of a fused tensor
-        return tensor.to(dtype, copy=True)  # would keep that alive, and slows some kernels down
+        return tensor.to(dtype, copy=tensor._base is not None)  # would keep it alive, and slow kernels
 
     with safe_open(str(path), framework="pt") as file:
         tensors = _FileTensors(file, _transformer_names(list(file.keys())))
