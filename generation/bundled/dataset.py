@@ -60,11 +60,15 @@ class Shape:
     shape: str
     colour: str
     size: str
-    position: str
+    position: str  # the named position (for a shape placed freely: the nearest one, its evaluator label)
+    centre: tuple[float, float] | None = None  # where it is drawn, if not exactly at `position`
+    scale: float = 1.0  # its side relative to its size's
+    says_position: bool = True  # False: the caption leaves the layout open
 
     def phrase(self) -> str:
         size = "" if self.size == "medium" else f"{self.size} "
-        return f"{_article(size + self.colour)} {size}{self.colour} {self.shape} {_position_phrase(self.position)}"
+        where = f" {_position_phrase(self.position)}" if self.says_position else ""
+        return f"{_article(size + self.colour)} {size}{self.colour} {self.shape}{where}"
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,15 @@ def allowed_pairs(*, held_out: bool) -> list[tuple[str, str]]:
     return [pair for pair in pairs if (pair in HELD_OUT) == held_out]
 
 
-def sample_scene(rng: random.Random, *, held_out: bool = False, max_shapes: int = 2) -> Scene:
-    """A random scene; with `held_out` its first shape is an unseen colour+shape pair."""
+def sample_scene(
+    rng: random.Random, *, held_out: bool = False, max_shapes: int = 2, variety: float = 0.0
+) -> Scene:
+    """A random scene; with `held_out` its first shape is an unseen colour+shape pair.
+
+    `variety` (the second bundled model's data; 0 draws exactly the first model's scenes): shapes
+    move up to `variety` of the side from their named position and vary ±10% in size, and a lone
+    shape's caption leaves its position open 30% of the time (it is then anywhere it fits), so that
+    seeds of an open prompt give different layouts."""
     count = 1 if max_shapes == 1 or rng.random() < 0.6 else 2
     pairs = allowed_pairs(held_out=False)
     shapes: list[Shape] = []
@@ -135,9 +146,29 @@ def sample_scene(rng: random.Random, *, held_out: bool = False, max_shapes: int 
     for index in range(count):
         colour, shape = rng.choice(allowed_pairs(held_out=True) if held_out and index == 0 else pairs)
         size = rng.choice(list(SIZES)) if count == 1 else rng.choice(["small", "medium"])
-        shapes.append(Shape(shape=shape, colour=colour, size=size, position=positions[index]))
+        drawn = Shape(shape=shape, colour=colour, size=size, position=positions[index])
+        shapes.append(_varied(rng, drawn, variety, open_layout=count == 1) if variety else drawn)
     background = _sample_background(rng, exclude={shape.colour for shape in shapes})
     return Scene(shapes=tuple(shapes), background=background)
+
+
+def _varied(rng: random.Random, shape: Shape, variety: float, *, open_layout: bool) -> Shape:
+    scale = rng.uniform(0.9, 1.1)
+    half = SIZES[shape.size] * scale / 2
+    if open_layout and rng.random() < 0.3:  # anywhere the whole shape fits
+        centre = (rng.uniform(half, 1 - half), rng.uniform(half, 1 - half))
+        return Shape(shape.shape, shape.colour, shape.size, nearest_position(centre), centre, scale, False)
+    x, y = POSITIONS[shape.position]
+    centre = (
+        min(max(x + rng.uniform(-variety, variety), half), 1 - half),
+        min(max(y + rng.uniform(-variety, variety), half), 1 - half),
+    )
+    return Shape(shape.shape, shape.colour, shape.size, shape.position, centre, scale)
+
+
+def nearest_position(centre: tuple[float, float]) -> str:
+    """The named position closest to a point (x, y in 0-1 of the side)."""
+    return min(POSITIONS, key=lambda name: math.dist(POSITIONS[name], centre))
 
 
 def _distant_positions(rng: random.Random, count: int) -> list[str]:
@@ -181,8 +212,8 @@ def _draw_background(background: Background, canvas: int) -> Image.Image:
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, canvas: int) -> None:
-    cx, cy = (value * canvas for value in POSITIONS[shape.position])
-    radius = SIZES[shape.size] * canvas / 2
+    cx, cy = (value * canvas for value in (shape.centre or POSITIONS[shape.position]))
+    radius = SIZES[shape.size] * shape.scale * canvas / 2
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     fill = COLOURS[shape.colour]
     if shape.shape == "circle":

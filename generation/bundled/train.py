@@ -54,20 +54,30 @@ class TrainConfig:
     ema_decay: float = 0.999
     checkpoint_every: int = 500
     threads: int = 2
+    design: str = "v1"  # generation.bundled.architecture.DESIGNS
+    variety: float = 0.0  # dataset.sample_scene's: 0 draws the first model's scenes
+    vae_crop: int = 0  # train the (fully convolutional) VAE on random crops this wide; 0: whole images
+    save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
 
 
 def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
-    """Images in [-1, 1] (N, 3, 64, 64) and their captions; held-out pairs never appear."""
+    """Images as uint8 (N, 3, side, side; `as_model_input` scales a batch to [-1, 1]) and their
+    captions; held-out pairs never appear."""
     rng = random.Random(config.seed)
-    scenes = [sample_scene(rng) for _ in range(config.scenes)]
-    pixels = np.stack([np.asarray(scene.render(architecture.IMAGE_SIZE)) for scene in scenes])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return images, [scene.caption() for scene in scenes]
+    scenes = [sample_scene(rng, variety=config.variety) for _ in range(config.scenes)]
+    side = architecture.DESIGNS[config.design].image_size
+    pixels = np.stack([np.asarray(scene.render(side)) for scene in tqdm(scenes, desc="scenes")])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2), [scene.caption() for scene in scenes]
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
 
 
 # ---------------------------------------------------------------- stage 1: the VAE
 def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> AutoencoderKL:
-    vae, first_step = _resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(), 0)
+    design = architecture.DESIGNS[config.design]
+    vae, first_step = _resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(design), 0)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
     _resume_optimizer(work / "vae", optimizer)
     generator = torch.Generator().manual_seed(config.seed + 1 + first_step)
@@ -75,7 +85,11 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
     for step in tqdm(
         range(first_step, config.vae_steps), desc="vae", initial=first_step, total=config.vae_steps
     ):
-        batch = images[torch.randint(len(images), (config.vae_batch,), generator=generator)]
+        batch = as_model_input(images[torch.randint(len(images), (config.vae_batch,), generator=generator)])
+        if config.vae_crop:  # one offset per batch, on the latent grid so crops align with it
+            cells = (batch.shape[-1] - config.vae_crop) // 8 + 1
+            top, left = (8 * int(torch.randint(cells, (1,), generator=generator)) for _ in range(2))
+            batch = batch[..., top : top + config.vae_crop, left : left + config.vae_crop]
         posterior = vae.encode(batch).latent_dist
         reconstruction = vae.decode(posterior.sample(generator)).sample
         loss = F.mse_loss(reconstruction, batch) + config.kl_weight * posterior.kl().mean()
@@ -92,7 +106,9 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
 @torch.no_grad()
 def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
     """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""
-    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in torch.split(images[:2048], 256)])
+    latents = torch.cat(
+        [vae.encode(as_model_input(chunk)).latent_dist.mean for chunk in torch.split(images[:2048], 256)]
+    )
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
 
@@ -101,7 +117,7 @@ def encode_dataset(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tens
     """Posterior mean and std of every image, so each UNet step samples latents without the encoder."""
     means, stds = [], []
     for chunk in tqdm(torch.split(images, 256), desc="encode"):
-        distribution = vae.encode(chunk).latent_dist
+        distribution = vae.encode(as_model_input(chunk)).latent_dist
         means.append(distribution.mean)
         stds.append(distribution.std)
     scale = vae.config.scaling_factor
@@ -116,12 +132,13 @@ def train_unet(
     tokenizer: CLIPTokenizer,
     work: Path,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
+    design = architecture.DESIGNS[config.design]
     resumed = _resume_model(work / "unet", UNet2DConditionModel)
-    unet, first_step = resumed or (architecture.build_unet(), 0)
+    unet, first_step = resumed or (architecture.build_unet(design), 0)
     text_encoder = (
         CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
         if resumed
-        else (architecture.build_text_encoder(tokenizer))
+        else (architecture.build_text_encoder(tokenizer, design))
     )
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay)
@@ -246,6 +263,8 @@ def save_model(
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    if config.save_dtype == "float16":
+        pipeline.to(torch.float16)
     pipeline.save_pretrained(out, safe_serialization=True)
     (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
 
