@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from generation.config import upscale_setup
 from generation.errors import DreamcordError
 from generation.specs import OUTPAINT_OPERATIONS, UPSCALE_MODES, UPSCALE_PROMPT
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from generation.specs import JobSpec, PromptedSpec
+    from generation.specs import JobSpec, PromptedSpec, UpscaleSetup
 
 
 def add_edit_commands(commands: Any) -> None:
@@ -80,9 +81,7 @@ def run_edit(settings: Settings, args: argparse.Namespace) -> int:
     base = imagine_spec(parsed, config, resolution, count=1)
     digest = hashlib.sha256(source_bytes).hexdigest()
     seed = args.seed if args.seed is not None else parsed.seed
-    spec, mask_file = _derived_spec(
-        args, base, digest, source.size, resolution, seed, config.upscaler is not None
-    )
+    spec, mask_file = _derived_spec(args, base, digest, source.size, resolution, seed, upscale_setup(config))
     from bot.cli_runs import run_spec, save_output  # only now: every check of the input is answered
 
     files = {digest: source_bytes, **mask_file}
@@ -120,7 +119,7 @@ def _derived_spec(
     size: tuple[int, int],
     resolution: int,
     seed: int | None,
-    upscaler: bool,
+    upscale: UpscaleSetup,
 ) -> tuple[JobSpec, dict[str, bytes]]:
     """The spec the command asks for, and the mask file it names (by hash), if any."""
     from generation.pictures.uploads import open_user_image
@@ -138,7 +137,7 @@ def _derived_spec(
             resolution,
             tile_prompt=args.tile_prompt,
             seed=seed,
-            upscaler=upscaler,
+            setup=upscale,
         )
         return spec, {}
     if args.command == "outpaint":

@@ -53,7 +53,7 @@ def _upscale(factor: Literal[2, 4]) -> Callable[[Picture], JobSpec]:
         factor,
         "subtle",
         p.resolution,
-        upscaler=p.upscaler,
+        setup=p.upscale,
     )
 
 

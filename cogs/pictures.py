@@ -4,7 +4,7 @@ an uploaded image, which is checked, stored, and given a base spec from the prom
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -17,12 +17,13 @@ from bot.images import hidden_png
 from bot.job_stats import stats_lines
 from bot.jobs import StoredImage
 from bot.visibility import Viewer
+from generation.config import upscale_setup
 from generation.errors import DreamcordError
 from generation.models.checkpoint_facts import native_resolution
 from generation.pictures.provenance import read_chunks
 from generation.pictures.uploads import UserImageError, open_user_image
 from generation.prompt import parse_prompt, with_defaults, within_aspect
-from generation.specs import PromptedSpec, imagine_spec, spec_from_json
+from generation.specs import PromptedSpec, UpscaleSetup, imagine_spec, spec_from_json
 from storage.models import Job
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Picture:
     image: StoredImage
     resolution: int  # the native side of the model that will work on it
     seed: int | None = None  # a --seed the user typed for an upload; derived jobs draw new seeds otherwise
-    upscaler: bool = False  # the model has an x4 upscaler configured
+    upscale: UpscaleSetup = field(default_factory=UpscaleSetup)  # what the model's config says of upscaling
 
     @property
     def size(self) -> tuple[int, int]:
@@ -54,9 +55,7 @@ async def stored_picture(bot: DreamcordBot, job_id: int, index: int, viewer: Vie
     if not isinstance(spec, PromptedSpec) or not 0 <= index < len(images):
         raise DreamcordError(f"job {job_id} has no picture #{index + 1}")
     config = services.settings.model(spec.model)
-    return Picture(
-        job_id, spec, images[index], native_resolution(config), upscaler=config.upscaler is not None
-    )
+    return Picture(job_id, spec, images[index], native_resolution(config), upscale=upscale_setup(config))
 
 
 async def uploaded_picture(
@@ -83,7 +82,7 @@ async def uploaded_picture(
     (digest,) = await bot.services.jobs.store_files([data])
     base = imagine_spec(parsed, config, resolution, count=1)
     stored = StoredImage(0, None, digest, image.width, image.height)
-    return Picture(None, base, stored, resolution, parsed.seed, upscaler=config.upscaler is not None)
+    return Picture(None, base, stored, resolution, parsed.seed, upscale=upscale_setup(config))
 
 
 async def chosen_picture(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
-from generation.specs import SchedulerName
+from generation.specs import UPSCALE_STRENGTHS, SchedulerName, UpscaleSetup
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -108,9 +108,16 @@ class ModelConfig:
     training: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     # ControlNets for this base model, by control mode ("canny", "depth", "pose"): hub id or folder.
     controlnets: dict[str, str] = field(default_factory=dict, hash=False)
-    # A diffusers x4 super-resolution pipeline (e.g. stabilityai/stable-diffusion-x4-upscaler) that
-    # subtle upscales use instead of img2img detail passes.
+    # Upscale's super-resolution: one .safetensors file of an ESRGAN-family network (Real-ESRGAN, 4x-UltraSharp;
+    # generation.models.sr_networks), the first stage of every upscale before its img2img detail passes;
+    # or a diffusers x4 pipeline (e.g. stabilityai/stable-diffusion-x4-upscaler) that subtle upscales
+    # use instead of img2img detail passes.
     upscaler: str | None = None
+    # The img2img strength of the detail passes after the first stage, per upscale mode, where they
+    # differ from the defaults (subtle 0.2, creative 0.4); 0: none (the enlarged picture as it is).
+    upscale_strengths: dict[Literal["subtle", "creative"], Annotated[float, Field(ge=0, le=1)]] = field(
+        default_factory=dict, hash=False
+    )
     # The model family ("sd1", "sdxl", "flux"; generation.models.family_facts); None: read from the checkpoint.
     family: str | None = None
     # Another VAE for this model (a hub id, a diffusers folder or one file), e.g. a fixed fp16 SDXL VAE.
@@ -156,3 +163,12 @@ class ModelConfig:
     describer: str | None = None
     # Image prompts (/blend, pictures on /imagine, --iw, --sref): this model's IP-Adapter; None: refused.
     ip_adapter: IpAdapterConfig | None = None
+
+
+def upscale_setup(config: ModelConfig) -> UpscaleSetup:
+    """What `config` says about upscaling: one `upscaler` file is a super-resolution network, anything
+    else (a hub id or a folder) a diffusers x4 upscale pipeline; and the modes' detail strengths."""
+    kind: Literal["x4", "network"] | None = None
+    if config.upscaler is not None:
+        kind = "network" if config.upscaler.lower().endswith(SINGLE_FILE_SUFFIXES) else "x4"
+    return UpscaleSetup(kind, UPSCALE_STRENGTHS | config.upscale_strengths)

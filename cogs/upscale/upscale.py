@@ -53,7 +53,7 @@ class UpscaleCog(commands.Cog):
                 mode,
                 picture.resolution,
                 seed=picture.seed,
-                upscaler=picture.upscaler,
+                setup=picture.upscale,
             )
 
         await bot.services.interactive.run_prepared(interaction, prepare, parent_job_id=job)

@@ -75,7 +75,7 @@ class LoadedModel:
     safety: SafetyCheck | None = None
     derived: dict[type[DiffusionPipeline], DiffusionPipeline] = field(default_factory=dict)
     tasks: dict[Task, DiffusionPipeline] = field(default_factory=dict)
-    extras: dict[str, DiffusionPipeline] = field(default_factory=dict)  # e.g. one per ControlNet
+    extras: dict[str, Any] = field(default_factory=dict)  # per ControlNet, Fill, upscalers: loaded on use
     preview_vae: Any = None  # the AutoencoderTiny `preview` names, if it names one
     image_prompts: Any = None  # its IP-Adapter once a job used it (generation.models.image_prompts)
     _preview: PreviewDecoder | None = field(default=None, repr=False)

@@ -1,7 +1,8 @@
 """Upscale, by one of two methods, both tile by tile so memory stays bounded at any size:
 
-- img2img (any model): a high-quality resize to the output size, then img2img detail passes over
-  tiles of the model's native size, blended where they overlap.
+- img2img (any model): the source enlarged to the output size (by the model's super-resolution
+  network when its `upscaler` is one, else a Lanczos resize), then img2img detail passes over tiles
+  of the model's native size, blended where they overlap.
 - x4 (subtle mode, when the model's config names an upscaler): diffusers' StableDiffusionUpscalePipeline,
   a real 4x super-resolution model, on tiles of the source; a 2x result is the 4x one scaled down.
 """
@@ -22,6 +23,7 @@ from generation.models.families import img2img_size
 from generation.models.loading import LoadedModel
 from generation.models.sources import hub_offline, resolve_source
 from generation.operations.imagine import CancelCheck, ImagineResult, StepCallback, render_batch
+from generation.operations.super_resolution import enlarge, sr_network
 from generation.operations.upscale_tiles import Tile, TileCanvas, plan_tiles
 from generation.specs import MAX_SEED, UpscaleSpec
 
@@ -62,8 +64,12 @@ def _by_img2img(
     on_step: StepCallback | None,
     should_cancel: CancelCheck | None,
 ) -> Image.Image:
-    """Resize, then redraw tile by tile (nothing more at strength 0)."""
-    resized = source.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
+    """Enlarge (by the model's super-resolution network, or Lanczos), then redraw tile by tile
+    (nothing more at strength 0)."""
+    if spec.first_stage == "network":
+        resized = enlarge(sr_network(model), source, (spec.width, spec.height))
+    else:
+        resized = source.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
     if spec.strength == 0:
         return resized
     pipeline = model.task("img2img")

@@ -69,6 +69,7 @@ from generation.specs.upscale import (
     UPSCALE_STRENGTHS,
     UpscaleMethod,
     UpscaleMode,
+    UpscaleSetup,
     UpscaleSpec,
     upscale_spec,
 )
@@ -118,7 +119,7 @@ __all__ = [
     "UPSCALE_PROMPT", "UPSCALE_STRENGTHS", "ZOOM_PRESETS", "AdapterKind", "AdapterRef", "Canvas",
     "ControlMode", "ControlRef", "DescribeSpec", "ImagineSpec", "ImportSpec", "JobSpec", "Lane", "OutpaintOperation",
     "OutpaintSpec", "Placement", "PromptedSpec", "RegionBox", "SchedulerName", "SpecError", "SpecT",
-    "TrainMethod", "TrainSpec", "UpscaleMethod", "UpscaleMode", "UpscaleSpec", "VarySpec",
+    "TrainMethod", "TrainSpec", "UpscaleMethod", "UpscaleMode", "UpscaleSetup", "UpscaleSpec", "VarySpec",
     "adapter_files", "adapter_name_problem", "build_spec", "check_control_mode", "describe_validation_error",
     "fit", "imagine_spec", "outpaint_spec", "parse_box", "plan_outpaint", "prompted_fields", "seeds_from",
     "spec_files", "spec_from_json", "steps_for_strength", "upscale_spec", "vary_spec",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
@@ -24,6 +26,17 @@ from generation.specs.base import (
 UpscaleMode = Literal["subtle", "creative"]
 UPSCALE_MODES: tuple[str, ...] = UpscaleMode.__args__  # type: ignore[attr-defined]
 UPSCALE_STRENGTHS: dict[str, float] = {"subtle": 0.2, "creative": 0.4}
+
+
+@dataclass(frozen=True)
+class UpscaleSetup:
+    """What a model's config says about upscaling (generation.config.upscale_setup): what its
+    `upscaler` is, and the img2img strength of each mode's detail passes (0: none, the first stage alone)."""
+
+    upscaler: Literal["x4", "network"] | None = None
+    strengths: Mapping[str, float] = field(default_factory=lambda: dict(UPSCALE_STRENGTHS))
+
+
 UpscaleMethod = Literal["img2img", "x4"]
 MAX_UPSCALED_SIDE = 4096
 UPSCALE_PROMPT = "an upscaled picture"  # for uploads: tiles ignore the prompt (UpscaleSpec); captions show it
@@ -53,6 +66,8 @@ class UpscaleSpec(PromptedSpec):
     # x4: the model's configured super-resolution upscaler (tile_size in source pixels; strength unused).
     method: UpscaleMethod = "img2img"
     noise_level: int = Field(default=20, ge=0, le=350)  # x4 only: noise added to the low-res input
+    # img2img only: how the source is first enlarged, by Lanczos or the model's super-resolution network.
+    first_stage: Literal["lanczos", "network"] = "lanczos"
 
     def prompt_required(self) -> bool:
         return False  # the source picture says what to draw (a /blend result has no prompt)
@@ -86,11 +101,12 @@ def upscale_spec(
     resolution: int,
     *,
     tile_prompt: str = "",
-    upscaler: bool = False,
+    setup: UpscaleSetup | None = None,
     **changes: Any,
 ) -> UpscaleSpec:
     """`source` at `factor` times its size: by the model's x4 `upscaler` for a subtle upscale when it
-    has one, else redrawn with img2img in tiles of the model's native side `resolution`."""
+    has one, else enlarged (by its super-resolution network if it has one, else Lanczos) and redrawn
+    with img2img in tiles of the model's native side `resolution`."""
     width, height = (_multiple_of_8(side * factor) for side in source_size)
     if max(width, height) > MAX_UPSCALED_SIDE:
         raise SpecError(
@@ -99,17 +115,20 @@ def upscale_spec(
         )
     fields = prompted_fields(base, **changes) | {"width": width, "height": height}
     fields["seeds"] = fields["seeds"][:1]
-    by_model = upscaler and mode == "subtle"
+    setup = setup or UpscaleSetup()
+    upscaler, strength = setup.upscaler, setup.strengths[mode]
+    by_model = upscaler == "x4" and mode == "subtle"
     if not by_model:  # img2img runs only steps x strength of them
-        fields["steps"] = steps_for_strength(fields["steps"], UPSCALE_STRENGTHS[mode])
+        fields["steps"] = steps_for_strength(fields["steps"], strength) if strength else 1
     return build_spec(
         UpscaleSpec,
         **fields,
         source=source,
         factor=factor,
         mode=mode,
-        strength=UPSCALE_STRENGTHS[mode],
+        strength=strength,
         tile_prompt=tile_prompt,
+        first_stage="network" if upscaler == "network" else "lanczos",
         **_upscale_method(by_model, resolution),
     )
 

@@ -15,7 +15,7 @@ from generation.models.loading import LoadedModel, load_model
 from generation.operations.imagine import run_imagine
 from generation.operations.upscale import run_upscale
 from generation.operations.upscale_tiles import plan_tiles, tile_starts
-from generation.specs import ImagineSpec, UpscaleSpec, upscale_spec
+from generation.specs import ImagineSpec, UpscaleSetup, UpscaleSpec, upscale_spec
 from tests.conftest import pixels
 
 SOURCE_HASH = "0" * 64
@@ -130,10 +130,14 @@ def with_upscaler(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelCo
 
 def test_subtle_upscale_uses_the_configured_x4_model_tile_by_tile(with_upscaler: LoadedModel) -> None:
     source = run_imagine(with_upscaler, base_spec("tiny", steps=4, guidance=7.0)).images[0]
-    spec = upscale_spec(base_spec("tiny", steps=3), SOURCE_HASH, source.size, 2, "subtle", 64, upscaler=True)
+    spec = upscale_spec(
+        base_spec("tiny", steps=3), SOURCE_HASH, source.size, 2, "subtle", 64, setup=UpscaleSetup("x4")
+    )
     assert (spec.method, spec.tile_size) == ("x4", 128)
     assert (
-        upscale_spec(base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "creative", 64, upscaler=True).method
+        upscale_spec(
+            base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "creative", 64, setup=UpscaleSetup("x4")
+        ).method
         == "img2img"
     )
     steps: list[tuple[int, int]] = []
@@ -154,6 +158,6 @@ def test_subtle_upscale_uses_the_configured_x4_model_tile_by_tile(with_upscaler:
 
 
 def test_x4_without_a_configured_upscaler_is_a_clear_error(tiny_model: LoadedModel) -> None:
-    spec = upscale_spec(base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "subtle", 64, upscaler=True)
+    spec = upscale_spec(base_spec("tiny"), SOURCE_HASH, (64, 64), 2, "subtle", 64, setup=UpscaleSetup("x4"))
     with pytest.raises(SpecError, match="has no upscaler configured"):
         run_upscale(tiny_model, spec, Image.new("RGB", (64, 64)))
