@@ -100,6 +100,7 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
             _checkpoint(work / "vae", {"vae": vae}, optimizer, step + 1, loss.item())
     vae.eval()
     set_latent_scale(vae, images)
+    vae.save_pretrained(work / "vae" / "vae")  # with its latent scale, for --export
     return vae
 
 
@@ -269,11 +270,31 @@ def save_model(
     (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
 
 
+def export(config: TrainConfig, work: Path, out: Path) -> None:
+    """The pipeline of the latest checkpoints in `work`, with their EMA weights, without training
+    further: to judge a run midway (bench/bench_bundled.py --model OUT)."""
+    vae = AutoencoderKL.from_pretrained(work / "vae" / "vae")
+    if vae.config.scaling_factor == 0.18215:  # diffusers' default: saved before set_latent_scale ran
+        images, _ = render_dataset(TrainConfig(**{**asdict(config), "scenes": 2048}))
+        set_latent_scale(vae.eval(), images)
+    unet = UNet2DConditionModel.from_pretrained(work / "unet" / "unet")
+    text_encoder = CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
+    for model, name in ((unet, "ema_unet.pt"), (text_encoder, "ema_text.pt")):
+        ema = EMAModel(model.parameters())
+        ema.load_state_dict(torch.load(work / "unet" / name, weights_only=True))
+        ema.copy_to(model.parameters())
+    step = json.loads((work / "unet" / "state.json").read_text())["step"]
+    text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
+    save_model(out, vae.eval(), unet.eval(), text_encoder, architecture.build_tokenizer(), config)
+    log.info("exported %s at step %d", out, step)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train dreamcord's bundled model on procedural scenes.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "model")
     parser.add_argument("--work", type=Path, default=Path("data/bundled-training"), help="checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
+    parser.add_argument("--export", action="store_true", help="save --work's latest checkpoint to --out")
     for name, default in asdict(TrainConfig()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args()
@@ -281,6 +302,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
+    if args.export:
+        export(config, args.work, args.out)
+        return
     if not args.resume and args.work.exists():
         raise SystemExit(f"{args.work} exists: pass --resume to continue, or remove it to start over")
     started = time.perf_counter()

@@ -1,0 +1,180 @@
+"""What the picture operations promise, measured on a model's own pictures (issue 22's operation
+checks; bench/bench_bundled_operations.py prints them, the bundled model's slow tests hold them).
+
+Each measure renders one-shape scenes from their captions and applies an operation the way the bot
+does (the spec builders, the operations), then reads the pictures: pixel changes on the 0-255 scale,
+the evaluator's verdicts, and a seam measure across the edge of a repainted region.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from generation.bundled import evaluator
+from generation.bundled.dataset import Scene, sample_scene
+from generation.models.loading import LoadedModel
+from generation.operations.imagine import run_imagine
+from generation.operations.inpaint import run_outpaint
+from generation.operations.vary import run_vary
+from generation.prompt import parse_prompt
+from generation.specs import (
+    STRONG_STRENGTH,
+    SUBTLE_STRENGTH,
+    ImagineSpec,
+    RegionBox,
+    imagine_spec,
+    outpaint_spec,
+    vary_spec,
+)
+
+SOURCE_HASH = "0" * 64  # the operations read the picture itself; the hash only names it in the spec
+VARY_STRENGTHS = (SUBTLE_STRENGTH, STRONG_STRENGTH, 1.0)
+CHAOS_LEVELS = (0, 50, 100)
+SEAM_BOX = RegionBox(left=0.25, top=0.25, right=0.75, bottom=0.75)
+
+
+def one_shape_scenes(count: int, seed: int = 2022) -> list[Scene]:
+    rng = random.Random(seed)
+    return [sample_scene(rng, max_shapes=1) for _ in range(count)]
+
+
+def change(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two pictures, 0-255."""
+    return float(np.abs(_rgb(a) - _rgb(b)).mean())
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def picture(model: LoadedModel, scene: Scene, seed: int, extra: str = "") -> tuple[ImagineSpec, Image.Image]:
+    parsed = parse_prompt(f"{scene.caption()} --seed {seed} {extra}".strip())
+    spec = imagine_spec(parsed, model.config, model.resolution, count=1)
+    return spec, run_imagine(model, spec).images[0]
+
+
+def vary_changes(model: LoadedModel, scenes: list[Scene]) -> dict[float, float]:
+    """Mean change of a variation from its source, per strength, with the picture's own prompt."""
+    changes: dict[float, list[float]] = {strength: [] for strength in VARY_STRENGTHS}
+    for index, scene in enumerate(scenes):
+        base, source = picture(model, scene, 300 + index)
+        for strength in VARY_STRENGTHS:
+            spec = vary_spec(base, SOURCE_HASH, source.size, model.resolution, strength, seeds=(900 + index,))
+            changes[strength].append(change(run_vary(model, spec, source).images[0], source))
+    return {strength: statistics.mean(values) for strength, values in changes.items()}
+
+
+def chaos_diversity(model: LoadedModel, scenes: list[Scene]) -> dict[int, float]:
+    """Mean change between the pictures of one grid, per --chaos level."""
+    diversity: dict[int, list[float]] = {level: [] for level in CHAOS_LEVELS}
+    for index, scene in enumerate(scenes):
+        for level in CHAOS_LEVELS:
+            parsed = parse_prompt(f"{scene.caption()} --seed {700 + index} --chaos {level}")
+            grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
+            diversity[level].append(statistics.mean(change(a, b) for a, b in itertools.combinations(grid, 2)))
+    return {level: statistics.mean(values) for level, values in diversity.items()}
+
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom
+
+
+def across_edges(image: Image.Image, box: Box) -> float:
+    """Mean difference of pixels mirrored across the edges of `box` (1, 2 and 3 pixels either side),
+    0-255: how much the picture changes across that rectangle's outline."""
+    pixels = _rgb(image)
+    left, top, right, bottom = box
+    pairs = []
+    for k in range(3):
+        pairs += [pixels[top:bottom, left - 1 - k] - pixels[top:bottom, left + k]]
+        pairs += [pixels[top:bottom, right + k] - pixels[top:bottom, right - 1 - k]]
+        pairs += [pixels[top - 1 - k, left:right] - pixels[top + k, left:right]]
+        pairs += [pixels[bottom + k, left:right] - pixels[bottom - 1 - k, left:right]]
+    return float(np.mean([np.abs(pair).mean() for pair in pairs]))
+
+
+def region_seams(model: LoadedModel, scenes: list[Scene]) -> float:
+    """Median seam excess of Vary (Region) over the centre box, with the picture's own prompt: the
+    change across the box's outline in the result, less the source's across the same outline (its own
+    texture there). A band of another colour along the seam shows as a large value."""
+    excess = []
+    for index, scene in enumerate(scenes):
+        base, source = picture(model, scene, 400 + index)
+        spec = vary_spec(
+            base, SOURCE_HASH, source.size, model.resolution, 1.0, box=SEAM_BOX, seeds=(950 + index,)
+        )
+        width, height = source.size
+        box = (round(width * SEAM_BOX.left), round(height * SEAM_BOX.top),
+               round(width * SEAM_BOX.right), round(height * SEAM_BOX.bottom))  # fmt: skip
+        result = run_vary(model, spec, source).images[0]
+        excess.append(across_edges(result, box) - across_edges(source, box))
+    return statistics.median(excess)
+
+
+def outpaint_seams(model: LoadedModel, scenes: list[Scene]) -> float:
+    """Median seam excess where Zoom Out's new border meets the placed picture: the change across the
+    placed picture's outline, less the change across an outline 6 pixels inside it (the kept picture's
+    own texture)."""
+    excess = []
+    for index, scene in enumerate(scenes):
+        base, source = picture(model, scene, 500 + index)
+        spec = outpaint_spec(
+            base, SOURCE_HASH, source.size, "zoom", model.resolution, zoom=1.5, seeds=(980 + index,)
+        )
+        result = run_outpaint(model, spec, source).images[0]
+        place = spec.placement
+        box = (place.left, place.top, place.left + place.width, place.top + place.height)
+        inner = (box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6)
+        excess.append(across_edges(result, box) - across_edges(result, inner))
+    return statistics.median(excess)
+
+
+@dataclass(frozen=True)
+class TileVerdicts:
+    colour: float  # share of --tile pictures whose evaluator verdict matches the prompt
+    shape: float
+
+
+def tile_verdicts(model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene]) -> TileVerdicts:
+    pictures = [picture(model, scene, 600 + index, "--tile")[1] for index, scene in enumerate(scenes)]
+    verdicts = evaluator.classify(judge, pictures)
+    right = [
+        (v.colour == s.shapes[0].colour, v.shape == s.shapes[0].shape)
+        for v, s in zip(verdicts, scenes, strict=True)
+    ]
+    return TileVerdicts(statistics.mean(c for c, _ in right), statistics.mean(s for _, s in right))
+
+
+def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
+    """How far apart four seeds of a prompt that leaves the layout open put the shape: the mean
+    distance between the shapes' centres (pixels far from the border's colour), as a share of the side."""
+    spreads = []
+    for index, scene in enumerate(scenes):
+        shape = scene.shapes[0]
+        size = "" if shape.size == "medium" else f"{shape.size} "
+        prompt = f"a {size}{shape.colour} {shape.shape} {scene.background.phrase()}"  # no position
+        parsed = parse_prompt(f"{prompt} --seed {800 + index}")
+        grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
+        centres = [centre for image in grid if (centre := _shape_centre(image)) is not None]
+        if len(centres) >= 2:
+            spreads.append(
+                statistics.mean(
+                    float(np.hypot(a[0] - b[0], a[1] - b[1])) for a, b in itertools.combinations(centres, 2)
+                )
+            )
+    return statistics.mean(spreads) if spreads else 0.0
+
+
+def _shape_centre(image: Image.Image) -> tuple[float, float] | None:
+    pixels = _rgb(image)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    far = np.linalg.norm(pixels - np.median(border, axis=0), axis=2) > 80
+    if far.mean() < 0.01:
+        return None
+    rows, columns = np.nonzero(far)
+    return columns.mean() / image.width, rows.mean() / image.height
