@@ -181,6 +181,12 @@ def convert_flux_state_dict(
         for parameter in (".weight", ".bias"):
             put(new + parameter, tensors.pop(old + parameter))
 
+    def rename_block(old_block: str, new_block: str, linears: dict[str, str], norms: dict[str, str]) -> None:
+        for old, new in linears.items():
+            move(old_block + old, new_block + new)
+        for old, new in norms.items():
+            put(new_block + new, tensors.pop(old_block + old))
+
     try:
         for old, new in _ONCE.items():
             if old.startswith("guidance_in") and f"{old}.weight" not in tensors:
@@ -192,10 +198,7 @@ def convert_flux_state_dict(
         put("norm_out.linear.bias", torch.cat([scale, shift]))
         for block in range(_count(tensors, r"double_blocks\.(\d+)\.")):
             old_block, new_block = f"double_blocks.{block}.", f"transformer_blocks.{block}."
-            for old, new in _DOUBLE.items():
-                move(old_block + old, new_block + new)
-            for old, new in _DOUBLE_NORMS.items():
-                put(new_block + new, tensors.pop(old_block + old))
+            rename_block(old_block, new_block, _DOUBLE, _DOUBLE_NORMS)
             for stream, names in (
                 ("img", ("to_q", "to_k", "to_v")),
                 ("txt", ("add_q_proj", "add_k_proj", "add_v_proj")),
@@ -206,10 +209,7 @@ def convert_flux_state_dict(
                         put(f"{new_block}attn.{name}.{parameter}", part)
         for block in range(_count(tensors, r"single_blocks\.(\d+)\.")):
             old_block, new_block = f"single_blocks.{block}.", f"single_transformer_blocks.{block}."
-            for old, new in _SINGLE.items():
-                move(old_block + old, new_block + new)
-            for old, new in _SINGLE_NORMS.items():
-                put(new_block + new, tensors.pop(old_block + old))
+            rename_block(old_block, new_block, _SINGLE, _SINGLE_NORMS)
             for parameter in ("weight", "bias"):
                 fused = tensors.pop(f"{old_block}linear1.{parameter}")
                 parts = torch.split(fused, [inner, inner, inner, fused.shape[0] - 3 * inner])
