@@ -94,7 +94,7 @@ def model_check(config: ModelConfig, settings: Settings, device: DeviceMemory) -
     where = model_availability(config.source)
     try:
         family = family_of(config).label
-        parameters = parameter_count(config.source)
+        parameters = parameter_count(config.source, config.base)
     except DreamcordError as error:
         return Check(False, "model", f"{config.name}: {error}")
     if device.total is None:

@@ -14,17 +14,24 @@ from generation.models.single_file import is_single_file
 BYTES_PER_PARAMETER = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def parameter_count(source: str) -> int | None:
-    """Parameters in a single file, a diffusers folder or a downloaded hub model; None when its
-    weights are not on this machine (or not safetensors)."""
+def parameter_count(source: str, base: str | None = None) -> int | None:
+    """Parameters in a single file, a diffusers folder or a downloaded hub model (a Flux transformer
+    file with the rest of its `base`); None when its weights are not on this machine (or not safetensors)."""
     if is_single_file(source):
         path = Path(source).expanduser()
-        return _count(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        rest = _folder_count(base, skip="transformer") if base else 0
+        return None if rest is None else _count(path) + rest
+    return _folder_count(source)
+
+
+def _folder_count(source: str, skip: str = "") -> int | None:
     folder = _local_folder(source)
     if folder is None:
         return None
-    files = [_preferred(component) for component in folder.iterdir() if (component / "config.json").is_file()]
-    counted = [_count(file) for group in files for file in group]
+    components = [c for c in folder.iterdir() if (c / "config.json").is_file() and c.name != skip]
+    counted = [_count(file) for component in components for file in _preferred(component)]
     return sum(counted) if counted else None
 
 

@@ -100,8 +100,13 @@ def test_a_comfyui_file_in_bfloat16_loads_its_transformer_beside_other_parts(
 
 
 def test_what_a_flux_file_is_comes_from_its_header(files: Files) -> None:
+    from generation.models.weight_size import parameter_count
+
     config = ModelConfig(name="file", source=str(files.file))
     assert family_of(config).name == "flux" and native_resolution(config) == 1024
+    # doctor's memory estimate: the file's transformer and the base's other parts, as the folder has
+    assert parameter_count(str(files.file), str(files.base)) == parameter_count(str(files.folder))
+    assert parameter_count(str(files.file)) < parameter_count(str(files.folder))  # type: ignore[operator]
     shapes = read_single_file(str(files.file)).configs["transformer"]
     assert shapes | {"guidance_embeds": True} == shapes  # FLUX.1 dev's guidance embedder is there
     assert (shapes["attention_head_dim"], shapes["num_attention_heads"], shapes["num_layers"]) == (16, 2, 1)
