@@ -6,7 +6,7 @@ CFG 1 (diffusers turns classifier-free guidance off at <= 1: the text-conditione
 and with no text at all (the unconditional prediction the model learned from caption dropout, i.e.
 what guidance pushes away from: chance level means the text is what steers the picture). Then the
 same for colour+shape pairs held out of training, the VAE's reconstruction PSNR, and the time of a
-2x2 grid at 20 steps.
+2x2 grid at 20 steps, and the bars of issue 22 with the layout spread of four seeds.
 
     python bench/bench_bundled.py [--prompts 200] [--model generation/bundled/model]
 """
@@ -23,11 +23,13 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import torch
 from PIL import Image
 
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import Scene, sample_scene
+from generation.bundled.operation_checks import layout_spread
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
 from generation.operations.imagine import run_imagine
@@ -35,6 +37,8 @@ from generation.prompt import parse_prompt
 from generation.specs import imagine_spec
 
 ATTRIBUTES = ("colour", "shape", "size", "position")
+BARS = {"colour": 0.95, "shape": 0.90, "size": 0.90, "position": 0.70}  # issue 22, seen pairs, default cfg
+HELD_OUT_GAP = 0.10  # held-out pairs within 10 points of seen ones
 
 
 def evaluation_scenes(count: int, *, held_out: bool, seed: int) -> list[Scene]:
@@ -82,7 +86,9 @@ def vae_psnr(model: LoadedModel, count: int = 200) -> float:
     scenes = evaluation_scenes(count, held_out=False, seed=7) + evaluation_scenes(
         count // 4, held_out=True, seed=8
     )
-    images = evaluator.to_tensor([scene.render(64) for scene in scenes])
+    side = model.resolution
+    pixels = np.stack([np.asarray(scene.render(side)) for scene in scenes])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     vae = model.pipeline.vae
     decoded = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
     to_255 = lambda t: ((t + 1) * 127.5).round()  # noqa: E731
@@ -127,10 +133,21 @@ def main() -> None:
     print("|---" * (len(ATTRIBUTES) + 1) + "|")
     seen = evaluation_scenes(args.prompts, held_out=False, seed=2024)
     unseen = evaluation_scenes(args.prompts, held_out=True, seed=2025)
+    at_default: dict[str, dict[str, float]] = {}
     for label, scenes in (("seen pairs", seen), ("held-out pairs", unseen)):
         for cfg in (config.guidance, 1.0, None):
             guidance = "no text (unconditional)" if cfg is None else f"cfg {cfg:g}"
-            print(row(f"{label}, {guidance}", agreement(model, judge, scenes, cfg)), flush=True)
+            scores = agreement(model, judge, scenes, cfg)
+            if cfg == config.guidance:
+                at_default[label] = scores
+            print(row(f"{label}, {guidance}", scores), flush=True)
+    print("\nbars (seen pairs, default cfg; held-out within 10 points):")
+    for name, bar in BARS.items():
+        seen_score, unseen_score = at_default["seen pairs"][name], at_default["held-out pairs"][name]
+        verdict = "met" if seen_score >= bar and seen_score - unseen_score <= HELD_OUT_GAP else "NOT met"
+        print(f"  {name}: {seen_score:.1%} (bar {bar:.0%}), held-out {unseen_score:.1%}: {verdict}")
+    spread = layout_spread(model, evaluation_scenes(min(args.prompts, 24), held_out=False, seed=2026))
+    print(f"\nlayout spread, four seeds of a prompt without a position: {spread:.2f} of the side")
     print(f"\nVAE reconstruction PSNR: {vae_psnr(model):.2f} dB")
     print(f"2x2 grid, 20 steps, {config.scheduler}: {grid_seconds(model):.2f} s (median of 5)")
     weights = sum(file.stat().st_size for file in Path(args.model).rglob("*.safetensors"))
