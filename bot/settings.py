@@ -389,6 +389,8 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"{key} must be one of {expected}, got {shown}"
+    if kind == "value_error":  # a check of the model's own (ModelConfig.__post_init__): its words
+        return f"{key}: {error.get('ctx', {}).get('error', error['msg'])}"
     return f"{key} has the wrong type or value: {shown} ({error['msg'].lower()})"
 
 

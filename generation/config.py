@@ -164,6 +164,10 @@ class ModelConfig:
     # Image prompts (/blend, pictures on /imagine, --iw, --sref): this model's IP-Adapter; None: refused.
     ip_adapter: IpAdapterConfig | None = None
 
+    def __post_init__(self) -> None:
+        if self.base is not None and not self.source.lower().endswith(SINGLE_FILE_SUFFIXES):
+            raise ValueError("base = … is for a Flux transformer file (source = one .safetensors)")
+
 
 def upscale_setup(config: ModelConfig) -> UpscaleSetup:
     """What `config` says about upscaling: one `upscaler` file is a super-resolution network, anything

@@ -94,6 +94,11 @@ def test_token_comes_from_the_environment_and_is_never_shown() -> None:
         ),
         ("[models.x]\nsource = 'a/b'\nscheduler = 'plms'\n", "scheduler must be one of"),
         ("[models.x]\nsource = 'a/b'\nsteps = 'many'\n", "steps has the wrong type"),
+        ("[models.x]\nsource = 'a/b'\nbase = 'c/d'\n", "models.x: base = … is for a Flux transformer file"),
+        (
+            "[models.x]\nsource = 'a/b'\nupscale_strengths = {subtle = 2}\n",
+            "upscale_strengths.subtle has the wrong",
+        ),
         ("default_model = 'nope'\n", "default_model 'nope' is not configured"),
         ("device = 'tpu'\n", "device must be one of"),
         (
