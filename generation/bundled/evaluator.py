@@ -74,16 +74,23 @@ def labels_of(scenes: list[Scene]) -> dict[str, torch.Tensor]:
     }
 
 
-def train(steps: int = 2500, batch: int = 64, seed: int = 0) -> SceneClassifier:
-    """Fit on freshly drawn one-shape scenes, held-out pairs included: it judges, it is not judged."""
+def train(
+    steps: int = 2500, batch: int = 64, seed: int = 0, variety: float = 0.0, side: int = 64
+) -> SceneClassifier:
+    """Fit on freshly drawn one-shape scenes, held-out pairs included: it judges, it is not judged.
+    `variety` and `side` draw them as a model trained on them shows them (dataset.sample_scene); a
+    freely placed shape is labelled with its nearest named position."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model = SceneClassifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     for _ in tqdm(range(steps), desc="evaluator"):
-        scenes = [sample_scene(rng, held_out=rng.random() < 0.1, max_shapes=1) for _ in range(batch)]
-        images = to_tensor([scene.render(64) for scene in scenes])
+        scenes = [
+            sample_scene(rng, held_out=rng.random() < 0.1, max_shapes=1, variety=variety)
+            for _ in range(batch)
+        ]
+        images = to_tensor([scene.render(side) for scene in scenes])
         outputs, targets = model(images), labels_of(scenes)
         loss = sum(F.cross_entropy(outputs[name], targets[name]) for name in HEADS)
         optimizer.zero_grad(set_to_none=True)
@@ -113,10 +120,14 @@ def classify(model: SceneClassifier, images: list[Image.Image]) -> list[Verdict]
 
 
 @torch.no_grad()
-def accuracy_on_ground_truth(model: SceneClassifier, count: int = 1000, seed: int = 123) -> dict[str, float]:
+def accuracy_on_ground_truth(
+    model: SceneClassifier, count: int = 1000, seed: int = 123, variety: float = 0.0, side: int = 64
+) -> dict[str, float]:
     rng = random.Random(seed)
-    scenes = [sample_scene(rng, held_out=rng.random() < 0.5, max_shapes=1) for _ in range(count)]
-    verdicts = classify(model, [scene.render(64) for scene in scenes])
+    scenes = [
+        sample_scene(rng, held_out=rng.random() < 0.5, max_shapes=1, variety=variety) for _ in range(count)
+    ]
+    verdicts = classify(model, [scene.render(side) for scene in scenes])
     return {
         name: sum(
             getattr(v, name) == getattr(s.shapes[0], name) for v, s in zip(verdicts, scenes, strict=True)
@@ -131,11 +142,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=EVALUATOR_DIR)
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variety", type=float, default=0.0, help="dataset.sample_scene's (0.06: the second model's)"
+    )
+    parser.add_argument("--side", type=int, default=64, help="scenes drawn at this size, then read at 64 px")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = train(args.steps)
+    model = train(args.steps, variety=args.variety, side=args.side)
     save(model, args.out)
-    print("accuracy on ground truth:", json.dumps(accuracy_on_ground_truth(model)))
+    accuracy = accuracy_on_ground_truth(model, variety=args.variety, side=args.side)
+    print("accuracy on ground truth:", json.dumps(accuracy))
 
 
 if __name__ == "__main__":
