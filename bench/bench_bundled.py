@@ -18,18 +18,20 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.operation_checks
 
 import numpy as np
 import torch
 from PIL import Image
 
+from bench.operation_checks import layout_spread
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
 from generation.bundled.dataset import Scene, sample_scene
-from generation.bundled.operation_checks import layout_spread
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
 from generation.operations.imagine import run_imagine

@@ -15,13 +15,16 @@ import argparse
 import dataclasses
 import os
 import platform
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.operation_checks
 
 import torch
 
+from bench import operation_checks as checks
 from generation.bundled import bundled_model_config, evaluator
-from generation.bundled import operation_checks as checks
 from generation.models.loading import load_model
 
 

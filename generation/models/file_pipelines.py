@@ -20,7 +20,8 @@ from generation.errors import ModelLoadError
 from generation.models.checkpoint_facts import read_checkpoint_json
 from generation.models.families import text2img_class
 from generation.models.family_facts import FamilyFacts
-from generation.models.flux_file import UnusualFluxFile, read_flux_transformer, transformer_config
+from generation.models.flux_file import UnusualFluxFile, transformer_config
+from generation.models.flux_weights import read_flux_transformer
 from generation.models.single_file import SingleFileCheckpoint, read_single_file
 from generation.models.sources import resolve_source
 

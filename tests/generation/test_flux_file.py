@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from generation.config import ModelConfig
 from generation.errors import ModelLoadError
 from generation.models.checkpoint_facts import family_of, native_resolution
-from generation.models.flux_file import convert_flux_state_dict
+from generation.models.flux_weights import convert_flux_state_dict
 from generation.models.loading import LoadedModel, load_model
 from generation.models.single_file import read_single_file
 from generation.models.tiny_flux import build_tiny_flux_pipeline, save_tiny_flux_fill_model

@@ -1,5 +1,6 @@
 """What the picture operations promise, measured on a model's own pictures (issue 22's operation
-checks; bench/bench_bundled_operations.py prints them, the bundled model's slow tests hold them).
+checks; bench/bench_bundled_operations.py prints them). Beside the benches, not in generation/: it
+drives operations with the bundled model's evaluator, above every layer of the engine.
 
 Each measure renders one-shape scenes from their captions and applies an operation the way the bot
 does (the spec builders, the operations), then reads the pictures: pixel changes on the 0-255 scale,
