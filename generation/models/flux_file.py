@@ -90,6 +90,7 @@ def bare_name(name: str) -> str:
 
 
 def count_blocks(names: Any, pattern: str) -> int:
+    """How many numbered blocks match `pattern` (a regex with one `(\\d+)`), in any checkpoint's names."""
     compiled = re.compile(pattern)
     found = {int(match.group(1)) for key in names if (match := compiled.match(key))}
     return max(found) + 1 if found else 0

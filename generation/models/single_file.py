@@ -21,7 +21,7 @@ from typing import Any
 from generation.config import SINGLE_FILE_SUFFIXES
 from generation.errors import ModelLoadError, ModelNotFoundError
 from generation.models.adapter_files import AdapterFileError, head_of_file, read_header
-from generation.models.flux_file import UnusualFluxFile, flux_shape_config, is_flux
+from generation.models.flux_file import UnusualFluxFile, count_blocks, flux_shape_config, is_flux
 
 ORIGINAL_CONFIGS = Path(__file__).with_name("original_configs")
 CLIP_VOCABULARY = 49408  # the shipped tokenizer's; a file whose text encoder has another cannot use it
@@ -169,7 +169,7 @@ def _variant(shapes: Shapes) -> str:
     elif has(SD1_CLIP):
         return "sd1"
     elif has(SD2_OPEN_CLIP):
-        layers = _count(shapes, re.escape(f"{SD2_OPEN_CLIP}transformer.resblocks.") + r"(\d+)\.")
+        layers = count_blocks(shapes, re.escape(f"{SD2_OPEN_CLIP}transformer.resblocks.") + r"(\d+)\.")
         if layers == SD2_TEXT_LAYERS:
             return "sd2"
         found = f"an SD 2.x-like checkpoint with {layers} text-encoder layers (SD 2.x has {SD2_TEXT_LAYERS})"
@@ -181,13 +181,6 @@ def _variant(shapes: Shapes) -> str:
 def _template(variant: str, subfolder: str, name: str = "config.json") -> dict[str, Any]:
     config: dict[str, Any] = json.loads((ORIGINAL_CONFIGS / variant / subfolder / name).read_text())
     return config
-
-
-def _count(shapes: Shapes, pattern: str) -> int:
-    """How many numbered blocks match `pattern` (a regex with one `(\\d+)`)."""
-    compiled = re.compile(pattern)
-    found = {int(match.group(1)) for key in shapes if (match := compiled.match(key))}
-    return max(found) + 1 if found else 0
 
 
 def _unet_config(variant: str, shapes: Shapes) -> dict[str, Any]:
@@ -208,7 +201,7 @@ def _unet_config(variant: str, shapes: Shapes) -> dict[str, Any]:
             resnets, depth = 0, 0
         else:
             resnets += 1
-            depth = max(depth, _count(shapes, re.escape(f"{prefix}1.transformer_blocks.") + r"(\d+)\."))
+            depth = max(depth, count_blocks(shapes, re.escape(f"{prefix}1.transformer_blocks.") + r"(\d+)\."))
         block += 1
     if not levels or len(set(layers)) != 1:
         raise _Unusual(f"its UNet has an unusual layout ({layers} res-blocks per level)")
@@ -259,13 +252,15 @@ def read_vae_file(source: str, family: str) -> dict[str, Any]:
 
 def _vae_config(variant: str, shapes: Shapes, prefix: str = VAE) -> dict[str, Any]:
     config = _template(variant, "vae")
-    levels = _count(shapes, re.escape(f"{prefix}encoder.down.") + r"(\d+)\.")
+    levels = count_blocks(shapes, re.escape(f"{prefix}encoder.down.") + r"(\d+)\.")
     config["block_out_channels"] = [
         shapes[f"{prefix}encoder.down.{level}.block.0.conv1.weight"][0] for level in range(levels)
     ]
     config["down_block_types"] = ["DownEncoderBlock2D"] * levels
     config["up_block_types"] = ["UpDecoderBlock2D"] * levels
-    config["layers_per_block"] = _count(shapes, re.escape(f"{prefix}encoder.down.0.block.") + r"(\d+)\.")
+    config["layers_per_block"] = count_blocks(
+        shapes, re.escape(f"{prefix}encoder.down.0.block.") + r"(\d+)\."
+    )
     config["in_channels"] = shapes[f"{prefix}encoder.conv_in.weight"][1]
     config["out_channels"] = shapes[f"{prefix}decoder.conv_out.weight"][0]
     config["latent_channels"] = shapes[f"{prefix}decoder.conv_in.weight"][1]
@@ -287,7 +282,7 @@ def _clip_config(variant: str, subfolder: str, shapes: Shapes, prefix: str) -> d
     _check_vocabulary(vocabulary, "text encoder")
     config["hidden_size"] = width
     config["num_attention_heads"] = max(1, width // 64)  # CLIP's heads are 64 wide
-    config["num_hidden_layers"] = _count(shapes, re.escape(f"{prefix}encoder.layers.") + r"(\d+)\.")
+    config["num_hidden_layers"] = count_blocks(shapes, re.escape(f"{prefix}encoder.layers.") + r"(\d+)\.")
     config["intermediate_size"] = shapes[f"{prefix}encoder.layers.0.mlp.fc1.weight"][0]
     config["max_position_embeddings"] = shapes[f"{prefix}embeddings.position_embedding.weight"][0]
     config["projection_dim"] = width
@@ -300,7 +295,7 @@ def _open_clip_config(variant: str, subfolder: str, shapes: Shapes, prefix: str)
     config = _template(variant, subfolder)
     vocabulary, width = shapes[f"{prefix}token_embedding.weight"]
     _check_vocabulary(vocabulary, "second text encoder" if variant == "sdxl" else "text encoder")
-    layers = _count(shapes, re.escape(f"{prefix}transformer.resblocks.") + r"(\d+)\.")
+    layers = count_blocks(shapes, re.escape(f"{prefix}transformer.resblocks.") + r"(\d+)\.")
     config["hidden_size"] = width
     config["num_attention_heads"] = max(1, width // 64)
     config["num_hidden_layers"] = layers if variant == "sdxl" else layers - 1
