@@ -8,7 +8,7 @@ what guidance pushes away from: chance level means the text is what steers the p
 same for colour+shape pairs held out of training, the VAE's reconstruction PSNR, and the time of a
 2x2 grid at 20 steps, and the bars of issue 22 with the layout spread of four seeds.
 
-    python bench/bench_bundled.py [--prompts 200] [--model generation/bundled/model]
+    python bench/bench_bundled.py [--prompts 200] [--model generation/bundled/model] [--evaluator DIR]
 """
 
 from __future__ import annotations
@@ -120,11 +120,14 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--evaluator", type=Path, default=evaluator.EVALUATOR_DIR, help="its folder (evaluator.py --out)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = bundled_model_config()
     model = load_model(type(config)(**{**config.__dict__, "source": args.model}), device="cpu")
-    judge = evaluator.load()
+    judge = evaluator.load(args.evaluator)
     print(f"machine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
     print(
         "evaluator on ground truth:",

@@ -29,6 +29,10 @@ class Design:
     unet_channels: tuple[int, ...]
     unet_attention: tuple[bool, ...]  # cross-attention at each UNet level, top first
     text_layers: int = 3
+    # v-prediction on SD's schedule rescaled to zero terminal SNR (Lin et al. 2023): with SD's own
+    # schedule the last step leaves the picture's low frequencies in the noise, the model learns to
+    # read the layout from there, and the prompt's "at the top left" is never learned (the first model).
+    zero_terminal_snr: bool = False
 
     @property
     def latent_size(self) -> int:
@@ -36,7 +40,9 @@ class Design:
 
 
 V1 = Design("v1", 64, (16, 32, 64), (64, 128, 128), (False, True, True))
-V2 = Design("v2", 128, (16, 32, 64, 64), (64, 128, 160), (True, True, True), text_layers=4)
+V2 = Design(
+    "v2", 128, (16, 32, 64, 64), (64, 128, 160), (True, True, True), text_layers=4, zero_terminal_snr=True
+)
 DESIGNS = {design.name: design for design in (V1, V2)}
 IMAGE_SIZE = V1.image_size  # the shipped model's
 
@@ -81,6 +87,17 @@ def build_unet(design: Design = V1) -> UNet2DConditionModel:
     )
 
 
-def build_scheduler() -> DDIMScheduler:
-    """SD's own noise schedule, so every scheduler name works on the bundled model as on SD 1.x."""
-    return sd_noise_schedule()
+def build_scheduler(design: Design = V1) -> DDIMScheduler:
+    """SD's own noise schedule, so every scheduler name works on the bundled model as on SD 1.x;
+    rescaled to zero terminal SNR, with v-prediction and trailing timesteps (as Lin et al. require so
+    sampling starts from pure noise), where the design says so. Every scheduler in
+    generation.models.schedulers reads those three keys."""
+    schedule = sd_noise_schedule()
+    if not design.zero_terminal_snr:
+        return schedule
+    return DDIMScheduler.from_config(
+        schedule.config,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+    )

@@ -4,9 +4,11 @@
 
 1. VAE: an AutoencoderKL learns to reconstruct 64x64 scenes (MSE + a tiny KL term); its latent scale
    is then set so latents have unit variance, as SD's 0.18215 does.
-2. UNet + text encoder: trained together with the standard noise-prediction loss on the frozen VAE's
-   latents, SD's noise schedule, min-SNR weighting, and 10% empty captions so classifier-free
-   guidance works. EMA weights are what gets saved.
+2. UNet + text encoder: trained together on the frozen VAE's latents with 10% empty captions so
+   classifier-free guidance works. The first design predicts noise on SD's schedule with min-SNR
+   weighting; the second predicts v on that schedule rescaled to zero terminal SNR
+   (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise.
+   EMA weights are what gets saved.
 
 Seeded and resumable (`--resume` continues from the last checkpoint in --work).
 """
@@ -152,7 +154,7 @@ def train_unet(
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
     for _ in range(first_step):
         warmup.step()
-    noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler().config)
+    noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
     ).input_ids
@@ -183,7 +185,7 @@ def train_unet(
         )
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = unet(noisy, timesteps, encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, config.snr_gamma)
+        loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, config.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -203,6 +205,22 @@ def train_unet(
     unet.eval()
     text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
     return unet, text_encoder
+
+
+def noise_prediction_loss(
+    prediction: torch.Tensor,
+    clean: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    scheduler: DDPMScheduler,
+    gamma: float,
+) -> torch.Tensor:
+    """v-prediction: plain MSE on v (as SD 2.x trains), which weighs the noisiest steps, where the
+    layout is decided, by (1 + SNR)/SNR relative to noise MSE; min-SNR's weights would zero the last
+    step, where SNR is 0. Noise prediction: min-SNR weighted."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return F.mse_loss(prediction, scheduler.get_velocity(clean, noise, timesteps))
+    return min_snr_loss(prediction, noise, timesteps, scheduler, gamma)
 
 
 def min_snr_loss(
@@ -259,7 +277,7 @@ def save_model(
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=architecture.build_scheduler(),
+        scheduler=architecture.build_scheduler(architecture.DESIGNS[config.design]),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -42,7 +42,7 @@ from generation.bundled import (
     evaluator,
 )
 from generation.bundled.dataset import sample_scene
-from generation.bundled.train import min_snr_loss
+from generation.bundled.train import noise_prediction_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def train(
                 texts[caption] = pipe.text_encoder(ids)[0][0]
         return texts[caption]
 
-    noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler().config)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the model's own prediction type
     started = time.perf_counter()
     progress = tqdm(range(steps), desc="ip-adapter")
     for step in progress:
@@ -187,7 +187,7 @@ def train(
             encoder_hidden_states=hidden,
             added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
         ).sample
-        loss = min_snr_loss(prediction, noise, timesteps, noise_scheduler, 5.0)
+        loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
         loss = loss + 0.01 * heads.loss(embeds, {name: values[index] for name, values in labels.items()})
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations

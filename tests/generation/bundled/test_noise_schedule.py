@@ -1,0 +1,45 @@
+"""The bundled designs' noise schedules: the second model must not find the picture in its last step's
+noise (the first model read its layout from there and never learned "at the top left")."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+from generation.bundled import architecture
+from generation.bundled.train import noise_prediction_loss
+
+
+def last_step_correlation(design: architecture.Design) -> float:
+    """Correlation of the noisiest training input with the clean latents it was made from."""
+    schedule = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.randn((64, 4, 16, 16), generator=generator)
+    noise = torch.randn(clean.shape, generator=generator)
+    noisy = schedule.add_noise(clean, noise, torch.full((64,), 999))
+    return float(torch.corrcoef(torch.stack([noisy.flatten(), clean.flatten()]))[0, 1])
+
+
+def test_the_second_design_starts_from_pure_noise_and_the_first_does_not() -> None:
+    assert last_step_correlation(architecture.V1) > 0.05  # SD's schedule: sqrt(alpha_bar) = 0.068
+    assert abs(last_step_correlation(architecture.V2)) < 0.01
+
+
+def test_the_second_design_samples_from_the_last_timestep_with_v_prediction() -> None:
+    config = architecture.build_scheduler(architecture.V2).config
+    assert (config.prediction_type, config.timestep_spacing) == ("v_prediction", "trailing")
+    scheduler = architecture.build_scheduler(architecture.V2)
+    scheduler.set_timesteps(20)
+    assert int(scheduler.timesteps[0]) == 999  # "leading" spacing would start at 951, never at SNR 0
+
+
+def test_the_v_loss_is_finite_at_zero_snr_and_learns_the_clean_picture_there() -> None:
+    schedule = DDPMScheduler.from_config(architecture.build_scheduler(architecture.V2).config)
+    generator = torch.Generator().manual_seed(1)
+    clean = torch.randn((8, 4, 16, 16), generator=generator)
+    noise = torch.randn(clean.shape, generator=generator)
+    last = torch.full((8,), 999)
+    # At SNR 0 the target v is -clean: predicting it exactly costs nothing, predicting zero costs its power.
+    assert noise_prediction_loss(-clean, clean, noise, last, schedule, 5.0).item() < 1e-6
+    missing = noise_prediction_loss(torch.zeros_like(clean), clean, noise, last, schedule, 5.0).item()
+    assert abs(missing - clean.pow(2).mean().item()) < 1e-4
