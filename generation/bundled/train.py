@@ -28,12 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from diffusers.training_utils import EMAModel, compute_snr
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled import architecture
 from generation.bundled.dataset import sample_scene
+from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class TrainConfig:
     design: str = "v1"  # generation.bundled.architecture.DESIGNS
     variety: float = 0.0  # dataset.sample_scene's: 0 draws the first model's scenes
     vae_crop: int = 0  # train the (fully convolutional) VAE on random crops this wide; 0: whole images
+    # Weight of objectives.TokenIdentityHead's loss on the text encoder (0: none, the first model).
+    token_loss: float = 0.0
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
 
 
@@ -148,7 +151,11 @@ def train_unet(
     if resumed:
         ema_unet.load_state_dict(torch.load(work / "unet" / "ema_unet.pt", weights_only=True))
         ema_text.load_state_dict(torch.load(work / "unet" / "ema_text.pt", weights_only=True))
+    token_head = TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
+    if resumed and (work / "unet" / "token_head.pt").is_file():
+        token_head.load_state_dict(torch.load(work / "unet" / "token_head.pt", weights_only=True))
     parameters = [*unet.parameters(), *text_encoder.parameters()]
+    parameters += list(token_head.parameters()) if config.token_loss else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
     _resume_optimizer(work / "unet", optimizer)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
@@ -184,8 +191,11 @@ def train_unet(
             noise_scheduler.config.num_train_timesteps, (len(clean),), generator=generator
         )
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-        prediction = unet(noisy, timesteps, encoder_hidden_states=text_encoder(ids)[0]).sample
+        states = text_encoder(ids)[0]
+        prediction = unet(noisy, timesteps, encoder_hidden_states=states).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, config.snr_gamma)
+        if config.token_loss:
+            loss = loss + config.token_loss * token_head(states, ids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -200,42 +210,12 @@ def train_unet(
             )
             torch.save(ema_unet.state_dict(), work / "unet" / "ema_unet.pt")
             torch.save(ema_text.state_dict(), work / "unet" / "ema_text.pt")
+            torch.save(token_head.state_dict(), work / "unet" / "token_head.pt")
     ema_unet.copy_to(unet.parameters())
     ema_text.copy_to(text_encoder.parameters())
     unet.eval()
     text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
     return unet, text_encoder
-
-
-def noise_prediction_loss(
-    prediction: torch.Tensor,
-    clean: torch.Tensor,
-    noise: torch.Tensor,
-    timesteps: torch.Tensor,
-    scheduler: DDPMScheduler,
-    gamma: float,
-) -> torch.Tensor:
-    """v-prediction: plain MSE on v (as SD 2.x trains), which weighs the noisiest steps, where the
-    layout is decided, by (1 + SNR)/SNR relative to noise MSE; min-SNR's weights would zero the last
-    step, where SNR is 0. Noise prediction: min-SNR weighted."""
-    if scheduler.config.prediction_type == "v_prediction":
-        return F.mse_loss(prediction, scheduler.get_velocity(clean, noise, timesteps))
-    return min_snr_loss(prediction, noise, timesteps, scheduler, gamma)
-
-
-def min_snr_loss(
-    prediction: torch.Tensor,
-    noise: torch.Tensor,
-    timesteps: torch.Tensor,
-    scheduler: DDPMScheduler,
-    gamma: float,
-) -> torch.Tensor:
-    """Noise-prediction MSE weighted by min(SNR, gamma)/SNR (Hang et al. 2023): faster convergence."""
-    snr = compute_snr(scheduler, timesteps)
-    weights = torch.clamp(snr, max=gamma) / snr
-    per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-    loss: torch.Tensor = (per_sample * weights).mean()
-    return loss
 
 
 # ---------------------------------------------------------------- checkpoints and output

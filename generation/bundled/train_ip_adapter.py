@@ -42,7 +42,7 @@ from generation.bundled import (
     evaluator,
 )
 from generation.bundled.dataset import sample_scene
-from generation.bundled.train import noise_prediction_loss
+from generation.bundled.objectives import noise_prediction_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
 
 log = logging.getLogger(__name__)

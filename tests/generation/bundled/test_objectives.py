@@ -1,5 +1,5 @@
-"""The bundled designs' noise schedules: the second model must not find the picture in its last step's
-noise (the first model read its layout from there and never learned "at the top left")."""
+"""The second bundled design's training objectives: no picture left in the last step's noise (the first
+model read its layout from there), and a text encoder that keeps every word of a caption apart."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from generation.bundled import architecture
-from generation.bundled.train import noise_prediction_loss
+from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
 
 
 def last_step_correlation(design: architecture.Design) -> float:
@@ -43,3 +43,38 @@ def test_the_v_loss_is_finite_at_zero_snr_and_learns_the_clean_picture_there() -
     assert noise_prediction_loss(-clean, clean, noise, last, schedule, 5.0).item() < 1e-6
     missing = noise_prediction_loss(torch.zeros_like(clean), clean, noise, last, schedule, 5.0).item()
     assert abs(missing - clean.pow(2).mean().item()) < 1e-4
+
+
+def test_the_token_head_reads_only_the_captions_own_words() -> None:
+    tokenizer = architecture.build_tokenizer()
+    head = TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
+    ids = tokenizer(["a red circle at the top left"], padding="max_length", return_tensors="pt").input_ids
+    states = torch.randn((1, ids.shape[1], architecture.TEXT_DIM), generator=torch.Generator().manual_seed(2))
+    padding = ids == tokenizer.pad_token_id
+    changed = states.clone()
+    changed[padding] = torch.randn((int(padding.sum()), architecture.TEXT_DIM))
+    assert head(states, ids).item() == head(changed, ids).item()
+
+
+def test_the_token_head_keeps_position_words_apart_in_the_text_encoder() -> None:
+    """Trained on the head's loss alone, a fresh text encoder's outputs for 'top' and 'bottom' move apart."""
+    torch.manual_seed(0)
+    tokenizer = architecture.build_tokenizer()
+    encoder = architecture.build_text_encoder(tokenizer, architecture.V2)
+    head = TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
+    captions = ["a red circle at the top left", "a red circle at the bottom left"]
+    ids = tokenizer(captions, padding="max_length", return_tensors="pt").input_ids
+
+    def apart() -> float:
+        with torch.no_grad():
+            states = encoder(ids)[0]
+        return float((states[0, 6] - states[1, 6]).norm() / states[0, 6].norm())  # "top" / "bottom"
+
+    before = apart()
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    for _ in range(30):
+        loss = head(encoder(ids)[0], ids)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    assert apart() > 1.5 * before, (before, apart())
