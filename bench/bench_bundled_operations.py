@@ -2,7 +2,7 @@
 
 Vary strength should be monotone (subtle < strong < 1.0 in mean change from the source, with the
 picture's own prompt), --chaos monotone in how different a grid's pictures are, the seams of Vary
-(Region) and Zoom Out invisible (change across the repainted outline close to the picture's own
+(Region), Zoom Out and Make Square invisible (change across the repainted outline close to the picture's own
 texture: near 0), --tile pictures still showing the prompt's subject, and four seeds of a prompt
 without a position spread over the picture.
 
@@ -49,7 +49,10 @@ def main() -> None:
         "chaos, mean change between a grid's pictures:", ", ".join(f"{c}: {d:.1f}" for c, d in chaos.items())
     )
     print(f"seam excess, Vary (Region): {checks.region_seams(model, scenes):.1f}")
-    print(f"seam excess, Zoom Out 1.5x: {checks.outpaint_seams(model, scenes):.1f}")
+    seams = checks.outpaint_seams(model, scenes)
+    print(
+        f"seam excess, Zoom Out 1.5x: {seams['zoom']:.1f}, Make Square of a 2:1 crop: {seams['square']:.1f}"
+    )
     tile = checks.tile_verdicts(model, evaluator.load(), scenes)
     print(f"--tile: colour {100 * tile.colour:.0f}%, shape {100 * tile.shape:.0f}% as the prompt says")
     print(

@@ -85,18 +85,38 @@ def chaos_diversity(model: LoadedModel, scenes: list[Scene]) -> dict[int, float]
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 
-def across_edges(image: Image.Image, box: Box) -> float:
+Edge = str  # "left", "top", "right" or "bottom"
+
+
+def across_edges(image: Image.Image, box: Box, edges: frozenset[Edge] | None = None) -> float:
     """Mean difference of pixels mirrored across the edges of `box` (1, 2 and 3 pixels either side),
-    0-255: how much the picture changes across that rectangle's outline."""
+    0-255: how much the picture changes across that rectangle's outline. By default the edges with 3
+    pixels on both sides inside the picture (`inner_edges`)."""
     pixels = _rgb(image)
     left, top, right, bottom = box
+    edges = inner_edges(image, box) if edges is None else edges
     pairs = []
     for k in range(3):
-        pairs += [pixels[top:bottom, left - 1 - k] - pixels[top:bottom, left + k]]
-        pairs += [pixels[top:bottom, right + k] - pixels[top:bottom, right - 1 - k]]
-        pairs += [pixels[top - 1 - k, left:right] - pixels[top + k, left:right]]
-        pairs += [pixels[bottom + k, left:right] - pixels[bottom - 1 - k, left:right]]
+        if "left" in edges:
+            pairs += [pixels[top:bottom, left - 1 - k] - pixels[top:bottom, left + k]]
+        if "right" in edges:
+            pairs += [pixels[top:bottom, right + k] - pixels[top:bottom, right - 1 - k]]
+        if "top" in edges:
+            pairs += [pixels[top - 1 - k, left:right] - pixels[top + k, left:right]]
+        if "bottom" in edges:
+            pairs += [pixels[bottom + k, left:right] - pixels[bottom - 1 - k, left:right]]
     return float(np.mean([np.abs(pair).mean() for pair in pairs]))
+
+
+def inner_edges(image: Image.Image, box: Box) -> frozenset[Edge]:
+    left, top, right, bottom = box
+    inside = {
+        "left": 3 <= left <= image.width - 3,
+        "right": 3 <= right <= image.width - 3,
+        "top": 3 <= top <= image.height - 3,
+        "bottom": 3 <= bottom <= image.height - 3,
+    }
+    return frozenset(edge for edge, yes in inside.items() if yes)
 
 
 def region_seams(model: LoadedModel, scenes: list[Scene]) -> float:
@@ -117,22 +137,48 @@ def region_seams(model: LoadedModel, scenes: list[Scene]) -> float:
     return statistics.median(excess)
 
 
-def outpaint_seams(model: LoadedModel, scenes: list[Scene]) -> float:
-    """Median seam excess where Zoom Out's new border meets the placed picture: the change across the
-    placed picture's outline, less the change across an outline 6 pixels inside it (the kept picture's
-    own texture)."""
-    excess = []
+OutpaintSeams = dict[str, float]  # per operation: "zoom" (1.5x), "square" (of a 2:1 crop)
+
+
+def outpaint_seams(model: LoadedModel, scenes: list[Scene]) -> OutpaintSeams:
+    """Median seam excess where Zoom Out's or Make Square's new part meets the kept picture: the change
+    across the kept picture's outline, less the median change across parallel outlines 3-6 pixels
+    inside and outside it (the result's own texture on either side of the seam)."""
+    excess: dict[str, list[float]] = {"zoom": [], "square": []}
     for index, scene in enumerate(scenes):
-        base, source = picture(model, scene, 500 + index)
-        spec = outpaint_spec(
-            base, SOURCE_HASH, source.size, "zoom", model.resolution, zoom=1.5, seeds=(980 + index,)
-        )
-        result = run_outpaint(model, spec, source).images[0]
-        place = spec.placement
-        box = (place.left, place.top, place.left + place.width, place.top + place.height)
-        inner = (box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6)
-        excess.append(across_edges(result, box) - across_edges(result, inner))
-    return statistics.median(excess)
+        base, whole = picture(model, scene, 500 + index)
+        width, height = whole.size
+        wide = whole.crop((0, height // 4, width, height // 4 + height // 2))  # 2:1, shape likely kept
+        for operation, source in (("zoom", whole), ("square", wide)):
+            spec = outpaint_spec(
+                base, SOURCE_HASH, source.size, operation, model.resolution, zoom=1.5, seeds=(980 + index,)
+            )
+            result = run_outpaint(model, spec, source).images[0]
+            place = spec.placement
+            box = (place.left, place.top, place.left + place.width, place.top + place.height)
+            excess[operation].append(
+                across_edges(result, box) - statistics.median(_parallel_changes(result, box))
+            )
+    return {operation: statistics.median(values) for operation, values in excess.items()}
+
+
+def _parallel_changes(image: Image.Image, box: Box) -> list[float]:
+    """The change across outlines parallel to `box`'s inner edges, 3-6 pixels inside and outside."""
+    edges = inner_edges(image, box)
+    left, top, right, bottom = box
+    changes = []
+    for offset in (-6, -5, -4, -3, 3, 4, 5, 6):  # negative: inside the box
+        parallel = (left - offset, top - offset, right + offset, bottom + offset)
+        if edges <= inner_edges(image, parallel) and parallel[0] < parallel[2] and parallel[1] < parallel[3]:
+            changes.append(across_edges(image, _inside(parallel, image.size), edges))
+    return changes
+
+
+def _inside(box: Box, size: tuple[int, int]) -> Box:
+    """`box` clipped to the picture (its edges on the border are not among those measured)."""
+    left, top, right, bottom = box
+    width, height = size
+    return max(left, 0), max(top, 0), min(right, width), min(bottom, height)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ functions bench/bench_bundled_operations.py prints (bench/operation_checks.py).
 
 Slow: each check renders a few dozen pictures. Every bar here fails on the first bundled model
 (its values are in bench/RESULTS.md), so each test can tell a model that keeps the promise from one
-that does not.
+that does not. Until the second model ships they are expected to fail (strictly: one that passes on
+the first model is a bar too low).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from generation.bundled.dataset import Scene
 from generation.models.loading import LoadedModel, load_model
 from generation.specs import STRONG_STRENGTH, SUBTLE_STRENGTH
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xfail(reason="the first bundled model breaks these promises (issue 22)", strict=True),
+]
 SCENES = 8
 
 
@@ -49,7 +53,11 @@ def test_chaos_makes_a_grid_more_diverse(bundled: LoadedModel, scenes: list[Scen
 
 
 def test_vary_region_leaves_no_band_along_its_edge(bundled: LoadedModel, scenes: list[Scene]) -> None:
-    assert checks.region_seams(bundled, scenes) < 2.0
+    assert checks.region_seams(bundled, scenes) < 1.5
+
+
+def test_make_square_leaves_no_band_along_the_kept_picture(bundled: LoadedModel, scenes: list[Scene]) -> None:
+    assert checks.outpaint_seams(bundled, scenes)["square"] < 0.5
 
 
 def test_tile_keeps_the_prompts_subject(bundled: LoadedModel, scenes: list[Scene]) -> None:
