@@ -60,6 +60,9 @@ class TrainConfig:
     design: str = "v1"  # generation.bundled.architecture.DESIGNS
     variety: float = 0.0  # dataset.sample_scene's: 0 draws the first model's scenes
     vae_crop: int = 0  # train the (fully convolutional) VAE on random crops this wide; 0: whole images
+    # ...but its last steps on whole images: trained on crops alone, its group norms and mid-block
+    # attention never saw a whole picture, and it drew a frame and shifted colours (21 dB).
+    vae_whole_steps: int = 0
     # Weight of objectives.TokenIdentityHead's loss on the text encoder (0: none, the first model).
     token_loss: float = 0.0
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
@@ -91,7 +94,8 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
         range(first_step, config.vae_steps), desc="vae", initial=first_step, total=config.vae_steps
     ):
         batch = as_model_input(images[torch.randint(len(images), (config.vae_batch,), generator=generator)])
-        if config.vae_crop:  # one offset per batch, on the latent grid so crops align with it
+        if config.vae_crop and step < config.vae_steps - config.vae_whole_steps:
+            # one offset per batch, on the latent grid so crops align with it
             cells = (batch.shape[-1] - config.vae_crop) // 8 + 1
             top, left = (8 * int(torch.randint(cells, (1,), generator=generator)) for _ in range(2))
             batch = batch[..., top : top + config.vae_crop, left : left + config.vae_crop]
