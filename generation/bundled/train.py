@@ -1,6 +1,12 @@
 """Train the bundled model from scratch on procedural scenes, on the CPU, in two stages.
 
-    python -m generation.bundled.train --out generation/bundled/model
+    python -m generation.bundled.train --out generation/bundled/model        # the first model (V1)
+
+The second design (issue 22; about 4 hours on 2 cores, resumable across sessions):
+
+    python -m generation.bundled.train --design v2 --variety 0.06 --vae-steps 1800 --vae-crop 64 \
+        --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 \
+        --checkpoint-every 250 --work data/bundled-training-v2w --out OUT [--resume]
 
 1. VAE: an AutoencoderKL learns to reconstruct 64x64 scenes (MSE + a tiny KL term); its latent scale
    is then set so latents have unit variance, as SD's 0.18215 does.
