@@ -8,8 +8,8 @@ The second design (issue 22; about 4 hours on 2 cores, resumable across sessions
         --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 \
         --checkpoint-every 250 --work data/bundled-training-v2w --out OUT [--resume]
 
-1. VAE: an AutoencoderKL learns to reconstruct 64x64 scenes (MSE + a tiny KL term); its latent scale
-   is then set so latents have unit variance, as SD's 0.18215 does.
+1. VAE: an AutoencoderKL learns to reconstruct scenes at the design's size (MSE + a tiny KL term);
+   its latent scale is then set so latents have unit variance, as SD's 0.18215 does.
 2. UNet + text encoder: trained together on the frozen VAE's latents with 10% empty captions so
    classifier-free guidance works. The first design predicts noise on SD's schedule with min-SNR
    weighting; the second predicts v on that schedule rescaled to zero terminal SNR
