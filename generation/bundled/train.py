@@ -161,11 +161,15 @@ def train_unet(
     if resumed:
         ema_unet.load_state_dict(torch.load(work / "unet" / "ema_unet.pt", weights_only=True))
         ema_text.load_state_dict(torch.load(work / "unet" / "ema_text.pt", weights_only=True))
-    token_head = TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
-    if resumed and (work / "unet" / "token_head.pt").is_file():
+    token_head = (
+        TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
+        if config.token_loss
+        else None
+    )
+    if token_head is not None and resumed:
         token_head.load_state_dict(torch.load(work / "unet" / "token_head.pt", weights_only=True))
     parameters = [*unet.parameters(), *text_encoder.parameters()]
-    parameters += list(token_head.parameters()) if config.token_loss else []
+    parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
     _resume_optimizer(work / "unet", optimizer)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
@@ -204,7 +208,7 @@ def train_unet(
         states = text_encoder(ids)[0]
         prediction = unet(noisy, timesteps, encoder_hidden_states=states).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, config.snr_gamma)
-        if config.token_loss:
+        if token_head is not None:
             loss = loss + config.token_loss * token_head(states, ids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
@@ -220,7 +224,8 @@ def train_unet(
             )
             torch.save(ema_unet.state_dict(), work / "unet" / "ema_unet.pt")
             torch.save(ema_text.state_dict(), work / "unet" / "ema_text.pt")
-            torch.save(token_head.state_dict(), work / "unet" / "token_head.pt")
+            if token_head is not None:
+                torch.save(token_head.state_dict(), work / "unet" / "token_head.pt")
     ema_unet.copy_to(unet.parameters())
     ema_text.copy_to(text_encoder.parameters())
     unet.eval()
