@@ -9,6 +9,7 @@ the evaluator's verdicts, and a seam measure across the edge of a repainted regi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import statistics
@@ -22,6 +23,7 @@ from generation.bundled.dataset import Scene, sample_scene
 from generation.models.loading import LoadedModel
 from generation.operations.imagine import run_imagine
 from generation.operations.inpaint import run_outpaint
+from generation.operations.masks import box_mask
 from generation.operations.vary import run_vary
 from generation.prompt import parse_prompt
 from generation.specs import (
@@ -83,8 +85,6 @@ def chaos_diversity(model: LoadedModel, scenes: list[Scene]) -> dict[int, float]
 
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
-
-
 Edge = str  # "left", "top", "right" or "bottom"
 
 
@@ -129,9 +129,8 @@ def region_seams(model: LoadedModel, scenes: list[Scene]) -> float:
         spec = vary_spec(
             base, SOURCE_HASH, source.size, model.resolution, 1.0, box=SEAM_BOX, seeds=(950 + index,)
         )
-        width, height = source.size
-        box = (round(width * SEAM_BOX.left), round(height * SEAM_BOX.top),
-               round(width * SEAM_BOX.right), round(height * SEAM_BOX.bottom))  # fmt: skip
+        box = box_mask(source.size, SEAM_BOX).getbbox()  # the pixels the operation repaints
+        assert box is not None
         result = run_vary(model, spec, source).images[0]
         excess.append(across_edges(result, box) - across_edges(source, box))
     return statistics.median(excess)
@@ -202,9 +201,8 @@ def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
     distance between the shapes' centres (pixels far from the border's colour), as a share of the side."""
     spreads = []
     for index, scene in enumerate(scenes):
-        shape = scene.shapes[0]
-        size = "" if shape.size == "medium" else f"{shape.size} "
-        prompt = f"a {size}{shape.colour} {shape.shape} {scene.background.phrase()}"  # no position
+        shape = dataclasses.replace(scene.shapes[0], says_position=False)
+        prompt = f"{shape.phrase()} {scene.background.phrase()}"  # no position
         parsed = parse_prompt(f"{prompt} --seed {800 + index}")
         grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
         centres = [centre for image in grid if (centre := _shape_centre(image)) is not None]
