@@ -16,7 +16,9 @@ The second design (issue 22; about 4 hours on 2 cores, resumable across sessions
    (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise.
    EMA weights are what gets saved.
 
-Seeded and resumable (`--resume` continues from the last checkpoint in --work).
+Seeded and resumable: `--resume` continues from the last checkpoint in --work; `--init MODEL` from a
+model folder this script saved (`--export` writes one midway), so a run outlives the machine it
+started on when only that folder (about 20 MB in float16) is kept.
 """
 
 from __future__ import annotations
@@ -171,10 +173,11 @@ def train_unet(
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
-    _resume_optimizer(work / "unet", optimizer)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
-    for _ in range(first_step):
-        warmup.step()
+    if _resume_optimizer(work / "unet", optimizer):
+        for _ in range(first_step):
+            warmup.step()
+    # else a fresh optimizer (a start, or --init): its first steps are as large as a start's, so warm up again
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
@@ -254,9 +257,31 @@ def _resume_model(folder: Path, model_type: Any) -> tuple[Any, int] | None:
     return model_type.from_pretrained(folder / folder.name), step
 
 
-def _resume_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
-    if (folder / "optimizer.pt").is_file():
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+def _resume_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> bool:
+    if not (folder / "optimizer.pt").is_file():
+        return False
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    return True
+
+
+def init_work(model: Path, work: Path, config: TrainConfig) -> None:
+    """Checkpoints in `work` that continue a model folder this script saved (its EMA weights, fresh
+    optimizer and EMA): training resumes across machines from a committed snapshot, not only from
+    --work's full checkpoints (weights, EMA, optimizer moments: four times the size)."""
+    trained = json.loads((model / "training_config.json").read_text())
+    vae = AutoencoderKL.from_pretrained(model / "vae", dtype=torch.float32)
+    vae.save_pretrained(work / "vae" / "vae")  # the VAE stage is over
+    (work / "vae" / "state.json").write_text(json.dumps({"step": config.vae_steps, "loss": None}))
+    unet = UNet2DConditionModel.from_pretrained(model / "unet", dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder", dtype=torch.float32)
+    folder = work / "unet"
+    unet.save_pretrained(folder / "unet")
+    text_encoder.save_pretrained(folder / "text_encoder")
+    torch.save(EMAModel(unet.parameters()).state_dict(), folder / "ema_unet.pt")
+    torch.save(EMAModel(text_encoder.parameters()).state_dict(), folder / "ema_text.pt")
+    step = trained.get("unet_steps_done", trained["unet_steps"])
+    (folder / "state.json").write_text(json.dumps({"step": step, "loss": None}))
+    log.info("continuing %s from UNet step %d", model, step)
 
 
 def save_model(
@@ -266,6 +291,7 @@ def save_model(
     text_encoder: CLIPTextModel,
     tokenizer: CLIPTokenizer,
     config: TrainConfig,
+    unet_steps_done: int | None = None,
 ) -> None:
     pipeline = StableDiffusionPipeline(
         vae=vae,
@@ -280,7 +306,8 @@ def save_model(
     if config.save_dtype == "float16":
         pipeline.to(torch.float16)
     pipeline.save_pretrained(out, safe_serialization=True)
-    (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
+    settings = {**asdict(config), "unet_steps_done": unet_steps_done or config.unet_steps}
+    (out / "training_config.json").write_text(json.dumps(settings, indent=2))
 
 
 def export(config: TrainConfig, work: Path, out: Path) -> None:
@@ -298,7 +325,7 @@ def export(config: TrainConfig, work: Path, out: Path) -> None:
         ema.copy_to(model.parameters())
     step = json.loads((work / "unet" / "state.json").read_text())["step"]
     text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
-    save_model(out, vae.eval(), unet.eval(), text_encoder, architecture.build_tokenizer(), config)
+    save_model(out, vae.eval(), unet.eval(), text_encoder, architecture.build_tokenizer(), config, step)
     log.info("exported %s at step %d", out, step)
 
 
@@ -308,6 +335,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("data/bundled-training"), help="checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
     parser.add_argument("--export", action="store_true", help="save --work's latest checkpoint to --out")
+    parser.add_argument(
+        "--init", type=Path, help="continue training a model folder this script saved (--work must not exist)"
+    )
     for name, default in asdict(TrainConfig()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args()
@@ -320,6 +350,10 @@ def main() -> None:
         return
     if not args.resume and args.work.exists():
         raise SystemExit(f"{args.work} exists: pass --resume to continue, or remove it to start over")
+    if args.init:
+        if args.resume:
+            raise SystemExit("--init starts a new --work folder; --resume continues one: pass one of them")
+        init_work(args.init, args.work, config)
     started = time.perf_counter()
     images, captions = render_dataset(config)
     tokenizer = architecture.build_tokenizer()

@@ -1,0 +1,65 @@
+"""The bundled model's training script continues a saved model folder (`--init`), so a long run
+spread over several machines needs only the folder it last saved, not its full checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from generation.bundled import architecture
+from generation.bundled.train import (
+    TrainConfig,
+    encode_dataset,
+    init_work,
+    render_dataset,
+    save_model,
+    train_unet,
+    train_vae,
+)
+
+
+def _tiny(unet_steps: int) -> TrainConfig:
+    return TrainConfig(
+        scenes=8, vae_steps=1, vae_batch=2, unet_steps=unet_steps, unet_batch=2, checkpoint_every=1, threads=1
+    )
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_training_continues_a_saved_model_folder_from_its_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _tiny(unet_steps=2)
+    images, captions = render_dataset(first)
+    tokenizer = architecture.build_tokenizer()
+    vae = train_vae(first, images, tmp_path / "first")
+    unet, text_encoder = train_unet(
+        first, encode_dataset(vae, images), captions, tokenizer, tmp_path / "first"
+    )
+    save_model(tmp_path / "model", vae, unet, text_encoder, tokenizer, first)
+    assert json.loads((tmp_path / "model" / "training_config.json").read_text())["unet_steps_done"] == 2
+
+    longer = _tiny(unet_steps=3)
+    work = tmp_path / "continued"
+    init_work(tmp_path / "model", work, longer)
+    continued_vae = train_vae(longer, images, work)
+    assert _same_weights(continued_vae, AutoencoderKL.from_pretrained(tmp_path / "model" / "vae"))
+    saved_unet = UNet2DConditionModel.from_pretrained(tmp_path / "model" / "unet")
+    assert json.loads((work / "unet" / "state.json").read_text())["step"] == 2
+    assert _same_weights(UNet2DConditionModel.from_pretrained(work / "unet" / "unet"), saved_unet)
+
+    caplog.set_level(logging.INFO, logger="generation.bundled.train")
+    caplog.clear()
+    trained_unet, _ = train_unet(longer, encode_dataset(continued_vae, images), captions, tokenizer, work)
+    checkpoints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint unet")]
+    assert [c.split(" (")[0] for c in checkpoints] == ["checkpoint unet at step 3"]  # one step, not three
+    assert not _same_weights(trained_unet, saved_unet)
