@@ -2,7 +2,7 @@
 
     python -m generation.bundled.train --out generation/bundled/model        # the first model (V1)
 
-The second design (issue 22; about 4 hours on 2 cores, resumable across sessions):
+The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by machine; resumable):
 
     python -m generation.bundled.train --design v2 --variety 0.06 --vae-steps 1800 --vae-crop 64 \
         --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 \
@@ -15,6 +15,11 @@ The second design (issue 22; about 4 hours on 2 cores, resumable across sessions
    weighting; the second predicts v on that schedule rescaled to zero terminal SNR
    (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise.
    EMA weights are what gets saved.
+
+On Linux, run it under jemalloc that never returns memory (Debian's libjemalloc2):
+`LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`. The whole-picture VAE
+steps allocate activations over glibc's 32 MB mmap ceiling, and every step faulted them in afresh
+(two thirds of the CPU in the kernel, 6 s a step; 3.5-4 s under jemalloc). The UNet stage gains nothing.
 
 Seeded and resumable: `--resume` continues from the last checkpoint in --work; `--init MODEL` from a
 model folder this script saved (`--export` writes one midway), so a run outlives the machine it
