@@ -16,10 +16,11 @@ The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by 
    (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise.
    EMA weights are what gets saved.
 
-On Linux, run it under jemalloc that never returns memory (Debian's libjemalloc2):
-`LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`. The whole-picture VAE
+On Linux, run the VAE stage under jemalloc that never returns memory (Debian's libjemalloc2):
+`LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`. Its whole-picture
 steps allocate activations over glibc's 32 MB mmap ceiling, and every step faulted them in afresh
-(two thirds of the CPU in the kernel, 6 s a step; 3.5-4 s under jemalloc). The UNet stage gains nothing.
+(two thirds of the CPU in the kernel, 6 s a step; 3.5-4 s under jemalloc). Then stop it and
+`--resume` the UNet stage under glibc: it gains nothing, and there that jemalloc grew to 23 GB.
 
 Seeded and resumable: `--resume` continues from the last checkpoint in --work; `--init MODEL` from a
 model folder this script saved (`--export` writes one midway), so a run outlives the machine it
