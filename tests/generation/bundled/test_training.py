@@ -35,6 +35,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     )
 
 
+@pytest.mark.slow  # real (tiny) trainings: 15-50 s, and the default suite is near its budget
 def test_training_continues_a_saved_model_folder_from_its_step(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
