@@ -68,6 +68,9 @@ class TrainConfig:
     caption_dropout: float = 0.1
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
+    # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone,
+    # where the layout is decided (a position the text asks for must be placed there).
+    min_timestep: int = 0
     ema_decay: float = 0.999
     checkpoint_every: int = 500
     threads: int = 2
@@ -174,7 +177,7 @@ def train_unet(
         if config.token_loss
         else None
     )
-    if token_head is not None and resumed:
+    if token_head is not None and (work / "unet" / "token_head.pt").is_file():  # not after --init: fresh
         token_head.load_state_dict(torch.load(work / "unet" / "token_head.pt", weights_only=True))
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
@@ -211,7 +214,10 @@ def train_unet(
         noise = torch.randn(clean.shape, generator=generator)
         noise += config.noise_offset * torch.randn((len(clean), clean.shape[1], 1, 1), generator=generator)
         timesteps = torch.randint(
-            noise_scheduler.config.num_train_timesteps, (len(clean),), generator=generator
+            config.min_timestep,
+            noise_scheduler.config.num_train_timesteps,
+            (len(clean),),
+            generator=generator,
         )
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         states = text_encoder(ids)[0]

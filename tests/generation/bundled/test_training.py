@@ -25,7 +25,14 @@ from generation.bundled.train import (
 
 def _tiny(unet_steps: int) -> TrainConfig:
     return TrainConfig(
-        scenes=8, vae_steps=1, vae_batch=2, unet_steps=unet_steps, unet_batch=2, checkpoint_every=1, threads=1
+        scenes=8,
+        vae_steps=1,
+        vae_batch=2,
+        unet_steps=unet_steps,
+        unet_batch=2,
+        checkpoint_every=1,
+        threads=1,
+        token_loss=0.1,
     )
 
 
@@ -35,7 +42,6 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     )
 
 
-@pytest.mark.slow  # real (tiny) trainings: 15-50 s, and the default suite is near its budget
 def test_training_continues_a_saved_model_folder_from_its_step(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
