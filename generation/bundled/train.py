@@ -362,9 +362,13 @@ def main() -> None:
         return
     if not args.resume and args.work.exists():
         raise SystemExit(f"{args.work} exists: pass --resume to continue, or remove it to start over")
+    if not 0 <= config.min_timestep < 1000:
+        parser.error("--min-timestep must be in 0-999 (the schedule's 1,000 timesteps)")
     if args.init:
         if args.resume:
-            raise SystemExit("--init starts a new --work folder; --resume continues one: pass one of them")
+            parser.error("--init starts a new --work folder; --resume continues one: pass one of them")
+        if not (args.init / "training_config.json").is_file():
+            parser.error(f"{args.init} is not a model folder this script saved (no training_config.json)")
         init_work(args.init, args.work, config)
     started = time.perf_counter()
     images, captions = render_dataset(config)
