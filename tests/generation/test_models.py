@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -93,6 +94,19 @@ def test_cpu_defaults_to_float32_and_overrides_are_honoured(tiny_config: ModelCo
     assert choose_device("cpu") == torch.device("cpu")
     model = load_model(tiny_config, device="cpu", dtype="bfloat16")
     assert model.pipeline.unet.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("capability", "warned"), [("AVX2", True), ("AVX512", False)])
+def test_half_precision_on_a_cpu_without_its_kernels_is_warned_about(
+    capability: str, warned: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    with caplog.at_level(logging.WARNING, logger="generation.models.loading"):
+        assert choose_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+        choose_dtype(torch.device("cpu"), "float32")
+        choose_dtype(torch.device("cuda"), "float16")
+    warnings = [record.getMessage() for record in caplog.records]
+    assert warnings == (["bfloat16 on this CPU (AVX2, no AVX-512) runs convolutions hundreds of times slower than float32 (measured: 600x); set dtype = \"float32\" for CPU work on this machine"] if warned else [])  # fmt: skip
 
 
 @pytest.mark.parametrize(("device", "dtype"), [("tpu", "auto"), ("cpu", "float8")])
