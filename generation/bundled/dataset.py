@@ -152,6 +152,15 @@ def sample_scene(
     return Scene(shapes=tuple(shapes), background=background)
 
 
+def sample_plain_scene(rng: random.Random, *, variety: float = 0.0) -> Scene:
+    """One shape with its position said, on white: a scene whose caption's position is the main
+    thing to learn once colours are (generation/bundled/training_data.py)."""
+    while True:
+        shape = sample_scene(rng, max_shapes=1, variety=variety).shapes[0]
+        if shape.says_position and shape.colour != "white":
+            return Scene(shapes=(shape,), background=Background("solid", ("white",)))
+
+
 def _varied(rng: random.Random, shape: Shape, variety: float, *, open_layout: bool) -> Shape:
     scale = rng.uniform(0.9, 1.1)
     half = SIZES[shape.size] * scale / 2

@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -47,8 +45,14 @@ from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled import architecture
-from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
+from generation.bundled.training_data import (
+    as_model_input,
+    batch_indices,
+    encode_dataset,
+    render_scenes,
+    set_latent_scale,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +86,22 @@ class TrainConfig:
     vae_whole_steps: int = 0
     # Weight of objectives.TokenIdentityHead's loss on the text encoder (0: none, the first model).
     token_loss: float = 0.0
+    # Share of each UNet batch from plain scenes (training_data.py: one shape on white, its position
+    # said), so positions are learned; 0: none (the first model). `plain_scenes` are rendered for it.
+    plain_share: float = 0.0
+    plain_scenes: int = 2_000
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
 
 
 def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
-    """Images as uint8 (N, 3, side, side; `as_model_input` scales a batch to [-1, 1]) and their
-    captions; held-out pairs never appear."""
-    rng = random.Random(config.seed)
-    scenes = [sample_scene(rng, variety=config.variety) for _ in range(config.scenes)]
-    side = architecture.DESIGNS[config.design].image_size
-    pixels = np.stack([np.asarray(scene.render(side)) for scene in tqdm(scenes, desc="scenes")])
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2), [scene.caption() for scene in scenes]
-
-
-def as_model_input(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 127.5 - 1.0
+    """The config's scenes (then its plain scenes, if batches take a share of them) and captions."""
+    return render_scenes(
+        seed=config.seed,
+        count=config.scenes,
+        plain=config.plain_scenes if config.plain_share else 0,
+        variety=config.variety,
+        side=architecture.DESIGNS[config.design].image_size,
+    )
 
 
 # ---------------------------------------------------------------- stage 1: the VAE
@@ -128,27 +133,6 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
     set_latent_scale(vae, images)
     vae.save_pretrained(work / "vae" / "vae")  # with its latent scale, for --export
     return vae
-
-
-@torch.no_grad()
-def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
-    """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""
-    latents = torch.cat(
-        [vae.encode(as_model_input(chunk)).latent_dist.mean for chunk in torch.split(images[:2048], 256)]
-    )
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
-
-
-@torch.no_grad()
-def encode_dataset(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every image, so each UNet step samples latents without the encoder."""
-    means, stds = [], []
-    for chunk in tqdm(torch.split(images, 256), desc="encode"):
-        distribution = vae.encode(as_model_input(chunk)).latent_dist
-        means.append(distribution.mean)
-        stds.append(distribution.std)
-    scale = vae.config.scaling_factor
-    return torch.cat(means) * scale, torch.cat(stds) * scale
 
 
 # ---------------------------------------------------------------- stage 2: UNet + text encoder
@@ -206,7 +190,13 @@ def train_unet(
         range(first_step, config.unet_steps), desc="unet", initial=first_step, total=config.unet_steps
     )
     for step in progress:
-        index = torch.randint(len(means), (config.unet_batch,), generator=generator)
+        index = batch_indices(
+            full=config.scenes,
+            plain=len(means) - config.scenes,
+            batch=config.unet_batch,
+            plain_share=config.plain_share,
+            generator=generator,
+        )
         clean = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         ids = caption_ids[index].clone()
         dropped = torch.rand(len(ids), generator=generator) < config.caption_dropout

@@ -12,15 +12,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from generation.bundled import architecture
-from generation.bundled.train import (
-    TrainConfig,
-    encode_dataset,
-    init_work,
-    render_dataset,
-    save_model,
-    train_unet,
-    train_vae,
-)
+from generation.bundled.train import TrainConfig, init_work, render_dataset, save_model, train_unet, train_vae
+from generation.bundled.training_data import encode_dataset
 
 
 def _tiny(unet_steps: int) -> TrainConfig:

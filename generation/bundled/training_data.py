@@ -1,0 +1,73 @@
+"""What the bundled model's training (generation/bundled/train.py) draws its batches from: scenes
+rendered once and their captions, the VAE's latents of them, and which scenes each UNet batch takes.
+
+A share of every UNet batch can come from *plain scenes* (`dataset.sample_plain_scene`: one shape,
+its position said, on white). On the full scenes a UNet from scratch learns colours and shapes but not
+where the caption puts them: the output at the noisiest step did not move with "top left" vs "bottom
+right" after 1,750 steps, nor after 400 steps at that step alone. On plain scenes the position is the
+main thing left to learn, and it is learned in 250-300 steps (9 of 9 positions; bench/RESULTS.md,
+"Session 15")."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from tqdm import tqdm
+
+from generation.bundled.dataset import Scene, sample_plain_scene, sample_scene
+
+_PLAIN_SEED_OFFSET = 7  # plain scenes from a generator of their own: the full scenes stay as they were
+
+
+def render_scenes(
+    *, seed: int, count: int, plain: int, variety: float, side: int
+) -> tuple[torch.Tensor, list[str]]:
+    """`count` full scenes then `plain` plain ones, as uint8 (N, 3, side, side; `as_model_input`
+    scales a batch to [-1, 1]), and their captions; held-out pairs never appear."""
+    rng = random.Random(seed)
+    scenes: list[Scene] = [sample_scene(rng, variety=variety) for _ in range(count)]
+    plain_rng = random.Random(seed + _PLAIN_SEED_OFFSET)
+    scenes += [sample_plain_scene(plain_rng, variety=variety) for _ in range(plain)]
+    pixels = np.stack([np.asarray(scene.render(side)) for scene in tqdm(scenes, desc="scenes")])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2), [scene.caption() for scene in scenes]
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
+    """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""
+    latents = torch.cat(
+        [vae.encode(as_model_input(chunk)).latent_dist.mean for chunk in torch.split(images[:2048], 256)]
+    )
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+
+
+@torch.no_grad()
+def encode_dataset(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, so each UNet step samples latents without the encoder."""
+    means, stds = [], []
+    for chunk in tqdm(torch.split(images, 256), desc="encode"):
+        distribution = vae.encode(as_model_input(chunk)).latent_dist
+        means.append(distribution.mean)
+        stds.append(distribution.std)
+    scale = vae.config.scaling_factor
+    return torch.cat(means) * scale, torch.cat(stds) * scale
+
+
+def batch_indices(
+    *, full: int, plain: int, batch: int, plain_share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """One UNet batch: `plain_share` of it from the plain scenes (stored after the `full` ones)."""
+    from_plain = round(batch * plain_share) if plain else 0
+    return torch.cat(
+        [
+            torch.randint(full, (batch - from_plain,), generator=generator),
+            full + torch.randint(max(plain, 1), (from_plain,), generator=generator),
+        ]
+    )

@@ -1,0 +1,41 @@
+"""The scenes the bundled model's UNet batches are drawn from, plain scenes included."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from generation.bundled.dataset import HELD_OUT, sample_plain_scene
+from generation.bundled.train import TrainConfig, render_dataset
+from generation.bundled.training_data import batch_indices
+
+
+def test_a_plain_scene_is_one_coloured_shape_placed_by_its_caption_on_white() -> None:
+    rng = random.Random(0)
+    for scene in (sample_plain_scene(rng, variety=0.06) for _ in range(200)):
+        (shape,) = scene.shapes
+        assert scene.background.kind == "solid" and scene.background.colours == ("white",)
+        assert shape.colour != "white" and shape.says_position
+        assert (shape.colour, shape.shape) not in HELD_OUT
+        assert shape.position.split()[-1] in scene.caption() and "white background" in scene.caption()
+
+
+def test_plain_scenes_follow_the_full_ones_which_stay_as_they_were() -> None:
+    without = TrainConfig(scenes=6, design="v1", variety=0.06)
+    with_plain = TrainConfig(scenes=6, design="v1", variety=0.06, plain_share=0.25, plain_scenes=3)
+    images, captions = render_dataset(without)
+    more_images, more_captions = render_dataset(with_plain)
+    assert more_captions[:6] == captions and torch.equal(more_images[:6], images)
+    assert len(more_captions) == 9 and all(c.endswith("on a white background") for c in more_captions[6:])
+
+
+def test_a_batch_takes_its_share_from_the_plain_scenes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        batch_indices(full=100, plain=20, batch=32, plain_share=0.25, generator=generator) for _ in range(50)
+    ]
+    assert all(len(b) == 32 and int((b >= 100).sum()) == 8 and int(b.max()) < 120 for b in batches)
+    assert len({int(i) for b in batches for i in b if i >= 100}) == 20  # every plain scene is drawn
+    none = batch_indices(full=100, plain=0, batch=32, plain_share=0.25, generator=generator)
+    assert len(none) == 32 and int(none.max()) < 100
