@@ -5,7 +5,7 @@
 The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by machine; resumable):
 
     python -m generation.bundled.train --design v2 --variety 0.06 --vae-steps 1800 --vae-crop 64 \
-        --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 \
+        --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 --plain-share 0.25 \
         --checkpoint-every 250 --work data/bundled-training-v2w --out OUT [--resume]
 
 1. VAE: an AutoencoderKL learns to reconstruct scenes at the design's size (MSE + a tiny KL term);
@@ -90,6 +90,7 @@ class TrainConfig:
     # said), so positions are learned; 0: none (the first model). `plain_scenes` are rendered for it.
     plain_share: float = 0.0
     plain_scenes: int = 2_000
+    plain_min_timestep: int = 500  # ...at the noisiest timesteps, where the layout is decided
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
 
 
@@ -208,6 +209,10 @@ def train_unet(
             noise_scheduler.config.num_train_timesteps,
             (len(clean),),
             generator=generator,
+        )
+        plain = index >= config.scenes  # they teach the layout, which the noisiest steps decide
+        timesteps[plain] = torch.randint(
+            config.plain_min_timestep, 1000, (int(plain.sum()),), generator=generator
         )
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         states = text_encoder(ids)[0]
