@@ -13,7 +13,9 @@ The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by 
 2. UNet + text encoder: trained together on the frozen VAE's latents with 10% empty captions so
    classifier-free guidance works. The first design predicts noise on SD's schedule with min-SNR
    weighting; the second predicts v on that schedule rescaled to zero terminal SNR
-   (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise.
+   (architecture.Design.zero_terminal_snr), so the layout comes from the prompt, not the noise,
+   and takes a share of each batch from plain scenes at the noisiest timesteps (`--plain-share`;
+   training_data.py), on which where the caption puts a shape is learned at all.
    EMA weights are what gets saved.
 
 On Linux, run the VAE stage under jemalloc that never returns memory (Debian's libjemalloc2):
