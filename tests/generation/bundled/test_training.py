@@ -26,7 +26,7 @@ def _tiny(unet_steps: int) -> TrainConfig:
         checkpoint_every=1,
         threads=1,
         token_loss=0.1,
-        plain_share=0.5,  # one of each batch's two scenes a plain one, at t >= 500
+        plain_share=0.5,  # one of each batch's two scenes a plain one, at t >= 800
         plain_scenes=4,
     )
 
