@@ -216,7 +216,10 @@ def train_unet(
         )
         plain = index >= config.scenes  # they teach the layout, which the noisiest steps decide
         timesteps[plain] = torch.randint(
-            config.plain_min_timestep, 1000, (int(plain.sum()),), generator=generator
+            max(config.min_timestep, config.plain_min_timestep),
+            noise_scheduler.config.num_train_timesteps,
+            (int(plain.sum()),),
+            generator=generator,
         )
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         states = text_encoder(ids)[0]
