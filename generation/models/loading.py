@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -157,7 +158,8 @@ def choose_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
 def cpu_computes_half_precision() -> bool:
     """Whether this CPU has kernels for bf16/fp16 convolutions: oneDNN has them for AVX-512 (and
     ARM's); on x86 CPUs with AVX2 alone the convolutions fall back to scalar code."""
-    return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return not x86 or torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
 
 
 def load_model(
