@@ -35,7 +35,8 @@ def run_doctor(settings: Settings, config_file: Path | None) -> int:
     checks.append(database_check(settings))
     checks += asyncio.run(token_checks(settings.discord_token))
     if settings.default_model == BUNDLED_MODEL_NAME:
-        checks.append(Check(None, "model", "the default model is the bundled 64-px demo: set default_model"))
+        demo = "the default model is the bundled demo (shapes and colours only): set default_model"
+        checks.append(Check(None, "model", demo))
     for check in checks:
         print(check)
     failed = sum(1 for check in checks if check.ok is False)

@@ -56,12 +56,12 @@ async def login(client: discord.Client, token: str, *, first_retry_s: float = FI
 
 
 def announce(client: discord.Client, default_model: str) -> None:
-    """Who the bot is, the invite URL, and a warning when it serves the 64-px bundled model."""
+    """Who the bot is, the invite URL, and a warning when it serves the bundled demo model."""
     log.info("logged in as %s (application %s)", client.user, client.application_id)
     if client.application_id is not None:
         log.info("invite it to a server: %s", invite_url(client.application_id))
     if default_model == BUNDLED_MODEL_NAME:
         log.warning(
-            "the default model is the bundled 64-px demo model: configure a real checkpoint "
-            "(README: Use your own checkpoint) and set default_model"
+            "the default model is the bundled demo model (shapes and colours only): configure a real "
+            "checkpoint (README: Use your own checkpoint) and set default_model"
         )

@@ -58,4 +58,5 @@ async def test_every_command_it_shows_runs(bare_fake: FakeDiscord, tmp_path: Pat
             assert "invite   https://discord.com/oauth2/authorize?client_id=" in started.output
     assert running is not None
     assert await running.stop() == 0, running.output
-    assert "the default model is the bundled 64-px demo model" in running.output  # as step 4 says
+    # As step 4 says.
+    assert "the default model is the bundled demo model (shapes and colours only)" in running.output
