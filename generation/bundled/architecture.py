@@ -44,7 +44,6 @@ V2 = Design(
     "v2", 128, (16, 32, 64, 64), (64, 128, 160), (True, True, True), text_layers=4, zero_terminal_snr=True
 )
 DESIGNS = {design.name: design for design in (V1, V2)}
-IMAGE_SIZE = V1.image_size  # the shipped model's
 
 
 def build_tokenizer() -> CLIPTokenizer:

@@ -1,12 +1,13 @@
 """Train the bundled model's image-prompt adapter, in IP-Adapter's own format, on the CPU.
 
     python -m generation.bundled.train_ip_adapter --out generation/bundled/ip_adapter
+    python -m generation.bundled.train_ip_adapter --model generation/bundled/model-v2 --variety 0.06 --out OUT
 
 What is trained (the bundled model itself stays frozen):
-- an image encoder: a small `CLIPVisionModelWithProjection` (64 px, patches of 8), from scratch, since
-  no pretrained one can be downloaded here; first alone, to read the scene's attributes (linear heads
-  on its embedding: shape, colour, size, place), then with the adapter; saved with `save_pretrained`
-  as `image_encoder/`;
+- an image encoder: a small `CLIPVisionModelWithProjection` (64 px whatever the model's size, patches
+  of 8; the pipeline's CLIPImageProcessor resizes to it), from scratch, since no pretrained one can be
+  downloaded here; first alone, to read the scene's attributes (linear heads on its embedding: shape,
+  colour, size, place), then with the adapter; saved with `save_pretrained` as `image_encoder/`;
 - the adapter: IP-Adapter's image projection (image embedding -> 4 tokens) and a `to_k_ip`/`to_v_ip`
   pair per cross-attention layer, initialised from the text's `to_k`/`to_v` as the IP-Adapter paper
   does; saved as `ip-adapter.safetensors` with the keys `image_proj.*` and `ip_adapter.N.*` that
@@ -34,13 +35,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from generation.bundled import (
-    BUNDLED_IP_ADAPTER_DIR,
-    BUNDLED_IP_ADAPTER_FILE,
-    BUNDLED_MODEL_DIR,
-    architecture,
-    evaluator,
-)
+from generation.bundled import BUNDLED_IP_ADAPTER_DIR, BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, evaluator
 from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import noise_prediction_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
@@ -51,18 +46,23 @@ TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_pro
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, which the pipeline uses
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 GENERIC_CAPTIONS = ("a shape", "a picture", "")
+ENCODER_SIDE = 64  # enough to read one or two shapes; 128 px would cost the encoder 4x the tokens
 
 
 def build_image_encoder(embed_dim: int) -> CLIPVisionModelWithProjection:
     config = CLIPVisionConfig(
         hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-        image_size=architecture.IMAGE_SIZE, patch_size=8, projection_dim=embed_dim,
+        image_size=ENCODER_SIDE, patch_size=8, projection_dim=embed_dim,
     )  # fmt: skip
     return CLIPVisionModelWithProjection(config)
 
 
 def clip_pixels(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] pictures as the image encoder sees them through CLIPImageProcessor (64 px, CLIP norm)."""
+    """[-1, 1] pictures as the image encoder sees them through CLIPImageProcessor (resized bicubic to
+    ENCODER_SIDE, CLIP's normalisation)."""
+    if images.shape[-1] != ENCODER_SIDE:
+        size = (ENCODER_SIDE, ENCODER_SIDE)
+        images = F.interpolate(images, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return ((images + 1) / 2 - mean) / std
@@ -115,11 +115,14 @@ def train(
     seed: int,
     out: Path,
     init: Path | None = None,
+    model: Path = BUNDLED_MODEL_DIR,
+    variety: float = 0.0,
 ) -> None:
-    """`init`: an adapter folder this script wrote, to train further (a session's time is limited)."""
+    """`init`: an adapter folder this script wrote, to train further (a session's time is limited).
+    `model` and `variety`: the bundled model the adapter is for, and its scenes' variety."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, torch_dtype=torch.float32)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
     embed_dim = pipe.unet.config.cross_attention_dim
@@ -136,8 +139,9 @@ def train(
     for parameter in adapter:
         parameter.requires_grad_(True)
 
-    drawn = [sample_scene(rng, max_shapes=2) for _ in range(scenes)]
-    pixels = np.stack([np.asarray(scene.render(architecture.IMAGE_SIZE)) for scene in drawn])
+    drawn = [sample_scene(rng, max_shapes=2, variety=variety) for _ in range(scenes)]
+    side = pipe.vae.config.sample_size  # the model's native size
+    pixels = np.stack([np.asarray(scene.render(side)) for scene in drawn])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     labels = evaluator.labels_of(drawn)  # of each scene's first shape
     heads = AttributeHeads(embed_dim)
@@ -212,10 +216,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, help="an adapter folder this script wrote, to train further")
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR, help="the bundled model it is for")
+    parser.add_argument("--variety", type=float, default=0.0, help="the model's scenes' (0.06: the second's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
-    train(args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init)
+    train(
+        args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
+        model=args.model, variety=args.variety,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
