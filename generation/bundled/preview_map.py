@@ -1,10 +1,14 @@
 """Fit the bundled model's latent-to-RGB preview map on its own training scenes and write it next
-to its weights (`latent_rgb.json`): `python -m generation.bundled.preview_map`. Other models fit a
-generic map at their first preview (generation.models.previews)."""
+to its weights (`latent_rgb.json`): `python -m generation.bundled.preview_map [MODEL_FOLDER]` (train.py
+writes it with every model it saves). Other models fit a generic map at their first preview
+(generation.models.previews)."""
 
 from __future__ import annotations
 
+import json
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,18 +21,30 @@ from generation.models.previews import LATENT_RGB_FILE, LatentToRgb, fit_latent_
 SCENES = 64
 
 
-def fit_on_scenes(vae: AutoencoderKL, count: int = SCENES, seed: int = 0) -> LatentToRgb:
+def fit_on_scenes(
+    vae: AutoencoderKL, count: int = SCENES, seed: int = 0, variety: float = 0.0
+) -> LatentToRgb:
     rng = random.Random(seed)
     side = vae.config.sample_size
-    scenes = [np.asarray(sample_scene(rng).render(side), dtype=np.float32) / 127.5 - 1 for _ in range(count)]
+    scenes = [
+        np.asarray(sample_scene(rng, variety=variety).render(side), dtype=np.float32) / 127.5 - 1
+        for _ in range(count)
+    ]
     return fit_latent_rgb(vae, torch.from_numpy(np.stack(scenes)).permute(0, 3, 1, 2))
 
 
+def write_preview_map(model: Path, vae: AutoencoderKL, variety: float = 0.0) -> Path:
+    path = model / LATENT_RGB_FILE
+    path.write_text(fit_on_scenes(vae, variety=variety).to_json() + "\n", encoding="utf-8")
+    return path
+
+
 def main() -> None:
-    vae = AutoencoderKL.from_pretrained(BUNDLED_MODEL_DIR / "vae")
-    path = BUNDLED_MODEL_DIR / LATENT_RGB_FILE
-    path.write_text(fit_on_scenes(vae).to_json() + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    model = Path(sys.argv[1]) if len(sys.argv) > 1 else BUNDLED_MODEL_DIR
+    config = model / "training_config.json"
+    variety = json.loads(config.read_text())["variety"] if config.is_file() else 0.0
+    vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32)
+    print(f"wrote {write_preview_map(model, vae, variety)}")
 
 
 if __name__ == "__main__":

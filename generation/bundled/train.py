@@ -48,6 +48,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled import architecture
 from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
+from generation.bundled.preview_map import write_preview_map
 from generation.bundled.training_data import (
     as_model_input,
     batch_indices,
@@ -320,6 +321,7 @@ def save_model(
     if config.save_dtype == "float16":
         pipeline.to(torch.float16)
     pipeline.save_pretrained(out, safe_serialization=True)
+    write_preview_map(out, vae.float(), config.variety)  # fitted in float32, after the save
     settings = {**asdict(config), "unet_steps_done": unet_steps_done or config.unet_steps}
     (out / "training_config.json").write_text(json.dumps(settings, indent=2))
 

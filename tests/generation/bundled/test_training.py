@@ -1,5 +1,6 @@
 """The bundled model's training script continues a saved model folder (`--init`), so a long run
-spread over several machines needs only the folder it last saved, not its full checkpoints."""
+spread over several machines needs only the folder it last saved, not its full checkpoints; and
+the folder it saves is complete (its preview map included)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from generation.bundled import architecture
+from generation.bundled.preview_map import fit_on_scenes
 from generation.bundled.train import TrainConfig, init_work, render_dataset, save_model, train_unet, train_vae
 from generation.bundled.training_data import encode_dataset
+from generation.models.previews import shipped_latent_rgb
 
 
 def _tiny(unet_steps: int) -> TrainConfig:
@@ -49,6 +53,16 @@ def test_training_continues_a_saved_model_folder_from_its_step(
     )
     save_model(tmp_path / "model", vae, unet, text_encoder, tokenizer, first)
     assert json.loads((tmp_path / "model" / "training_config.json").read_text())["unet_steps_done"] == 2
+    # Its preview map comes with it, fitted on its own scenes by its own saved VAE.
+    saved_vae = AutoencoderKL.from_pretrained(tmp_path / "model" / "vae")
+    shipped, refitted = (
+        shipped_latent_rgb(str(tmp_path / "model")),
+        fit_on_scenes(saved_vae, variety=first.variety),
+    )
+    assert shipped is not None and shipped.scale == refitted.scale == 4
+    assert np.allclose(shipped.rows, refitted.rows, atol=1e-4) and np.allclose(
+        shipped.bias, refitted.bias, atol=1e-4
+    )
 
     longer = _tiny(unet_steps=3)
     work = tmp_path / "continued"
