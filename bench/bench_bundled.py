@@ -14,6 +14,7 @@ same for colour+shape pairs held out of training, the VAE's reconstruction PSNR,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -75,12 +76,13 @@ def unconditional(model: LoadedModel, seed: int) -> Image.Image:
     """The empty-prompt sample (what caption dropout taught), via the plain diffusers call."""
     pipeline = model.pipeline
     pipeline.scheduler = make_scheduler(model.config.scheduler, model.scheduler_config)
-    return pipeline(
+    image: Image.Image = pipeline(
         prompt="",
         num_inference_steps=model.config.steps,
         guidance_scale=1.0,
         generator=torch.Generator("cpu").manual_seed(seed),
     ).images[0]
+    return image
 
 
 @torch.no_grad()
@@ -93,9 +95,12 @@ def vae_psnr(model: LoadedModel, count: int = 200) -> float:
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     vae = model.pipeline.vae
     decoded = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
-    to_255 = lambda t: ((t + 1) * 127.5).round()  # noqa: E731
-    mse = ((to_255(decoded) - to_255(images)) ** 2).mean(dim=(1, 2, 3))
+    mse = ((_to_255(decoded) - _to_255(images)) ** 2).mean(dim=(1, 2, 3))
     return float((10 * torch.log10(255**2 / mse.clamp(min=1e-8))).mean())
+
+
+def _to_255(pixels: torch.Tensor) -> torch.Tensor:
+    return ((pixels + 1) * 127.5).round()
 
 
 def grid_seconds(model: LoadedModel, repeats: int = 5) -> float:
@@ -129,10 +134,11 @@ def main() -> None:
     model = load_model(type(config)(**{**config.__dict__, "source": args.model}), device="cpu")
     judge = evaluator.load(args.evaluator)
     print(f"machine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
-    print(
-        "evaluator on ground truth:",
-        {k: f"{v:.1%}" for k, v in evaluator.accuracy_on_ground_truth(judge).items()},
-    )
+    trained = Path(args.model) / "training_config.json"  # the scenes the model learned: their variety
+    variety = json.loads(trained.read_text()).get("variety", 0.0) if trained.is_file() else 0.0
+    truth = evaluator.accuracy_on_ground_truth(judge, variety=variety, side=model.resolution)
+    print(f"evaluator on ground truth ({model.resolution} px, variety {variety:g}):", end=" ")
+    print({k: f"{v:.1%}" for k, v in truth.items()})
     print(f"\n{args.prompts} prompts each; share of images the evaluator agrees with the prompt on")
     print("| prompts, guidance | " + " | ".join(ATTRIBUTES) + " |")
     print("|---" * (len(ATTRIBUTES) + 1) + "|")

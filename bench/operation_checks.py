@@ -30,6 +30,7 @@ from generation.specs import (
     STRONG_STRENGTH,
     SUBTLE_STRENGTH,
     ImagineSpec,
+    OutpaintOperation,
     RegionBox,
     imagine_spec,
     outpaint_spec,
@@ -148,7 +149,8 @@ def outpaint_seams(model: LoadedModel, scenes: list[Scene]) -> OutpaintSeams:
         base, whole = picture(model, scene, 500 + index)
         width, height = whole.size
         wide = whole.crop((0, height // 4, width, height // 4 + height // 2))  # 2:1, shape likely kept
-        for operation, source in (("zoom", whole), ("square", wide)):
+        operations: tuple[tuple[OutpaintOperation, Image.Image], ...] = (("zoom", whole), ("square", wide))
+        for operation, source in operations:
             spec = outpaint_spec(
                 base, SOURCE_HASH, source.size, operation, model.resolution, zoom=1.5, seeds=(980 + index,)
             )
