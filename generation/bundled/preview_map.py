@@ -42,7 +42,7 @@ def write_preview_map(model: Path, vae: AutoencoderKL, variety: float = 0.0) -> 
 def main() -> None:
     model = Path(sys.argv[1]) if len(sys.argv) > 1 else BUNDLED_MODEL_DIR
     config = model / "training_config.json"
-    variety = json.loads(config.read_text())["variety"] if config.is_file() else 0.0
+    variety = json.loads(config.read_text()).get("variety", 0.0) if config.is_file() else 0.0  # V1: none
     vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32)
     print(f"wrote {write_preview_map(model, vae, variety)}")
 
