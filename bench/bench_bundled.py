@@ -14,7 +14,6 @@ same for colour+shape pairs held out of training, the VAE's reconstruction PSNR,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -31,7 +30,7 @@ import torch
 from PIL import Image
 
 from bench.operation_checks import layout_spread
-from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
+from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator, scene_variety
 from generation.bundled.dataset import Scene, sample_scene
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
@@ -134,8 +133,7 @@ def main() -> None:
     model = load_model(type(config)(**{**config.__dict__, "source": args.model}), device="cpu")
     judge = evaluator.load(args.evaluator)
     print(f"machine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
-    trained = Path(args.model) / "training_config.json"  # the scenes the model learned: their variety
-    variety = json.loads(trained.read_text()).get("variety", 0.0) if trained.is_file() else 0.0
+    variety = scene_variety(Path(args.model))
     truth = evaluator.accuracy_on_ground_truth(judge, variety=variety, side=model.resolution)
     print(f"evaluator on ground truth ({model.resolution} px, variety {variety:g}):", end=" ")
     print({k: f"{v:.1%}" for k, v in truth.items()})

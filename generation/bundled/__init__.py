@@ -5,6 +5,7 @@ It is the default model when none is configured, and loads through the same code
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from generation.config import IpAdapterConfig, ModelConfig, TurboConfig
@@ -16,6 +17,13 @@ BUNDLED_IP_ADAPTER_FILE = "ip-adapter.safetensors"
 BUNDLED_DESCRIBER = "bundled"  # a ModelConfig.describer value: generation/bundled/describer.py
 # Its 4x super-resolution network (Real-ESRGAN's compact architecture; train_upscaler.py).
 BUNDLED_UPSCALER = Path(__file__).parent / "upscaler" / "4x-dreamcord-compact.safetensors"
+
+
+def scene_variety(model: Path) -> float:
+    """The `variety` of the scenes a bundled model folder was trained on (dataset.sample_scene's),
+    from its training_config.json; 0 for the first model, whose config predates it."""
+    config = model / "training_config.json"
+    return float(json.loads(config.read_text()).get("variety", 0.0)) if config.is_file() else 0.0
 
 
 def bundled_model_config() -> ModelConfig:

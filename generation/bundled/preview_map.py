@@ -5,7 +5,6 @@ writes it with every model it saves). Other models fit a generic map at their fi
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from generation.bundled import BUNDLED_MODEL_DIR
+from generation.bundled import BUNDLED_MODEL_DIR, scene_variety
 from generation.bundled.dataset import sample_scene
 from generation.models.previews import LATENT_RGB_FILE, LatentToRgb, fit_latent_rgb
 
@@ -41,10 +40,8 @@ def write_preview_map(model: Path, vae: AutoencoderKL, variety: float = 0.0) -> 
 
 def main() -> None:
     model = Path(sys.argv[1]) if len(sys.argv) > 1 else BUNDLED_MODEL_DIR
-    config = model / "training_config.json"
-    variety = json.loads(config.read_text()).get("variety", 0.0) if config.is_file() else 0.0  # V1: none
     vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32)
-    print(f"wrote {write_preview_map(model, vae, variety)}")
+    print(f"wrote {write_preview_map(model, vae, scene_variety(model))}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Train the bundled model's image-prompt adapter, in IP-Adapter's own format, on the CPU.
 
     python -m generation.bundled.train_ip_adapter --out generation/bundled/ip_adapter
-    python -m generation.bundled.train_ip_adapter --model generation/bundled/model-v2 --variety 0.06 --out OUT
+    python -m generation.bundled.train_ip_adapter --model generation/bundled/model-v2 --out OUT
 
 What is trained (the bundled model itself stays frozen):
 - an image encoder: a small `CLIPVisionModelWithProjection` (64 px whatever the model's size, patches
@@ -35,7 +35,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from generation.bundled import BUNDLED_IP_ADAPTER_DIR, BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, evaluator
+from generation.bundled import (
+    BUNDLED_IP_ADAPTER_DIR,
+    BUNDLED_IP_ADAPTER_FILE,
+    BUNDLED_MODEL_DIR,
+    evaluator,
+    scene_variety,
+)
 from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import noise_prediction_loss
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
@@ -116,10 +122,9 @@ def train(
     out: Path,
     init: Path | None = None,
     model: Path = BUNDLED_MODEL_DIR,
-    variety: float = 0.0,
 ) -> None:
     """`init`: an adapter folder this script wrote, to train further (a session's time is limited).
-    `model` and `variety`: the bundled model the adapter is for, and its scenes' variety."""
+    `model`: the bundled model folder the adapter is for (its own scenes are drawn)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, torch_dtype=torch.float32)
@@ -139,6 +144,7 @@ def train(
     for parameter in adapter:
         parameter.requires_grad_(True)
 
+    variety = scene_variety(model)
     drawn = [sample_scene(rng, max_shapes=2, variety=variety) for _ in range(scenes)]
     side = pipe.vae.config.sample_size  # the model's native size
     pixels = np.stack([np.asarray(scene.render(side)) for scene in drawn])
@@ -217,13 +223,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, help="an adapter folder this script wrote, to train further")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR, help="the bundled model it is for")
-    parser.add_argument("--variety", type=float, default=0.0, help="the model's scenes' (0.06: the second's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, variety=args.variety,
+        model=args.model,
     )  # fmt: skip
 
 
