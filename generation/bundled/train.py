@@ -2,11 +2,11 @@
 
     python -m generation.bundled.train --out generation/bundled/model        # the first model (V1)
 
-The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by machine; resumable):
+The second design (issue 22; 5-9 hours on 2 cores, the UNet 0.8-1.7 s a step by machine; resumable):
 
     python -m generation.bundled.train --design v2 --variety 0.06 --vae-steps 1800 --vae-crop 64 \
-        --vae-whole-steps 300 --unet-steps 12000 --noise-offset 0 --token-loss 0.1 --plain-share 0.25 \
-        --checkpoint-every 250 --work data/bundled-training-v2w --out OUT [--resume]
+        --vae-whole-steps 300 --unet-steps 12000 --lr-decay-start 7000 --noise-offset 0 --token-loss 0.1 \
+        --plain-share 0.25 --checkpoint-every 250 --save-dtype float16 --work data/bt-v2 --out OUT [--resume]
 
 1. VAE: an AutoencoderKL learns to reconstruct scenes at the design's size (MSE + a tiny KL term);
    its latent scale is then set so latents have unit variance, as SD's 0.18215 does.
@@ -18,11 +18,10 @@ The second design (issue 22; 4-7 hours on 2 cores, the UNet 0.8-1.7 s a step by 
    training_data.py), on which where the caption puts a shape is learned at all.
    EMA weights are what gets saved.
 
-On Linux, run the VAE stage under jemalloc that never returns memory (Debian's libjemalloc2):
-`LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`. Its whole-picture
-steps allocate activations over glibc's 32 MB mmap ceiling, and every step faulted them in afresh
-(two thirds of the CPU in the kernel, 6 s a step; 3.5-4 s under jemalloc). Then stop it and
-`--resume` the UNet stage under glibc: it gains nothing, and there that jemalloc grew to 23 GB.
+On Linux, run the VAE stage under jemalloc that never returns memory (Debian's libjemalloc2:
+`LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`): its whole-picture
+steps' activations pass glibc's 32 MB mmap ceiling and were faulted in afresh every step (6 s a step;
+3.5-4 s under jemalloc). `--resume` the UNet stage under glibc: there that jemalloc grew to 23 GB.
 
 Seeded and resumable: `--resume` continues from the last checkpoint in --work; `--init MODEL` from a
 model folder this script saved (`--export` writes one midway), so a run outlives the machine it
@@ -72,6 +71,9 @@ class TrainConfig:
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup_steps: int = 200
+    # From this step the learning rate falls linearly to zero at unet_steps (0: constant after warmup):
+    # batch-32 gradient noise at the full rate keeps the shapes' outlines soft.
+    lr_decay_start: int = 0
     caption_dropout: float = 0.1
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
@@ -97,6 +99,14 @@ class TrainConfig:
     # 750 steps of the continued run; from 800 they came within 500 (bench/RESULTS.md, session 15).
     plain_min_timestep: int = 800
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
+
+
+def learning_rate_factor(config: TrainConfig, step: int) -> float:
+    """The UNet stage's learning rate at `step`, relative to unet_lr: warmup, then constant or decaying."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps)
+    if not config.lr_decay_start or step < config.lr_decay_start:
+        return warmup
+    return warmup * max(0.0, (config.unet_steps - step) / (config.unet_steps - config.lr_decay_start))
 
 
 def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
@@ -172,7 +182,7 @@ def train_unet(
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(config, step))
     if _resume_optimizer(work / "unet", optimizer):
         for _ in range(first_step):
             warmup.step()
@@ -368,6 +378,8 @@ def main() -> None:
         raise SystemExit(f"{args.work} exists: pass --resume to continue, or remove it to start over")
     if not 0 <= config.min_timestep < 1000:
         parser.error("--min-timestep must be in 0-999 (the schedule's 1,000 timesteps)")
+    if not 0 <= config.lr_decay_start < config.unet_steps:
+        parser.error("--lr-decay-start must be below --unet-steps (0: no decay)")
     if args.init:
         if args.resume:
             parser.error("--init starts a new --work folder; --resume continues one: pass one of them")

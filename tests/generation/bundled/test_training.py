@@ -15,7 +15,15 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from generation.bundled import architecture
 from generation.bundled.preview_map import fit_on_scenes
-from generation.bundled.train import TrainConfig, init_work, render_dataset, save_model, train_unet, train_vae
+from generation.bundled.train import (
+    TrainConfig,
+    init_work,
+    learning_rate_factor,
+    render_dataset,
+    save_model,
+    train_unet,
+    train_vae,
+)
 from generation.bundled.training_data import encode_dataset
 from generation.models.previews import shipped_latent_rgb
 
@@ -33,6 +41,14 @@ def _tiny(unet_steps: int) -> TrainConfig:
         plain_share=0.5,  # one of each batch's two scenes a plain one, at t >= 800
         plain_scenes=4,
     )
+
+
+def test_learning_rate_warms_up_then_decays_linearly_to_zero_from_its_start() -> None:
+    decaying = TrainConfig(warmup_steps=200, unet_steps=12_000, lr_decay_start=7_000)
+    factors = [learning_rate_factor(decaying, step) for step in (0, 199, 6_999, 7_000, 9_500, 11_999)]
+    assert factors == pytest.approx([1 / 200, 1.0, 1.0, 1.0, 0.5, 1 / 5_000])
+    constant = TrainConfig(warmup_steps=200, unet_steps=12_000)  # lr_decay_start 0: the first model's
+    assert learning_rate_factor(constant, 11_999) == 1.0
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
