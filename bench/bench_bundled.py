@@ -6,7 +6,8 @@ CFG 1 (diffusers turns classifier-free guidance off at <= 1: the text-conditione
 and with no text at all (the unconditional prediction the model learned from caption dropout, i.e.
 what guidance pushes away from: chance level means the text is what steers the picture). Then the
 same for colour+shape pairs held out of training, the VAE's reconstruction PSNR, and the time of a
-2x2 grid at 20 steps, and the bars of issue 22 with the layout spread of four seeds.
+2x2 grid at 20 steps, and the bars of issue 22 with the layout spread of four seeds and how
+two-shape prompts are drawn (bench/layout_checks.py).
 
     python bench/bench_bundled.py [--prompts 200] [--model generation/bundled/model] [--evaluator DIR]
 """
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.layout_checks import two_shape_layouts, two_shape_scenes
 from bench.operation_checks import layout_spread
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator, scene_variety
 from generation.bundled.dataset import Scene, sample_scene
@@ -157,6 +159,11 @@ def main() -> None:
         print(f"  {name}: {seen_score:.1%} (bar {bar:.0%}), held-out {unseen_score:.1%}: {verdict}")
     spread = layout_spread(model, evaluation_scenes(min(args.prompts, 24), held_out=False, seed=2026))
     print(f"\nlayout spread, four seeds of a prompt without a position: {spread:.2f} of the side")
+    layouts = two_shape_layouts(model, two_shape_scenes(min(args.prompts, 48)))
+    print(
+        f"two-shape prompts: {layouts.two_shapes:.1%} draw two shapes, "
+        f"{layouts.as_asked:.1%} each colour at its position"
+    )
     print(f"\nVAE reconstruction PSNR: {vae_psnr(model):.2f} dB")
     print(f"2x2 grid, 20 steps, {config.scheduler}: {grid_seconds(model):.2f} s (median of 5)")
     weights = sum(file.stat().st_size for file in Path(args.model).rglob("*.safetensors"))
