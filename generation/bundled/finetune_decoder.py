@@ -1,0 +1,125 @@
+"""Fine-tune a bundled model's VAE decoder alone: its encoder, latent space and latent scale stay as
+they were, so the UNet trained on those latents needs nothing new (as SD's ft-MSE VAE did for SD 1.x).
+
+    python -m generation.bundled.finetune_decoder --model generation/bundled/model-v2 --out OUT \
+        [--steps 1000] [--resume]
+
+The second model's VAE was trained 1,800 steps, mostly on crops: its reconstructions are 3.5/255 too
+dark on average and worst in the last three columns (the encoder's downsampling pads only the right
+and bottom edges), and the evaluator reads their shapes right 95% of the time (bench/RESULTS.md,
+session 17). The decoder learns on fresh whole scenes at the model's size, from latents sampled from
+the frozen encoder's posterior as the UNet's training drew them. L1 + MSE: L1 keeps outlines sharp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from tqdm import tqdm
+
+from generation.bundled import scene_variety
+from generation.bundled.dataset import sample_scene
+from generation.bundled.preview_map import write_preview_map
+
+STATE_FILE = "decoder_finetune.json"  # in the output folder: steps done, for --resume
+
+
+def scenes_batch(rng: random.Random, count: int, side: int, variety: float) -> torch.Tensor:
+    pixels = np.stack([np.asarray(sample_scene(rng, variety=variety).render(side)) for _ in range(count)])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
+    return [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
+
+
+def finetune_decoder(
+    vae: AutoencoderKL,
+    steps: int,
+    *,
+    variety: float,
+    first: int = 0,
+    total: int | None = None,
+    batch: int = 16,
+    lr: float = 2e-4,
+) -> list[float]:
+    """Trains `vae`'s decoder in place for steps `first` to `first + steps` of `total` (the learning
+    rate falls linearly to zero at `total`); returns the loss of each step."""
+    total = total or first + steps
+    vae.requires_grad_(False)
+    trained = decoder_parameters(vae)
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trained, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - (first + step) / total)
+    rng, generator = random.Random(first), torch.Generator().manual_seed(first)  # fresh scenes each round
+    losses = []
+    vae.train()
+    for _ in tqdm(range(steps), desc="decoder"):
+        images = scenes_batch(rng, batch, vae.config.sample_size, variety)
+        with torch.no_grad():
+            latents = vae.encode(images).latent_dist.sample(generator)
+        reconstruction = vae.decode(latents).sample
+        loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    vae.requires_grad_(False)
+    return losses
+
+
+def save_vae(model: Path, vae: AutoencoderKL, steps: int) -> None:
+    """Writes the fine-tuned VAE into a model folder in the dtype the folder was saved in, refits its
+    preview map (the latent space is the same, the decoder's colours are not quite) and records the
+    steps in its training config."""
+    config_path = model / "training_config.json"
+    training = json.loads(config_path.read_text())
+    dtype = torch.float16 if training.get("save_dtype") == "float16" else torch.float32
+    copy.deepcopy(vae).eval().to(dtype).save_pretrained(model / "vae", safe_serialization=True)
+    write_preview_map(model, vae.eval(), scene_variety(model))  # `vae` stays float32: it trains on
+    training["decoder_finetune_steps"] = training.get("decoder_finetune_steps", 0) + steps
+    config_path.write_text(json.dumps(training, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="a model folder train.py saved")
+    parser.add_argument("--out", type=Path, required=True, help="a copy of it with the new decoder")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="continue the decoder in --out")
+    args = parser.parse_args()
+    if not (args.model / "training_config.json").is_file():
+        parser.error(f"{args.model} is not a model folder train.py saved (no training_config.json)")
+    if args.out.exists() and not args.resume:
+        parser.error(f"{args.out} exists: pass --resume to continue it, or remove it")
+    torch.set_num_threads(args.threads)
+    if not args.out.exists():
+        shutil.copytree(args.model, args.out)
+    state = args.out / STATE_FILE
+    done = json.loads(state.read_text())["steps"] if state.is_file() else 0
+    vae = AutoencoderKL.from_pretrained(args.out / "vae", torch_dtype=torch.float32)
+    variety = scene_variety(args.model)
+    while done < args.steps:  # in rounds, each saved: a stopped run loses one round at most
+        steps = min(args.save_every, args.steps - done)
+        losses = finetune_decoder(vae, steps, variety=variety, first=done, total=args.steps)
+        save_vae(args.out, vae, steps)
+        done += steps
+        state.write_text(json.dumps({"steps": done, "loss": float(np.mean(losses))}))
+        print(f"decoder step {done}: loss {np.mean(losses):.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
