@@ -29,13 +29,14 @@ from tqdm import tqdm
 from generation.bundled import scene_variety
 from generation.bundled.dataset import sample_scene
 from generation.bundled.preview_map import write_preview_map
+from generation.bundled.training_data import as_model_input
 
 STATE_FILE = "decoder_finetune.json"  # in the output folder: steps done, for --resume
 
 
 def scenes_batch(rng: random.Random, count: int, side: int, variety: float) -> torch.Tensor:
     pixels = np.stack([np.asarray(sample_scene(rng, variety=variety).render(side)) for _ in range(count)])
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return as_model_input(torch.from_numpy(pixels).permute(0, 3, 1, 2))
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
