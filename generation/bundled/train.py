@@ -71,14 +71,11 @@ class TrainConfig:
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup_steps: int = 200
-    # From this step the learning rate falls linearly to zero at unet_steps (0: constant after warmup):
-    # batch-32 gradient noise at the full rate keeps the shapes' outlines soft.
-    lr_decay_start: int = 0
+    lr_decay_start: int = 0  # from here the rate falls linearly to 0 at unet_steps (0: stays constant)
     caption_dropout: float = 0.1
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
-    # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone,
-    # where the layout is decided (a position the text asks for must be placed there).
+    # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone.
     min_timestep: int = 0
     ema_decay: float = 0.999
     checkpoint_every: int = 500
@@ -101,9 +98,10 @@ class TrainConfig:
     save_dtype: str = "float32"  # "float16" halves the shipped files (they load as float32 on the CPU)
 
 
-def learning_rate_factor(config: TrainConfig, step: int) -> float:
-    """The UNet stage's learning rate at `step`, relative to unet_lr: warmup, then constant or decaying."""
-    warmup = min(1.0, (step + 1) / config.warmup_steps)
+def learning_rate_factor(config: TrainConfig, step: int, started: int = 0) -> float:
+    """The UNet stage's learning rate at `step`, relative to unet_lr: a warmup from `started` (where
+    this optimizer began: 0, or the step an --init continues), then constant or decaying."""
+    warmup = min(1.0, (step - started + 1) / config.warmup_steps)
     if not config.lr_decay_start or step < config.lr_decay_start:
         return warmup
     return warmup * max(0.0, (config.unet_steps - step) / (config.unet_steps - config.lr_decay_start))
@@ -182,11 +180,13 @@ def train_unet(
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(config, step))
-    if _resume_optimizer(work / "unet", optimizer):
-        for _ in range(first_step):
-            warmup.step()
-    # else a fresh optimizer (a start, or --init): its first steps are as large as a start's, so warm up again
+    # A fresh optimizer (a start, or --init) warms up again from first_step; a resumed one goes on.
+    started = 0 if _resume_optimizer(work / "unet", optimizer) else first_step
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(config, step + started, started)
+    )
+    for _ in range(first_step - started):
+        warmup.step()
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"

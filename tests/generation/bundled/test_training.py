@@ -47,6 +47,9 @@ def test_learning_rate_warms_up_then_decays_linearly_to_zero_from_its_start() ->
     decaying = TrainConfig(warmup_steps=200, unet_steps=12_000, lr_decay_start=7_000)
     factors = [learning_rate_factor(decaying, step) for step in (0, 199, 6_999, 7_000, 9_500, 11_999)]
     assert factors == pytest.approx([1 / 200, 1.0, 1.0, 1.0, 0.5, 1 / 5_000])
+    # --init continues a snapshot with a fresh optimizer: it warms up again, on the decay's schedule
+    assert learning_rate_factor(decaying, 11_000, started=11_000) == pytest.approx(0.2 / 200)
+    assert learning_rate_factor(decaying, 11_199, started=11_000) == pytest.approx(801 / 5_000)
     constant = TrainConfig(warmup_steps=200, unet_steps=12_000)  # lr_decay_start 0: the first model's
     assert learning_rate_factor(constant, 11_999) == 1.0
 
