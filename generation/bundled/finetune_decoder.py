@@ -27,16 +27,10 @@ from diffusers import AutoencoderKL
 from tqdm import tqdm
 
 from generation.bundled import scene_variety
-from generation.bundled.dataset import sample_scene
 from generation.bundled.preview_map import write_preview_map
-from generation.bundled.training_data import as_model_input
+from generation.bundled.training_data import scenes_batch
 
 STATE_FILE = "decoder_finetune.json"  # in the output folder: steps done, for --resume
-
-
-def scenes_batch(rng: random.Random, count: int, side: int, variety: float) -> torch.Tensor:
-    pixels = np.stack([np.asarray(sample_scene(rng, variety=variety).render(side)) for _ in range(count)])
-    return as_model_input(torch.from_numpy(pixels).permute(0, 3, 1, 2))
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:

@@ -9,12 +9,11 @@ import random
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
 from generation.bundled import BUNDLED_MODEL_DIR, scene_variety
-from generation.bundled.dataset import sample_scene
+from generation.bundled.training_data import scenes_batch
 from generation.models.previews import LATENT_RGB_FILE, LatentToRgb, fit_latent_rgb
 
 SCENES = 64
@@ -23,13 +22,7 @@ SCENES = 64
 def fit_on_scenes(
     vae: AutoencoderKL, count: int = SCENES, seed: int = 0, variety: float = 0.0
 ) -> LatentToRgb:
-    rng = random.Random(seed)
-    side = vae.config.sample_size
-    scenes = [
-        np.asarray(sample_scene(rng, variety=variety).render(side), dtype=np.float32) / 127.5 - 1
-        for _ in range(count)
-    ]
-    return fit_latent_rgb(vae, torch.from_numpy(np.stack(scenes)).permute(0, 3, 1, 2))
+    return fit_latent_rgb(vae, scenes_batch(random.Random(seed), count, vae.config.sample_size, variety))
 
 
 def write_preview_map(model: Path, vae: AutoencoderKL, variety: float = 0.0) -> Path:

@@ -39,6 +39,12 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1.0
 
 
+def scenes_batch(rng: random.Random, count: int, side: int, variety: float) -> torch.Tensor:
+    """`count` fresh scenes drawn at `side` px, as model input (N, 3, side, side) in [-1, 1]."""
+    pixels = np.stack([np.asarray(sample_scene(rng, variety=variety).render(side)) for _ in range(count)])
+    return as_model_input(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+
+
 @torch.no_grad()
 def set_latent_scale(vae: AutoencoderKL, images: torch.Tensor) -> None:
     """Scale latents to unit variance, as SD's scaling_factor does for its VAE."""

@@ -18,8 +18,8 @@ from generation.bundled.finetune_decoder import (
     finetune_decoder,
     main,
     save_vae,
-    scenes_batch,
 )
+from generation.bundled.training_data import scenes_batch
 from generation.models.previews import LATENT_RGB_FILE
 
 
