@@ -1,12 +1,13 @@
 """What the picture operations promise, on the bundled model (or another folder): issue 22's table.
 
 Vary strength should be monotone (subtle < strong < 1.0 in mean change from the source, with the
-picture's own prompt), --chaos monotone in how different a grid's pictures are, the seams of Vary
-(Region), Zoom Out and Make Square invisible (change across the repainted outline close to the picture's own
-texture: near 0), --tile pictures still showing the prompt's subject, and four seeds of a prompt
-without a position spread over the picture.
+picture's own prompt, one that leaves the layout open), --chaos monotone in how different a grid's
+pictures are, the seams of Vary (Region), Zoom Out and Make Square invisible (change across the
+repainted outline close to the picture's own texture: near 0), --tile pictures still showing the
+prompt's subject and joining at their wrap, and four seeds of a prompt without a position spread over
+the picture.
 
-    python bench/bench_bundled_operations.py [--scenes 24] [--model generation/bundled/model]
+    python bench/bench_bundled_operations.py [--scenes 24] [--model generation/bundled/model] [--evaluator DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument(
         "--model", help="a model folder in the bundled model's layout (default: the bundled model)"
     )
+    parser.add_argument(
+        "--evaluator", type=Path, default=evaluator.EVALUATOR_DIR, help="its folder (evaluator.py --out)"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     config = bundled_model_config()
@@ -53,8 +57,11 @@ def main() -> None:
     print(
         f"seam excess, Zoom Out 1.5x: {seams['zoom']:.1f}, Make Square of a 2:1 crop: {seams['square']:.1f}"
     )
-    tile = checks.tile_verdicts(model, evaluator.load(), scenes)
-    print(f"--tile: colour {100 * tile.colour:.0f}%, shape {100 * tile.shape:.0f}% as the prompt says")
+    tile = checks.tile_verdicts(model, evaluator.load(args.evaluator), scenes)
+    print(
+        f"--tile: colour {100 * tile.colour:.0f}%, shape {100 * tile.shape:.0f}% as the prompt says;"
+        f" seam excess across the wrap {tile.seam:.1f}"
+    )
     print(
         f"layout spread of an open prompt's four seeds: {checks.layout_spread(model, scenes):.2f} of the side"
     )

@@ -6,7 +6,7 @@ For each one-shape prompt it renders a picture, asks the evaluator what it shows
 each way and asks again ("kept": colour and shape as before), and measures the mean distance to the
 Lanczos resize (0-255) and sharpness (edge energy, over Lanczos's).
 
-    python bench/bench_upscale_quality.py [--prompts 40]
+    python bench/bench_upscale_quality.py [--prompts 40] [--model FOLDER] [--evaluator DIR]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import statistics
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -47,13 +48,19 @@ def sharpness(image: Image.Image) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=40)
+    parser.add_argument(
+        "--model", help="a model folder in the bundled model's layout (default: the bundled model)"
+    )
+    parser.add_argument("--evaluator", type=Path, default=evaluator.EVALUATOR_DIR, help="its folder")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     config = bundled_model_config()
+    if args.model:
+        config = dataclasses.replace(config, source=args.model)
     plain = load_model(config, device="cpu")
     upscaler = str(UPSCALER_DIR / UPSCALER_FILE)
     networked = dataclasses.replace(plain, config=dataclasses.replace(config, upscaler=upscaler), extras={})
-    judge = evaluator.load()
+    judge = evaluator.load(args.evaluator)
     rng = random.Random(7)
     rows: dict[str, dict[str, list[float]]] = {}
     for index in range(args.prompts):
@@ -65,7 +72,14 @@ def main() -> None:
         (before,) = evaluator.classify(judge, [source])
         for first, model in (("lanczos", plain), ("network", networked)):
             spec = upscale_spec(
-                base, SOURCE_HASH, source.size, 2, "subtle", 64, setup=upscale_setup(model.config), seed=1
+                base,
+                SOURCE_HASH,
+                source.size,
+                2,
+                "subtle",
+                plain.resolution,
+                setup=upscale_setup(model.config),
+                seed=1,
             )
             for detail in (False, True):
                 name = f"{first} {'+ detail passes (0.2)' if detail else 'alone'}"
@@ -77,7 +91,8 @@ def main() -> None:
                 distance = np.abs(np.asarray(image, float) - np.asarray(lanczos, float)).mean()
                 row["distance"].append(float(distance))
                 row["sharpness"].append(sharpness(image) / sharpness(lanczos))
-    print(f"subtle 2x upscales of {args.prompts} bundled-model pictures (64 -> 128 px):")
+    side = plain.resolution
+    print(f"subtle 2x upscales of {args.prompts} pictures of {config.source} ({side} -> {2 * side} px):")
     print("| first stage | kept colour+shape | distance to Lanczos (0-255) | sharpness / Lanczos |")
     print("| --- | --- | --- | --- |")
     for name, row in rows.items():

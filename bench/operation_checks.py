@@ -48,6 +48,15 @@ def one_shape_scenes(count: int, seed: int = 2022) -> list[Scene]:
     return [sample_scene(rng, max_shapes=1) for _ in range(count)]
 
 
+def open_layout(scene: Scene) -> Scene:
+    """The scene with its shape's position left to the model: what a user who names no place types,
+    and what Vary, --chaos and --tile are measured on. A caption that pins colour, shape, size and place
+    leaves a model that follows it nothing to vary (the second model's full-caption Vary changes are
+    4.6 / 5.2 / 5.2 at subtle / strong / 1.0: one picture per prompt, as it should be)."""
+    first = dataclasses.replace(scene.shapes[0], says_position=False)
+    return dataclasses.replace(scene, shapes=(first, *scene.shapes[1:]))
+
+
 def change(a: Image.Image, b: Image.Image) -> float:
     """Mean absolute difference of two pictures, 0-255."""
     return float(np.abs(_rgb(a) - _rgb(b)).mean())
@@ -64,10 +73,11 @@ def picture(model: LoadedModel, scene: Scene, seed: int, extra: str = "") -> tup
 
 
 def vary_changes(model: LoadedModel, scenes: list[Scene]) -> dict[float, float]:
-    """Mean change of a variation from its source, per strength, with the picture's own prompt."""
+    """Mean change of a variation from its source, per strength, with the picture's own prompt (one
+    that leaves the layout open)."""
     changes: dict[float, list[float]] = {strength: [] for strength in VARY_STRENGTHS}
     for index, scene in enumerate(scenes):
-        base, source = picture(model, scene, 300 + index)
+        base, source = picture(model, open_layout(scene), 300 + index)
         for strength in VARY_STRENGTHS:
             spec = vary_spec(base, SOURCE_HASH, source.size, model.resolution, strength, seeds=(900 + index,))
             changes[strength].append(change(run_vary(model, spec, source).images[0], source))
@@ -75,11 +85,11 @@ def vary_changes(model: LoadedModel, scenes: list[Scene]) -> dict[float, float]:
 
 
 def chaos_diversity(model: LoadedModel, scenes: list[Scene]) -> dict[int, float]:
-    """Mean change between the pictures of one grid, per --chaos level."""
+    """Mean change between the pictures of one grid, per --chaos level (prompts that leave the layout open)."""
     diversity: dict[int, list[float]] = {level: [] for level in CHAOS_LEVELS}
     for index, scene in enumerate(scenes):
         for level in CHAOS_LEVELS:
-            parsed = parse_prompt(f"{scene.caption()} --seed {700 + index} --chaos {level}")
+            parsed = parse_prompt(f"{open_layout(scene).caption()} --seed {700 + index} --chaos {level}")
             grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
             diversity[level].append(statistics.mean(change(a, b) for a, b in itertools.combinations(grid, 2)))
     return {level: statistics.mean(values) for level, values in diversity.items()}
@@ -186,16 +196,59 @@ def _inside(box: Box, size: tuple[int, int]) -> Box:
 class TileVerdicts:
     colour: float  # share of --tile pictures whose evaluator verdict matches the prompt
     shape: float
+    seam: float  # median of: the step across the picture's wrap less its mean step between neighbours (0-255)
 
 
 def tile_verdicts(model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene]) -> TileVerdicts:
-    pictures = [picture(model, scene, 600 + index, "--tile")[1] for index, scene in enumerate(scenes)]
-    verdicts = evaluator.classify(judge, pictures)
+    """--tile on tileable prompts (no position: a repeating pattern has no top left). A tile is the
+    same pattern whichever pixel it starts at, so the evaluator reads each one rolled to centre its
+    foreground (a shape across the wrap is still one shape)."""
+    pictures = [
+        picture(model, open_layout(scene), 600 + index, "--tile")[1] for index, scene in enumerate(scenes)
+    ]
+    verdicts = evaluator.classify(judge, [centred_tile(image) for image in pictures])
     right = [
         (v.colour == s.shapes[0].colour, v.shape == s.shapes[0].shape)
         for v, s in zip(verdicts, scenes, strict=True)
     ]
-    return TileVerdicts(statistics.mean(c for c, _ in right), statistics.mean(s for _, s in right))
+    seams = [wrap_step(image) - statistics.mean(_neighbour_steps(image)) for image in pictures]
+    return TileVerdicts(
+        statistics.mean(c for c, _ in right), statistics.mean(s for _, s in right), statistics.median(seams)
+    )
+
+
+def centred_tile(image: Image.Image) -> Image.Image:
+    """The tile rolled so that the circular mean of its foreground (pixels far from its median colour)
+    is at the centre."""
+    pixels = _rgb(image)
+    far = np.linalg.norm(pixels - np.median(pixels.reshape(-1, 3), axis=0), axis=2) > 80
+    if not far.any():
+        return image
+    rows, columns = np.nonzero(far)
+    shifts = [
+        round(size / 2 - _circular_mean(coordinates, size))
+        for coordinates, size in ((rows, image.height), (columns, image.width))
+    ]
+    return Image.fromarray(np.roll(np.asarray(image.convert("RGB")), shifts, axis=(0, 1)))
+
+
+def _circular_mean(coordinates: np.ndarray, size: int) -> float:
+    angles = coordinates * 2 * np.pi / size
+    return float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean()) % (2 * np.pi) * size / (2 * np.pi))
+
+
+def wrap_step(image: Image.Image) -> float:
+    """Mean step from the last column to the first and the last row to the first (0-255)."""
+    pixels = _rgb(image)
+    return float((np.abs(pixels[:, 0] - pixels[:, -1]).mean() + np.abs(pixels[0] - pixels[-1]).mean()) / 2)
+
+
+def _neighbour_steps(image: Image.Image) -> list[float]:
+    """The mean step across each inner column and row line."""
+    pixels = _rgb(image)
+    columns = np.abs(np.diff(pixels, axis=1)).mean(axis=(0, 2))
+    rows = np.abs(np.diff(pixels, axis=0)).mean(axis=(1, 2))
+    return [*(float(c) for c in columns), *(float(r) for r in rows)]
 
 
 def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
@@ -203,9 +256,7 @@ def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
     distance between the shapes' centres (pixels far from the border's colour), as a share of the side."""
     spreads = []
     for index, scene in enumerate(scenes):
-        shape = dataclasses.replace(scene.shapes[0], says_position=False)
-        prompt = f"{shape.phrase()} {scene.background.phrase()}"  # no position
-        parsed = parse_prompt(f"{prompt} --seed {800 + index}")
+        parsed = parse_prompt(f"{open_layout(scene).caption()} --seed {800 + index}")
         grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
         centres = [centre for image in grid if (centre := _shape_centre(image)) is not None]
         if len(centres) >= 2:

@@ -22,7 +22,7 @@ from generation.models.previews import PreviewDecoder
 from generation.models.schedulers import make_scheduler
 from generation.models.weighted_prompts import encode_weighted, prompt_tokens
 from generation.operations.preview import BatchPreviewSink, PreviewSink, preview_png
-from generation.operations.seamless import seamless_tiling
+from generation.operations.seamless import tileable_rendering
 from generation.outputs import PromptTokens
 from generation.pictures.grid import compose_grid
 from generation.prompt_weights import negative_fragments, weigh
@@ -91,7 +91,7 @@ def run_imagine(
         inputs["image"] = control_map(spec.control, control_image, (spec.width, spec.height))
         inputs["controlnet_conditioning_scale"] = spec.control.scale
     # Only families that tile get here with --tile (a UNet of convolutions); Flux has no `unet`.
-    tiling = seamless_tiling(pipeline.unet, pipeline.vae) if spec.tile else contextlib.nullcontext()
+    tiling = tileable_rendering(pipeline.unet, pipeline.vae) if spec.tile else contextlib.nullcontext()
     with tiling:
         return render_batch(model, pipeline, spec, on_step, should_cancel, **inputs)
 
@@ -109,7 +109,7 @@ def run_imagine_together(
     prompt past a CLIP window): run them apart."""
     first = specs[0]
     pipeline: PromptedPipeline = model.pipeline
-    tiling = seamless_tiling(pipeline.unet, pipeline.vae) if first.tile else contextlib.nullcontext()
+    tiling = tileable_rendering(pipeline.unet, pipeline.vae) if first.tile else contextlib.nullcontext()
     with tiling:
         return render_specs(
             model, pipeline, specs, on_step, should_cancel, width=first.width, height=first.height
