@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from generation.bundled import evaluator
-from generation.bundled.dataset import Scene, sample_scene
+from generation.bundled.dataset import Background, Scene, sample_scene
 from generation.models.loading import LoadedModel
 from generation.operations.imagine import run_imagine
 from generation.operations.inpaint import run_outpaint
@@ -55,6 +55,13 @@ def open_layout(scene: Scene) -> Scene:
     4.6 / 5.2 / 5.2 at subtle / strong / 1.0: one picture per prompt, as it should be)."""
     first = dataclasses.replace(scene.shapes[0], says_position=False)
     return dataclasses.replace(scene, shapes=(first, *scene.shapes[1:]))
+
+
+def tileable(scene: Scene) -> Scene:
+    """The scene as a prompt that can repeat: no position, on a solid background (its first colour). A
+    gradient cannot wrap, and stripes only when a whole number of them fits the side."""
+    solid = Background("solid", scene.background.colours[:1])
+    return dataclasses.replace(open_layout(scene), background=solid)
 
 
 def change(a: Image.Image, b: Image.Image) -> float:
@@ -196,7 +203,7 @@ def _inside(box: Box, size: tuple[int, int]) -> Box:
 class TileVerdicts:
     colour: float  # share of --tile pictures whose evaluator verdict matches the prompt
     shape: float
-    seam: float  # median of: the step across the picture's wrap less its mean step between neighbours (0-255)
+    seam: float  # median wrap_seam
 
 
 def tile_verdicts(model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene]) -> TileVerdicts:
@@ -211,7 +218,7 @@ def tile_verdicts(model: LoadedModel, judge: evaluator.SceneClassifier, scenes: 
         (v.colour == s.shapes[0].colour, v.shape == s.shapes[0].shape)
         for v, s in zip(verdicts, scenes, strict=True)
     ]
-    seams = [wrap_step(image) - statistics.mean(_neighbour_steps(image)) for image in pictures]
+    seams = [wrap_seam(image) for image in pictures]
     return TileVerdicts(
         statistics.mean(c for c, _ in right), statistics.mean(s for _, s in right), statistics.median(seams)
     )
@@ -237,18 +244,19 @@ def _circular_mean(coordinates: np.ndarray, size: int) -> float:
     return float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean()) % (2 * np.pi) * size / (2 * np.pi))
 
 
-def wrap_step(image: Image.Image) -> float:
-    """Mean step from the last column to the first and the last row to the first (0-255)."""
+def wrap_seam(image: Image.Image) -> float:
+    """How much more the tile steps across its wrap (last column to first, last row to first) than
+    across the lines 2-5 pixels either side of it (0-255; a shape crossing the wrap crosses those too)."""
     pixels = _rgb(image)
-    return float((np.abs(pixels[:, 0] - pixels[:, -1]).mean() + np.abs(pixels[0] - pixels[-1]).mean()) / 2)
-
-
-def _neighbour_steps(image: Image.Image) -> list[float]:
-    """The mean step across each inner column and row line."""
-    pixels = _rgb(image)
-    columns = np.abs(np.diff(pixels, axis=1)).mean(axis=(0, 2))
-    rows = np.abs(np.diff(pixels, axis=0)).mean(axis=(1, 2))
-    return [*(float(c) for c in columns), *(float(r) for r in rows)]
+    height, width = pixels.shape[:2]
+    rolled = np.roll(pixels, (height // 2, width // 2), axis=(0, 1))  # the wrap in the middle
+    columns = np.abs(np.diff(rolled, axis=1)).mean(axis=(0, 2))  # columns[k]: step from k to k + 1
+    rows = np.abs(np.diff(rolled, axis=0)).mean(axis=(1, 2))
+    excess = []
+    for steps, middle in ((columns, width // 2 - 1), (rows, height // 2 - 1)):
+        beside = [steps[middle + offset] for offset in (-5, -4, -3, -2, 2, 3, 4, 5)]
+        excess.append(float(steps[middle] - np.median(beside)))
+    return statistics.mean(excess)
 
 
 def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
