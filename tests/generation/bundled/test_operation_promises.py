@@ -60,7 +60,9 @@ def test_make_square_leaves_no_band_along_the_kept_picture(bundled: LoadedModel,
     assert checks.outpaint_seams(bundled, scenes)["square"] < 0.5
 
 
-def test_tile_keeps_the_prompts_subject_and_joins_at_its_wrap(bundled: LoadedModel, scenes: list[Scene]) -> None:
+def test_tile_keeps_the_prompts_subject_and_joins_at_its_wrap(
+    bundled: LoadedModel, scenes: list[Scene]
+) -> None:
     verdicts = checks.tile_verdicts(bundled, evaluator.load(), scenes)
     assert verdicts.colour >= 0.75 and verdicts.shape >= 0.6, verdicts
     assert verdicts.seam < 2.0, verdicts  # the second model's plain pictures: 3.9
