@@ -57,9 +57,10 @@ def open_layout(scene: Scene) -> Scene:
     return dataclasses.replace(scene, shapes=(first, *scene.shapes[1:]))
 
 
-def tileable(scene: Scene) -> Scene:
-    """The scene as a prompt that can repeat: no position, on a solid background (its first colour). A
-    gradient cannot wrap, and stripes only when a whole number of them fits the side."""
+def open_on_solid(scene: Scene) -> Scene:
+    """The scene with its position left open, on a solid background (its first colour): a prompt that
+    can repeat under --tile (a gradient cannot wrap, stripes only when a whole number fits the side),
+    and one whose shape is found by its distance from the border's colour."""
     solid = Background("solid", scene.background.colours[:1])
     return dataclasses.replace(open_layout(scene), background=solid)
 
@@ -207,11 +208,11 @@ class TileVerdicts:
 
 
 def tile_verdicts(model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene]) -> TileVerdicts:
-    """--tile on tileable prompts (no position: a repeating pattern has no top left). A tile is the
-    same pattern whichever pixel it starts at, so the evaluator reads each one rolled to centre its
-    foreground (a shape across the wrap is still one shape)."""
+    """--tile on prompts that can repeat (`open_on_solid`). A tile is the same pattern whichever pixel
+    it starts at, so the evaluator reads each one rolled to centre its foreground (a shape across the
+    wrap is still one shape)."""
     pictures = [
-        picture(model, open_layout(scene), 600 + index, "--tile")[1] for index, scene in enumerate(scenes)
+        picture(model, open_on_solid(scene), 600 + index, "--tile")[1] for index, scene in enumerate(scenes)
     ]
     verdicts = evaluator.classify(judge, [centred_tile(image) for image in pictures])
     right = [
@@ -261,10 +262,11 @@ def wrap_seam(image: Image.Image) -> float:
 
 def layout_spread(model: LoadedModel, scenes: list[Scene]) -> float:
     """How far apart four seeds of a prompt that leaves the layout open put the shape: the mean
-    distance between the shapes' centres (pixels far from the border's colour), as a share of the side."""
+    distance between the shapes' centres (pixels far from the border's colour, so on a solid
+    background: `open_on_solid`), as a share of the side."""
     spreads = []
     for index, scene in enumerate(scenes):
-        parsed = parse_prompt(f"{open_layout(scene).caption()} --seed {800 + index}")
+        parsed = parse_prompt(f"{open_on_solid(scene).caption()} --seed {800 + index}")
         grid = run_imagine(model, imagine_spec(parsed, model.config, model.resolution)).images
         centres = [centre for image in grid if (centre := _shape_centre(image)) is not None]
         if len(centres) >= 2:
