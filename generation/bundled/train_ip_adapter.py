@@ -2,6 +2,7 @@
 
     python -m generation.bundled.train_ip_adapter --out generation/bundled/ip_adapter
     python -m generation.bundled.train_ip_adapter --model generation/bundled/model-v2 --out OUT
+    python -m generation.bundled.train_ip_adapter --model ... --out OUT --resume   # after an interruption
 
 What is trained (the bundled model itself stays frozen):
 - an image encoder: a small `CLIPVisionModelWithProjection` (64 px whatever the model's size, patches
@@ -21,8 +22,10 @@ mostly withheld ("a shape" or nothing) so that colour and shape must come throug
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_pro
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, which the pipeline uses
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 GENERIC_CAPTIONS = ("a shape", "a picture", "")
+CHECKPOINT_DIR = "checkpoint"  # inside --out, while a run is unfinished
 ENCODER_SIDE = 64  # enough to read one or two shapes; 128 px would cost the encoder 4x the tokens
 
 
@@ -122,21 +126,31 @@ def train(
     out: Path,
     init: Path | None = None,
     model: Path = BUNDLED_MODEL_DIR,
+    *,
+    save_every: int = 250,
+    resume: bool = False,
 ) -> None:
     """`init`: an adapter folder this script wrote, to train further (a session's time is limited).
-    `model`: the bundled model folder the adapter is for (its own scenes are drawn)."""
+    `model`: the bundled model folder the adapter is for (its own scenes are drawn). Every
+    `save_every` steps the adapter, encoder, heads and optimizer go to `out/checkpoint`, which
+    `resume` continues (the encoder's first stage is not repeated) and a finished run removes."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, dtype=torch.float32)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
     embed_dim = pipe.unet.config.cross_attention_dim
-    if init is None:
+    checkpoint = out / CHECKPOINT_DIR
+    if resume and not (checkpoint / "state.json").is_file():
+        raise FileNotFoundError(f"no checkpoint to resume in {checkpoint}")
+    start = json.loads((checkpoint / "state.json").read_text())["step"] if resume else 0
+    source = checkpoint if resume else init
+    if source is None:
         encoder = build_image_encoder(embed_dim)
         state: Any = fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed)
     else:
-        encoder = CLIPVisionModelWithProjection.from_pretrained(init / "image_encoder")
-        flat = load_file(init / BUNDLED_IP_ADAPTER_FILE)
+        encoder = CLIPVisionModelWithProjection.from_pretrained(source / "image_encoder")
+        flat = load_file(source / BUNDLED_IP_ADAPTER_FILE)
         state = {part: {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(f"{part}.")}
                  for part in ("image_proj", "ip_adapter")}  # fmt: skip
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
@@ -151,9 +165,10 @@ def train(
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     labels = evaluator.labels_of(drawn)  # of each scene's first shape
     heads = AttributeHeads(embed_dim)
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
     encoder.train()
-    pretrain_encoder(encoder, heads, images, labels, encoder_steps, generator)
+    if not resume:
+        pretrain_encoder(encoder, heads, images, labels, encoder_steps, generator)
     optimizer = torch.optim.AdamW(
         [
             {"params": adapter, "lr": lr},
@@ -161,6 +176,9 @@ def train(
         ],
         weight_decay=1e-2,
     )
+    if resume:
+        heads.load_state_dict(torch.load(checkpoint / "heads.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
         latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in torch.split(images, 256)]) * scale
@@ -178,7 +196,7 @@ def train(
 
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the model's own prediction type
     started = time.perf_counter()
-    progress = tqdm(range(steps), desc="ip-adapter")
+    progress = tqdm(range(start, steps), desc="ip-adapter", initial=start, total=steps)
     for step in progress:
         index = torch.randint(len(images), (batch,), generator=generator)
         chosen = [
@@ -204,11 +222,36 @@ def train(
         optimizer.step()
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % save_every == 0 and step + 1 < steps:
+            _save_checkpoint(checkpoint, pipe.unet, encoder, heads, optimizer, step + 1)
     log.info("trained in %.0f s", time.perf_counter() - started)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(loaded_adapter_state(pipe.unet), out / BUNDLED_IP_ADAPTER_FILE)
-    encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
-    encoder.save_pretrained(out / "image_encoder")
+    _save_adapter(out, pipe.unet, encoder)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _save_adapter(folder: Path, unet: Any, encoder: CLIPVisionModelWithProjection) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(loaded_adapter_state(unet), folder / BUNDLED_IP_ADAPTER_FILE)
+    encoder.save_pretrained(folder / "image_encoder")
+
+
+def _save_checkpoint(
+    folder: Path,
+    unet: Any,
+    encoder: CLIPVisionModelWithProjection,
+    heads: AttributeHeads,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+) -> None:
+    """Written beside, then swapped in: an interrupted save leaves the last checkpoint whole."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    _save_adapter(partial, unet, encoder)
+    torch.save(heads.state_dict(), partial / "heads.pt")
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    (partial / "state.json").write_text(json.dumps({"step": step}))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
 
 
 def main() -> None:
@@ -223,12 +266,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, help="an adapter folder this script wrote, to train further")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR, help="the bundled model it is for")
+    parser.add_argument(
+        "--save-every", type=int, default=250, help="steps between checkpoints in OUT/checkpoint"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     args = parser.parse_args()
+    if args.resume and args.init:
+        parser.error("--resume continues OUT/checkpoint; --init starts from a finished adapter: pass one")
+    if args.resume and not (args.out / CHECKPOINT_DIR / "state.json").is_file():
+        parser.error(f"--resume: no checkpoint in {args.out / CHECKPOINT_DIR}")
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model,
+        model=args.model, save_every=args.save_every, resume=args.resume,
     )  # fmt: skip
 
 

@@ -1,0 +1,80 @@
+"""Training the bundled model's IP-Adapter survives an interruption: checkpoints, --resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from generation.bundled import BUNDLED_IP_ADAPTER_FILE, train_ip_adapter
+from generation.bundled.objectives import noise_prediction_loss
+from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, main, train
+
+LOSS = "generation.bundled.train_ip_adapter.noise_prediction_loss"
+
+
+def _train(out: Path, steps: int, *, resume: bool = False) -> None:
+    """A few steps on the shipped 64-px model: batch 2, 16 scenes, 2 encoder steps, a checkpoint every 2."""
+    train(steps, 2, 2, 16, 1e-3, 0, out, save_every=2, resume=resume)
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def _counted_loss(calls: list[int], interrupt_at: int | None = None) -> Any:
+    """The training loss, counting its calls; a KeyboardInterrupt at call `interrupt_at`."""
+
+    def loss(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return noise_prediction_loss(*args, **kwargs)
+
+    return loss
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "adapter"
+    first_run: list[int] = []
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(LOSS, _counted_loss(first_run, interrupt_at=3))
+        _train(out, 4)
+    checkpoint = out / CHECKPOINT_DIR
+    assert json.loads((checkpoint / "state.json").read_text()) == {"step": 2}
+    assert not (out / BUNDLED_IP_ADAPTER_FILE).exists()  # unfinished: nothing where the adapter goes
+    saved = load_file(checkpoint / BUNDLED_IP_ADAPTER_FILE)
+
+    # Resumed at its end (2 of 2 steps): the adapter is the checkpoint's, not a fresh one.
+    finished = tmp_path / "finished"
+    shutil.copytree(out, finished)
+    _train(finished, 2, resume=True)
+    assert _same(load_file(finished / BUNDLED_IP_ADAPTER_FILE), saved)
+    assert not (finished / CHECKPOINT_DIR).exists()  # a finished run leaves only the adapter
+
+    # Resumed to 4 steps: the two steps left, the encoder's first stage not repeated.
+    second_run: list[int] = []
+    first_stages: list[int] = []
+    monkeypatch.setattr(LOSS, _counted_loss(second_run))
+    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
+    _train(out, 4, resume=True)
+    assert len(second_run) == 2 and not first_stages
+    assert not _same(load_file(out / BUNDLED_IP_ADAPTER_FILE), saved)
+    assert not (out / CHECKPOINT_DIR).exists()
+
+
+def test_resume_without_a_checkpoint_is_refused_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["train_ip_adapter", "--out", str(tmp_path / "none"), "--resume"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "no checkpoint" in capsys.readouterr().err
