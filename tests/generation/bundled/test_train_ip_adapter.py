@@ -40,6 +40,7 @@ def _counted_loss(calls: list[int], interrupt_at: int | None = None) -> Any:
     return loss
 
 
+@pytest.mark.slow  # a real (short) training on the bundled model: 20 s here, more on the 128-px one
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
