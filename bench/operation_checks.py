@@ -50,7 +50,7 @@ def one_shape_scenes(count: int, seed: int = 2022) -> list[Scene]:
 
 def open_layout(scene: Scene) -> Scene:
     """The scene with its shape's position left to the model: what a user who names no place types,
-    and what Vary, --chaos and --tile are measured on. A caption that pins colour, shape, size and place
+    and what Vary and --chaos are measured on (--tile and the layout spread: `open_on_solid`). A caption that pins colour, shape, size and place
     leaves a model that follows it nothing to vary (the second model's full-caption Vary changes are
     4.6 / 5.2 / 5.2 at subtle / strong / 1.0: one picture per prompt, as it should be)."""
     first = dataclasses.replace(scene.shapes[0], says_position=False)
