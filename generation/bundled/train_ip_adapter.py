@@ -226,7 +226,12 @@ def train(
             _save_checkpoint(checkpoint, pipe.unet, encoder, heads, optimizer, step + 1)
     log.info("trained in %.0f s", time.perf_counter() - started)
     _save_adapter(out, pipe.unet, encoder)
-    shutil.rmtree(checkpoint, ignore_errors=True)
+    for leftover in (checkpoint, _partial(checkpoint)):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _partial(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".partial")
 
 
 def _save_adapter(folder: Path, unet: Any, encoder: CLIPVisionModelWithProjection) -> None:
@@ -243,8 +248,8 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     step: int,
 ) -> None:
-    """Written beside, then swapped in: an interrupted save leaves the last checkpoint whole."""
-    partial = folder.with_name(folder.name + ".partial")
+    """Written beside, then swapped in: a save interrupted while writing leaves the last checkpoint whole."""
+    partial = _partial(folder)
     shutil.rmtree(partial, ignore_errors=True)
     _save_adapter(partial, unet, encoder)
     torch.save(heads.state_dict(), partial / "heads.pt")
