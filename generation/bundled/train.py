@@ -119,9 +119,10 @@ def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
 
 
 # ---------------------------------------------------------------- stage 1: the VAE
-def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> AutoencoderKL:
+def train_vae(config: TrainConfig, images: torch.Tensor, work: Path, device: str = "cpu") -> AutoencoderKL:
     design = architecture.DESIGNS[config.design]
     vae, first_step = _resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(design), 0)
+    vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
     _resume_optimizer(work / "vae", optimizer)
     generator = torch.Generator().manual_seed(config.seed + 1 + first_step)
@@ -129,14 +130,17 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path) -> Autoenco
     for step in tqdm(
         range(first_step, config.vae_steps), desc="vae", initial=first_step, total=config.vae_steps
     ):
-        batch = as_model_input(images[torch.randint(len(images), (config.vae_batch,), generator=generator)])
+        index = torch.randint(len(images), (config.vae_batch,), generator=generator)
+        batch = as_model_input(images[index]).to(device)
         if config.vae_crop and step < config.vae_steps - config.vae_whole_steps:
             # one offset per batch, on the latent grid so crops align with it
             cells = (batch.shape[-1] - config.vae_crop) // 8 + 1
             top, left = (8 * int(torch.randint(cells, (1,), generator=generator)) for _ in range(2))
             batch = batch[..., top : top + config.vae_crop, left : left + config.vae_crop]
         posterior = vae.encode(batch).latent_dist
-        reconstruction = vae.decode(posterior.sample(generator)).sample
+        reconstruction = vae.decode(
+            posterior.sample(generator)
+        ).sample  # diffusers draws on the CPU generator's device
         loss = F.mse_loss(reconstruction, batch) + config.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,7 +160,10 @@ def train_unet(
     captions: list[str],
     tokenizer: CLIPTokenizer,
     work: Path,
+    device: str = "cpu",
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
+    """Batches, noise and timesteps are drawn on the CPU from one seeded generator whatever `device`
+    the models train on, so a run draws the same batches on any machine."""
     design = architecture.DESIGNS[config.design]
     resumed = _resume_model(work / "unet", UNet2DConditionModel)
     unet, first_step = resumed or (architecture.build_unet(design), 0)
@@ -165,18 +172,24 @@ def train_unet(
         if resumed
         else (architecture.build_text_encoder(tokenizer, design))
     )
+    unet.to(device)
+    text_encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay)
     if resumed:
-        ema_unet.load_state_dict(torch.load(work / "unet" / "ema_unet.pt", weights_only=True))
-        ema_text.load_state_dict(torch.load(work / "unet" / "ema_text.pt", weights_only=True))
+        ema_unet.load_state_dict(_load(work / "unet" / "ema_unet.pt"))
+        ema_text.load_state_dict(_load(work / "unet" / "ema_text.pt"))
+        ema_unet.to(device)
+        ema_text.to(device)
     token_head = (
         TokenIdentityHead(architecture.TEXT_DIM, len(tokenizer), tokenizer.pad_token_id)
         if config.token_loss
         else None
     )
     if token_head is not None and (work / "unet" / "token_head.pt").is_file():  # not after --init: fresh
-        token_head.load_state_dict(torch.load(work / "unet" / "token_head.pt", weights_only=True))
+        token_head.load_state_dict(_load(work / "unet" / "token_head.pt"))
+    if token_head is not None:
+        token_head.to(device)
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
@@ -232,6 +245,7 @@ def train_unet(
             (int(plain.sum()),),
             generator=generator,
         )
+        clean, noise, timesteps, ids = (t.to(device) for t in (clean, noise, timesteps, ids))
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         states = text_encoder(ids)[0]
         prediction = unet(noisy, timesteps, encoder_hidden_states=states).sample
@@ -285,8 +299,13 @@ def _resume_model(folder: Path, model_type: Any) -> tuple[Any, int] | None:
 def _resume_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> bool:
     if not (folder / "optimizer.pt").is_file():
         return False
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(_load(folder / "optimizer.pt"))  # its moments move to the parameters' device
     return True
+
+
+def _load(path: Path) -> Any:
+    """A checkpoint's tensors (weights only: no pickled code), on the CPU whatever device saved them."""
+    return torch.load(path, weights_only=True, map_location="cpu")
 
 
 def init_work(model: Path, work: Path, config: TrainConfig) -> None:
@@ -347,7 +366,7 @@ def export(config: TrainConfig, work: Path, out: Path) -> None:
     text_encoder = CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
     for model, name in ((unet, "ema_unet.pt"), (text_encoder, "ema_text.pt")):
         ema = EMAModel(model.parameters())
-        ema.load_state_dict(torch.load(work / "unet" / name, weights_only=True))
+        ema.load_state_dict(_load(work / "unet" / name))
         ema.copy_to(model.parameters())
     step = json.loads((work / "unet" / "state.json").read_text())["step"]
     text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
@@ -364,6 +383,7 @@ def main() -> None:
     parser.add_argument(
         "--init", type=Path, help="continue training a model folder this script saved (--work must not exist)"
     )
+    parser.add_argument("--device", default="cpu", help="what the models train on: cpu, cuda, cuda:1 ...")
     for name, default in asdict(TrainConfig()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args()
@@ -389,10 +409,10 @@ def main() -> None:
     started = time.perf_counter()
     images, captions = render_dataset(config)
     tokenizer = architecture.build_tokenizer()
-    vae = train_vae(config, images, args.work)
+    vae = train_vae(config, images, args.work, args.device)
     latents = encode_dataset(vae, images)
-    unet, text_encoder = train_unet(config, latents, captions, tokenizer, args.work)
-    save_model(args.out, vae, unet, text_encoder, tokenizer, config)
+    unet, text_encoder = train_unet(config, latents, captions, tokenizer, args.work, args.device)
+    save_model(args.out, vae.cpu(), unet.cpu(), text_encoder.cpu(), tokenizer, config)
     log.info("saved %s after %.1f min", args.out, (time.perf_counter() - started) / 60)
 
 

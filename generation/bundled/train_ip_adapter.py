@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
@@ -47,6 +46,7 @@ from generation.bundled import (
 )
 from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import noise_prediction_loss
+from generation.bundled.training_data import as_model_input, render_pictures
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ def clip_pixels(images: torch.Tensor) -> torch.Tensor:
     if images.shape[-1] != ENCODER_SIDE:
         size = (ENCODER_SIDE, ENCODER_SIDE)
         images = F.interpolate(images, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
     return ((images + 1) / 2 - mean) / std
 
 
@@ -107,8 +107,8 @@ def pretrain_encoder(
     progress = tqdm(range(steps), desc="image encoder")
     for step in progress:
         index = torch.randint(len(images), (64,), generator=generator)
-        embeds = encoder(pixel_values=clip_pixels(images[index])).image_embeds
-        loss = heads.loss(embeds, {name: values[index] for name, values in labels.items()})
+        embeds = encoder(pixel_values=clip_pixels(images[index].to(encoder.device))).image_embeds
+        loss = heads.loss(embeds, {name: values[index].to(encoder.device) for name, values in labels.items()})
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
@@ -129,11 +129,13 @@ def train(
     *,
     save_every: int = 250,
     resume: bool = False,
+    device: str = "cpu",
 ) -> None:
     """`init`: an adapter folder this script wrote, to train further (a session's time is limited).
     `model`: the bundled model folder the adapter is for (its own scenes are drawn). Every
     `save_every` steps the adapter, encoder, heads and optimizer go to `out/checkpoint`, which
-    `resume` continues (the encoder's first stage is not repeated) and a finished run removes."""
+    `resume` continues (the encoder's first stage is not repeated) and a finished run removes.
+    Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, dtype=torch.float32)
@@ -161,10 +163,12 @@ def train(
     variety = scene_variety(model)
     drawn = [sample_scene(rng, max_shapes=2, variety=variety) for _ in range(scenes)]
     side = pipe.vae.config.sample_size  # the model's native size
-    pixels = np.stack([np.asarray(scene.render(side)) for scene in drawn])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    images = as_model_input(render_pictures(drawn, side))
     labels = evaluator.labels_of(drawn)  # of each scene's first shape
     heads = AttributeHeads(embed_dim)
+    pipe.to(device)
+    encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
+    heads.to(device)
     generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
     encoder.train()
     if not resume:
@@ -177,11 +181,14 @@ def train(
         weight_decay=1e-2,
     )
     if resume:
-        heads.load_state_dict(torch.load(checkpoint / "heads.pt", weights_only=True))
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        heads.load_state_dict(torch.load(checkpoint / "heads.pt", weights_only=True, map_location="cpu"))
+        optimizer.load_state_dict(
+            torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu")
+        )
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
-        latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in torch.split(images, 256)]) * scale
+        chunks = torch.split(images, 256)
+        latents = torch.cat([pipe.vae.encode(c.to(device)).latent_dist.mean.cpu() for c in chunks]) * scale
     captions = [scene.caption() for scene in drawn]
     texts: dict[str, torch.Tensor] = {}
 
@@ -191,7 +198,7 @@ def train(
                 caption, padding="max_length", truncation=True, return_tensors="pt"
             ).input_ids
             with torch.no_grad():
-                texts[caption] = pipe.text_encoder(ids)[0][0]
+                texts[caption] = pipe.text_encoder(ids.to(device))[0][0]
         return texts[caption]
 
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the model's own prediction type
@@ -203,11 +210,12 @@ def train(
             captions[i] if rng.random() < 0.25 else rng.choice(GENERIC_CAPTIONS) for i in index.tolist()
         ]
         hidden = torch.stack([text_embedding(caption) for caption in chosen])
-        embeds = encoder(pixel_values=clip_pixels(images[index])).image_embeds
+        embeds = encoder(pixel_values=clip_pixels(images[index].to(device))).image_embeds
         keep = (torch.rand(batch, 1, generator=generator) > 0.1).float()  # 10%: the CFG pass's zeros
         clean = latents[index]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        keep, clean, noise, timesteps = (t.to(device) for t in (keep, clean, noise, timesteps))
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = pipe.unet(
             noisy,
@@ -216,7 +224,9 @@ def train(
             added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
         ).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
-        loss = loss + 0.01 * heads.loss(embeds, {name: values[index] for name, values in labels.items()})
+        loss = loss + 0.01 * heads.loss(
+            embeds, {name: values[index].to(device) for name, values in labels.items()}
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
@@ -236,7 +246,10 @@ def _partial(checkpoint: Path) -> Path:
 
 def _save_adapter(folder: Path, unet: Any, encoder: CLIPVisionModelWithProjection) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(loaded_adapter_state(unet), folder / BUNDLED_IP_ADAPTER_FILE)
+    save_file(
+        {name: weight.cpu() for name, weight in loaded_adapter_state(unet).items()},
+        folder / BUNDLED_IP_ADAPTER_FILE,
+    )
     encoder.save_pretrained(folder / "image_encoder")
 
 
@@ -275,6 +288,7 @@ def main() -> None:
         "--save-every", type=int, default=250, help="steps between checkpoints in OUT/checkpoint"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
     if args.resume and args.init:
         parser.error("--resume continues OUT/checkpoint; --init starts from a finished adapter: pass one")
@@ -284,7 +298,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, resume=args.resume,
+        model=args.model, save_every=args.save_every, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 
