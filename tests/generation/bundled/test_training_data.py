@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 
-from generation.bundled.dataset import HELD_OUT, sample_plain_scene
+from generation.bundled.dataset import HELD_OUT, sample_plain_scene, sample_scene
 from generation.bundled.train import TrainConfig, render_dataset
-from generation.bundled.training_data import batch_indices
+from generation.bundled.training_data import batch_indices, render_pictures
 
 
 def test_a_plain_scene_is_one_coloured_shape_placed_by_its_caption_on_white() -> None:
@@ -39,3 +40,12 @@ def test_a_batch_takes_its_share_from_the_plain_scenes() -> None:
     assert len({int(i) for b in batches for i in b if i >= 100}) == 20  # every plain scene is drawn
     none = batch_indices(full=100, plain=0, batch=32, plain_share=0.25, generator=generator)
     assert len(none) == 32 and int(none.max()) < 100
+
+
+def test_scenes_rendered_on_several_cores_are_the_pixels_rendered_on_one() -> None:
+    rng = random.Random(3)
+    scenes = [sample_scene(rng, variety=0.06) for _ in range(30)]
+    in_parts = render_pictures(scenes, 32, chunk=7)  # 5 parts: more than one worker on any machine
+    one_by_one = torch.from_numpy(np.stack([np.asarray(scene.render(32)) for scene in scenes]))
+    assert in_parts.shape == (30, 3, 32, 32)
+    assert torch.equal(in_parts, one_by_one.permute(0, 3, 1, 2))
