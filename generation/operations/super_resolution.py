@@ -46,6 +46,6 @@ def _apply(network: SrNetwork, image: Image.Image) -> Image.Image:
     for tile in plan_tiles(image.width, image.height, SR_TILE, SR_OVERLAP, scale=network.scale):
         pixels = np.asarray(image.crop(tile.box), dtype=np.float32) / 255
         out = network(torch.from_numpy(pixels).permute(2, 0, 1)[None])[0]
-        picture = (out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        picture = (out.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)  # off the GPU
         canvas.add(tile, Image.fromarray(picture, "RGB"))
     return canvas.image()
