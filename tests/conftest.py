@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -131,10 +132,19 @@ def assert_images_close(a: Image.Image, b: Image.Image, *, max_diff: int = 2, sh
     assert close.mean() >= share, f"only {close.mean():.4%} of values within {max_diff}/255"
 
 
+def bundled_side() -> int:
+    """The committed bundled model's native picture side, read off its VAE's config (no loading)."""
+    from generation.bundled import BUNDLED_MODEL_DIR
+
+    side: int = json.loads((BUNDLED_MODEL_DIR / "vae" / "config.json").read_text())["sample_size"]
+    return side
+
+
 def red_circle_spec(**changes: object) -> ImagineSpec:
-    """The bundled model's best-known picture: a large red circle on blue (seed 1)."""
+    """The bundled model's best-known picture: a large red circle on blue (seed 1), at its native size."""
+    side = bundled_side()
     fields = {"model": "bundled", "prompt": "a large red circle in the centre on a blue background",
-              "seeds": (1,), "width": 64, "height": 64, "steps": 20, "guidance": 5.0}  # fmt: skip
+              "seeds": (1,), "width": side, "height": side, "steps": 20, "guidance": 5.0}  # fmt: skip
     return ImagineSpec(**{**fields, **changes})  # type: ignore[arg-type]
 
 

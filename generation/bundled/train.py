@@ -1,4 +1,4 @@
-"""Train the bundled model from scratch on procedural scenes, on the CPU, in two stages.
+"""Train the bundled model from scratch on procedural scenes, on the CPU (or `--device cuda`), in two stages.
 
     python -m generation.bundled.train --out generation/bundled/model        # the first model (V1)
 

@@ -16,7 +16,7 @@ from generation.operations.imagine import run_imagine
 from generation.operations.upscale import run_upscale
 from generation.operations.upscale_tiles import plan_tiles, tile_starts
 from generation.specs import ImagineSpec, UpscaleSetup, UpscaleSpec, upscale_spec
-from tests.conftest import pixels
+from tests.conftest import bundled_side, pixels
 
 SOURCE_HASH = "0" * 64
 
@@ -39,12 +39,13 @@ def test_tiles_cover_the_picture_and_blend_weights_sum_to_one_share_per_pixel(
 
 
 def base_spec(model: str, **changes: object) -> ImagineSpec:
+    side = bundled_side() if model == "bundled" else 64  # each model's native size
     fields = {
         "model": model,
         "prompt": "a large red circle in the centre on a blue background",
         "seeds": (1,),
-        "width": 64,
-        "height": 64,
+        "width": side,
+        "height": side,
         "steps": 20,
         "guidance": 5.0,
     }
@@ -88,15 +89,17 @@ def test_tiled_upscale_leaves_no_seams_where_a_hard_stitch_would(bundled_model: 
     source = run_imagine(bundled_model, base_spec("bundled")).images[0]
     # A fixed seed: upscale_spec draws a new one per call otherwise (a derived job is a new roll), and
     # the blended measure varies by seed (0.9-1.75 seen over 10 seeds; a hard stitch 24-28).
-    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 4, "creative", 64, seeds=(1,))
+    side = bundled_model.resolution
+    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 4, "creative", side, seeds=(1,))
     blended = run_upscale(bundled_model, spec, source).images[0]
     hard = run_upscale(bundled_model, spec.model_copy(update={"tile_overlap": 0}), source).images[0]
-    assert blended.size == (256, 256)
-    hard_borders = [64, 128, 192]  # 4 tiles a row, edge to edge
-    blended_borders = [start + 64 for start in tile_starts(256, 64, 16)[:-1]]  # where each tile ends
+    assert blended.size == (4 * side, 4 * side)
+    hard_borders = [side, 2 * side, 3 * side]  # 4 tiles a row, edge to edge
+    starts = tile_starts(4 * side, spec.tile_size, spec.tile_overlap)
+    blended_borders = [start + spec.tile_size for start in starts[:-1]]  # where each tile ends
     assert seam_ratio(hard, hard_borders) > 2.0  # the measure sees a real seam
     assert seam_ratio(blended, blended_borders) < 1.5
-    assert seam_ratio(blended, [start for start in tile_starts(256, 64, 16)[1:]]) < 1.5
+    assert seam_ratio(blended, starts[1:]) < 1.5
 
 
 def test_an_upscale_spec_round_trips_through_json() -> None:
@@ -110,7 +113,9 @@ def test_a_subtle_upscale_on_the_bundled_model_is_the_same_picture_larger(bundle
     from generation.bundled import evaluator
 
     source = run_imagine(bundled_model, base_spec("bundled", seeds=(5,))).images[0]
-    spec = upscale_spec(base_spec("bundled"), SOURCE_HASH, source.size, 2, "subtle", 64, seeds=(1,))
+    spec = upscale_spec(
+        base_spec("bundled"), SOURCE_HASH, source.size, 2, "subtle", bundled_model.resolution, seeds=(1,)
+    )
     upscaled = run_upscale(bundled_model, spec, source).images[0]
     back = upscaled.resize(source.size, Image.Resampling.LANCZOS)
     assert (

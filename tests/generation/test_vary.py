@@ -55,7 +55,13 @@ def test_more_strength_lets_the_prompt_repaint_more_of_the_source() -> None:
     bundled = load_model(bundled_model_config(), device="cpu")
     first = "a large red circle on a blue background"
     picture = ImagineSpec(
-        model="bundled", prompt=first, seeds=(1,), width=64, height=64, steps=20, guidance=5.0
+        model="bundled",
+        prompt=first,
+        seeds=(1,),
+        width=bundled.resolution,
+        height=bundled.resolution,
+        steps=20,
+        guidance=5.0,
     )
     source = run_imagine(bundled, picture).images[0]
     changes = {"model": "bundled", "steps": 20, "guidance": 5.0}
@@ -156,7 +162,10 @@ def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
     ys, xs = np.nonzero(red)
     assert red.sum() > 500
     box = RegionBox(
-        left=xs.min() / 64, top=ys.min() / 64, right=(xs.max() + 1) / 64, bottom=(ys.max() + 1) / 64
+        left=xs.min() / source.width,
+        top=ys.min() / source.height,
+        right=(xs.max() + 1) / source.width,
+        bottom=(ys.max() + 1) / source.height,
     )
     spec = vary(1.0).model_copy(
         update={"model": "bundled", "steps": 20, "guidance": 5.0, "prompt": "a blue background", "box": box}

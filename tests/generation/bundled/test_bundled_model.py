@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import Counter
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
+from generation.bundled import BUNDLED_MODEL_DIR, architecture, bundled_model_config, evaluator
 from generation.bundled.dataset import COLOURS, sample_scene
 from generation.models.loading import LoadedModel, load_model
 from generation.operations.imagine import run_imagine
@@ -39,14 +40,17 @@ def dominant_foreground_colour(image: Image.Image) -> str:
 
 def test_bundled_model_loads_offline_through_the_normal_loader(bundled: LoadedModel) -> None:
     assert bundled.config.source == str(BUNDLED_MODEL_DIR)
-    assert bundled.resolution == 64
+    design = json.loads((BUNDLED_MODEL_DIR / "training_config.json").read_text()).get("design", "v1")
+    assert bundled.resolution == architecture.DESIGNS[design].image_size  # what it was trained at
     assert len(bundled.pipeline.tokenizer) == bundled.pipeline.text_encoder.config.vocab_size
     assert bundled.pipeline.tokenizer.tokenize("a red circle") == ["a</w>", "red</w>", "circle</w>"]
 
 
 def test_red_circle_prompt_draws_a_red_foreground(bundled: LoadedModel) -> None:
     spec = imagine_spec(
-        parse_prompt("a large red circle in the centre on a white background --seed 7"), bundled.config, 64
+        parse_prompt("a large red circle in the centre on a white background --seed 7"),
+        bundled.config,
+        bundled.resolution,
     )
     colours = [dominant_foreground_colour(image) for image in run_imagine(bundled, spec).images]
     assert colours.count("red") >= 3, colours
@@ -55,7 +59,9 @@ def test_red_circle_prompt_draws_a_red_foreground(bundled: LoadedModel) -> None:
 def test_blue_prompt_is_not_red(bundled: LoadedModel) -> None:
     """The colour follows the text: the same seeds with 'blue' give a blue foreground."""
     spec = imagine_spec(
-        parse_prompt("a large blue circle in the centre on a white background --seed 7"), bundled.config, 64
+        parse_prompt("a large blue circle in the centre on a white background --seed 7"),
+        bundled.config,
+        bundled.resolution,
     )
     colours = [dominant_foreground_colour(image) for image in run_imagine(bundled, spec).images]
     assert colours.count("blue") >= 3, colours

@@ -51,7 +51,7 @@ def test_imagining_a_description_gives_back_the_pictures_colour_and_shape(
 ) -> None:
     rng = random.Random(12)
     scenes = [sample_scene(rng, max_shapes=1) for _ in range(PROMPTS)]
-    originals = [scene.render(64) for scene in scenes]
+    originals = [scene.render(bundled_model.resolution) for scene in scenes]
     agreed = 0
     for index, (original, seen) in enumerate(
         zip(originals, evaluator.classify(judge, originals), strict=True)

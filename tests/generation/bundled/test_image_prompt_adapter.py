@@ -25,7 +25,7 @@ PLACEHOLDER = "0" * 64
 
 
 def _render(model: LoadedModel, text: str, pictures: list[Image.Image], count: int = 1) -> list[Image.Image]:
-    spec = imagine_spec(parse_prompt(text, pictures=True), model.config, 64, count=count,
+    spec = imagine_spec(parse_prompt(text, pictures=True), model.config, model.resolution, count=count,
                         pictures=(PLACEHOLDER,) * len(pictures))  # fmt: skip
     if not pictures:
         return run_imagine(model, spec.model_copy(update={"image_prompt": None})).images
