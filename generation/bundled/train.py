@@ -36,7 +36,6 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +47,13 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from generation.bundled import architecture
 from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
 from generation.bundled.preview_map import write_preview_map
+from generation.bundled.training_checkpoints import (
+    init_work,
+    load_tensors,
+    resume_model,
+    resume_optimizer,
+    save_checkpoint,
+)
 from generation.bundled.training_data import (
     as_model_input,
     batch_indices,
@@ -121,10 +127,10 @@ def render_dataset(config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
 # ---------------------------------------------------------------- stage 1: the VAE
 def train_vae(config: TrainConfig, images: torch.Tensor, work: Path, device: str = "cpu") -> AutoencoderKL:
     design = architecture.DESIGNS[config.design]
-    vae, first_step = _resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(design), 0)
+    vae, first_step = resume_model(work / "vae", AutoencoderKL) or (architecture.build_vae(design), 0)
     vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
-    _resume_optimizer(work / "vae", optimizer)
+    resume_optimizer(work / "vae", optimizer)
     generator = torch.Generator().manual_seed(config.seed + 1 + first_step)
     vae.train()
     for step in tqdm(
@@ -146,7 +152,7 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path, device: str
         loss.backward()
         optimizer.step()
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.vae_steps:
-            _checkpoint(work / "vae", {"vae": vae}, optimizer, step + 1, loss.item())
+            save_checkpoint(work / "vae", {"vae": vae}, optimizer, step + 1, loss.item())
     vae.eval()
     set_latent_scale(vae, images)
     vae.save_pretrained(work / "vae" / "vae")  # with its latent scale, for --export
@@ -165,7 +171,7 @@ def train_unet(
     """Batches, noise and timesteps are drawn on the CPU from one seeded generator whatever `device`
     the models train on, so a run draws the same batches on any machine."""
     design = architecture.DESIGNS[config.design]
-    resumed = _resume_model(work / "unet", UNet2DConditionModel)
+    resumed = resume_model(work / "unet", UNet2DConditionModel)
     unet, first_step = resumed or (architecture.build_unet(design), 0)
     text_encoder = (
         CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
@@ -177,8 +183,8 @@ def train_unet(
     ema_unet = EMAModel(unet.parameters(), decay=config.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=config.ema_decay)
     if resumed:
-        ema_unet.load_state_dict(_load(work / "unet" / "ema_unet.pt"))
-        ema_text.load_state_dict(_load(work / "unet" / "ema_text.pt"))
+        ema_unet.load_state_dict(load_tensors(work / "unet" / "ema_unet.pt"))
+        ema_text.load_state_dict(load_tensors(work / "unet" / "ema_text.pt"))
         ema_unet.to(device)
         ema_text.to(device)
     token_head = (
@@ -187,14 +193,14 @@ def train_unet(
         else None
     )
     if token_head is not None and (work / "unet" / "token_head.pt").is_file():  # not after --init: fresh
-        token_head.load_state_dict(_load(work / "unet" / "token_head.pt"))
+        token_head.load_state_dict(load_tensors(work / "unet" / "token_head.pt"))
     if token_head is not None:
         token_head.to(device)
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
     # A fresh optimizer (a start, or --init) warms up again from first_step; a resumed one goes on.
-    started = 0 if _resume_optimizer(work / "unet", optimizer) else first_step
+    started = 0 if resume_optimizer(work / "unet", optimizer) else first_step
     warmup = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(config, step + started, started)
     )
@@ -261,7 +267,7 @@ def train_unet(
         ema_text.step(text_encoder.parameters())
         progress.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.unet_steps:
-            _checkpoint(
+            save_checkpoint(
                 work / "unet", {"unet": unet, "text_encoder": text_encoder}, optimizer, step + 1, loss.item()
             )
             torch.save(ema_unet.state_dict(), work / "unet" / "ema_unet.pt")
@@ -275,59 +281,7 @@ def train_unet(
     return unet, text_encoder
 
 
-# ---------------------------------------------------------------- checkpoints and output
-def _checkpoint(
-    folder: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, step: int, loss: float
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, model in models.items():
-        model.save_pretrained(folder / name)  # type: ignore[operator]
-    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
-    (folder / "state.json").write_text(json.dumps({"step": step, "loss": loss}))
-    log.info("checkpoint %s at step %d (loss %.4f)", folder.name, step, loss)
-
-
-def _resume_model(folder: Path, model_type: Any) -> tuple[Any, int] | None:
-    """A diffusers model class's `from_pretrained` of the checkpoint, and its step; None: none yet."""
-    state = folder / "state.json"
-    if not state.is_file():
-        return None
-    step = json.loads(state.read_text())["step"]
-    return model_type.from_pretrained(folder / folder.name), step
-
-
-def _resume_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> bool:
-    if not (folder / "optimizer.pt").is_file():
-        return False
-    optimizer.load_state_dict(_load(folder / "optimizer.pt"))  # its moments move to the parameters' device
-    return True
-
-
-def _load(path: Path) -> Any:
-    """A checkpoint's tensors (weights only: no pickled code), on the CPU whatever device saved them."""
-    return torch.load(path, weights_only=True, map_location="cpu")
-
-
-def init_work(model: Path, work: Path, config: TrainConfig) -> None:
-    """Checkpoints in `work` that continue a model folder this script saved (its EMA weights, fresh
-    optimizer and EMA): training resumes across machines from a committed snapshot, not only from
-    --work's full checkpoints (weights, EMA, optimizer moments: four times the size)."""
-    trained = json.loads((model / "training_config.json").read_text())
-    vae = AutoencoderKL.from_pretrained(model / "vae", dtype=torch.float32)
-    vae.save_pretrained(work / "vae" / "vae")  # the VAE stage is over
-    (work / "vae" / "state.json").write_text(json.dumps({"step": config.vae_steps, "loss": None}))
-    unet = UNet2DConditionModel.from_pretrained(model / "unet", dtype=torch.float32)
-    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder", dtype=torch.float32)
-    folder = work / "unet"
-    unet.save_pretrained(folder / "unet")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    torch.save(EMAModel(unet.parameters()).state_dict(), folder / "ema_unet.pt")
-    torch.save(EMAModel(text_encoder.parameters()).state_dict(), folder / "ema_text.pt")
-    step = trained.get("unet_steps_done", trained["unet_steps"])
-    (folder / "state.json").write_text(json.dumps({"step": step, "loss": None}))
-    log.info("continuing %s from UNet step %d", model, step)
-
-
+# ---------------------------------------------------------------- output
 def save_model(
     out: Path,
     vae: AutoencoderKL,
@@ -366,7 +320,7 @@ def export(config: TrainConfig, work: Path, out: Path) -> None:
     text_encoder = CLIPTextModel.from_pretrained(work / "unet" / "text_encoder")
     for model, name in ((unet, "ema_unet.pt"), (text_encoder, "ema_text.pt")):
         ema = EMAModel(model.parameters())
-        ema.load_state_dict(_load(work / "unet" / name))
+        ema.load_state_dict(load_tensors(work / "unet" / name))
         ema.copy_to(model.parameters())
     step = json.loads((work / "unet" / "state.json").read_text())["step"]
     text_encoder.eval()  # type: ignore[no-untyped-call]  # transformers' Module subclass, unannotated
@@ -405,7 +359,7 @@ def main() -> None:
             parser.error("--init starts a new --work folder; --resume continues one: pass one of them")
         if not (args.init / "training_config.json").is_file():
             parser.error(f"{args.init} is not a model folder this script saved (no training_config.json)")
-        init_work(args.init, args.work, config)
+        init_work(args.init, args.work, config.vae_steps)
     started = time.perf_counter()
     images, captions = render_dataset(config)
     tokenizer = architecture.build_tokenizer()

@@ -17,13 +17,13 @@ from generation.bundled import architecture
 from generation.bundled.preview_map import fit_on_scenes
 from generation.bundled.train import (
     TrainConfig,
-    init_work,
     learning_rate_factor,
     render_dataset,
     save_model,
     train_unet,
     train_vae,
 )
+from generation.bundled.training_checkpoints import init_work
 from generation.bundled.training_data import encode_dataset
 from generation.models.previews import shipped_latent_rgb
 
@@ -85,14 +85,14 @@ def test_training_continues_a_saved_model_folder_from_its_step(
 
     longer = _tiny(unet_steps=3)
     work = tmp_path / "continued"
-    init_work(tmp_path / "model", work, longer)
+    init_work(tmp_path / "model", work, longer.vae_steps)
     continued_vae = train_vae(longer, images, work)
     assert _same_weights(continued_vae, AutoencoderKL.from_pretrained(tmp_path / "model" / "vae"))
     saved_unet = UNet2DConditionModel.from_pretrained(tmp_path / "model" / "unet")
     assert json.loads((work / "unet" / "state.json").read_text())["step"] == 2
     assert _same_weights(UNet2DConditionModel.from_pretrained(work / "unet" / "unet"), saved_unet)
 
-    caplog.set_level(logging.INFO, logger="generation.bundled.train")
+    caplog.set_level(logging.INFO, logger="generation.bundled.training_checkpoints")
     caplog.clear()
     trained_unet, _ = train_unet(longer, encode_dataset(continued_vae, images), captions, tokenizer, work)
     checkpoints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint unet")]
