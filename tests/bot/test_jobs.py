@@ -309,6 +309,7 @@ async def test_attempts_are_counted_across_restarts(
         await service.close()
 
 
+@pytest.mark.slow  # three bot restarts: 30 s; in CI's second step, keeping the default suite under 15 minutes
 async def test_a_job_that_never_finishes_stops_after_max_attempts_across_three_restarts(
     sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
 ) -> None:

@@ -201,6 +201,7 @@ async def test_queue_limit_per_user(tiny_config: ModelConfig) -> None:
     _submit(pool, _spec(tiny_config), owner=6)  # other users are not affected
 
 
+@pytest.mark.slow  # two worker crashes and restarts: 30 s; in CI's second step, keeping the default suite under 15 minutes
 async def test_worker_crash_retries_the_job_once_then_fails_it(
     tiny_config: ModelConfig, backend: str
 ) -> None:
