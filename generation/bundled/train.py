@@ -144,9 +144,8 @@ def train_vae(config: TrainConfig, images: torch.Tensor, work: Path, device: str
             top, left = (8 * int(torch.randint(cells, (1,), generator=generator)) for _ in range(2))
             batch = batch[..., top : top + config.vae_crop, left : left + config.vae_crop]
         posterior = vae.encode(batch).latent_dist
-        reconstruction = vae.decode(
-            posterior.sample(generator)
-        ).sample  # diffusers draws on the CPU generator's device
+        # diffusers draws the sample on the CPU generator, then moves it to the VAE's device
+        reconstruction = vae.decode(posterior.sample(generator)).sample
         loss = F.mse_loss(reconstruction, batch) + config.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

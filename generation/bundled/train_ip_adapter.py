@@ -46,6 +46,7 @@ from generation.bundled import (
 )
 from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import noise_prediction_loss
+from generation.bundled.training_checkpoints import load_tensors
 from generation.bundled.training_data import as_model_input, render_pictures
 from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
 
@@ -181,10 +182,8 @@ def train(
         weight_decay=1e-2,
     )
     if resume:
-        heads.load_state_dict(torch.load(checkpoint / "heads.pt", weights_only=True, map_location="cpu"))
-        optimizer.load_state_dict(
-            torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu")
-        )
+        heads.load_state_dict(load_tensors(checkpoint / "heads.pt"))
+        optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
         chunks = torch.split(images, 256)
