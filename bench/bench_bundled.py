@@ -26,7 +26,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.operation_checks
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -34,6 +33,7 @@ from bench.layout_checks import two_shape_layouts, two_shape_scenes
 from bench.operation_checks import layout_spread
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator, scene_variety
 from generation.bundled.dataset import Scene, sample_scene
+from generation.bundled.training_data import as_model_input, render_pictures
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
 from generation.operations.imagine import run_imagine
@@ -92,8 +92,7 @@ def vae_psnr(model: LoadedModel, count: int = 200) -> float:
         count // 4, held_out=True, seed=8
     )
     side = model.resolution
-    pixels = np.stack([np.asarray(scene.render(side)) for scene in scenes])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    images = as_model_input(render_pictures(scenes, side))
     vae = model.pipeline.vae
     decoded = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
     mse = ((_to_255(decoded) - _to_255(images)) ** 2).mean(dim=(1, 2, 3))
