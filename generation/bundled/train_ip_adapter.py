@@ -100,14 +100,17 @@ def pretrain_encoder(
     heads: AttributeHeads,
     images: torch.Tensor,
     labels: dict[str, torch.Tensor],
+    labelled: torch.Tensor,
     steps: int,
     generator: torch.Generator,
 ) -> None:
-    """Stage 1, without the UNet (fast): the encoder learns to read the scene's attributes."""
+    """Stage 1, without the UNet (fast): the encoder learns to read the scene's attributes, from the
+    one-shape scenes (`labelled`; whose attributes a two-shape scene's label names is a coin toss)."""
     optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=1e-3, weight_decay=1e-2)
+    pool = labelled.nonzero().squeeze(1)
     progress = tqdm(range(steps), desc="image encoder")
     for step in progress:
-        index = torch.randint(len(images), (64,), generator=generator)
+        index = pool[torch.randint(len(pool), (64,), generator=generator)]
         embeds = encoder(pixel_values=clip_pixels(images[index].to(encoder.device))).image_embeds
         loss = heads.loss(embeds, {name: values[index].to(encoder.device) for name, values in labels.items()})
         optimizer.zero_grad(set_to_none=True)
@@ -166,14 +169,13 @@ def train(
     side = pipe.vae.config.sample_size  # the model's native size
     images = as_model_input(render_pictures(drawn, side))
     labels = evaluator.labels_of(drawn)  # of each scene's first shape
+    labelled = torch.tensor([len(scene.shapes) == 1 for scene in drawn])  # the heads learn from these
     heads = AttributeHeads(embed_dim)
     pipe.to(device)
     encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
     heads.to(device)
     generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
     encoder.train()
-    if not resume:
-        pretrain_encoder(encoder, heads, images, labels, encoder_steps, generator)
     optimizer = torch.optim.AdamW(
         [
             {"params": adapter, "lr": lr},
@@ -184,6 +186,9 @@ def train(
     if resume:
         heads.load_state_dict(load_tensors(checkpoint / "heads.pt"))
         optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
+    else:
+        pretrain_encoder(encoder, heads, images, labels, labelled, encoder_steps, generator)
+        _save_checkpoint(checkpoint, pipe.unet, encoder, heads, optimizer, 0)  # a resume skips stage 1
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
         chunks = torch.split(images, 256)
@@ -223,9 +228,11 @@ def train(
             added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
         ).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
-        loss = loss + 0.01 * heads.loss(
-            embeds, {name: values[index].to(device) for name, values in labels.items()}
-        )
+        single = labelled[index].to(device)
+        if bool(single.any()):
+            loss = loss + 0.01 * heads.loss(
+                embeds[single], {name: values[index].to(device)[single] for name, values in labels.items()}
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from generation.bundled import BUNDLED_IP_ADAPTER_FILE, train_ip_adapter
+from generation.bundled import BUNDLED_IP_ADAPTER_FILE, evaluator, train_ip_adapter
+from generation.bundled.dataset import sample_scene
 from generation.bundled.objectives import noise_prediction_loss
-from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, main, train
+from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, main, pretrain_encoder, train
 
 LOSS = "generation.bundled.train_ip_adapter.noise_prediction_loss"
 
@@ -79,3 +82,50 @@ def test_resume_without_a_checkpoint_is_refused_with_exit_code_2(
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a real (short) training on the bundled model
+def test_a_run_stopped_after_the_encoder_stage_resumes_without_repeating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "adapter"
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(LOSS, _counted_loss([], interrupt_at=1))  # in the adapter's first step
+        _train(out, 2)
+    assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 0}
+    resumed: list[int] = []
+    first_stages: list[int] = []
+    monkeypatch.setattr(LOSS, _counted_loss(resumed))
+    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
+    _train(out, 2, resume=True)
+    assert len(resumed) == 2 and not first_stages
+    assert (out / BUNDLED_IP_ADAPTER_FILE).is_file()
+
+
+class _IndexReader(torch.nn.Module):
+    """An image encoder that notes which pictures it is shown (each picture holds its own index)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.project = torch.nn.Linear(1, embed_dim)
+        self.shown: set[int] = set()
+        self.device = torch.device("cpu")  # as a transformers model has
+
+    def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
+        self.shown.update(int(value) for value in pixel_values[:, 0, 0, 0])
+        return SimpleNamespace(image_embeds=self.project(pixel_values[:, :1, 0, 0]))
+
+
+def test_the_encoder_stage_learns_only_from_one_shape_scenes(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(3)
+    scenes = [sample_scene(rng) for _ in range(40)]
+    single = torch.tensor([len(scene.shapes) == 1 for scene in scenes])
+    assert 0 < int(single.sum()) < len(scenes)
+    images = torch.arange(len(scenes), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 4, 4)
+    monkeypatch.setattr(train_ip_adapter, "clip_pixels", lambda pixels: pixels)
+    encoder = _IndexReader(16)
+    heads = train_ip_adapter.AttributeHeads(16)
+    labels = evaluator.labels_of(scenes)
+    pretrain_encoder(encoder, heads, images, labels, single, 20, torch.Generator().manual_seed(0))  # type: ignore[arg-type]
+    one_shape = {index for index, yes in enumerate(single.tolist()) if yes}
+    assert encoder.shown and encoder.shown <= one_shape, encoder.shown - one_shape
