@@ -6,7 +6,7 @@
 
 What is trained (the bundled model itself stays frozen):
 - an image encoder: a small `CLIPVisionModelWithProjection` (64 px whatever the model's size, patches
-  of 8; the pipeline's CLIPImageProcessor resizes to it), from scratch, since no pretrained one can be
+  of 4; the pipeline's CLIPImageProcessor resizes to it), from scratch, since no pretrained one can be
   downloaded here; first alone, to read the scene's attributes (linear heads on its embedding: shape,
   colour, size, place), then with the adapter; saved with `save_pretrained` as `image_encoder/`;
 - the adapter: IP-Adapter's image projection (image embedding -> 4 tokens) and a `to_k_ip`/`to_v_ip`
@@ -63,8 +63,10 @@ ENCODER_SIDE = 64  # enough to read one or two shapes; 128 px would cost the enc
 def build_image_encoder(embed_dim: int) -> CLIPVisionModelWithProjection:
     config = CLIPVisionConfig(
         hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-        image_size=ENCODER_SIDE, patch_size=8, projection_dim=embed_dim,
+        image_size=ENCODER_SIDE, patch_size=4, projection_dim=embed_dim,
     )  # fmt: skip
+    # Patches of 4, not 8: shapes placed anywhere (the second model's scenes) fall across patch edges,
+    # and after 1,000 steps patches of 8 read their shape 47% of the time, patches of 4 74%.
     return CLIPVisionModelWithProjection(config)
 
 
