@@ -43,6 +43,16 @@ def _counted_loss(calls: list[int], interrupt_at: int | None = None) -> Any:
     return loss
 
 
+def _resume_counting(out: Path, steps: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Resume the run in `out` to `steps`: (adapter steps taken, encoder first stages run)."""
+    losses: list[int] = []
+    first_stages: list[int] = []
+    monkeypatch.setattr(LOSS, _counted_loss(losses))
+    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
+    _train(out, steps, resume=True)
+    return len(losses), len(first_stages)
+
+
 @pytest.mark.slow  # a real (short) training on the bundled model: 20 s here, more on the 128-px one
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -65,12 +75,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     assert not (finished / CHECKPOINT_DIR).exists()  # a finished run leaves only the adapter
 
     # Resumed to 4 steps: the two steps left, the encoder's first stage not repeated.
-    second_run: list[int] = []
-    first_stages: list[int] = []
-    monkeypatch.setattr(LOSS, _counted_loss(second_run))
-    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
-    _train(out, 4, resume=True)
-    assert len(second_run) == 2 and not first_stages
+    assert _resume_counting(out, 4, monkeypatch) == (2, 0)
     assert not _same(load_file(out / BUNDLED_IP_ADAPTER_FILE), saved)
     assert not (out / CHECKPOINT_DIR).exists()
 
@@ -93,12 +98,7 @@ def test_a_run_stopped_after_the_encoder_stage_resumes_without_repeating_it(
         patched.setattr(LOSS, _counted_loss([], interrupt_at=1))  # in the adapter's first step
         _train(out, 2)
     assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 0}
-    resumed: list[int] = []
-    first_stages: list[int] = []
-    monkeypatch.setattr(LOSS, _counted_loss(resumed))
-    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
-    _train(out, 2, resume=True)
-    assert len(resumed) == 2 and not first_stages
+    assert _resume_counting(out, 2, monkeypatch) == (2, 0)
     assert (out / BUNDLED_IP_ADAPTER_FILE).is_file()
 
 
