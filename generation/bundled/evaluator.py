@@ -2,6 +2,8 @@
 truth, used to score the bundled model's pictures against their prompts.
 
     python -m generation.bundled.evaluator --out generation/bundled/evaluator   # trains it (~minutes)
+
+for the shipped model's scenes (`--variety` and `--side` say another model's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from generation.bundled import BUNDLED_MODEL_DIR, scene_variety
 from generation.bundled.dataset import COLOURS, POSITIONS, SHAPES, SIZES, Scene, sample_scene
 
 EVALUATOR_DIR = Path(__file__).parent / "evaluator"
@@ -137,15 +140,25 @@ def accuracy_on_ground_truth(
     }
 
 
+def _native_side(model: Path) -> int:
+    return int(json.loads((model / "vae" / "config.json").read_text())["sample_size"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the bundled model's evaluator.")
     parser.add_argument("--out", type=Path, default=EVALUATOR_DIR)
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--threads", type=int, default=2)
+    # Defaults: the scenes the shipped model draws (its training variety and native size).
     parser.add_argument(
-        "--variety", type=float, default=0.0, help="dataset.sample_scene's (0.06: the second model's)"
+        "--variety", type=float, default=scene_variety(BUNDLED_MODEL_DIR), help="dataset.sample_scene's"
     )
-    parser.add_argument("--side", type=int, default=64, help="scenes drawn at this size, then read at 64 px")
+    parser.add_argument(
+        "--side",
+        type=int,
+        default=_native_side(BUNDLED_MODEL_DIR),
+        help="scenes drawn at this size, read at 64 px",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = train(args.steps, variety=args.variety, side=args.side)
