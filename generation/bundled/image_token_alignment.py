@@ -1,0 +1,68 @@
+"""A head start for the bundled IP-Adapter: its image tokens placed where the caption's own tokens are.
+
+Each `to_k_ip`/`to_v_ip` starts as a copy of its layer's text `to_k`/`to_v` (fresh_adapter_state), so
+an image token that equals the text encoder's state of the word "red" is read by the UNet as "red"
+is. Before any diffusion step, the projection (image embedding -> TOKENS tokens) is fitted to give, for
+a picture of one shape, the text encoder's states of "a {size} {colour} {shape}" at its size, colour and
+shape words and its end token (which sums up the caption). Measured on the second model: without this
+stage the adapter passed on colour 43 / shape 22 of 60 pictures after 1,500 diffusion steps
+(bench/RESULTS.md, "Session 20"); the fitted projection is where those steps start instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from generation.bundled.dataset import Scene
+
+TARGET_WORDS = 4  # "a {size} {colour} {shape}": the size, colour and shape words and the end token
+
+
+@torch.no_grad()
+def caption_token_states(pipe: Any, scenes: Sequence[Scene]) -> torch.Tensor:
+    """(N, TARGET_WORDS, cross_attention_dim): the text encoder's states of each one-shape scene's
+    short caption at its words (positions 2, 3, 4 after the start token and "a") and its end."""
+    captions = [f"a {s.shapes[0].size} {s.shapes[0].colour} {s.shapes[0].shape}" for s in scenes]
+    ids = pipe.tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    # Each caption word is one token of the bundled tokenizer: start, a, size, colour, shape, end.
+    if not bool((ids[:, 5] == pipe.tokenizer.eos_token_id).all()):
+        raise ValueError("a caption word is not a single token of this model's tokenizer")
+    states = torch.cat([pipe.text_encoder(chunk.to(pipe.device))[0].cpu() for chunk in torch.split(ids, 256)])
+    return states[:, 2:6]
+
+
+@torch.no_grad()
+def empty_caption_state(pipe: Any) -> torch.Tensor:
+    """The end token's state of the empty caption: what the all-zero image embedding (the pipeline's
+    unconditional pass) is fitted to, so that pass stays close to "no picture"."""
+    ids = pipe.tokenizer("", padding="max_length", return_tensors="pt").input_ids
+    state: torch.Tensor = pipe.text_encoder(ids.to(pipe.device))[0][0, 1]
+    return state.cpu()
+
+
+def align_projection(
+    pipe: Any, embeds: torch.Tensor, scenes: Sequence[Scene], steps: int, generator: torch.Generator
+) -> float:
+    """Fit the loaded adapter's projection so `embeds` (the image embeddings of one-shape `scenes`)
+    give their captions' token states; returns the final mean squared error."""
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    tokens = projection.num_image_text_embeds
+    if tokens != TARGET_WORDS:
+        raise ValueError(f"the projection gives {tokens} tokens; alignment fits {TARGET_WORDS}")
+    zero = empty_caption_state(pipe).expand(1, tokens, -1)
+    embeds = torch.cat([embeds, torch.zeros(1, embeds.shape[1])])
+    targets = torch.cat([caption_token_states(pipe, scenes), zero])
+    optimizer = torch.optim.AdamW(projection.parameters(), lr=3e-3, weight_decay=0.0)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        index = torch.randint(len(embeds), (256,), generator=generator)
+        index[0] = len(embeds) - 1  # the zero embedding in every batch
+        loss = F.mse_loss(projection(embeds[index].to(pipe.device)), targets[index].to(pipe.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        optimizer.step()
+    return float(loss.item())
