@@ -205,7 +205,7 @@ def train(
     pipe.to(device)
     encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
     generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
-    if not resume:
+    if not resume and encoder_steps:  # none: an --init encoder as it is
         one_shape_rng = random.Random(seed + 2)  # its own: the adapter's scenes stay as they were
         alone = [sample_scene(one_shape_rng, max_shapes=1, variety=variety) for _ in range(encoder_scenes)]
         heads = AttributeHeads(embed_dim).to(device)
