@@ -152,6 +152,23 @@ def encode_pictures(encoder: CLIPVisionModelWithProjection, images: torch.Tensor
     )
 
 
+@torch.no_grad()
+def caption_teacher(
+    pipe: Any, noisy: torch.Tensor, timesteps: torch.Tensor, hidden: torch.Tensor, embed_dim: int
+) -> torch.Tensor:
+    """The UNet's prediction from text alone, its adapter switched off for the call (scale 0, which
+    diffusers' IP-Adapter processors skip) and on again at 1, the scale the adapter trains at."""
+    pipe.set_ip_adapter_scale(0.0)
+    try:
+        zeros = torch.zeros(len(noisy), 1, embed_dim, device=noisy.device)
+        prediction: torch.Tensor = pipe.unet(
+            noisy, timesteps, encoder_hidden_states=hidden, added_cond_kwargs={"image_embeds": [zeros]}
+        ).sample
+    finally:
+        pipe.set_ip_adapter_scale(1.0)
+    return prediction
+
+
 def train(
     steps: int,
     encoder_steps: int,
@@ -166,6 +183,7 @@ def train(
     save_every: int = 250,
     align_steps: int = 1000,
     encoder_scenes: int = 30000,
+    distill: float = 1.0,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -264,6 +282,16 @@ def train(
             added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
         ).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
+        if distill:
+            # What the model predicts from the picture's own caption, without the adapter: a target
+            # with the caption's uncertainty already averaged out (the noise target keeps it).
+            told = [
+                captions[i] if kept else text
+                for i, kept, text in zip(index.tolist(), keep.flatten().tolist(), chosen, strict=True)
+            ]
+            hidden_told = torch.stack([text_embedding(caption) for caption in told])
+            teacher = caption_teacher(pipe, noisy, timesteps, hidden_told, embeds.shape[1])
+            loss = loss + distill * F.mse_loss(prediction, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
@@ -326,6 +354,9 @@ def main() -> None:
     parser.add_argument(
         "--align-steps", type=int, default=1000, help="fitting the image tokens to the caption's (0: none)"
     )
+    parser.add_argument(
+        "--distill", type=float, default=1.0, help="weight of the caption teacher's loss (0: none)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -337,7 +368,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

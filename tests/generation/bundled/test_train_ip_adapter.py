@@ -1,7 +1,8 @@
-"""Training the bundled model's IP-Adapter survives an interruption: checkpoints, --resume."""
+"""Training the bundled model's IP-Adapter: checkpoints and --resume, and its caption teacher."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -10,11 +11,13 @@ from typing import Any
 
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
-from generation.bundled import BUNDLED_IP_ADAPTER_FILE, train_ip_adapter
+from generation.bundled import BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, train_ip_adapter
 from generation.bundled.objectives import noise_prediction_loss
-from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, main, train
+from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, caption_teacher, main, train
+from generation.models.image_prompts import fresh_adapter_state
 
 LOSS = "generation.bundled.train_ip_adapter.noise_prediction_loss"
 
@@ -98,3 +101,30 @@ def test_a_run_stopped_after_the_encoder_stage_resumes_without_repeating_it(
     assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 0}
     assert _resume_counting(out, 2, monkeypatch) == (2, 0)
     assert (out / BUNDLED_IP_ADAPTER_FILE).is_file()
+
+
+def test_the_caption_teacher_predicts_without_the_adapter_and_leaves_it_on() -> None:
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    plain = copy.deepcopy(pipe.unet)
+    embed_dim = pipe.unet.config.cross_attention_dim
+    state = fresh_adapter_state(pipe.unet, embed_dim, train_ip_adapter.TOKENS, seed=0)
+    pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
+    generator = torch.Generator().manual_seed(0)
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    with torch.no_grad():  # as a trained one is: even a zero embedding gives tokens that move the UNet
+        projection.norm.bias.copy_(torch.randn(projection.norm.bias.shape, generator=generator))
+    side = pipe.unet.config.sample_size
+    noisy = torch.randn(2, pipe.unet.config.in_channels, side, side, generator=generator)
+    timesteps = torch.tensor([10, 500])
+    ids = pipe.tokenizer(["a red circle", "a blue star"], padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden = pipe.text_encoder(ids)[0]
+        text_alone = plain(noisy, timesteps, encoder_hidden_states=hidden).sample
+    teacher = caption_teacher(pipe, noisy, timesteps, hidden, embed_dim)
+    assert torch.allclose(teacher, text_alone, atol=1e-5)
+    picture = torch.randn(2, 1, embed_dim, generator=generator)
+    with torch.no_grad():  # the adapter is on again: a picture moves the prediction
+        prompted = pipe.unet(
+            noisy, timesteps, encoder_hidden_states=hidden, added_cond_kwargs={"image_embeds": [picture]}
+        ).sample
+    assert (prompted - text_alone).abs().mean() > 1e-3
