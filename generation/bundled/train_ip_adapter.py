@@ -9,15 +9,17 @@ What is trained (the bundled model itself stays frozen):
   of 4; the pipeline's CLIPImageProcessor resizes to it), from scratch, since no pretrained one can be
   downloaded here, to read the scene's attributes (linear heads on its embedding: shape, colour, size,
   place; stage 1, without the UNet); then frozen; saved with `save_pretrained` as `image_encoder/`;
-- the adapter: IP-Adapter's image projection (image embedding -> 4 tokens) and a `to_k_ip`/`to_v_ip`
-  pair per cross-attention layer, initialised from the text's `to_k`/`to_v` as the IP-Adapter paper
-  does, the projection then fitted to the caption's token states (image_token_alignment.py); saved as
+- the adapter: an image projection and a `to_k_ip`/`to_v_ip` pair per cross-attention layer,
+  initialised from the text's `to_k`/`to_v` as the IP-Adapter paper does; saved as
   `ip-adapter.safetensors` with the keys `image_proj.*` and `ip_adapter.N.*` that diffusers'
-  `load_ip_adapter` reads (N = 1, 3, 5, … over the UNet's cross-attention layers).
+  `load_ip_adapter` reads (N = 1, 3, 5, … over the UNet's cross-attention layers). The projection is
+  IP-Adapter's (the pooled embedding -> 4 tokens, fitted first to the caption's token states:
+  image_token_alignment.py) or, with `--patches`, IP-Adapter Full's (one token per encoder patch,
+  from the penultimate layer's 257 hidden states, the layout diffusers loads for that format).
 
 The picture prompt of each example is its own target scene (IP-Adapter's recipe); its caption is
 mostly withheld ("a shape" or nothing) so that colour and shape must come through the picture, and
-10% of image embeddings are zeroed, which is what the pipeline feeds the unconditional CFG pass.
+10% of image encodings are replaced by what the pipeline feeds the unconditional CFG pass.
 Besides the noise, the adapter learns the UNet's own text-only prediction for the picture's caption
 (`--distill`): a target with the caption's uncertainty averaged out.
 """
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionModelWithProjection
 
 from generation.bundled import (
     BUNDLED_IP_ADAPTER_DIR,
@@ -47,124 +49,39 @@ from generation.bundled import (
     evaluator,
     scene_variety,
 )
-from generation.bundled.dataset import Scene, sample_scene
+from generation.bundled.dataset import sample_scene
+from generation.bundled.image_encoder import (
+    AttributeHeads,
+    build_image_encoder,
+    encode_pictures,
+    encoder_pictures,
+    pretrain_encoder,
+    unconditional_encoding,
+)
 from generation.bundled.image_token_alignment import align_projection
 from generation.bundled.objectives import noise_prediction_loss
 from generation.bundled.training_checkpoints import load_tensors
 from generation.bundled.training_data import as_model_input, render_pictures
-from generation.models.image_prompts import fresh_adapter_state, loaded_adapter_state
+from generation.models.image_prompts import fresh_adapter_state, fresh_patch_projection, loaded_adapter_state
 
 log = logging.getLogger(__name__)
 
 TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_proj.proj` adapter
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, which the pipeline uses
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 GENERIC_CAPTIONS = ("a shape", "a picture", "")
 CHECKPOINT_DIR = "checkpoint"  # inside --out, while a run is unfinished
-ENCODER_SIDE = 64  # enough to read one or two shapes; 128 px would cost the encoder 4x the tokens
-
-
-def build_image_encoder(embed_dim: int) -> CLIPVisionModelWithProjection:
-    config = CLIPVisionConfig(
-        hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-        image_size=ENCODER_SIDE, patch_size=4, projection_dim=embed_dim,
-    )  # fmt: skip
-    # Patches of 4, not 8: shapes placed anywhere (the second model's scenes) fall across patch edges,
-    # and after 1,000 steps patches of 8 read their shape 47% of the time, patches of 4 74%.
-    return CLIPVisionModelWithProjection(config)
-
-
-def clip_pixels(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] pictures as the image encoder sees them through CLIPImageProcessor (resized bicubic to
-    ENCODER_SIDE, CLIP's normalisation)."""
-    if images.shape[-1] != ENCODER_SIDE:
-        size = (ENCODER_SIDE, ENCODER_SIDE)
-        images = F.interpolate(images, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
-    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
-    return ((images + 1) / 2 - mean) / std
-
-
-class AttributeHeads(torch.nn.Module):
-    """What the image embedding must tell apart (the evaluator's heads: shape, colour, size, place).
-    Trained with the encoder, so its embedding carries what a picture prompt should pass on: the
-    diffusion loss alone taught it colour (65%) but hardly shape (18%) in 3000 steps."""
-
-    def __init__(self, embed_dim: int) -> None:
-        super().__init__()
-        self.heads = torch.nn.ModuleDict(
-            {name: torch.nn.Linear(embed_dim, len(labels)) for name, labels in evaluator.HEADS.items()}
-        )
-
-    def loss(self, embeds: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
-        losses = [F.cross_entropy(head(embeds), labels[name]) for name, head in self.heads.items()]
-        return torch.stack(losses).mean()
-
-
-def pretrain_encoder(
-    encoder: CLIPVisionModelWithProjection,
-    heads: AttributeHeads,
-    pictures: torch.Tensor,
-    labels: dict[str, torch.Tensor],
-    steps: int,
-    generator: torch.Generator,
-) -> None:
-    """Stage 1, without the UNet (fast): the encoder learns to read the attributes of one-shape scenes
-    (`pictures` in [-1, 1]; whose attributes a two-shape scene's label names is a coin toss), with a
-    one-cycle rate: 30,000 scenes and that schedule read shape 87% after 1,500 steps, where the 4,800
-    one-shape scenes of the adapter's set at a constant rate read 76%."""
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=2e-3, weight_decay=1e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=max(steps, 1))
-    progress = tqdm(range(steps), desc="image encoder")
-    for step in progress:
-        index = torch.randint(len(pictures), (64,), generator=generator)
-        batch = clip_pixels(pictures[index].to(encoder.device))
-        embeds = encoder(pixel_values=batch).image_embeds
-        loss = heads.loss(embeds, {name: values[index].to(encoder.device) for name, values in labels.items()})
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
-        optimizer.step()
-        schedule.step()
-        if step % 50 == 0:
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-
-
-def encoder_pictures(scenes: list[Scene], side: int) -> torch.Tensor:
-    """Stage 1's pictures at ENCODER_SIDE in [-1, 1]: half drawn at that size, as a small upload is,
-    half at the model's `side` and resized, as its own pictures are (Vary's, /blend's). Drawn at the
-    model's side only, an encoder read shape 86% on those and 75% on 64-px drawings."""
-    half = len(scenes) // 2
-    small = as_model_input(render_pictures(scenes[:half], ENCODER_SIDE))
-    large = as_model_input(render_pictures(scenes[half:], side))
-    if side != ENCODER_SIDE:
-        size = (ENCODER_SIDE, ENCODER_SIDE)
-        large = F.interpolate(large, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
-    return torch.cat([small, large])
-
-
-@torch.no_grad()
-def encode_pictures(encoder: CLIPVisionModelWithProjection, images: torch.Tensor) -> torch.Tensor:
-    """The image embeddings of `images` ([-1, 1], on the CPU), as the pipeline computes them."""
-    encoder.train(False)  # as .eval(), which transformers leaves untyped
-    return torch.cat(
-        [
-            encoder(pixel_values=clip_pixels(chunk.to(encoder.device))).image_embeds.cpu()
-            for chunk in torch.split(images, 128)
-        ]
-    )
 
 
 @torch.no_grad()
 def caption_teacher(
-    pipe: Any, noisy: torch.Tensor, timesteps: torch.Tensor, hidden: torch.Tensor, embed_dim: int
+    pipe: Any, noisy: torch.Tensor, timesteps: torch.Tensor, hidden: torch.Tensor, image_embeds: torch.Tensor
 ) -> torch.Tensor:
     """The UNet's prediction from text alone, its adapter switched off for the call (scale 0, which
-    diffusers' IP-Adapter processors skip) and on again at 1, the scale the adapter trains at."""
+    diffusers' IP-Adapter processors skip, so `image_embeds` (batch, 1, …) only need the right shape)
+    and on again at 1, the scale the adapter trains at."""
     pipe.set_ip_adapter_scale(0.0)
     try:
-        zeros = torch.zeros(len(noisy), 1, embed_dim, device=noisy.device)
         prediction: torch.Tensor = pipe.unet(
-            noisy, timesteps, encoder_hidden_states=hidden, added_cond_kwargs={"image_embeds": [zeros]}
+            noisy, timesteps, encoder_hidden_states=hidden, added_cond_kwargs={"image_embeds": [image_embeds]}
         ).sample
     finally:
         pipe.set_ip_adapter_scale(1.0)
@@ -186,6 +103,7 @@ def train(
     align_steps: int = 1000,
     encoder_scenes: int = 30000,
     distill: float = 1.0,
+    patches: bool = False,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -194,6 +112,8 @@ def train(
     `model`: the bundled model folder the adapter is for (its own scenes are drawn). Every
     `save_every` steps the adapter, encoder and optimizer go to `out/checkpoint`, which
     `resume` continues (the encoder's first stage is not repeated) and a finished run removes.
+    `patches`: IP-Adapter Full's projection (one token per encoder patch); an `init` adapter with the
+    pooled one keeps its encoder and layers and gets a fresh projection.
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -208,12 +128,16 @@ def train(
     source = checkpoint if resume else init
     if source is None:
         encoder = build_image_encoder(embed_dim)
-        state: Any = fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed)
+        width = encoder.config.hidden_size if patches else embed_dim
+        state: Any = fresh_adapter_state(pipe.unet, width, TOKENS, seed, per_patch=patches)
     else:
         encoder = CLIPVisionModelWithProjection.from_pretrained(source / "image_encoder")
         flat = load_file(source / BUNDLED_IP_ADAPTER_FILE)
         state = {part: {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(f"{part}.")}
                  for part in ("image_proj", "ip_adapter")}  # fmt: skip
+        if patches and "proj.3.weight" not in state["image_proj"]:  # a pooled adapter: its layers stay
+            generator = torch.Generator().manual_seed(seed)
+            state["image_proj"] = fresh_patch_projection(encoder.config.hidden_size, embed_dim, generator)
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
     for parameter in adapter:
@@ -236,12 +160,13 @@ def train(
     # From here the encoder stays as it is, so the projection fitted to it stays valid (and a step costs
     # 0.6x of one that trains it too): its embeddings, once.
     encoder.requires_grad_(False)
-    embeddings = encode_pictures(encoder, images)
+    embeddings = encode_pictures(encoder, images, patches=patches)
+    unguided = unconditional_encoding(encoder, patches=patches)[0]
     optimizer = torch.optim.AdamW(adapter, lr=lr, weight_decay=1e-2)
     if resume:
         optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
     else:
-        if fresh and align_steps:
+        if fresh and align_steps and not patches:  # the fitting is for the pooled embedding's 4 tokens
             single = [index for index, scene in enumerate(drawn) if len(scene.shapes) == 1]
             one_shape = [drawn[index] for index in single]
             error = align_projection(pipe, embeddings[single], one_shape, align_steps, generator)
@@ -272,18 +197,19 @@ def train(
             captions[i] if rng.random() < 0.25 else rng.choice(GENERIC_CAPTIONS) for i in index.tolist()
         ]
         hidden = torch.stack([text_embedding(caption) for caption in chosen])
-        embeds = embeddings[index].to(device)
-        keep = (torch.rand(batch, 1, generator=generator) > 0.1).float()  # 10%: the CFG pass's zeros
+        keep = torch.rand(batch, generator=generator) > 0.1  # 10%: what the CFG pass is given
+        shaped = keep.view(-1, *[1] * unguided.dim())
+        embeds = torch.where(shaped, embeddings[index], unguided)[:, None].to(device)  # (batch, 1 picture, …)
         clean = latents[index]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
-        keep, clean, noise, timesteps = (t.to(device) for t in (keep, clean, noise, timesteps))
+        clean, noise, timesteps = (t.to(device) for t in (clean, noise, timesteps))
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         prediction = pipe.unet(
             noisy,
             timesteps,
             encoder_hidden_states=hidden,
-            added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]},
+            added_cond_kwargs={"image_embeds": [embeds]},
         ).sample
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
         if distill:
@@ -291,10 +217,10 @@ def train(
             # with the caption's uncertainty already averaged out (the noise target keeps it).
             told = [
                 captions[i] if kept else text
-                for i, kept, text in zip(index.tolist(), keep.flatten().tolist(), chosen, strict=True)
+                for i, kept, text in zip(index.tolist(), keep.tolist(), chosen, strict=True)
             ]
             hidden_told = torch.stack([text_embedding(caption) for caption in told])
-            teacher = caption_teacher(pipe, noisy, timesteps, hidden_told, embeds.shape[1])
+            teacher = caption_teacher(pipe, noisy, timesteps, hidden_told, embeds)
             loss = loss + distill * F.mse_loss(prediction, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
@@ -361,6 +287,9 @@ def main() -> None:
     parser.add_argument(
         "--distill", type=float, default=1.0, help="weight of the caption teacher's loss (0: none)"
     )
+    parser.add_argument(
+        "--patches", action="store_true", help="IP-Adapter Full's projection: one token per encoder patch"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -372,7 +301,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, patches=args.patches, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

@@ -192,19 +192,24 @@ def cross_attentions(unet: Any) -> list[Any]:
 
 
 def fresh_adapter_state(
-    unet: Any, embed_dim: int, tokens: int, seed: int
+    unet: Any, embed_dim: int, tokens: int, seed: int, *, per_patch: bool = False
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """A new adapter for `unet` in the file's layout: the projection random, each to_k_ip/to_v_ip a
-    copy of its layer's text to_k/to_v (so image tokens start out read as text tokens are, as the
-    IP-Adapter paper initialises them)."""
+    """A new adapter for `unet` in the file's layout: each to_k_ip/to_v_ip a copy of its layer's text
+    to_k/to_v (so image tokens start out read as text tokens are, as the IP-Adapter paper initialises
+    them) and a random projection: IP-Adapter's (the pooled embedding of `embed_dim` -> `tokens`
+    tokens) or, `per_patch`, IP-Adapter Full's (each of the encoder's hidden states, `embed_dim` wide,
+    -> one token)."""
     generator = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
-    image_proj = {
-        "proj.weight": torch.randn(cross * tokens, embed_dim, generator=generator) * embed_dim**-0.5,
-        "proj.bias": torch.zeros(cross * tokens),
-        "norm.weight": torch.ones(cross),
-        "norm.bias": torch.zeros(cross),
-    }
+    if per_patch:
+        image_proj = fresh_patch_projection(embed_dim, cross, generator)
+    else:
+        image_proj = {
+            "proj.weight": torch.randn(cross * tokens, embed_dim, generator=generator) * embed_dim**-0.5,
+            "proj.bias": torch.zeros(cross * tokens),
+            "norm.weight": torch.ones(cross),
+            "norm.bias": torch.zeros(cross),
+        }
     layers: dict[str, torch.Tensor] = {}
     for index, attention in enumerate(cross_attentions(unet)):
         layers[f"{2 * index + 1}.to_k_ip.weight"] = attention.to_k.weight.detach().clone()
@@ -212,15 +217,36 @@ def fresh_adapter_state(
     return {"image_proj": image_proj, "ip_adapter": layers}
 
 
+def fresh_patch_projection(embed_dim: int, cross: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """IP-Adapter Full's projection in its file layout (proj.0, GELU, proj.2, LayerNorm proj.3), which
+    diffusers loads as IPAdapterFullImageProjection."""
+    return {
+        "proj.0.weight": torch.randn(embed_dim, embed_dim, generator=generator) * embed_dim**-0.5,
+        "proj.0.bias": torch.zeros(embed_dim),
+        "proj.2.weight": torch.randn(cross, embed_dim, generator=generator) * embed_dim**-0.5,
+        "proj.2.bias": torch.zeros(cross),
+        "proj.3.weight": torch.ones(cross),
+        "proj.3.bias": torch.zeros(cross),
+    }
+
+
+POOLED_PROJECTION_NAMES = {
+    "image_embeds.weight": "proj.weight", "image_embeds.bias": "proj.bias",
+    "norm.weight": "norm.weight", "norm.bias": "norm.bias",
+}  # fmt: skip
+PATCH_PROJECTION_NAMES = {
+    "ff.net.0.proj.weight": "proj.0.weight", "ff.net.0.proj.bias": "proj.0.bias",
+    "ff.net.2.weight": "proj.2.weight", "ff.net.2.bias": "proj.2.bias",
+    "norm.weight": "proj.3.weight", "norm.bias": "proj.3.bias",
+}  # fmt: skip
+
+
 def loaded_adapter_state(unet: Any) -> dict[str, torch.Tensor]:
     """The adapter in `unet` (loaded by load_ip_adapter) back in the file's flat layout."""
     projection = unet.encoder_hid_proj.image_projection_layers[0]
-    state = {
-        "image_proj.proj.weight": projection.image_embeds.weight,
-        "image_proj.proj.bias": projection.image_embeds.bias,
-        "image_proj.norm.weight": projection.norm.weight,
-        "image_proj.norm.bias": projection.norm.bias,
-    }
+    # diffusers' names back to the file's (the reverse of its _convert_ip_adapter_image_proj_to_diffusers)
+    renames = PATCH_PROJECTION_NAMES if hasattr(projection, "ff") else POOLED_PROJECTION_NAMES
+    state = {f"image_proj.{renames[name]}": weight for name, weight in projection.state_dict().items()}
     for index, attention in enumerate(cross_attentions(unet)):
         state[f"ip_adapter.{2 * index + 1}.to_k_ip.weight"] = attention.processor.to_k_ip[0].weight
         state[f"ip_adapter.{2 * index + 1}.to_v_ip.weight"] = attention.processor.to_v_ip[0].weight

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from generation.config import IpAdapterConfig, ModelConfig
 from generation.errors import DreamcordError, SpecError
+from generation.models.image_prompts import loaded_adapter_state
 from generation.models.loading import load_model
 from generation.models.tiny import TINY_IP_ADAPTER_FILE, save_tiny_ip_adapter
 from generation.pool.runner import JobRunner
@@ -104,6 +107,27 @@ def test_a_blend_of_two_and_a_style_reference_each_change_the_result(runner: Job
     assert np.abs(one - style).mean() > 0.5  # only the up blocks listen (the sd1 family's style layers)
     spec = _spec(runner, "--seed 5 --steps 3", (red, blue), count=1)
     assert spec.prompt == "" and spec.title() == "blend of 2 pictures, --iw 1"
+
+
+def test_a_full_adapter_reads_one_token_per_patch_and_saves_back_as_it_was_loaded(
+    tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    pipeline = load_model(tiny_config, device="cpu").pipeline
+    folder = save_tiny_ip_adapter(tmp_path / "full", pipeline.unet, per_patch=True)
+    pipeline.load_ip_adapter(str(folder), subfolder="", weight_name=TINY_IP_ADAPTER_FILE)
+    projection = pipeline.unet.encoder_hid_proj.image_projection_layers[0]
+    assert type(projection).__name__ == "IPAdapterFullImageProjection"
+    saved = load_file(folder / TINY_IP_ADAPTER_FILE)
+    again = loaded_adapter_state(pipeline.unet)
+    assert again.keys() == saved.keys()
+    assert all(torch.equal(again[key], saved[key]) for key in saved)
+    settings = IpAdapterConfig(source=str(folder), weight_name=TINY_IP_ADAPTER_FILE, scale=1.0)
+    runner = JobRunner({"tiny": replace(tiny_config, ip_adapter=settings)}, device="cpu", data_dir=tmp_path)
+    red, blue = _store(runner, (220, 20, 20)), _store(runner, (20, 20, 220), "bar")
+    plain = _pixels(runner, _spec(runner, "a cat --seed 5 --steps 3", count=1))[0]
+    reds = _pixels(runner, _spec(runner, "a cat --seed 5 --steps 3", (red,), count=1))[0]
+    blues = _pixels(runner, _spec(runner, "a cat --seed 5 --steps 3", (blue,), count=1))[0]
+    assert np.abs(plain - reds).mean() > 1.0 and np.abs(reds - blues).mean() > 0.5
 
 
 def test_a_model_without_an_adapter_refuses_image_prompts(tiny_config: ModelConfig, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Training the bundled model's IP-Adapter: checkpoints and --resume, and its caption teacher."""
+"""Training the bundled model's IP-Adapter: checkpoints and --resume, its caption teacher, --patches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
+from PIL import Image
 from safetensors.torch import load_file
 
 from generation.bundled import BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, train_ip_adapter
@@ -120,11 +121,30 @@ def test_the_caption_teacher_predicts_without_the_adapter_and_leaves_it_on() -> 
     with torch.no_grad():
         hidden = pipe.text_encoder(ids)[0]
         text_alone = plain(noisy, timesteps, encoder_hidden_states=hidden).sample
-    teacher = caption_teacher(pipe, noisy, timesteps, hidden, embed_dim)
-    assert torch.allclose(teacher, text_alone, atol=1e-5)
     picture = torch.randn(2, 1, embed_dim, generator=generator)
+    teacher = caption_teacher(pipe, noisy, timesteps, hidden, picture)  # the picture is ignored
+    assert torch.allclose(teacher, text_alone, atol=1e-5)
     with torch.no_grad():  # the adapter is on again: a picture moves the prediction
         prompted = pipe.unet(
             noisy, timesteps, encoder_hidden_states=hidden, added_cond_kwargs={"image_embeds": [picture]}
         ).sample
     assert (prompted - text_alone).abs().mean() > 1e-3
+
+
+@pytest.mark.slow  # two short trainings on the bundled model
+def test_patches_train_ip_adapter_fulls_projection_and_keep_a_pooled_adapters_layers(tmp_path: Path) -> None:
+    pooled, full = tmp_path / "pooled", tmp_path / "full"
+    _train(pooled, 2)
+    train(2, 2, 2, 16, 0.0, 0, full, init=pooled, save_every=2, patches=True)  # rate 0: nothing moves
+    before, after = load_file(pooled / BUNDLED_IP_ADAPTER_FILE), load_file(full / BUNDLED_IP_ADAPTER_FILE)
+    layers = {key: value for key, value in before.items() if key.startswith("ip_adapter.")}
+    assert _same(layers, {key: value for key, value in after.items() if key.startswith("ip_adapter.")})
+    assert "image_proj.proj.3.weight" in after and "image_proj.proj.weight" not in after
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe.load_ip_adapter(str(full), subfolder="", weight_name=BUNDLED_IP_ADAPTER_FILE)
+    assert (
+        type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == "IPAdapterFullImageProjection"
+    )
+    image = Image.new("RGB", (64, 64), (200, 30, 30))
+    result = pipe("a shape", ip_adapter_image=image, num_inference_steps=2, output_type="np").images
+    assert result.shape == (1, 64, 64, 3)
