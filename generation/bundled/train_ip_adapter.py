@@ -14,8 +14,9 @@ What is trained (the bundled model itself stays frozen):
   `ip-adapter.safetensors` with the keys `image_proj.*` and `ip_adapter.N.*` that diffusers'
   `load_ip_adapter` reads (N = 1, 3, 5, … over the UNet's cross-attention layers). The projection is
   IP-Adapter's (the pooled embedding -> 4 tokens, fitted first to the caption's token states:
-  image_token_alignment.py) or, with `--patches`, IP-Adapter Full's (one token per encoder patch,
-  from the penultimate layer's 257 hidden states, the layout diffusers loads for that format).
+  image_token_alignment.py), IP-Adapter Full's (one token per encoder patch, from the penultimate
+  layer's 257 hidden states) or IP-Adapter Plus's (a resampler's 77 queries read those hidden states;
+  regressed first onto the caption's own states: caption_state_regression.py): `--projection`.
 
 The picture prompt of each example is its own target scene (IP-Adapter's recipe); its caption is
 mostly withheld ("a shape" or nothing) so that colour and shape must come through the picture, and
@@ -49,6 +50,7 @@ from generation.bundled import (
     evaluator,
     scene_variety,
 )
+from generation.bundled.caption_state_regression import regress_to_captions
 from generation.bundled.dataset import sample_scene
 from generation.bundled.image_encoder import (
     AttributeHeads,
@@ -62,7 +64,13 @@ from generation.bundled.image_token_alignment import align_projection
 from generation.bundled.objectives import noise_prediction_loss
 from generation.bundled.training_checkpoints import load_tensors
 from generation.bundled.training_data import as_model_input, render_pictures
-from generation.models.image_prompts import fresh_adapter_state, fresh_patch_projection, loaded_adapter_state
+from generation.models.image_prompts import (
+    PROJECTION_KINDS,
+    ProjectionKind,
+    fresh_adapter_state,
+    loaded_adapter_state,
+    projection_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +111,7 @@ def train(
     align_steps: int = 1000,
     encoder_scenes: int = 30000,
     distill: float = 1.0,
-    patches: bool = False,
+    projection: ProjectionKind = "pooled",
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -112,8 +120,8 @@ def train(
     `model`: the bundled model folder the adapter is for (its own scenes are drawn). Every
     `save_every` steps the adapter, encoder and optimizer go to `out/checkpoint`, which
     `resume` continues (the encoder's first stage is not repeated) and a finished run removes.
-    `patches`: IP-Adapter Full's projection (one token per encoder patch); an `init` adapter with the
-    pooled one keeps its encoder and layers and gets a fresh projection.
+    `projection`: the adapter's kind (image_prompts.PROJECTION_KINDS); an `init` adapter of another kind
+    gives its encoder only (the layers and projection start fresh and are fitted).
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -126,18 +134,24 @@ def train(
         raise FileNotFoundError(f"no checkpoint to resume in {checkpoint}")
     start = json.loads((checkpoint / "state.json").read_text())["step"] if resume else 0
     source = checkpoint if resume else init
+    patches = projection != "pooled"
+    state: Any = None
     if source is None:
         encoder = build_image_encoder(embed_dim)
-        width = encoder.config.hidden_size if patches else embed_dim
-        state: Any = fresh_adapter_state(pipe.unet, width, TOKENS, seed, per_patch=patches)
     else:
         encoder = CLIPVisionModelWithProjection.from_pretrained(source / "image_encoder")
         flat = load_file(source / BUNDLED_IP_ADAPTER_FILE)
         state = {part: {k.partition(".")[2]: v for k, v in flat.items() if k.startswith(f"{part}.")}
                  for part in ("image_proj", "ip_adapter")}  # fmt: skip
-        if patches and "proj.3.weight" not in state["image_proj"]:  # a pooled adapter: its layers stay
-            generator = torch.Generator().manual_seed(seed)
-            state["image_proj"] = fresh_patch_projection(encoder.config.hidden_size, embed_dim, generator)
+    fresh = state is None or projection_kind(state["image_proj"]) != projection
+    if resume and fresh:
+        raise ValueError(
+            f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
+        )
+    if fresh:  # a new adapter (from an adapter of another kind: on its encoder)
+        width = encoder.config.hidden_size if patches else embed_dim
+        tokens = pipe.tokenizer.model_max_length if projection == "plus" else TOKENS
+        state = fresh_adapter_state(pipe.unet, width, tokens, seed, kind=projection)
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
     for parameter in adapter:
@@ -150,8 +164,7 @@ def train(
     pipe.to(device)
     encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
     generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
-    fresh = source is None  # an --init adapter keeps its encoder and projection: they fit each other
-    if fresh and encoder_steps:
+    if source is None and encoder_steps:  # an --init adapter's encoder is kept: the projection fits it
         one_shape_rng = random.Random(seed + 2)  # its own: the adapter's scenes stay as they were
         alone = [sample_scene(one_shape_rng, max_shapes=1, variety=variety) for _ in range(encoder_scenes)]
         heads = AttributeHeads(embed_dim).to(device)
@@ -166,11 +179,15 @@ def train(
     if resume:
         optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
     else:
-        if fresh and align_steps and not patches:  # the fitting is for the pooled embedding's 4 tokens
+        if fresh and align_steps and projection == "pooled":
             single = [index for index, scene in enumerate(drawn) if len(scene.shapes) == 1]
             one_shape = [drawn[index] for index in single]
             error = align_projection(pipe, embeddings[single], one_shape, align_steps, generator)
             log.info("image tokens fitted to the caption's token states: mean squared error %.4f", error)
+        elif fresh and align_steps and projection == "plus":
+            captions = [scene.caption() for scene in drawn]
+            error = regress_to_captions(pipe, embeddings, unguided, captions, align_steps, generator)
+            log.info("resampler tokens regressed onto the captions' states: mean squared error %.4f", error)
         _save_checkpoint(checkpoint, pipe.unet, encoder, optimizer, 0)  # a resume skips stage 1
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
@@ -288,8 +305,9 @@ def main() -> None:
         "--distill", type=float, default=1.0, help="weight of the caption teacher's loss (0: none)"
     )
     parser.add_argument(
-        "--patches", action="store_true", help="IP-Adapter Full's projection: one token per encoder patch"
-    )
+        "--projection", choices=sorted(PROJECTION_KINDS), default="pooled",
+        help="; ".join(f"{kind}: {what}" for kind, what in PROJECTION_KINDS.items()),
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -301,7 +319,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, patches=args.patches, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

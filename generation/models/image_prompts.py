@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -192,17 +192,17 @@ def cross_attentions(unet: Any) -> list[Any]:
 
 
 def fresh_adapter_state(
-    unet: Any, embed_dim: int, tokens: int, seed: int, *, per_patch: bool = False
+    unet: Any, embed_dim: int, tokens: int, seed: int, *, kind: ProjectionKind = "pooled"
 ) -> dict[str, dict[str, torch.Tensor]]:
     """A new adapter for `unet` in the file's layout: each to_k_ip/to_v_ip a copy of its layer's text
     to_k/to_v (so image tokens start out read as text tokens are, as the IP-Adapter paper initialises
-    them) and a random projection: IP-Adapter's (the pooled embedding of `embed_dim` -> `tokens`
-    tokens) or, `per_patch`, IP-Adapter Full's (each of the encoder's hidden states, `embed_dim` wide,
-    -> one token)."""
+    them) and a random projection of `kind` (PROJECTION_KINDS) from `embed_dim`-wide encodings."""
     generator = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
-    if per_patch:
+    if kind == "full":
         image_proj = fresh_patch_projection(embed_dim, cross, generator)
+    elif kind == "plus":
+        image_proj = fresh_resampler(embed_dim, cross, tokens, seed)
     else:
         image_proj = {
             "proj.weight": torch.randn(cross * tokens, embed_dim, generator=generator) * embed_dim**-0.5,
@@ -215,6 +215,57 @@ def fresh_adapter_state(
         layers[f"{2 * index + 1}.to_k_ip.weight"] = attention.to_k.weight.detach().clone()
         layers[f"{2 * index + 1}.to_v_ip.weight"] = attention.to_v.weight.detach().clone()
     return {"image_proj": image_proj, "ip_adapter": layers}
+
+
+ProjectionKind = Literal["pooled", "full", "plus"]
+PROJECTION_KINDS: dict[str, str] = {  # IP-Adapter's own names for its formats, which diffusers loads
+    "pooled": "IP-Adapter: the pooled image embedding -> 4 tokens",
+    "full": "IP-Adapter Full: one token per hidden state of the encoder (257: CLS + 16x16 patches)",
+    "plus": "IP-Adapter Plus: a resampler's queries read the encoder's hidden states -> N tokens",
+}
+
+
+def projection_kind(image_proj: dict[str, torch.Tensor]) -> ProjectionKind:
+    """Which of PROJECTION_KINDS an adapter file's `image_proj` tensors are (diffusers' own tests)."""
+    if "latents" in image_proj:
+        return "plus"
+    return "full" if "proj.3.weight" in image_proj else "pooled"
+
+
+def fresh_resampler(embed_dim: int, cross: int, tokens: int, seed: int) -> dict[str, torch.Tensor]:
+    """IP-Adapter Plus's projection (a perceiver resampler, `tokens` queries, depth 4, heads of 64 as
+    diffusers' loader assumes) in the file's layout."""
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+    torch.manual_seed(seed)
+    module = IPAdapterPlusImageProjection(
+        embed_dims=embed_dim,
+        output_dims=cross,
+        hidden_dims=cross,
+        heads=max(cross // 64, 1),
+        num_queries=tokens,
+    )
+    return _resampler_file_names(module.state_dict())
+
+
+def _resampler_file_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers' IPAdapterPlusImageProjection names back to the file's (the reverse of its loader's
+    renames: attention keys and values in one `to_kv`, the norms and feed-forward by position)."""
+    renames = {".ln0.": ".0.norm1.", ".ln1.": ".0.norm2.", ".attn.to_q.": ".0.to_q.", ".attn.to_out.0.": ".0.to_out.",
+               ".ff.0.": ".1.0.", ".ff.1.net.0.proj.": ".1.1.", ".ff.1.net.2.": ".1.3."}  # fmt: skip
+    flat: dict[str, torch.Tensor] = {}
+    for name, weight in state.items():
+        if ".attn.to_k." in name:
+            flat[name.replace(".attn.to_k.", ".0.to_kv.")] = torch.cat(
+                [weight, state[name.replace("to_k", "to_v")]]
+            )
+            continue
+        if ".attn.to_v." in name:
+            continue
+        for old, new in renames.items():
+            name = name.replace(old, new)
+        flat[name] = weight
+    return flat
 
 
 def fresh_patch_projection(embed_dim: int, cross: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -245,8 +296,14 @@ def loaded_adapter_state(unet: Any) -> dict[str, torch.Tensor]:
     """The adapter in `unet` (loaded by load_ip_adapter) back in the file's flat layout."""
     projection = unet.encoder_hid_proj.image_projection_layers[0]
     # diffusers' names back to the file's (the reverse of its _convert_ip_adapter_image_proj_to_diffusers)
-    renames = PATCH_PROJECTION_NAMES if hasattr(projection, "ff") else POOLED_PROJECTION_NAMES
-    state = {f"image_proj.{renames[name]}": weight for name, weight in projection.state_dict().items()}
+    if hasattr(projection, "latents"):
+        state = {
+            f"image_proj.{name}": weight
+            for name, weight in _resampler_file_names(projection.state_dict()).items()
+        }
+    else:
+        renames = PATCH_PROJECTION_NAMES if hasattr(projection, "ff") else POOLED_PROJECTION_NAMES
+        state = {f"image_proj.{renames[name]}": weight for name, weight in projection.state_dict().items()}
     for index, attention in enumerate(cross_attentions(unet)):
         state[f"ip_adapter.{2 * index + 1}.to_k_ip.weight"] = attention.processor.to_k_ip[0].weight
         state[f"ip_adapter.{2 * index + 1}.to_v_ip.weight"] = attention.processor.to_v_ip[0].weight

@@ -7,7 +7,7 @@ are saved with `save_pretrained`, so tests load them through the same loader as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from diffusers import (
@@ -31,6 +31,9 @@ from transformers import (
 
 from generation.models.schedulers import sd_noise_schedule
 from generation.vocab import build_clip_tokenizer, clip_text_encoder
+
+if TYPE_CHECKING:  # imported where used: image_prompts imports diffusers' loaders
+    from generation.models.image_prompts import ProjectionKind
 
 TINY_WORDS = [
     "a",
@@ -265,13 +268,13 @@ TINY_IP_ADAPTER_FILE = "ip-adapter.safetensors"
 
 
 def save_tiny_ip_adapter(
-    folder: Path, unet: UNet2DConditionModel, seed: int = 0, *, per_patch: bool = False
+    folder: Path, unet: UNet2DConditionModel, seed: int = 0, *, kind: ProjectionKind = "pooled"
 ) -> Path:
     """A random IP-Adapter for `unet` as h94/IP-Adapter lays one out: `ip-adapter.safetensors` (an
     `image_proj` and a `to_k_ip`/`to_v_ip` pair per cross-attention layer) and `image_encoder/` (a
     tiny CLIP vision model with a projection), so tests load it through diffusers' own loader.
-    `per_patch`: IP-Adapter Full's projection, one token per hidden state of an encoder with the 257
-    (16x16 patches and CLS) that diffusers assumes for that format."""
+    `kind`: its projection (image_prompts.PROJECTION_KINDS); "full" and "plus" read the hidden states
+    of an encoder with the 257 (16x16 patches and CLS) that diffusers assumes for the full format."""
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -281,12 +284,14 @@ def save_tiny_ip_adapter(
     embed_dim = 16
     encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         image_size=64 if per_patch else 32, patch_size=4 if per_patch else 8,
+                         image_size=32 if kind == "pooled" else 64, patch_size=8 if kind == "pooled" else 4,
                          projection_dim=embed_dim)
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save_pretrained(folder / "image_encoder")
-    state = fresh_adapter_state(unet, embed_dim, 4, seed, per_patch=per_patch)  # hidden width = embed_dim
+    state = fresh_adapter_state(
+        unet, embed_dim, 8 if kind == "plus" else 4, seed, kind=kind
+    )  # hidden = embed_dim
     flat = {f"{part}.{key}": tensor for part, tensors in state.items() for key, tensor in tensors.items()}
     save_file(flat, folder / TINY_IP_ADAPTER_FILE)
     return folder

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from generation.config import IpAdapterConfig, ModelConfig
 from generation.errors import DreamcordError, SpecError
-from generation.models.image_prompts import loaded_adapter_state
+from generation.models.image_prompts import ProjectionKind, loaded_adapter_state
 from generation.models.loading import load_model
 from generation.models.tiny import TINY_IP_ADAPTER_FILE, save_tiny_ip_adapter
 from generation.pool.runner import JobRunner
@@ -109,14 +109,18 @@ def test_a_blend_of_two_and_a_style_reference_each_change_the_result(runner: Job
     assert spec.prompt == "" and spec.title() == "blend of 2 pictures, --iw 1"
 
 
-def test_a_full_adapter_reads_one_token_per_patch_and_saves_back_as_it_was_loaded(
-    tiny_config: ModelConfig, tmp_path: Path
+@pytest.mark.parametrize(
+    ("kind", "loaded_as"),
+    [("full", "IPAdapterFullImageProjection"), ("plus", "IPAdapterPlusImageProjection")],
+)
+def test_adapters_reading_patches_steer_and_save_back_as_they_were_loaded(
+    tiny_config: ModelConfig, tmp_path: Path, kind: ProjectionKind, loaded_as: str
 ) -> None:
     pipeline = load_model(tiny_config, device="cpu").pipeline
-    folder = save_tiny_ip_adapter(tmp_path / "full", pipeline.unet, per_patch=True)
+    folder = save_tiny_ip_adapter(tmp_path / kind, pipeline.unet, kind=kind)
     pipeline.load_ip_adapter(str(folder), subfolder="", weight_name=TINY_IP_ADAPTER_FILE)
     projection = pipeline.unet.encoder_hid_proj.image_projection_layers[0]
-    assert type(projection).__name__ == "IPAdapterFullImageProjection"
+    assert type(projection).__name__ == loaded_as
     saved = load_file(folder / TINY_IP_ADAPTER_FILE)
     again = loaded_adapter_state(pipeline.unet)
     assert again.keys() == saved.keys()

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from generation.bundled import BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, train_ip_adapter
 from generation.bundled.objectives import noise_prediction_loss
 from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, caption_teacher, main, train
-from generation.models.image_prompts import fresh_adapter_state
+from generation.models.image_prompts import ProjectionKind, fresh_adapter_state
 
 LOSS = "generation.bundled.train_ip_adapter.noise_prediction_loss"
 
@@ -131,20 +131,31 @@ def test_the_caption_teacher_predicts_without_the_adapter_and_leaves_it_on() -> 
     assert (prompted - text_alone).abs().mean() > 1e-3
 
 
-@pytest.mark.slow  # two short trainings on the bundled model
-def test_patches_train_ip_adapter_fulls_projection_and_keep_a_pooled_adapters_layers(tmp_path: Path) -> None:
-    pooled, full = tmp_path / "pooled", tmp_path / "full"
+@pytest.mark.slow  # short trainings on the bundled model
+@pytest.mark.parametrize(
+    ("kind", "loaded_as"),
+    [("full", "IPAdapterFullImageProjection"), ("plus", "IPAdapterPlusImageProjection")],
+)
+def test_an_adapter_of_another_kind_starts_fresh_on_a_pooled_adapters_encoder(
+    tmp_path: Path, kind: ProjectionKind, loaded_as: str
+) -> None:
+    pooled, other = tmp_path / "pooled", tmp_path / kind
     _train(pooled, 2)
-    train(2, 2, 2, 16, 0.0, 0, full, init=pooled, save_every=2, patches=True)  # rate 0: nothing moves
-    before, after = load_file(pooled / BUNDLED_IP_ADAPTER_FILE), load_file(full / BUNDLED_IP_ADAPTER_FILE)
-    layers = {key: value for key, value in before.items() if key.startswith("ip_adapter.")}
-    assert _same(layers, {key: value for key, value in after.items() if key.startswith("ip_adapter.")})
-    assert "image_proj.proj.3.weight" in after and "image_proj.proj.weight" not in after
+    train(2, 2, 2, 16, 0.0, 0, other, init=pooled, save_every=2, align_steps=2, projection=kind)  # rate 0
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
-    pipe.load_ip_adapter(str(full), subfolder="", weight_name=BUNDLED_IP_ADAPTER_FILE)
-    assert (
-        type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == "IPAdapterFullImageProjection"
-    )
+    fresh_layers = fresh_adapter_state(pipe.unet, 8, 4, seed=0)["ip_adapter"]  # copies of the text's
+    after = load_file(other / BUNDLED_IP_ADAPTER_FILE)
+    assert _same({f"ip_adapter.{key}": value for key, value in fresh_layers.items()},
+                 {key: value for key, value in after.items() if key.startswith("ip_adapter.")})  # fmt: skip
+    assert _same(load_file(pooled / "image_encoder" / "model.safetensors"),
+                 load_file(other / "image_encoder" / "model.safetensors"))  # fmt: skip
+    pipe.load_ip_adapter(str(other), subfolder="", weight_name=BUNDLED_IP_ADAPTER_FILE)
+    assert type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == loaded_as
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     result = pipe("a shape", ip_adapter_image=image, num_inference_steps=2, output_type="np").images
     assert result.shape == (1, 64, 64, 3)
+    shutil.copytree(other, tmp_path / "checkpoint")  # as if interrupted at step 2
+    shutil.move(tmp_path / "checkpoint", other / CHECKPOINT_DIR)
+    (other / CHECKPOINT_DIR / "state.json").write_text(json.dumps({"step": 2}))
+    with pytest.raises(ValueError, match="pass its --projection"):
+        train(4, 2, 2, 16, 0.0, 0, other, save_every=2, resume=True, projection="pooled")
