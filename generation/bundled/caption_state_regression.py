@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+
+from generation.bundled.image_token_alignment import fit_to_targets
 
 
 @torch.no_grad()
@@ -41,13 +42,4 @@ def regress_to_captions(
         raise ValueError("the resampler must give as many tokens as the tokenizer's length")
     inputs = torch.cat([encodings, unguided[None]])
     targets = torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
-    optimizer = torch.optim.AdamW(projection.parameters(), lr=1e-3, weight_decay=0.0)
-    loss = torch.zeros(())
-    for _ in range(steps):
-        index = torch.randint(len(inputs), (64,), generator=generator)
-        index[0] = len(inputs) - 1  # the unguided encoding in every batch
-        loss = F.mse_loss(projection(inputs[index].to(pipe.device)), targets[index].to(pipe.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
-        optimizer.step()
-    return float(loss.item())
+    return fit_to_targets(projection, inputs, targets, steps, generator, batch=64, one_cycle=True)

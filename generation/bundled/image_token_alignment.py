@@ -58,13 +58,37 @@ def align_projection(
     zero = empty_caption_state(pipe).expand(1, tokens, -1)
     embeds = torch.cat([embeds, torch.zeros(1, embeds.shape[1])])
     targets = torch.cat([caption_token_states(pipe, scenes), zero])
+    return fit_to_targets(projection, embeds, targets, steps, generator, batch=256, one_cycle=False)
+
+
+def fit_to_targets(
+    projection: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int,
+    generator: torch.Generator,
+    *,
+    batch: int,
+    one_cycle: bool,
+) -> float:
+    """Regress `projection(inputs)` onto `targets` (mean squared error, AdamW at 3e-3, constant or one
+    cycle), the last input (the unguided pass's) in every batch; returns the final error."""
     optimizer = torch.optim.AdamW(projection.parameters(), lr=3e-3, weight_decay=0.0)
+    # Made only when used: OneCycleLR sets the optimizer's starting rate when it is built.
+    schedule = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=max(steps, 1))
+        if one_cycle
+        else None
+    )
+    device = next(projection.parameters()).device
     loss = torch.zeros(())
     for _ in range(steps):
-        index = torch.randint(len(embeds), (256,), generator=generator)
-        index[0] = len(embeds) - 1  # the zero embedding in every batch
-        loss = F.mse_loss(projection(embeds[index].to(pipe.device)), targets[index].to(pipe.device))
+        index = torch.randint(len(inputs), (batch,), generator=generator)
+        index[0] = len(inputs) - 1
+        loss = F.mse_loss(projection(inputs[index].to(device)), targets[index].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
     return float(loss.item())

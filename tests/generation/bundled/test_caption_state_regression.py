@@ -1,0 +1,51 @@
+"""IP-Adapter Plus's head start: its resampler regressed so a picture's tokens are the text encoder's
+states of its caption (generation/bundled/caption_state_regression.py)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from generation.bundled import BUNDLED_MODEL_DIR
+from generation.bundled.caption_state_regression import caption_states, regress_to_captions
+from generation.bundled.dataset import sample_scene
+from generation.models.image_prompts import fresh_adapter_state
+
+WIDTH = 24  # the encoder's hidden states' width (any: the resampler's input)
+
+
+def _pipe() -> Any:
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    tokens = pipe.tokenizer.model_max_length
+    state = fresh_adapter_state(pipe.unet, WIDTH, tokens, seed=0, kind="plus")
+    pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
+    return pipe
+
+
+@pytest.mark.slow  # 300 regression steps of a resampler: a minute or two on 2 cores
+def test_regressed_tokens_are_nearest_their_own_captions_states_and_the_unguided_the_empty_captions() -> None:
+    pipe = _pipe()
+    rng = random.Random(5)
+    captions = sorted({sample_scene(rng, max_shapes=1).caption() for _ in range(16)})
+    generator = torch.Generator().manual_seed(1)
+    encodings = torch.randn(len(captions), 17, WIDTH, generator=generator)  # 16 patches and CLS, say
+    unguided = torch.zeros(17, WIDTH)
+    targets = caption_states(pipe, captions).flatten(1)
+    resampler = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+
+    def nearest() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cdist(resampler(encodings).flatten(1), targets).argmin(dim=1)
+
+    assert not bool((nearest() == torch.arange(len(captions))).all())  # fresh: not yet
+    error = regress_to_captions(pipe, encodings, unguided, captions, 300, torch.Generator().manual_seed(2))
+    assert bool((nearest() == torch.arange(len(captions))).all())
+    assert error < 0.2 * float(targets.var())
+    with torch.no_grad():
+        empty = resampler(unguided[None])[0]
+    expected = caption_states(pipe, [""])[0]
+    assert float((empty - expected).pow(2).mean()) < 0.2 * float(targets.var())
