@@ -237,14 +237,17 @@ def fresh_resampler(embed_dim: int, cross: int, tokens: int, seed: int) -> dict[
     diffusers' loader assumes) in the file's layout."""
     from diffusers.models.embeddings import IPAdapterPlusImageProjection
 
-    torch.manual_seed(seed)
-    module = IPAdapterPlusImageProjection(
-        embed_dims=embed_dim,
-        output_dims=cross,
-        hidden_dims=cross,
-        heads=max(cross // 64, 1),
-        num_queries=tokens,
-    )
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # its own initialisation, seeded, the caller's generator untouched
+        torch.manual_seed(seed)
+        module = IPAdapterPlusImageProjection(
+            embed_dims=embed_dim,
+            output_dims=cross,
+            hidden_dims=cross,
+            heads=max(cross // 64, 1),
+            num_queries=tokens,
+        )
     return _resampler_file_names(module.state_dict())
 
 
