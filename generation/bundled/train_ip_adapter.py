@@ -112,6 +112,7 @@ def train(
     encoder_scenes: int = 30000,
     distill: float = 1.0,
     projection: ProjectionKind = "pooled",
+    projection_only: bool = False,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -122,6 +123,7 @@ def train(
     `resume` continues (the encoder's first stage is not repeated) and a finished run removes.
     `projection`: the adapter's kind (image_prompts.PROJECTION_KINDS); an `init` adapter of another kind
     gives its encoder only (the layers and projection start fresh and are fitted).
+    `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -153,7 +155,11 @@ def train(
         tokens = pipe.tokenizer.model_max_length if projection == "plus" else TOKENS
         state = fresh_adapter_state(pipe.unet, width, tokens, seed, kind=projection)
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
-    adapter = [p for n, p in pipe.unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
+    adapter = [
+        p
+        for n, p in pipe.unet.named_parameters()
+        if "encoder_hid_proj" in n or ("_ip." in n and not projection_only)
+    ]
     for parameter in adapter:
         parameter.requires_grad_(True)
 
@@ -308,6 +314,9 @@ def main() -> None:
         "--projection", choices=sorted(PROJECTION_KINDS), default="pooled",
         help="; ".join(f"{kind}: {what}" for kind, what in PROJECTION_KINDS.items()),
     )  # fmt: skip
+    parser.add_argument(
+        "--projection-only", action="store_true", help="train the projection alone, the layers as they are"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -319,7 +328,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

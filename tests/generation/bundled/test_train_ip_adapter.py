@@ -159,3 +159,14 @@ def test_an_adapter_of_another_kind_starts_fresh_on_a_pooled_adapters_encoder(
     (other / CHECKPOINT_DIR / "state.json").write_text(json.dumps({"step": 2}))
     with pytest.raises(ValueError, match="pass its --projection"):
         train(4, 2, 2, 16, 0.0, 0, other, save_every=2, resume=True, projection="pooled")
+
+
+@pytest.mark.slow  # two short trainings on the bundled model
+def test_projection_only_keeps_the_layers_and_trains_the_projection(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    _train(first, 2)
+    train(2, 2, 2, 16, 1e-2, 0, second, init=first, save_every=2, projection_only=True)
+    before, after = load_file(first / BUNDLED_IP_ADAPTER_FILE), load_file(second / BUNDLED_IP_ADAPTER_FILE)
+    layers = [key for key in before if key.startswith("ip_adapter.")]
+    assert layers and all(torch.equal(before[key], after[key]) for key in layers)
+    assert not torch.equal(before["image_proj.proj.weight"], after["image_proj.proj.weight"])
