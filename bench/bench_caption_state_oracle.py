@@ -19,24 +19,21 @@ from typing import Any
 import torch
 from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
-from generation.bundled import BUNDLED_IP_ADAPTER_DIR, BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, evaluator
+from generation.bundled import BUNDLED_MODEL_DIR, evaluator
 from generation.bundled.caption_state_regression import caption_states
 from generation.bundled.dataset import sample_scene
-from generation.models.image_prompts import cross_attentions
+from generation.models.image_prompts import cross_attentions, fresh_adapter_state
 
 
-def oracle_pipeline(model: Path, adapter: Path) -> Any:
-    """The model with `adapter`'s layers loaded, then made into the text's copies, and an identity
-    projection: the image tokens given to it are used as they are."""
+def oracle_pipeline(model: Path) -> Any:
+    """The model with a fresh adapter (its layers are the text's copies: fresh_adapter_state) whose
+    projection is the identity: the image tokens given to it are used as they are."""
     pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, dtype=torch.float32)
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)  # the bundled default
-    pipe.load_ip_adapter(
-        str(adapter), subfolder="", weight_name=BUNDLED_IP_ADAPTER_FILE, image_encoder_folder=None
-    )
+    state = fresh_adapter_state(pipe.unet, pipe.unet.config.cross_attention_dim, 4, seed=0)
+    pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     for attention in cross_attentions(pipe.unet):
         attention.processor.num_tokens = [pipe.tokenizer.model_max_length]
-        attention.processor.to_k_ip[0].weight.data.copy_(attention.to_k.weight.data)
-        attention.processor.to_v_ip[0].weight.data.copy_(attention.to_v.weight.data)
     pipe.unet.encoder_hid_proj.image_projection_layers[0] = torch.nn.Identity()
     return pipe
 
@@ -64,16 +61,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
     parser.add_argument(
-        "--adapter", type=Path, default=BUNDLED_IP_ADAPTER_DIR, help="whose layers are replaced"
-    )
-    parser.add_argument(
         "--evaluator", type=Path, help="the model's evaluator folder (default: the shipped one)"
     )
     parser.add_argument("--pictures", type=int, default=40)
     parser.add_argument("--scales", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     args = parser.parse_args()
     torch.set_num_threads(2)
-    pipe = oracle_pipeline(args.model, args.adapter)
+    pipe = oracle_pipeline(args.model)
     judge = evaluator.load(args.evaluator) if args.evaluator else evaluator.load()
     print(f"{args.pictures} pictures, text 'a shape', image tokens = the caption's own states")
     for scale in args.scales:
