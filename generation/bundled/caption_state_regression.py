@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers import CLIPVisionModelWithProjection
 
+from generation.bundled.image_encoder import ENCODER_SIDE, clip_pixels
 from generation.bundled.image_token_alignment import fit_to_targets
 
 
@@ -43,3 +45,44 @@ def regress_to_captions(
     inputs = torch.cat([encodings, unguided[None]])
     targets = torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
     return fit_to_targets(projection, inputs, targets, steps, generator, batch=64, one_cycle=True)
+
+
+class HiddenStates(torch.nn.Module):
+    """The encoder's penultimate hidden states (what the pipeline's `encode_image` gives a
+    hidden-state adapter) for CLIP-normalised pixels, with gradients."""
+
+    def __init__(self, encoder: CLIPVisionModelWithProjection) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        states: torch.Tensor = self.encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+        return states
+
+
+def regress_through_encoder(
+    pipe: Any,
+    encoder: CLIPVisionModelWithProjection,
+    pictures: torch.Tensor,
+    captions: Sequence[str],
+    steps: int,
+    generator: torch.Generator,
+) -> float:
+    """As regress_to_captions, the image encoder trained too: `pictures` ([-1, 1]) through the
+    encoder and the resampler onto their captions' states, an all-zero input (the unguided pass's)
+    onto the empty caption's. The encoder's attribute heads (stage 1) taught it what tells scenes
+    apart, not what a caption's states need; trained on, the tokens come closer (see bench/RESULTS.md)."""
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    if projection.latents.shape[1] != pipe.tokenizer.model_max_length:
+        raise ValueError("the resampler must give as many tokens as the tokenizer's length")
+    encoder.train(True)
+    encoder.requires_grad_(True)
+    zero = torch.zeros(1, 3, ENCODER_SIDE, ENCODER_SIDE)  # the pipeline's unguided picture, normalised
+    inputs = torch.cat([clip_pixels(pictures), zero])
+    targets = torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
+    model = torch.nn.Sequential(HiddenStates(encoder), projection)
+    try:
+        return fit_to_targets(model, inputs, targets, steps, generator, batch=64, one_cycle=True)
+    finally:
+        encoder.requires_grad_(False)
+        encoder.train(False)

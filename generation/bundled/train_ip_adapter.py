@@ -50,7 +50,7 @@ from generation.bundled import (
     evaluator,
     scene_variety,
 )
-from generation.bundled.caption_state_regression import regress_to_captions
+from generation.bundled.caption_state_regression import regress_through_encoder, regress_to_captions
 from generation.bundled.dataset import sample_scene
 from generation.bundled.image_encoder import (
     AttributeHeads,
@@ -113,6 +113,7 @@ def train(
     distill: float = 1.0,
     projection: ProjectionKind = "pooled",
     projection_only: bool = False,
+    regress_encoder: bool = False,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -124,6 +125,8 @@ def train(
     `projection`: the adapter's kind (image_prompts.PROJECTION_KINDS); an `init` adapter of another kind
     gives its encoder only (the layers and projection start fresh and are fitted).
     `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
+    `regress_encoder`: a fresh plus adapter's regression trains the encoder too, on `encoder_scenes`
+    scenes of its own (caption_state_regression.regress_through_encoder).
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -176,6 +179,14 @@ def train(
         heads = AttributeHeads(embed_dim).to(device)
         pictures = encoder_pictures(alone, side)
         pretrain_encoder(encoder, heads, pictures, evaluator.labels_of(alone), encoder_steps, generator)
+    regressing = fresh and not resume and bool(align_steps) and projection == "plus"
+    if regressing and regress_encoder:
+        caption_rng = random.Random(seed + 3)  # its own: the adapter's scenes stay as they were
+        regressed = [sample_scene(caption_rng, max_shapes=2, variety=variety) for _ in range(encoder_scenes)]
+        pictures = encoder_pictures(regressed, side)
+        captions = [scene.caption() for scene in regressed]
+        error = regress_through_encoder(pipe, encoder, pictures, captions, align_steps, generator)
+        log.info("encoder and resampler regressed onto the captions' states: mean squared error %.4f", error)
     # From here the encoder stays as it is, so the projection fitted to it stays valid (and a step costs
     # 0.6x of one that trains it too): its embeddings, once.
     encoder.requires_grad_(False)
@@ -190,7 +201,7 @@ def train(
             one_shape = [drawn[index] for index in single]
             error = align_projection(pipe, embeddings[single], one_shape, align_steps, generator)
             log.info("image tokens fitted to the caption's token states: mean squared error %.4f", error)
-        elif fresh and align_steps and projection == "plus":
+        elif regressing and not regress_encoder:
             captions = [scene.caption() for scene in drawn]
             error = regress_to_captions(pipe, embeddings, unguided, captions, align_steps, generator)
             log.info("resampler tokens regressed onto the captions' states: mean squared error %.4f", error)
@@ -317,6 +328,10 @@ def main() -> None:
     parser.add_argument(
         "--projection-only", action="store_true", help="train the projection alone, the layers as they are"
     )
+    parser.add_argument(
+        "--regress-encoder", action="store_true",
+        help="plus: the head start's regression trains the image encoder too (on --encoder-scenes scenes)",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -328,7 +343,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

@@ -11,17 +11,24 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from generation.bundled import BUNDLED_MODEL_DIR
-from generation.bundled.caption_state_regression import caption_states, regress_to_captions
+from generation.bundled.caption_state_regression import (
+    HiddenStates,
+    caption_states,
+    regress_through_encoder,
+    regress_to_captions,
+)
 from generation.bundled.dataset import sample_scene
+from generation.bundled.image_encoder import ENCODER_SIDE, build_image_encoder, clip_pixels
+from generation.bundled.training_data import as_model_input, render_pictures
 from generation.models.image_prompts import fresh_adapter_state
 
 WIDTH = 24  # the encoder's hidden states' width (any: the resampler's input)
 
 
-def _pipe() -> Any:
+def _pipe(width: int = WIDTH) -> Any:
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
     tokens = pipe.tokenizer.model_max_length
-    state = fresh_adapter_state(pipe.unet, WIDTH, tokens, seed=0, kind="plus")
+    state = fresh_adapter_state(pipe.unet, width, tokens, seed=0, kind="plus")
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     return pipe
 
@@ -49,3 +56,33 @@ def test_regressed_tokens_are_nearest_their_own_captions_states_and_the_unguided
         empty = resampler(unguided[None])[0]
     expected = caption_states(pipe, [""])[0]
     assert float((empty - expected).pow(2).mean()) < 0.2 * float(targets.var())
+
+
+@pytest.mark.slow  # 300 steps through a small image encoder and a resampler: a minute or two on 2 cores
+def test_regression_through_the_encoder_trains_it_and_brings_each_pictures_tokens_nearest_its_own_caption() -> (
+    None
+):
+    pipe = _pipe(width=96)
+    rng = random.Random(7)
+    scenes = list(
+        {scene.caption(): scene for scene in (sample_scene(rng, max_shapes=1) for _ in range(16))}.values()
+    )
+    captions = [scene.caption() for scene in scenes]
+    pictures = as_model_input(render_pictures(scenes, ENCODER_SIDE))
+    torch.manual_seed(3)
+    encoder = build_image_encoder(pipe.unet.config.cross_attention_dim)
+    before = [parameter.detach().clone() for parameter in encoder.parameters()]
+    targets = caption_states(pipe, captions).flatten(1)
+    resampler = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+
+    error = regress_through_encoder(pipe, encoder, pictures, captions, 300, torch.Generator().manual_seed(2))
+
+    assert any(not torch.equal(old, new) for old, new in zip(before, encoder.parameters(), strict=True))
+    assert not any(parameter.requires_grad for parameter in encoder.parameters())  # frozen again
+    with torch.no_grad():
+        tokens = resampler(HiddenStates(encoder)(clip_pixels(pictures))).flatten(1)
+        unguided = HiddenStates(encoder)(torch.zeros(1, 3, ENCODER_SIDE, ENCODER_SIDE))
+        empty = resampler(unguided)[0]
+    assert bool((torch.cdist(tokens, targets).argmin(dim=1) == torch.arange(len(captions))).all())
+    assert error < 0.2 * float(targets.var())
+    assert float((empty - caption_states(pipe, [""])[0]).pow(2).mean()) < 0.2 * float(targets.var())
