@@ -53,8 +53,10 @@ from generation.bundled import (
 from generation.bundled.caption_state_regression import regress_through_encoder, regress_to_captions
 from generation.bundled.dataset import sample_scene
 from generation.bundled.image_encoder import (
+    ENCODER_SIDE,
     AttributeHeads,
     build_image_encoder,
+    continue_encoder,
     encode_pictures,
     encoder_pictures,
     pretrain_encoder,
@@ -114,6 +116,7 @@ def train(
     projection: ProjectionKind = "pooled",
     projection_only: bool = False,
     regress_encoder: bool = False,
+    more_encoder_steps: int = 0,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -127,6 +130,9 @@ def train(
     `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
     `regress_encoder`: a fresh plus adapter's regression trains the encoder too, on `encoder_scenes`
     scenes of its own (caption_state_regression.regress_through_encoder).
+    `more_encoder_steps`: stage 1 continued this long on the `init` adapter's encoder (one of another
+    kind: a kept projection would read the old encoder), on `encoder_scenes` scenes and half as many
+    plain 64-px ones (image_encoder.continue_encoder).
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -152,6 +158,11 @@ def train(
     if resume and fresh:
         raise ValueError(
             f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
+        )
+    if more_encoder_steps and (init is None or resume or not fresh):
+        raise ValueError(
+            "more encoder steps need an --init adapter of another kind (its projection starts fresh); "
+            "a --resume goes on with the encoder its checkpoint holds"
         )
     if fresh:  # a new adapter (from an adapter of another kind: on its encoder)
         width = encoder.config.hidden_size if patches else embed_dim
@@ -179,6 +190,14 @@ def train(
         heads = AttributeHeads(embed_dim).to(device)
         pictures = encoder_pictures(alone, side)
         pretrain_encoder(encoder, heads, pictures, evaluator.labels_of(alone), encoder_steps, generator)
+    if more_encoder_steps:
+        more_rng = random.Random(seed + 4)
+        alone = [sample_scene(more_rng, max_shapes=1, variety=variety) for _ in range(encoder_scenes)]
+        plain = [sample_scene(more_rng, max_shapes=1) for _ in range(encoder_scenes // 2)]  # as most uploads
+        pictures = torch.cat(
+            [encoder_pictures(alone, side), as_model_input(render_pictures(plain, ENCODER_SIDE))]
+        )
+        continue_encoder(encoder, pictures, evaluator.labels_of(alone + plain), more_encoder_steps, generator)
     regressing = fresh and not resume and bool(align_steps) and projection == "plus"
     if regressing and regress_encoder:
         caption_rng = random.Random(seed + 3)  # its own: the adapter's scenes stay as they were
@@ -332,6 +351,10 @@ def main() -> None:
         "--regress-encoder", action="store_true",
         help="plus: the head start's regression trains the image encoder too (on --encoder-scenes scenes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--more-encoder-steps", type=int, default=0,
+        help="stage 1 continued on the --init adapter's encoder (for an adapter of another kind)",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -343,7 +366,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, more_encoder_steps=args.more_encoder_steps, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

@@ -170,3 +170,17 @@ def test_projection_only_keeps_the_layers_and_trains_the_projection(tmp_path: Pa
     layers = [key for key in before if key.startswith("ip_adapter.")]
     assert layers and all(torch.equal(before[key], after[key]) for key in layers)
     assert not torch.equal(before["image_proj.proj.weight"], after["image_proj.proj.weight"])
+
+
+@pytest.mark.slow  # short trainings on the bundled model
+def test_more_encoder_steps_train_the_init_adapters_encoder_for_an_adapter_of_another_kind(
+    tmp_path: Path,
+) -> None:
+    pooled, plus = tmp_path / "pooled", tmp_path / "plus"
+    _train(pooled, 2)
+    train(0, 2, 2, 16, 1e-3, 0, plus, init=pooled, align_steps=2, encoder_scenes=16, projection="plus",
+          more_encoder_steps=3)  # fmt: skip
+    encoder = "image_encoder/model.safetensors"
+    assert not _same(load_file(pooled / encoder), load_file(plus / encoder))
+    with pytest.raises(ValueError, match="another kind"):  # its projection would read the old encoder
+        train(0, 2, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, encoder_scenes=16, more_encoder_steps=3)
