@@ -13,7 +13,7 @@ both right in 18 of 40 pictures from the fitted projection and 1 of 40 from a ra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -70,9 +70,11 @@ def fit_to_targets(
     *,
     batch: int,
     one_cycle: bool,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """Regress `projection(inputs)` onto `targets` (mean squared error, AdamW at 3e-3, constant or one
-    cycle), the last input (the unguided pass's) in every batch; returns the final error."""
+    cycle), the last input (the unguided pass's) in every batch; returns the final error.
+    `extra_loss(outputs, index)` is added to each step's error (which stays what is returned)."""
     optimizer = torch.optim.AdamW(projection.parameters(), lr=3e-3, weight_decay=0.0)
     # Made only when used: OneCycleLR sets the optimizer's starting rate when it is built.
     schedule = (
@@ -85,9 +87,11 @@ def fit_to_targets(
     for _ in range(steps):
         index = torch.randint(len(inputs), (batch,), generator=generator)
         index[0] = len(inputs) - 1
-        loss = F.mse_loss(projection(inputs[index].to(device)), targets[index].to(device))
+        outputs = projection(inputs[index].to(device))
+        loss = F.mse_loss(outputs, targets[index].to(device))
+        total = loss if extra_loss is None else loss + extra_loss(outputs, index)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        total.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
         if schedule is not None:
             schedule.step()

@@ -117,6 +117,7 @@ def train(
     projection_only: bool = False,
     regress_encoder: bool = False,
     more_encoder_steps: int = 0,
+    shape_contrast: float = 0.0,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -130,6 +131,7 @@ def train(
     `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
     `regress_encoder`: a fresh plus adapter's regression trains the encoder too, on `encoder_scenes`
     scenes of its own (caption_state_regression.regress_through_encoder).
+    `shape_contrast`: the weight of caption_state_regression.shape_contrast in the plus regression.
     `more_encoder_steps`: stage 1 continued this long on the `init` adapter's encoder (one of another
     kind: a kept projection would read the old encoder), on `encoder_scenes` scenes and half as many
     plain 64-px ones (image_encoder.continue_encoder).
@@ -221,8 +223,9 @@ def train(
             error = align_projection(pipe, embeddings[single], one_shape, align_steps, generator)
             log.info("image tokens fitted to the caption's token states: mean squared error %.4f", error)
         elif regressing and not regress_encoder:
-            captions = [scene.caption() for scene in drawn]
-            error = regress_to_captions(pipe, embeddings, unguided, captions, align_steps, generator)
+            error = regress_to_captions(
+                pipe, embeddings, unguided, drawn, align_steps, generator, shape_weight=shape_contrast
+            )
             log.info("resampler tokens regressed onto the captions' states: mean squared error %.4f", error)
         _save_checkpoint(checkpoint, pipe.unet, encoder, optimizer, 0)  # a resume skips stage 1
     with torch.no_grad():
@@ -355,6 +358,10 @@ def main() -> None:
         "--more-encoder-steps", type=int, default=0,
         help="stage 1 continued on the --init adapter's encoder (for an adapter of another kind)",
     )  # fmt: skip
+    parser.add_argument(
+        "--shape-contrast", type=float, default=0.0,
+        help="plus: weight of the regression's term that keeps each picture's shape apart from the others",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -366,7 +373,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train(
         args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, more_encoder_steps=args.more_encoder_steps, resume=args.resume, device=args.device,
+        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, more_encoder_steps=args.more_encoder_steps, shape_contrast=args.shape_contrast, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 
