@@ -101,7 +101,8 @@ def continue_encoder(
     are first fitted on its frozen embeddings of the first 6,000 pictures, so their random start does
     not undo what it reads, then both train at half stage 1's rate. On the second model's pooled
     adapter's encoder, with a third of the scenes plain 64-px ones, shape read on plain 64-px scenes
-    went from 81% to 97% in 1,500 steps (bench/RESULTS.md, "Session 23")."""
+    went from 81% to 97% in 1,500 steps (a probe running this recipe over a 3,000-step cycle, stopped
+    there; bench/RESULTS.md, "Session 23")."""
     heads = AttributeHeads(encoder.config.projection_dim).to(encoder.device)
     encoder.train(False)
     with torch.no_grad():
