@@ -33,6 +33,18 @@ def caption_states(pipe: Any, captions: Sequence[str]) -> torch.Tensor:
     return torch.cat([pipe.text_encoder(chunk.to(pipe.device))[0].cpu() for chunk in torch.split(ids, 256)])
 
 
+def _resampler(pipe: Any) -> Any:
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    if projection.latents.shape[1] != pipe.tokenizer.model_max_length:
+        raise ValueError("the resampler must give as many tokens as the tokenizer's length")
+    return projection
+
+
+def _targets(pipe: Any, captions: Sequence[str]) -> torch.Tensor:
+    """The captions' states, then the empty caption's (the unguided input's target, last as in fit_to_targets)."""
+    return torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
+
+
 SHAPE_TEMPERATURE = 0.02  # one shape word changes a caption's states by 0.05-0.23 (mean squared)
 
 
@@ -76,12 +88,10 @@ def regress_to_captions(
     `scenes`' pictures) gives its caption's states, and `unguided` (what the pipeline's unguided pass is
     given) the empty caption's; with `shape_weight`, shape_contrast's loss is added at that weight.
     Returns the final mean squared error."""
-    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
-    if projection.latents.shape[1] != pipe.tokenizer.model_max_length:
-        raise ValueError("the resampler must give as many tokens as the tokenizer's length")
+    projection = _resampler(pipe)
     inputs = torch.cat([encodings, unguided[None]])
     captions = [scene.caption() for scene in scenes]
-    targets = torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
+    targets = _targets(pipe, captions)
     extra = None
     if shape_weight:
         contrast = shape_contrast(pipe, scenes)
@@ -120,14 +130,12 @@ def regress_through_encoder(
     onto the empty caption's. Measured on the second model: the squared error falls (0.221 -> 0.142)
     but what falls is the background's and the place's, not the shape's (the tokens name it no more
     often, bench/RESULTS.md, "Session 23"); shape_contrast on a well-read encoder is what helped."""
-    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
-    if projection.latents.shape[1] != pipe.tokenizer.model_max_length:
-        raise ValueError("the resampler must give as many tokens as the tokenizer's length")
+    projection = _resampler(pipe)
     encoder.train(True)
     encoder.requires_grad_(True)
     zero = torch.zeros(1, 3, ENCODER_SIDE, ENCODER_SIDE)  # the pipeline's unguided picture, normalised
     inputs = torch.cat([clip_pixels(pictures), zero])
-    targets = torch.cat([caption_states(pipe, captions), caption_states(pipe, [""])])
+    targets = _targets(pipe, captions)
     model = torch.nn.Sequential(HiddenStates(encoder), projection)
     try:
         return fit_to_targets(model, inputs, targets, steps, generator, batch=64, one_cycle=True)
