@@ -161,6 +161,11 @@ def train(
         raise ValueError(
             f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
         )
+    if shape_contrast and (not fresh or resume or projection != "plus" or regress_encoder or not align_steps):
+        raise ValueError(
+            "--shape-contrast weighs the regression of a fresh plus adapter's resampler alone "
+            "(--projection plus, --align-steps, without --regress-encoder): nothing here would use it"
+        )
     if more_encoder_steps and (init is None or resume or not fresh):
         raise ValueError(
             "more encoder steps need an --init adapter of another kind (its projection starts fresh); "

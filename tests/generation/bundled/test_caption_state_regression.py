@@ -28,6 +28,13 @@ from generation.models.image_prompts import fresh_adapter_state
 WIDTH = 24  # the encoder's hidden states' width (any: the resampler's input)
 
 
+def _distinct_scenes(rng: random.Random) -> list[Scene]:
+    """Up to 16 one-shape scenes, no two with the same caption."""
+    return list(
+        {scene.caption(): scene for scene in (sample_scene(rng, max_shapes=1) for _ in range(16))}.values()
+    )
+
+
 def _pipe(width: int = WIDTH) -> Any:
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
     tokens = pipe.tokenizer.model_max_length
@@ -40,9 +47,7 @@ def _pipe(width: int = WIDTH) -> Any:
 def test_regressed_tokens_are_nearest_their_own_captions_states_and_the_unguided_the_empty_captions() -> None:
     pipe = _pipe()
     rng = random.Random(5)
-    scenes = list(
-        {scene.caption(): scene for scene in (sample_scene(rng, max_shapes=1) for _ in range(16))}.values()
-    )
+    scenes = _distinct_scenes(rng)
     captions = [scene.caption() for scene in scenes]
     generator = torch.Generator().manual_seed(1)
     encodings = torch.randn(len(captions), 17, WIDTH, generator=generator)  # 16 patches and CLS, say
@@ -70,9 +75,7 @@ def test_regression_through_the_encoder_trains_it_and_brings_each_pictures_token
 ):
     pipe = _pipe(width=96)
     rng = random.Random(7)
-    scenes = list(
-        {scene.caption(): scene for scene in (sample_scene(rng, max_shapes=1) for _ in range(16))}.values()
-    )
+    scenes = _distinct_scenes(rng)
     captions = [scene.caption() for scene in scenes]
     pictures = as_model_input(render_pictures(scenes, ENCODER_SIDE))
     torch.manual_seed(3)

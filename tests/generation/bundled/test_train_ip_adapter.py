@@ -184,3 +184,9 @@ def test_more_encoder_steps_train_the_init_adapters_encoder_for_an_adapter_of_an
     assert not _same(load_file(pooled / encoder), load_file(plus / encoder))
     with pytest.raises(ValueError, match="another kind"):  # its projection would read the old encoder
         train(0, 2, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, encoder_scenes=16, more_encoder_steps=3)
+
+
+def test_a_shape_contrast_nothing_would_use_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--shape-contrast"):  # a pooled adapter has no resampler to weigh
+        train(0, 2, 2, 16, 1e-3, 0, tmp_path / "pooled", shape_contrast=0.05)
+    assert not (tmp_path / "pooled").exists()  # refused before anything was written
