@@ -102,6 +102,16 @@ class Scene:
             _draw_shape(draw, shape, canvas)
         return image.resize((size, size), Image.Resampling.LANCZOS)
 
+    def subject_mask(self, size: int) -> Image.Image:
+        """Where its shapes are ("L", 255 inside; anti-aliased like `render`): what a subject-weighted
+        loss weighs."""
+        canvas = size * _SUPERSAMPLE
+        image = Image.new("L", (canvas, canvas), 0)
+        draw = ImageDraw.Draw(image)
+        for shape in self.shapes:
+            _draw_shape(draw, shape, canvas, fill=255)
+        return image.resize((size, size), Image.Resampling.BOX)
+
 
 def _article(next_word: str) -> str:
     return "an" if next_word[0] in "aeiou" else "a"
@@ -220,11 +230,13 @@ def _draw_background(background: Background, canvas: int) -> Image.Image:
     return image
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, canvas: int) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: Shape, canvas: int, fill: tuple[int, int, int] | int | None = None
+) -> None:
     cx, cy = (value * canvas for value in (shape.centre or POSITIONS[shape.position]))
     radius = SIZES[shape.size] * shape.scale * canvas / 2
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
-    fill = COLOURS[shape.colour]
+    fill = COLOURS[shape.colour] if fill is None else fill
     if shape.shape == "circle":
         draw.ellipse(box, fill=fill)
     elif shape.shape == "square":

@@ -17,13 +17,34 @@ def noise_prediction_loss(
     timesteps: torch.Tensor,
     scheduler: DDPMScheduler,
     gamma: float,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """v-prediction: plain MSE on v (as SD 2.x trains), which weighs the noisiest steps, where the
     layout is decided, by (1 + SNR)/SNR relative to noise MSE; min-SNR's weights would zero the last
-    step, where SNR is 0. Noise prediction: min-SNR weighted."""
+    step, where SNR is 0. Noise prediction: min-SNR weighted. `weights`: per latent cell (broadcast
+    to the prediction's shape), as `weighted_mse`."""
     if scheduler.config.prediction_type == "v_prediction":
-        return F.mse_loss(prediction, scheduler.get_velocity(clean, noise, timesteps))
-    return min_snr_loss(prediction, noise, timesteps, scheduler, gamma)
+        return weighted_mse(prediction, scheduler.get_velocity(clean, noise, timesteps), weights)
+    return min_snr_loss(prediction, noise, timesteps, scheduler, gamma, weights)
+
+
+def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean of `per_sample_error`: plain MSE where `weights` is None."""
+    if weights is None:
+        return F.mse_loss(prediction, target)
+    return per_sample_error(prediction, target, weights).mean()
+
+
+def per_sample_error(
+    prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each sample's squared error, a weighted mean over its elements where `weights` (broadcast to the
+    prediction's shape) is given: weights 1 everywhere give the plain mean."""
+    error = F.mse_loss(prediction, target, reduction="none")
+    if weights is None:
+        return error.mean(dim=tuple(range(1, error.dim())))
+    weights = weights.expand_as(error)
+    return (error * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)
 
 
 def min_snr_loss(
@@ -32,12 +53,13 @@ def min_snr_loss(
     timesteps: torch.Tensor,
     scheduler: DDPMScheduler,
     gamma: float,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Noise-prediction MSE weighted by min(SNR, gamma)/SNR (Hang et al. 2023): faster convergence."""
+    """Noise-prediction MSE weighted by min(SNR, gamma)/SNR (Hang et al. 2023): faster convergence.
+    `weights`: per latent cell, as `weighted_mse`."""
     snr = compute_snr(scheduler, timesteps)
-    weights = torch.clamp(snr, max=gamma) / snr
-    per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-    loss: torch.Tensor = (per_sample * weights).mean()
+    step_weights = torch.clamp(snr, max=gamma) / snr
+    loss: torch.Tensor = (per_sample_error(prediction, noise, weights) * step_weights).mean()
     return loss
 
 

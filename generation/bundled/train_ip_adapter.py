@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -37,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -47,25 +47,18 @@ from generation.bundled import (
     BUNDLED_IP_ADAPTER_DIR,
     BUNDLED_IP_ADAPTER_FILE,
     BUNDLED_MODEL_DIR,
-    evaluator,
     scene_variety,
 )
-from generation.bundled.caption_state_regression import regress_through_encoder, regress_to_captions
 from generation.bundled.dataset import sample_scene
 from generation.bundled.image_encoder import (
-    ENCODER_SIDE,
-    AttributeHeads,
     build_image_encoder,
-    continue_encoder,
     encode_pictures,
-    encoder_pictures,
-    pretrain_encoder,
     unconditional_encoding,
 )
-from generation.bundled.image_token_alignment import align_projection
-from generation.bundled.objectives import noise_prediction_loss
+from generation.bundled.ip_adapter_head_start import HeadStart
+from generation.bundled.objectives import noise_prediction_loss, weighted_mse
 from generation.bundled.training_checkpoints import load_tensors
-from generation.bundled.training_data import as_model_input, render_pictures
+from generation.bundled.training_data import as_model_input, render_pictures, subject_weights
 from generation.models.image_prompts import (
     PROJECTION_KINDS,
     ProjectionKind,
@@ -79,6 +72,7 @@ log = logging.getLogger(__name__)
 TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_proj.proj` adapter
 GENERIC_CAPTIONS = ("a shape", "a picture", "")
 CHECKPOINT_DIR = "checkpoint"  # inside --out, while a run is unfinished
+DEFAULT_HEAD_START = HeadStart()  # frozen: one shared default is safe
 
 
 @torch.no_grad()
@@ -100,7 +94,6 @@ def caption_teacher(
 
 def train(
     steps: int,
-    encoder_steps: int,
     batch: int,
     scenes: int,
     lr: float,
@@ -109,15 +102,13 @@ def train(
     init: Path | None = None,
     model: Path = BUNDLED_MODEL_DIR,
     *,
+    head_start: HeadStart = DEFAULT_HEAD_START,
     save_every: int = 250,
-    align_steps: int = 1000,
-    encoder_scenes: int = 30000,
     distill: float = 1.0,
     projection: ProjectionKind = "pooled",
     projection_only: bool = False,
-    regress_encoder: bool = False,
-    more_encoder_steps: int = 0,
-    shape_contrast: float = 0.0,
+    subject_weight: float = 0.0,
+    cosine_decay: bool = False,
     resume: bool = False,
     device: str = "cpu",
 ) -> None:
@@ -125,16 +116,13 @@ def train(
     its encoder and projection are kept as they are (no stage 1, no fitting).
     `model`: the bundled model folder the adapter is for (its own scenes are drawn). Every
     `save_every` steps the adapter, encoder and optimizer go to `out/checkpoint`, which
-    `resume` continues (the encoder's first stage is not repeated) and a finished run removes.
+    `resume` continues (the head start is not repeated) and a finished run removes.
+    `head_start`: what comes before the diffusion steps (ip_adapter_head_start.HeadStart).
     `projection`: the adapter's kind (image_prompts.PROJECTION_KINDS); an `init` adapter of another kind
     gives its encoder only (the layers and projection start fresh and are fitted).
     `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
-    `regress_encoder`: a fresh plus adapter's regression trains the encoder too, on `encoder_scenes`
-    scenes of its own (caption_state_regression.regress_through_encoder).
-    `shape_contrast`: the weight of caption_state_regression.shape_contrast in the plus regression.
-    `more_encoder_steps`: stage 1 continued this long on the `init` adapter's encoder (one of another
-    kind: a kept projection would read the old encoder), on `encoder_scenes` scenes and half as many
-    plain 64-px ones (image_encoder.continue_encoder).
+    `subject_weight`: the loss on the latent cells the shapes cover weighs 1 + this, the background's 1
+    (training_data.subject_weights). `cosine_decay`: the rate falls along a half cosine to 0 at `steps`.
     Batches are drawn on the CPU whatever `device` trains."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -161,16 +149,9 @@ def train(
         raise ValueError(
             f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
         )
-    if shape_contrast and (not fresh or resume or projection != "plus" or regress_encoder or not align_steps):
-        raise ValueError(
-            "--shape-contrast weighs the regression of a fresh plus adapter's resampler alone "
-            "(--projection plus, --align-steps, without --regress-encoder): nothing here would use it"
-        )
-    if more_encoder_steps and (init is None or resume or not fresh):
-        raise ValueError(
-            "more encoder steps need an --init adapter of another kind (its projection starts fresh); "
-            "a --resume goes on with the encoder its checkpoint holds"
-        )
+    refusal = head_start.refusal(fresh=fresh, resume=resume, init=init is not None, projection=projection)
+    if refusal:
+        raise ValueError(refusal)
     if fresh:  # a new adapter (from an adapter of another kind: on its encoder)
         width = encoder.config.hidden_size if patches else embed_dim
         tokens = pipe.tokenizer.model_max_length if projection == "plus" else TOKENS
@@ -191,28 +172,11 @@ def train(
     pipe.to(device)
     encoder.to(device)  # type: ignore[arg-type]  # transformers types .to() as its decorator wrapper
     generator = torch.Generator().manual_seed(seed + 1 + start)  # a resumed run draws fresh batches
-    if source is None and encoder_steps:  # an --init adapter's encoder is kept: the projection fits it
-        one_shape_rng = random.Random(seed + 2)  # its own: the adapter's scenes stay as they were
-        alone = [sample_scene(one_shape_rng, max_shapes=1, variety=variety) for _ in range(encoder_scenes)]
-        heads = AttributeHeads(embed_dim).to(device)
-        pictures = encoder_pictures(alone, side)
-        pretrain_encoder(encoder, heads, pictures, evaluator.labels_of(alone), encoder_steps, generator)
-    if more_encoder_steps:
-        more_rng = random.Random(seed + 4)
-        alone = [sample_scene(more_rng, max_shapes=1, variety=variety) for _ in range(encoder_scenes)]
-        plain = [sample_scene(more_rng, max_shapes=1) for _ in range(encoder_scenes // 2)]  # as most uploads
-        pictures = torch.cat(
-            [encoder_pictures(alone, side), as_model_input(render_pictures(plain, ENCODER_SIDE))]
-        )
-        continue_encoder(encoder, pictures, evaluator.labels_of(alone + plain), more_encoder_steps, generator)
-    regressing = fresh and not resume and bool(align_steps) and projection == "plus"
-    if regressing and regress_encoder:
-        caption_rng = random.Random(seed + 3)  # its own: the adapter's scenes stay as they were
-        regressed = [sample_scene(caption_rng, max_shapes=2, variety=variety) for _ in range(encoder_scenes)]
-        pictures = encoder_pictures(regressed, side)
-        captions = [scene.caption() for scene in regressed]
-        error = regress_through_encoder(pipe, encoder, pictures, captions, align_steps, generator)
-        log.info("encoder and resampler regressed onto the captions' states: mean squared error %.4f", error)
+    regressing = head_start.regresses(fresh=fresh, resume=resume, projection=projection)
+    head_start.train_encoder(
+        pipe, encoder, new_encoder=source is None, regressing=regressing, variety=variety, seed=seed,
+        generator=generator,
+    )  # fmt: skip
     # From here the encoder stays as it is, so the projection fitted to it stays valid (and a step costs
     # 0.6x of one that trains it too): its embeddings, once.
     encoder.requires_grad_(False)
@@ -222,22 +186,17 @@ def train(
     if resume:
         optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
     else:
-        if fresh and align_steps and projection == "pooled":
-            single = [index for index, scene in enumerate(drawn) if len(scene.shapes) == 1]
-            one_shape = [drawn[index] for index in single]
-            error = align_projection(pipe, embeddings[single], one_shape, align_steps, generator)
-            log.info("image tokens fitted to the caption's token states: mean squared error %.4f", error)
-        elif regressing and not regress_encoder:
-            error = regress_to_captions(
-                pipe, embeddings, unguided, drawn, align_steps, generator, shape_weight=shape_contrast
-            )
-            log.info("resampler tokens regressed onto the captions' states: mean squared error %.4f", error)
+        head_start.fit_projection(
+            pipe, embeddings, unguided, drawn, fresh=fresh, regressing=regressing, projection=projection,
+            generator=generator,
+        )  # fmt: skip
         _save_checkpoint(checkpoint, pipe.unet, encoder, optimizer, 0)  # a resume skips stage 1
     with torch.no_grad():
         scale = pipe.vae.config.scaling_factor
         chunks = torch.split(images, 256)
         latents = torch.cat([pipe.vae.encode(c.to(device)).latent_dist.mean.cpu() for c in chunks]) * scale
     captions = [scene.caption() for scene in drawn]
+    cells = subject_weights(drawn, latents.shape[-1], subject_weight) if subject_weight else None
     texts: dict[str, torch.Tensor] = {}
 
     def text_embedding(caption: str) -> torch.Tensor:
@@ -249,6 +208,9 @@ def train(
                 texts[caption] = pipe.text_encoder(ids.to(device))[0][0]
         return texts[caption]
 
+    # The rate along a half cosine from `lr` at step 0 to 0 at the last (a resumed run where it left off).
+    decay = (lambda step: 0.5 * (1 + math.cos(math.pi * (start + step) / steps))) if cosine_decay else None
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay or (lambda step: 1.0))
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the model's own prediction type
     started = time.perf_counter()
     progress = tqdm(range(start, steps), desc="ip-adapter", initial=start, total=steps)
@@ -272,7 +234,8 @@ def train(
             encoder_hidden_states=hidden,
             added_cond_kwargs={"image_embeds": [embeds]},
         ).sample
-        loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0)
+        weights = None if cells is None else cells[index].to(device)
+        loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, 5.0, weights)
         if distill:
             # What the model predicts from the picture's own caption, without the adapter: a target
             # with the caption's uncertainty already averaged out (the noise target keeps it).
@@ -282,10 +245,11 @@ def train(
             ]
             hidden_told = torch.stack([text_embedding(caption) for caption in told])
             teacher = caption_teacher(pipe, noisy, timesteps, hidden_told, embeds)
-            loss = loss + distill * F.mse_loss(prediction, teacher)
+            loss = loss + distill * weighted_mse(prediction, teacher, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         optimizer.step()
+        schedule.step()
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % save_every == 0 and step + 1 < steps:
@@ -367,6 +331,13 @@ def main() -> None:
         "--shape-contrast", type=float, default=0.0,
         help="plus: weight of the regression's term that keeps each picture's shape apart from the others",
     )  # fmt: skip
+    parser.add_argument(
+        "--subject-weight", type=float, default=0.0,
+        help="the loss on the shapes' latent cells weighs 1 + this (the background's 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cosine-decay", action="store_true", help="the rate falls along a half cosine to 0 at --steps"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--device", default="cpu", help="what it trains on: cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
@@ -376,9 +347,15 @@ def main() -> None:
         parser.error(f"--resume: no checkpoint in {args.out / CHECKPOINT_DIR}")
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(args.threads)
+    head_start = HeadStart(
+        encoder_steps=args.encoder_steps, encoder_scenes=args.encoder_scenes, more_encoder_steps=args.more_encoder_steps,
+        align_steps=args.align_steps, regress_encoder=args.regress_encoder, shape_contrast=args.shape_contrast,
+    )  # fmt: skip
     train(
-        args.steps, args.encoder_steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init,
-        model=args.model, save_every=args.save_every, align_steps=args.align_steps, encoder_scenes=args.encoder_scenes, distill=args.distill, projection=args.projection, projection_only=args.projection_only, regress_encoder=args.regress_encoder, more_encoder_steps=args.more_encoder_steps, shape_contrast=args.shape_contrast, resume=args.resume, device=args.device,
+        args.steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init, model=args.model,
+        head_start=head_start, save_every=args.save_every, distill=args.distill, projection=args.projection,
+        projection_only=args.projection_only, subject_weight=args.subject_weight, cosine_decay=args.cosine_decay,
+        resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

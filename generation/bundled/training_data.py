@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
@@ -55,6 +56,15 @@ def render_pictures(scenes: Sequence[Scene], side: int, chunk: int = 500) -> tor
                 list(tqdm(pool.map(_render, parts, [side] * len(parts)), total=len(parts), desc="scenes"))
             )
     return torch.from_numpy(pixels).permute(0, 3, 1, 2)
+
+
+def subject_weights(scenes: Sequence[Scene], side: int, weight: float) -> torch.Tensor:
+    """Per latent cell (N, 1, side, side): 1 + `weight` x the share of the cell its shapes cover (masks
+    drawn 8x larger, the VAE's factor, then averaged): a loss weighted by it spends more on the subject
+    than on the background, which fills most of a picture and is easy to copy."""
+    masks = np.stack([np.asarray(scene.subject_mask(side * 8)) for scene in scenes])
+    cover = F.avg_pool2d(torch.from_numpy(masks).float()[:, None] / 255.0, 8)
+    return 1.0 + weight * cover
 
 
 def as_model_input(images: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,20 @@ def test_rendering_is_deterministic_and_puts_the_colour_where_the_caption_says()
     assert red[:, :32].sum() > 10 * max(1, red[:, 32:].sum())
 
 
+def test_the_subject_mask_covers_the_shapes_and_nothing_else() -> None:
+    scene = Scene(
+        (Shape("star", "red", "large", "left"), Shape("ring", "blue", "small", "top right")),
+        Background("striped", ("white", "gray")),
+    )
+    picture, mask = np.asarray(scene.render(64)).astype(int), np.asarray(scene.subject_mask(64))
+    shape_coloured = np.zeros(mask.shape, dtype=bool)
+    for colour in ("red", "blue"):
+        shape_coloured |= np.all(np.abs(picture - COLOURS[colour]) < 20, axis=2)
+    assert shape_coloured.sum() > 100
+    assert (mask[shape_coloured] > 200).mean() > 0.97  # edges are anti-aliased in both
+    assert (mask[~shape_coloured] < 128).mean() > 0.97
+
+
 def test_shape_never_shares_the_background_colour() -> None:
     for scene in _scenes(500):
         assert not {shape.colour for shape in scene.shapes} & set(scene.background.colours)

@@ -3,11 +3,12 @@ model read its layout from there), and a text encoder that keeps every word of a
 
 from __future__ import annotations
 
+import pytest
 import torch
 from diffusers import DDPMScheduler
 
 from generation.bundled import architecture
-from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
+from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss, per_sample_error
 
 
 def last_step_correlation(design: architecture.Design) -> float:
@@ -43,6 +44,40 @@ def test_the_v_loss_is_finite_at_zero_snr_and_learns_the_clean_picture_there() -
     assert noise_prediction_loss(-clean, clean, noise, last, schedule, 5.0).item() < 1e-6
     missing = noise_prediction_loss(torch.zeros_like(clean), clean, noise, last, schedule, 5.0).item()
     assert abs(missing - clean.pow(2).mean().item()) < 1e-4
+
+
+@pytest.mark.parametrize("design", [architecture.V1, architecture.V2])  # noise and v prediction
+def test_weights_make_the_subjects_error_cost_more_than_the_same_error_elsewhere(
+    design: architecture.Design,
+) -> None:
+    schedule = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
+    generator = torch.Generator().manual_seed(3)
+    clean = torch.randn((2, 4, 16, 16), generator=generator)
+    noise = torch.randn(clean.shape, generator=generator)
+    steps = torch.full((2,), 500)
+    exact = schedule.get_velocity(clean, noise, steps) if design is architecture.V2 else noise
+    subject = torch.ones((2, 1, 16, 16))
+    subject[:, :, :4, :4] = 5.0
+    on_subject, off_subject = exact.clone(), exact.clone()
+    on_subject[:, :, 1, 1] += 1.0
+    off_subject[:, :, 12, 12] += 1.0
+    plain = [noise_prediction_loss(p, clean, noise, steps, schedule, 5.0) for p in (on_subject, off_subject)]
+    weighted = [
+        noise_prediction_loss(p, clean, noise, steps, schedule, 5.0, subject)
+        for p in (on_subject, off_subject)
+    ]
+    assert torch.isclose(plain[0], plain[1])
+    assert torch.isclose(weighted[0], 5 * weighted[1])
+    uniform = noise_prediction_loss(on_subject, clean, noise, steps, schedule, 5.0, torch.ones_like(subject))
+    assert torch.isclose(uniform, plain[0])  # weights 1: the plain loss
+
+
+def test_per_sample_error_is_a_weighted_mean_per_sample() -> None:
+    target = torch.zeros((2, 1, 2, 2))
+    prediction = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[0.0, 0.0], [0.0, 2.0]]]])
+    weights = torch.tensor([[[[3.0, 1.0], [1.0, 1.0]]]])  # broadcast over the batch
+    assert per_sample_error(prediction, target).tolist() == [0.25, 1.0]
+    assert per_sample_error(prediction, target, weights).tolist() == pytest.approx([0.5, 4 / 6])
 
 
 def test_the_token_head_reads_only_the_captions_own_words() -> None:

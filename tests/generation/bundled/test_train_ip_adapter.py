@@ -6,6 +6,7 @@ import copy
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,26 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
 
-from generation.bundled import BUNDLED_IP_ADAPTER_FILE, BUNDLED_MODEL_DIR, train_ip_adapter
+from generation.bundled import (
+    BUNDLED_IP_ADAPTER_FILE,
+    BUNDLED_MODEL_DIR,
+    ip_adapter_head_start,
+    train_ip_adapter,
+)
+from generation.bundled.ip_adapter_head_start import HeadStart
 from generation.bundled.objectives import noise_prediction_loss
 from generation.bundled.train_ip_adapter import CHECKPOINT_DIR, caption_teacher, main, train
+from generation.bundled.training_checkpoints import load_tensors
 from generation.models.image_prompts import ProjectionKind, fresh_adapter_state
 
 LOSS = "generation.bundled.train_ip_adapter.noise_prediction_loss"
+SHORT = HeadStart(encoder_steps=2, encoder_scenes=16, align_steps=2)  # a head start of a few steps
 
 
 def _train(out: Path, steps: int, *, resume: bool = False) -> None:
     """A few steps on the shipped model: batch 2, 16 scenes, 2 encoder steps on 16 more, a checkpoint
     every 2."""
-    train(steps, 2, 2, 16, 1e-3, 0, out, save_every=2, align_steps=20, encoder_scenes=16, resume=resume)
+    train(steps, 2, 16, 1e-3, 0, out, head_start=replace(SHORT, align_steps=20), save_every=2, resume=resume)
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -50,7 +59,7 @@ def _resume_counting(out: Path, steps: int, monkeypatch: pytest.MonkeyPatch) -> 
     losses: list[int] = []
     first_stages: list[int] = []
     monkeypatch.setattr(LOSS, _counted_loss(losses))
-    monkeypatch.setattr(train_ip_adapter, "pretrain_encoder", lambda *args: first_stages.append(1))
+    monkeypatch.setattr(ip_adapter_head_start, "pretrain_encoder", lambda *args: first_stages.append(1))
     _train(out, steps, resume=True)
     return len(losses), len(first_stages)
 
@@ -141,7 +150,7 @@ def test_an_adapter_of_another_kind_starts_fresh_on_a_pooled_adapters_encoder(
 ) -> None:
     pooled, other = tmp_path / "pooled", tmp_path / kind
     _train(pooled, 2)
-    train(2, 2, 2, 16, 0.0, 0, other, init=pooled, save_every=2, align_steps=2, projection=kind)  # rate 0
+    train(2, 2, 16, 0.0, 0, other, init=pooled, head_start=SHORT, save_every=2, projection=kind)  # rate 0
     pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
     fresh_layers = fresh_adapter_state(pipe.unet, 8, 4, seed=0)["ip_adapter"]  # copies of the text's
     after = load_file(other / BUNDLED_IP_ADAPTER_FILE)
@@ -158,14 +167,14 @@ def test_an_adapter_of_another_kind_starts_fresh_on_a_pooled_adapters_encoder(
     shutil.move(tmp_path / "checkpoint", other / CHECKPOINT_DIR)
     (other / CHECKPOINT_DIR / "state.json").write_text(json.dumps({"step": 2}))
     with pytest.raises(ValueError, match="pass its --projection"):
-        train(4, 2, 2, 16, 0.0, 0, other, save_every=2, resume=True, projection="pooled")
+        train(4, 2, 16, 0.0, 0, other, head_start=SHORT, save_every=2, resume=True, projection="pooled")
 
 
 @pytest.mark.slow  # two short trainings on the bundled model
 def test_projection_only_keeps_the_layers_and_trains_the_projection(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     _train(first, 2)
-    train(2, 2, 2, 16, 1e-2, 0, second, init=first, save_every=2, projection_only=True)
+    train(2, 2, 16, 1e-2, 0, second, init=first, head_start=SHORT, save_every=2, projection_only=True)
     before, after = load_file(first / BUNDLED_IP_ADAPTER_FILE), load_file(second / BUNDLED_IP_ADAPTER_FILE)
     layers = [key for key in before if key.startswith("ip_adapter.")]
     assert layers and all(torch.equal(before[key], after[key]) for key in layers)
@@ -178,15 +187,59 @@ def test_more_encoder_steps_train_the_init_adapters_encoder_for_an_adapter_of_an
 ) -> None:
     pooled, plus = tmp_path / "pooled", tmp_path / "plus"
     _train(pooled, 2)
-    train(0, 2, 2, 16, 1e-3, 0, plus, init=pooled, align_steps=2, encoder_scenes=16, projection="plus",
-          more_encoder_steps=3)  # fmt: skip
+    more = replace(SHORT, more_encoder_steps=3)
+    train(0, 2, 16, 1e-3, 0, plus, init=pooled, head_start=more, projection="plus")
     encoder = "image_encoder/model.safetensors"
     assert not _same(load_file(pooled / encoder), load_file(plus / encoder))
     with pytest.raises(ValueError, match="another kind"):  # its projection would read the old encoder
-        train(0, 2, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, encoder_scenes=16, more_encoder_steps=3)
+        train(0, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, head_start=more)
 
 
 def test_a_shape_contrast_nothing_would_use_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--shape-contrast"):  # a pooled adapter has no resampler to weigh
-        train(0, 2, 2, 16, 1e-3, 0, tmp_path / "pooled", shape_contrast=0.05)
+        train(0, 2, 16, 1e-3, 0, tmp_path / "pooled", head_start=replace(SHORT, shape_contrast=0.05))
     assert not (tmp_path / "pooled").exists()  # refused before anything was written
+
+
+@pytest.mark.slow  # a short training on the bundled model
+def test_a_subject_weight_weighs_the_shapes_cells_in_the_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[torch.Tensor | None] = []
+
+    def loss(*args: Any) -> torch.Tensor:
+        given.append(args[6] if len(args) > 6 else None)
+        return noise_prediction_loss(*args)
+
+    monkeypatch.setattr(LOSS, loss)
+    train(2, 2, 16, 1e-3, 0, tmp_path / "plain", head_start=SHORT)
+    train(2, 2, 16, 1e-3, 0, tmp_path / "weighted", head_start=SHORT, subject_weight=4.0)
+    assert given[:2] == [None, None]
+    side = json.loads((BUNDLED_MODEL_DIR / "unet" / "config.json").read_text())["sample_size"]
+    for weights in given[2:]:
+        assert weights is not None and weights.shape == (2, 1, side, side)
+        assert weights.min() == 1.0 and 1.0 < weights.max() <= 5.0
+
+
+def _saved_rate(out: Path) -> float:
+    rate: float = load_tensors(out / CHECKPOINT_DIR / "optimizer.pt")["param_groups"][0]["lr"]
+    return rate
+
+
+@pytest.mark.slow  # short trainings on the bundled model
+def test_the_cosine_decay_falls_along_the_run_and_a_resumed_run_goes_on_where_it_left_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "adapter"
+
+    def run(resume: bool) -> None:  # 6 steps, a checkpoint every 2, stopped at the third step it takes
+        with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+            patched.setattr(LOSS, _counted_loss([], interrupt_at=3))
+            train(6, 2, 16, 1e-3, 0, out, head_start=SHORT, save_every=2, cosine_decay=True, resume=resume)
+
+    run(resume=False)
+    assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 2}
+    assert _saved_rate(out) == pytest.approx(1e-3 * 0.75)  # (1 + cos(pi 2/6)) / 2
+    run(resume=True)
+    assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 4}
+    assert _saved_rate(out) == pytest.approx(1e-3 * 0.25)  # not 0.75 again: the schedule went on

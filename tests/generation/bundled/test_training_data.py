@@ -7,9 +7,9 @@ import random
 import numpy as np
 import torch
 
-from generation.bundled.dataset import HELD_OUT, sample_plain_scene, sample_scene
+from generation.bundled.dataset import HELD_OUT, Background, Scene, Shape, sample_plain_scene, sample_scene
 from generation.bundled.train import TrainConfig, render_dataset
-from generation.bundled.training_data import batch_indices, render_pictures
+from generation.bundled.training_data import batch_indices, render_pictures, subject_weights
 
 
 def test_a_plain_scene_is_one_coloured_shape_placed_by_its_caption_on_white() -> None:
@@ -49,3 +49,13 @@ def test_scenes_rendered_on_several_cores_are_the_pixels_rendered_on_one() -> No
     one_by_one = torch.from_numpy(np.stack([np.asarray(scene.render(32)) for scene in scenes]))
     assert in_parts.shape == (30, 3, 32, 32)
     assert torch.equal(in_parts, one_by_one.permute(0, 3, 1, 2))
+
+
+def test_subject_weights_raise_the_shapes_latent_cells_alone() -> None:
+    left = Scene((Shape("square", "red", "large", "left"),), Background("solid", ("white",)))
+    right = Scene((Shape("square", "red", "large", "right"),), Background("solid", ("white",)))
+    weights = subject_weights([left, right], 16, 4.0)
+    assert weights.shape == (2, 1, 16, 16)
+    assert weights.min() == 1.0 and weights.max() == 5.0  # a cell wholly inside the square: 1 + 4
+    assert weights[0, 0, :, :6].mean() > 2.0 and torch.all(weights[0, 0, :, 10:] == 1.0)
+    assert torch.equal(weights[1].flip(-1), weights[0])  # the same square, mirrored
