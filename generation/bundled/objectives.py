@@ -28,7 +28,9 @@ def noise_prediction_loss(
     return min_snr_loss(prediction, noise, timesteps, scheduler, gamma, weights)
 
 
-def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+def weighted_mse(
+    prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
     """The mean of `per_sample_error`: plain MSE where `weights` is None."""
     if weights is None:
         return F.mse_loss(prediction, target)
