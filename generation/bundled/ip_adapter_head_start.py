@@ -98,9 +98,8 @@ class HeadStart:
             alone = [
                 sample_scene(more_rng, max_shapes=1, variety=variety) for _ in range(self.encoder_scenes)
             ]
-            plain = [
-                sample_scene(more_rng, max_shapes=1) for _ in range(self.encoder_scenes // 2)
-            ]  # as uploads
+            # Half as many plain 64-px scenes: most uploads are pictures like these, not the model's own.
+            plain = [sample_scene(more_rng, max_shapes=1) for _ in range(self.encoder_scenes // 2)]
             pictures = torch.cat(
                 [encoder_pictures(alone, side), as_model_input(render_pictures(plain, ENCODER_SIDE))]
             )
