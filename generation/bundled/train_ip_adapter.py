@@ -17,6 +17,7 @@ What is trained (the bundled model itself stays frozen):
   image_token_alignment.py), IP-Adapter Full's (one token per encoder patch, from the penultimate
   layer's 257 hidden states) or IP-Adapter Plus's (a resampler's 77 queries read those hidden states;
   regressed first onto the caption's own states: caption_state_regression.py): `--projection`.
+  The encoder's stages and the projection's fitting (the head start) are ip_adapter_head_start.py's.
 
 The picture prompt of each example is its own target scene (IP-Adapter's recipe); its caption is
 mostly withheld ("a shape" or nothing) so that colour and shape must come through the picture, and
