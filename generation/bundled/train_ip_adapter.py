@@ -108,6 +108,7 @@ def train(
     distill: float = 1.0,
     projection: ProjectionKind = "pooled",
     projection_only: bool = False,
+    resampler_width: int | None = None,
     subject_weight: float = 0.0,
     cosine_decay: bool = False,
     resume: bool = False,
@@ -122,6 +123,7 @@ def train(
     `projection`: the adapter's kind (image_prompts.PROJECTION_KINDS); an `init` adapter of another kind
     gives its encoder only (the layers and projection start fresh and are fitted).
     `projection_only`: the layers' to_k_ip/to_v_ip stay as they are (fresh: the text's copies).
+    `resampler_width`: a fresh plus resampler's inner width (default: the UNet's cross-attention width).
     `subject_weight`: the loss on the latent cells the shapes cover weighs 1 + this, the background's 1
     (training_data.subject_weights). `cosine_decay`: the rate falls along a half cosine to 0 at `steps`.
     Batches are drawn on the CPU whatever `device` trains."""
@@ -156,7 +158,9 @@ def train(
     if fresh:  # a new adapter (from an adapter of another kind: on its encoder)
         width = encoder.config.hidden_size if patches else embed_dim
         tokens = pipe.tokenizer.model_max_length if projection == "plus" else TOKENS
-        state = fresh_adapter_state(pipe.unet, width, tokens, seed, kind=projection)
+        state = fresh_adapter_state(
+            pipe.unet, width, tokens, seed, kind=projection, resampler_width=resampler_width
+        )
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
     adapter = [
         p
@@ -321,6 +325,11 @@ def main() -> None:
         "--projection-only", action="store_true", help="train the projection alone, the layers as they are"
     )
     parser.add_argument(
+        "--resampler-width",
+        type=int,
+        help="a fresh plus resampler's inner width (default: the UNet's cross-attention width)",
+    )
+    parser.add_argument(
         "--regress-encoder", action="store_true",
         help="plus: the head start's regression trains the image encoder too (on --encoder-scenes scenes)",
     )  # fmt: skip
@@ -355,8 +364,8 @@ def main() -> None:
     train(
         args.steps, args.batch, args.scenes, args.lr, args.seed, args.out, args.init, model=args.model,
         head_start=head_start, save_every=args.save_every, distill=args.distill, projection=args.projection,
-        projection_only=args.projection_only, subject_weight=args.subject_weight, cosine_decay=args.cosine_decay,
-        resume=args.resume, device=args.device,
+        projection_only=args.projection_only, resampler_width=args.resampler_width,
+        subject_weight=args.subject_weight, cosine_decay=args.cosine_decay, resume=args.resume, device=args.device,
     )  # fmt: skip
 
 

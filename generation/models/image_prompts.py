@@ -192,17 +192,24 @@ def cross_attentions(unet: Any) -> list[Any]:
 
 
 def fresh_adapter_state(
-    unet: Any, embed_dim: int, tokens: int, seed: int, *, kind: ProjectionKind = "pooled"
+    unet: Any,
+    embed_dim: int,
+    tokens: int,
+    seed: int,
+    *,
+    kind: ProjectionKind = "pooled",
+    resampler_width: int | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """A new adapter for `unet` in the file's layout: each to_k_ip/to_v_ip a copy of its layer's text
     to_k/to_v (so image tokens start out read as text tokens are, as the IP-Adapter paper initialises
-    them) and a random projection of `kind` (PROJECTION_KINDS) from `embed_dim`-wide encodings."""
+    them) and a random projection of `kind` (PROJECTION_KINDS) from `embed_dim`-wide encodings; a plus
+    resampler `resampler_width` wide inside (default: the UNet's cross-attention width)."""
     generator = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
     if kind == "full":
         image_proj = fresh_patch_projection(embed_dim, cross, generator)
     elif kind == "plus":
-        image_proj = fresh_resampler(embed_dim, cross, tokens, seed)
+        image_proj = fresh_resampler(embed_dim, cross, tokens, seed, width=resampler_width or cross)
     else:
         image_proj = {
             "proj.weight": torch.randn(cross * tokens, embed_dim, generator=generator) * embed_dim**-0.5,
@@ -232,9 +239,13 @@ def projection_kind(image_proj: dict[str, torch.Tensor]) -> ProjectionKind:
     return "full" if "proj.3.weight" in image_proj else "pooled"
 
 
-def fresh_resampler(embed_dim: int, cross: int, tokens: int, seed: int) -> dict[str, torch.Tensor]:
+def fresh_resampler(
+    embed_dim: int, cross: int, tokens: int, seed: int, *, width: int | None = None
+) -> dict[str, torch.Tensor]:
     """IP-Adapter Plus's projection (a perceiver resampler, `tokens` queries, depth 4, heads of 64 as
-    diffusers' loader assumes) in the file's layout."""
+    diffusers' loader assumes) in the file's layout, `width` wide inside (default `cross`; SDXL's
+    Plus adapters are 1280 wide for a 2048-wide UNet: the loader reads it from the file)."""
+    width = width or cross
     from diffusers.models.embeddings import IPAdapterPlusImageProjection
 
     with torch.random.fork_rng(
@@ -244,8 +255,8 @@ def fresh_resampler(embed_dim: int, cross: int, tokens: int, seed: int) -> dict[
         module = IPAdapterPlusImageProjection(
             embed_dims=embed_dim,
             output_dims=cross,
-            hidden_dims=cross,
-            heads=max(cross // 64, 1),
+            hidden_dims=width,
+            heads=max(width // 64, 1),
             num_queries=tokens,
         )
     return _resampler_file_names(module.state_dict())

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from generation.config import IpAdapterConfig, ModelConfig
 from generation.errors import DreamcordError, SpecError
-from generation.models.image_prompts import ProjectionKind, loaded_adapter_state
+from generation.models.image_prompts import ProjectionKind, fresh_adapter_state, loaded_adapter_state
 from generation.models.loading import load_model
 from generation.models.tiny import TINY_IP_ADAPTER_FILE, save_tiny_ip_adapter
 from generation.pool.runner import JobRunner
@@ -132,6 +132,23 @@ def test_adapters_reading_patches_steer_and_save_back_as_they_were_loaded(
     reds = _pixels(runner, _spec(runner, "a cat --seed 5 --steps 3", (red,), count=1))[0]
     blues = _pixels(runner, _spec(runner, "a cat --seed 5 --steps 3", (blue,), count=1))[0]
     assert np.abs(plain - reds).mean() > 1.0 and np.abs(reds - blues).mean() > 0.5
+
+
+def test_a_plus_resampler_wider_than_the_unet_loads_at_its_own_width(
+    tiny_config: ModelConfig,
+) -> None:
+    pipeline = load_model(tiny_config, device="cpu").pipeline
+    cross = pipeline.unet.config.cross_attention_dim
+    state = fresh_adapter_state(pipeline.unet, 16, 5, seed=0, kind="plus", resampler_width=4 * cross)
+    pipeline.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
+    projection = pipeline.unet.encoder_hid_proj.image_projection_layers[0]
+    assert projection.latents.shape == (1, 5, 4 * cross)  # its queries, as wide as asked
+    assert projection.layers[0].attn.heads == max(4 * cross // 64, 1)  # heads of 64, as the loader counts
+    tokens = projection(torch.randn(2, 9, 16))  # nine hidden states of a 16-wide encoder
+    assert tokens.shape == (2, 5, cross)  # what the UNet's attention reads
+    flat = {f"{part}.{key}": value for part, tensors in state.items() for key, value in tensors.items()}
+    again = loaded_adapter_state(pipeline.unet)
+    assert again.keys() == flat.keys() and all(torch.equal(again[key], flat[key]) for key in flat)
 
 
 def test_a_model_without_an_adapter_refuses_image_prompts(tiny_config: ModelConfig, tmp_path: Path) -> None:

@@ -182,15 +182,16 @@ def test_projection_only_keeps_the_layers_and_trains_the_projection(tmp_path: Pa
 
 
 @pytest.mark.slow  # short trainings on the bundled model
-def test_more_encoder_steps_train_the_init_adapters_encoder_for_an_adapter_of_another_kind(
+def test_more_encoder_steps_and_a_resampler_width_for_an_adapter_of_another_kind(
     tmp_path: Path,
 ) -> None:
     pooled, plus = tmp_path / "pooled", tmp_path / "plus"
     _train(pooled, 2)
     more = replace(SHORT, more_encoder_steps=3)
-    train(0, 2, 16, 1e-3, 0, plus, init=pooled, head_start=more, projection="plus")
+    train(0, 2, 16, 1e-3, 0, plus, init=pooled, head_start=more, projection="plus", resampler_width=128)
     encoder = "image_encoder/model.safetensors"
     assert not _same(load_file(pooled / encoder), load_file(plus / encoder))
+    assert load_file(plus / BUNDLED_IP_ADAPTER_FILE)["image_proj.latents"].shape[-1] == 128  # as asked
     with pytest.raises(ValueError, match="another kind"):  # its projection would read the old encoder
         train(0, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, head_start=more)
 
