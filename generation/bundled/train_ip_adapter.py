@@ -153,6 +153,10 @@ def train(
             f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
         )
     refusal = head_start.refusal(fresh=fresh, resume=resume, init=init is not None, projection=projection)
+    if resampler_width and not (fresh and projection == "plus"):
+        refusal = (
+            "--resampler-width sizes a fresh plus adapter's resampler (--projection plus, no plus --init)"
+        )
     if refusal:
         raise ValueError(refusal)
     if fresh:  # a new adapter (from an adapter of another kind: on its encoder)

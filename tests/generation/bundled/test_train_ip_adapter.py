@@ -244,3 +244,8 @@ def test_the_cosine_decay_falls_along_the_run_and_a_resumed_run_goes_on_where_it
     run(resume=True)
     assert json.loads((out / CHECKPOINT_DIR / "state.json").read_text()) == {"step": 4}
     assert _saved_rate(out) == pytest.approx(1e-3 * 0.25)  # not 0.75 again: the schedule went on
+
+
+def test_a_resampler_width_nothing_would_use_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--resampler-width"):  # a pooled adapter has no resampler
+        train(0, 2, 16, 1e-3, 0, tmp_path / "pooled", head_start=SHORT, resampler_width=128)
