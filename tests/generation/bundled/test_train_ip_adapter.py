@@ -192,6 +192,12 @@ def test_more_encoder_steps_and_a_resampler_width_for_an_adapter_of_another_kind
     encoder = "image_encoder/model.safetensors"
     assert not _same(load_file(pooled / encoder), load_file(plus / encoder))
     assert load_file(plus / BUNDLED_IP_ADAPTER_FILE)["image_proj.latents"].shape[-1] == 128  # as asked
+    shutil.copytree(plus, plus / CHECKPOINT_DIR)  # as if interrupted: the same command with --resume
+    (plus / CHECKPOINT_DIR / "state.json").write_text(json.dumps({"step": 0}))
+    with pytest.raises(ValueError, match="--resampler-width"):  # not the width it was made at
+        train(2, 2, 16, 1e-3, 0, plus, projection="plus", resampler_width=64, resume=True)
+    with pytest.raises(FileNotFoundError, match="optimizer"):  # past the check (no optimizer state here)
+        train(2, 2, 16, 1e-3, 0, plus, projection="plus", resampler_width=128, resume=True)
     with pytest.raises(ValueError, match="another kind"):  # its projection would read the old encoder
         train(0, 2, 16, 1e-3, 0, tmp_path / "again", init=pooled, head_start=more)
 
