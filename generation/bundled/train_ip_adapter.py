@@ -153,12 +153,12 @@ def train(
             f"the checkpoint in {checkpoint} is not a {projection} adapter: pass its --projection"
         )
     refusal = head_start.refusal(fresh=fresh, resume=resume, init=init is not None, projection=projection)
-    kept = None if fresh else state["image_proj"].get("latents")  # a resumed run's own resampler
-    resumes_as_wide = resume and kept is not None and kept.shape[-1] == resampler_width
-    if resampler_width and not (fresh and projection == "plus") and not resumes_as_wide:
-        refusal = (
-            "--resampler-width sizes a fresh plus adapter's resampler (--projection plus, no plus --init)"
-        )
+    if resampler_width and not (fresh and projection == "plus"):
+        kept = state["image_proj"].get("latents") if resume else None  # a resumed run's own resampler
+        if kept is None or kept.shape[-1] != resampler_width:
+            refusal = (
+                "--resampler-width sizes a fresh plus adapter's resampler (--projection plus, no plus --init)"
+            )
     if refusal:
         raise ValueError(refusal)
     if fresh:  # a new adapter (from an adapter of another kind: on its encoder)

@@ -60,8 +60,9 @@ def render_pictures(scenes: Sequence[Scene], side: int, chunk: int = 500) -> tor
 
 def subject_weights(scenes: Sequence[Scene], side: int, weight: float) -> torch.Tensor:
     """Per latent cell (N, 1, side, side): 1 + `weight` x the share of the cell its shapes cover (masks
-    drawn 8 px a cell, then averaged: the share does not depend on the VAE's factor): a loss weighted by it spends more on the subject
-    than on the background, which fills most of a picture and is easy to copy."""
+    drawn 8 px a cell, then averaged: the share does not depend on the VAE's factor): a loss weighted
+    by it spends more on the subject than on the background, which fills most of a picture and is easy
+    to copy."""
     masks = np.stack([np.asarray(scene.subject_mask(side * 8)) for scene in scenes])
     cover = F.avg_pool2d(torch.from_numpy(masks).float()[:, None] / 255.0, 8)
     return 1.0 + weight * cover

@@ -209,7 +209,7 @@ def fresh_adapter_state(
     if kind == "full":
         image_proj = fresh_patch_projection(embed_dim, cross, generator)
     elif kind == "plus":
-        image_proj = fresh_resampler(embed_dim, cross, tokens, seed, width=resampler_width or cross)
+        image_proj = fresh_resampler(embed_dim, cross, tokens, seed, width=resampler_width)
     else:
         image_proj = {
             "proj.weight": torch.randn(cross * tokens, embed_dim, generator=generator) * embed_dim**-0.5,
