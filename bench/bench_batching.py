@@ -5,7 +5,7 @@ pictures (generation.pool.batching decides which jobs may share a call; here all
 Prints throughput (grids per second) and each user's time to result, and the largest pixel
 difference between a user's batched pictures and the same job run alone.
 
-    python bench/bench_batching.py                       # bundled model, 64 px, 20 steps, 3 rounds
+    python bench/bench_batching.py                       # bundled model, 128 px, 20 steps, 3 rounds
     python bench/bench_batching.py --full-size --steps 1 --images 1   # SD 1.5's architecture at 512 px
     python bench/bench_batching.py --full-size sdxl --device cuda --steps 20    # on a GPU (bench/gpu.sh)
 

@@ -5,8 +5,8 @@ attends as the text path does for that caption. The test's loop otherwise (issue
 picture, the text "a shape", seeds 2000+i, the model's evaluator). What an adapter that predicts
 those states (`train_ip_adapter --projection plus`) can approach (bench/RESULTS.md, "Session 22").
 
-    python bench/bench_caption_state_oracle.py --model generation/bundled/model-v2 \
-        --evaluator generation/bundled/evaluator-v2 --pictures 40 --scales 0.5 1 2
+    python bench/bench_caption_state_oracle.py --model generation/bundled/model \
+        --evaluator generation/bundled/evaluator --pictures 40 --scales 0.5 1 2
 """
 
 from __future__ import annotations

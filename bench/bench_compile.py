@@ -3,7 +3,7 @@ one denoising step (the denoiser's forward on a CFG batch of a 2x2 grid) with ch
 QKV projections, torch.compile (inductor, dynamic shapes), and compile with channels_last; and the
 largest pixel difference of a whole grid against eager.
 
-    python bench/bench_compile.py                  # bundled model, 64 px
+    python bench/bench_compile.py                  # bundled model, 128 px
     python bench/bench_compile.py --full-size      # SD 1.5's architecture at 512 px (random weights)
     python bench/bench_compile.py --full-size sdxl --device cuda --dtype float16   # bench/gpu.sh
 """

@@ -1,10 +1,10 @@
-"""Whether a bundled model folder puts a shape where its prompt says, without the evaluator (which
-knows only the shipped model's 64-px scenes): "a red circle at the {position} on a {background}
+"""Whether a bundled model folder puts a shape where its prompt says, without an evaluator (a folder
+in training has none of its own yet): "a red circle at the {position} on a {background}
 background" at the nine positions x four seeds, drawn with the folder's own pipeline, and the red
 pixels' centroid read back as the nearest named position. Chance is 4/36. Quick enough to follow a
 training run (about a minute a background on 2 cores at 128 px).
 
-    python bench/bench_positions.py generation/bundled/model-v2 [--background white blue]
+    python bench/bench_positions.py generation/bundled/model [--background white blue]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 interleaved): the full VAE decode, the fitted latent-to-RGB map (the default) and a tiny decoder
 (AutoencoderTiny in TAESD's architecture, random weights: the time is the architecture's).
 
-    python bench/bench_previews.py               # bundled model (64 px) and SD 1.5's VAE at 512 px
+    python bench/bench_previews.py               # bundled model (128 px) and SD 1.5's VAE at 512 px
     python bench/bench_previews.py --skip-full   # the bundled model only
     python bench/bench_previews.py --device cuda # the full-size VAE on a GPU, 512 and 1024 px (bench/gpu.sh)
 
@@ -81,7 +81,7 @@ def main() -> None:
         taesd = AutoencoderTiny(latent_channels=4).eval()
         latents = torch.randn(1, 4, 16, 16)
         compare(
-            "bundled model, 64 px",
+            "bundled model, 128 px",
             {"full VAE": VaeDecoder(bundled.pipeline.vae, processor), "latent-to-RGB map (default)": bundled.preview_decoder(),
              "tiny decoder (TAESD architecture)": VaeDecoder(taesd, processor)},
             latents, {"full VAE": 41, "latent-to-RGB map (default)": 201, "tiny decoder (TAESD architecture)": 21},

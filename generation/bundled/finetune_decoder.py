@@ -1,7 +1,7 @@
 """Fine-tune a bundled model's VAE decoder alone: its encoder, latent space and latent scale stay as
 they were, so the UNet trained on those latents needs nothing new (as SD's ft-MSE VAE did for SD 1.x).
 
-    python -m generation.bundled.finetune_decoder --model generation/bundled/model-v2 --out OUT \
+    python -m generation.bundled.finetune_decoder --model generation/bundled/model --out OUT \
         [--steps 1000] [--resume]
 
 The second model's VAE was trained 1,800 steps, mostly on crops: its reconstructions are 3.5/255 too

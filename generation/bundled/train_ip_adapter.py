@@ -1,7 +1,7 @@
 """Train the bundled model's image-prompt adapter, in IP-Adapter's own format, on the CPU.
 
     python -m generation.bundled.train_ip_adapter --out generation/bundled/ip_adapter
-    python -m generation.bundled.train_ip_adapter --model generation/bundled/model-v2 --out OUT
+    python -m generation.bundled.train_ip_adapter --model generation/bundled/model --out OUT
     python -m generation.bundled.train_ip_adapter --model ... --out OUT --resume   # after an interruption
 
 What is trained (the bundled model itself stays frozen):
