@@ -48,11 +48,13 @@ def render(model: LoadedModel, cache: AdapterCache, word: str, refs: tuple[Adapt
 def test_a_trained_token_moves_images_toward_its_photos(
     method: str, required_gain: float, bundled: LoadedModel, tmp_path: Path
 ) -> None:
-    photos = hexagon_photos(5, seed=1)
+    # As /train prepares them: square photos at the model's own resolution.
+    photos = hexagon_photos(5, size=bundled.resolution, seed=1)
     hashes = tuple(hashlib.sha256(encode_png(p)).hexdigest() for p in photos)
     spec = train_spec(
-        bundled.config, 64, token="hexy", class_noun="shape", method=method, images=hashes, seed=0
-    )  # type: ignore[arg-type]
+        bundled.config, bundled.resolution, token="hexy", class_noun="shape", method=method, images=hashes,
+        seed=0,
+    )  # type: ignore[arg-type]  # fmt: skip
     trained = train_adapter(
         bundled,
         spec.model_copy(update={"samples": 0}),
