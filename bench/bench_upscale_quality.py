@@ -36,6 +36,7 @@ from generation.prompt import parse_prompt
 from generation.specs import imagine_spec, upscale_spec
 
 SOURCE_HASH = "0" * 64
+DETAIL_STRENGTH = 0.2  # img2img detail passes: a real model's subtle upscale
 
 
 def sharpness(image: Image.Image) -> float:
@@ -57,7 +58,9 @@ def main() -> None:
     config = bundled_model_config()
     if args.model:
         config = dataclasses.replace(config, source=args.model)
-    plain = load_model(config, device="cpu")
+    # The bundled config names its network and sets subtle's detail passes to 0: both are what this
+    # compares, so each row sets them itself.
+    plain = load_model(dataclasses.replace(config, upscaler=None), device="cpu")
     upscaler = str(UPSCALER_DIR / UPSCALER_FILE)
     networked = dataclasses.replace(plain, config=dataclasses.replace(config, upscaler=upscaler), extras={})
     judge = evaluator.load(args.evaluator)
@@ -71,19 +74,20 @@ def main() -> None:
         lanczos = source.resize((2 * source.width, 2 * source.height), Image.Resampling.LANCZOS)
         (before,) = evaluator.classify(judge, [source])
         for first, model in (("lanczos", plain), ("network", networked)):
-            spec = upscale_spec(
-                base,
-                SOURCE_HASH,
-                source.size,
-                2,
-                "subtle",
-                plain.resolution,
-                setup=upscale_setup(model.config),
-                seed=1,
-            )
+            setup = upscale_setup(model.config)
             for detail in (False, True):
                 name = f"{first} {'+ detail passes (0.2)' if detail else 'alone'}"
-                run = spec if detail else spec.model_copy(update={"strength": 0.0})
+                strengths = {**setup.strengths, "subtle": DETAIL_STRENGTH if detail else 0.0}
+                run = upscale_spec(
+                    base,
+                    SOURCE_HASH,
+                    source.size,
+                    2,
+                    "subtle",
+                    plain.resolution,
+                    setup=dataclasses.replace(setup, strengths=strengths),
+                    seed=1,
+                )
                 image = run_upscale(model, run, source).images[0]
                 (after,) = evaluator.classify(judge, [image])
                 row = rows.setdefault(name, {"kept": [], "distance": [], "sharpness": []})

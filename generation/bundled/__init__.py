@@ -37,16 +37,16 @@ def bundled_model_config() -> ModelConfig:
         # --turbo: 8 steps of DPM++ 2M (2.5x fewer; its quality cost is measured in bench/bench_turbo.py).
         turbo=TurboConfig(steps=8, scheduler="dpmpp_2m"),
         # Upscale: its own super-resolution network first. Subtle is that network alone: its detail
-        # passes redraw the 64-px scene into each tile (colour and shape kept in 62% of 40 pictures,
-        # against 100% for the network alone, which is 1.57x sharper than Lanczos and 1.7/255 from it;
-        # bench/bench_upscale_quality.py). Creative keeps its detail passes: redrawing is its point.
+        # passes change what 10% of 40 pictures show (the network alone: none, 1.58x sharper than
+        # Lanczos and 0.8/255 from it; bench/bench_upscale_quality.py on the 128-px model). Creative
+        # keeps its detail passes: redrawing is its point.
         upscaler=str(BUNDLED_UPSCALER),
         upscale_strengths={"subtle": 0.0},
         describer=BUNDLED_DESCRIBER,  # /describe: what its evaluator reads, worded as its captions
-        # Image prompts: its own IP-Adapter (train_ip_adapter.py). Scale 1.5 at --iw 1 measured best
-        # (colour and shape both right: 68% at 1.5, 52% at 1.0, 67% at 2.0, over 60 pictures). No layer
-        # of it carries colour alone (the text's colour wins in every layer set tried), so --sref uses
-        # the down and mid blocks, which leave the text's shape in charge (bench_image_prompts.py).
+        # Image prompts: its own IP-Adapter Plus (train_ip_adapter.py). Scale 1.5 at --iw 1: colour and
+        # shape both right in 74 of 100 pictures (69 at 2.0; bench/RESULTS.md, session 25). No layer of
+        # it carries colour alone (the text's colour wins in every layer set tried, on both models), so
+        # --sref uses the down and mid blocks, which leave the text's shape in charge.
         ip_adapter=IpAdapterConfig(
             source=str(BUNDLED_IP_ADAPTER_DIR),
             weight_name=BUNDLED_IP_ADAPTER_FILE,
