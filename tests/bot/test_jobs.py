@@ -214,6 +214,36 @@ async def test_a_result_is_posted_exactly_once_across_restarts(
         await pool.close()
 
 
+@pytest.mark.parametrize("fault", ["Discord unreachable", "killed after posting"])
+async def test_the_watchdog_posts_a_result_whose_posting_failed_without_waiting_for_a_restart(
+    fault: str, sessions: async_sessionmaker[AsyncSession], tiny_config: ModelConfig, tmp_path: Path
+) -> None:
+    """A posting that failed (Discord down, or the database locked past the retries that record it)
+    is retried by the running service's watchdog, once: the user does not wait for a restart."""
+    pool = _pool(tiny_config)
+    await pool.start()
+    discord = _RecordingSink(
+        fail_first=fault == "Discord unreachable", crash_after_posting=fault == "killed after posting"
+    )
+    service = JobService(sessions, pool, FileStore(tmp_path / "files"), messages=discord)
+    try:
+        await service.start(watch_every_s=0.05, sweep_every_s=None)
+        ticket = await service.submit(owner_id=1, spec=_spec(tiny_config, 1), channel_id=77)
+        assert isinstance(await asyncio.wait_for(ticket.wait(), 60), Finished)
+        discord.crash_after_posting = False
+
+        async def recorded() -> int:
+            while (job := await service.get_job(ticket.job_id)) is None or job.message_id is None:
+                await asyncio.sleep(0.05)
+            return job.message_id
+
+        assert await asyncio.wait_for(recorded(), 30) == 1000 + ticket.job_id
+        assert discord.posted == [ticket.job_id]  # posted once, whichever way it failed
+    finally:
+        await service.close()
+        await pool.close()
+
+
 def _hold_write_lock(db_url: str, seconds: float) -> threading.Event:
     """Another connection takes SQLite's write lock for `seconds` (longer than the busy timeout);
     the returned event is set once it holds it."""

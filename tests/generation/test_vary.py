@@ -64,7 +64,8 @@ def test_more_strength_lets_the_prompt_repaint_more_of_the_source() -> None:
         guidance=5.0,
     )
     source = run_imagine(bundled, picture).images[0]
-    changes = {"model": "bundled", "steps": 20, "guidance": 5.0}
+    size = {"width": bundled.resolution, "height": bundled.resolution}
+    changes = {"model": "bundled", "steps": 20, "guidance": 5.0, **size}
 
     def mean_distance(prompt: str, strength: float) -> float:
         spec = vary(strength).model_copy(update={**changes, "prompt": prompt})
@@ -168,8 +169,9 @@ def test_region_vary_on_the_bundled_model_paints_over_the_boxed_circle_only(
         bottom=(ys.max() + 1) / source.height,
     )
     spec = vary(1.0).model_copy(
-        update={"model": "bundled", "steps": 20, "guidance": 5.0, "prompt": "a blue background", "box": box}
-    )
+        update={"model": "bundled", "steps": 20, "guidance": 5.0, "prompt": "a blue background", "box": box,
+                "width": source.width, "height": source.height}
+    )  # fmt: skip
     from generation.operations.inpaint import seam_margin
     from generation.operations.masks import box_mask
 

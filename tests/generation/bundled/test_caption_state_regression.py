@@ -36,7 +36,9 @@ def _distinct_scenes(rng: random.Random) -> list[Scene]:
 
 
 def _pipe(width: int = WIDTH) -> Any:
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        BUNDLED_MODEL_DIR, safety_checker=None, dtype=torch.float32
+    )
     tokens = pipe.tokenizer.model_max_length
     state = fresh_adapter_state(pipe.unet, width, tokens, seed=0, kind="plus")
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)
@@ -98,7 +100,9 @@ def test_regression_through_the_encoder_trains_it_and_brings_each_pictures_token
 
 
 def test_the_shape_contrast_is_low_at_the_own_captions_states_and_high_between_shapes_or_at_another() -> None:
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        BUNDLED_MODEL_DIR, safety_checker=None, dtype=torch.float32
+    )
     rng = random.Random(3)
     scenes = [sample_scene(rng, max_shapes=2) for _ in range(4)]
     contrast = shape_contrast(pipe, scenes)

@@ -19,7 +19,9 @@ from generation.models.image_prompts import fresh_adapter_state
 
 @pytest.fixture(scope="module")
 def pipe() -> Any:
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        BUNDLED_MODEL_DIR, safety_checker=None, dtype=torch.float32
+    )
     embed_dim = pipe.unet.config.cross_attention_dim
     state = fresh_adapter_state(pipe.unet, embed_dim, TOKENS, seed=0)
     pipe.load_ip_adapter(state, subfolder=None, weight_name=None, image_encoder_folder=None)

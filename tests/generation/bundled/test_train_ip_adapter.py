@@ -114,7 +114,9 @@ def test_a_run_stopped_after_the_encoder_stage_resumes_without_repeating_it(
 
 
 def test_the_caption_teacher_predicts_without_the_adapter_and_leaves_it_on() -> None:
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        BUNDLED_MODEL_DIR, safety_checker=None, dtype=torch.float32
+    )
     plain = copy.deepcopy(pipe.unet)
     embed_dim = pipe.unet.config.cross_attention_dim
     state = fresh_adapter_state(pipe.unet, embed_dim, train_ip_adapter.TOKENS, seed=0)
@@ -151,7 +153,9 @@ def test_an_adapter_of_another_kind_starts_fresh_on_a_pooled_adapters_encoder(
     pooled, other = tmp_path / "pooled", tmp_path / kind
     _train(pooled, 2)
     train(2, 2, 16, 0.0, 0, other, init=pooled, head_start=SHORT, save_every=2, projection=kind)  # rate 0
-    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED_MODEL_DIR, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        BUNDLED_MODEL_DIR, safety_checker=None, dtype=torch.float32
+    )
     fresh_layers = fresh_adapter_state(pipe.unet, 8, 4, seed=0)["ip_adapter"]  # copies of the text's
     after = load_file(other / BUNDLED_IP_ADAPTER_FILE)
     assert _same({f"ip_adapter.{key}": value for key, value in fresh_layers.items()},
