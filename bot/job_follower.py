@@ -187,6 +187,15 @@ class JobFollowers:
         if done_with := spec.files_done_with(succeeded=succeeded):
             await self._discard(done_with, job_id)
 
+    async def deliver_unposted(self, message_for: Callable[[int], JobMessage | None]) -> None:
+        """Post every stored result not recorded as posted whose job nobody here follows. deliver_once
+        looks in Discord first where a posting was begun, so none is posted twice."""
+        async with self.sessions() as session:
+            undelivered = await job_store.undelivered_jobs(session)
+        for job in undelivered:
+            if job.id not in self:
+                await self.deliver_or_log(job.id, message_for(job.id))
+
     async def deliver_or_log(self, job_id: int, message: JobMessage | None) -> str | None:
         """Post the result; None, or why it never can be (then the job is failed with that reason)."""
         if message is None:

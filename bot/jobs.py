@@ -105,7 +105,8 @@ class JobService:
         """Post results a previous process stored but never posted, hand every job it left queued or
         running to the pool again, and start the watchdog (every `watch_every_s`) and the sweeper of
         unreferenced files (every `sweep_every_s`; None: not started)."""
-        await self.deliver_unposted()
+        if self.messages:  # results stored but never posted
+            await self.followers.deliver_unposted(self._message_for)
         tickets = await self.adopt_orphans()
         # Each model's family, read once off the loop, so result buttons can leave out what it lacks.
         learning = [self._family_of(name) for name in self.pool.config.worker.models]
@@ -146,24 +147,13 @@ class JobService:
                 tickets.append(self._hand_to_pool(ticket, message, job.spec_json, attempts=job.attempts))
         return tickets  # nobody reads their progress (listened=False): only their final event is kept
 
-    async def deliver_unposted(self) -> None:
-        """Post every stored result not recorded as posted that nobody here is posting: a previous
-        process's, or one whose posting failed (Discord down, the database locked past its retries).
-        deliver_once looks in Discord first where a posting was begun, so none is posted twice."""
-        if not self.messages:
-            return
-        async with self.sessions() as session:
-            undelivered = await job_store.undelivered_jobs(session)
-        for job in undelivered:
-            if job.id not in self.followers:
-                await self.followers.deliver_or_log(job.id, self._message_for(job.id))
-
     async def _watch(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             try:
                 await self.adopt_orphans()
-                await self.deliver_unposted()  # without it, a failed posting waited for a restart
+                if self.messages:  # a posting that failed (Discord down, the database locked)
+                    await self.followers.deliver_unposted(self._message_for)
             except Exception:  # the next round tries again; the watchdog itself never stops
                 log.exception("the job watchdog's round failed")
 
