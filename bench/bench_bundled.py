@@ -32,7 +32,7 @@ from PIL import Image
 from bench.layout_checks import two_shape_layouts, two_shape_scenes
 from bench.operation_checks import layout_spread
 from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator, scene_variety
-from generation.bundled.dataset import Scene, sample_scene
+from generation.bundled.dataset import Scene, sample_scene, without_background
 from generation.bundled.training_data import as_model_input, render_pictures
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
@@ -51,15 +51,22 @@ def evaluation_scenes(count: int, *, held_out: bool, seed: int) -> list[Scene]:
 
 
 def agreement(
-    model: LoadedModel, judge: evaluator.SceneClassifier, scenes: list[Scene], cfg: float | None
+    model: LoadedModel,
+    judge: evaluator.SceneClassifier,
+    scenes: list[Scene],
+    cfg: float | None,
+    *,
+    background: bool = True,
 ) -> dict[str, float]:
-    """Share of images whose evaluator verdict matches the prompt, per attribute (cfg None: no text)."""
+    """Share of images whose evaluator verdict matches the prompt, per attribute (cfg None: no text;
+    `background` False: prompts without their background phrase, as people write them)."""
     images = []
     for index, scene in enumerate(scenes):
         if cfg is None:
             images.append(unconditional(model, seed=1000 + index))
             continue
-        parsed = parse_prompt(f"{scene.caption()} --seed {1000 + index} --cfg {cfg:g}")
+        caption = scene.caption() if background else without_background(scene.caption())
+        parsed = parse_prompt(f"{caption} --seed {1000 + index} --cfg {cfg:g}")
         images.append(
             run_imagine(model, imagine_spec(parsed, model.config, model.resolution, count=1)).images[0]
         )
@@ -151,6 +158,11 @@ def main() -> None:
             if cfg == config.guidance:
                 at_default[label] = scores
             print(row(f"{label}, {guidance}", scores), flush=True)
+    print(
+        row(
+            "seen pairs, no background said", agreement(model, judge, seen, config.guidance, background=False)
+        )
+    )
     print("\nbars (seen pairs, default cfg; held-out within 10 points):")
     for name, bar in BARS.items():
         seen_score, unseen_score = at_default["seen pairs"][name], at_default["held-out pairs"][name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,6 +85,15 @@ class Background:
         if self.kind == "striped":
             return f"on {_article(first)} {first} and {second} striped background"
         return f"on {_article(first)} {first} to {second} gradient background"
+
+
+_BACKGROUND_PHRASE = re.compile(r" on an? [a-z ]+ background$")  # Background.phrase(), at the end
+
+
+def without_background(caption: str) -> str:
+    """A scene's caption without its background phrase ("a red circle on the left"), as people write
+    prompts: the model learns that a prompt naming no background still draws one."""
+    return _BACKGROUND_PHRASE.sub("", caption)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled import architecture
+from generation.bundled.dataset import without_background
 from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
 from generation.bundled.preview_map import write_preview_map
 from generation.bundled.training_checkpoints import (
@@ -79,6 +80,10 @@ class TrainConfig:
     warmup_steps: int = 200
     lr_decay_start: int = 0  # from here the rate falls linearly to 0 at unet_steps (0: stays constant)
     caption_dropout: float = 0.1
+    # Share of captions said without their background phrase (dataset.without_background), so a
+    # prompt naming none ("a red circle") still draws a background; 0: every caption names it (until
+    # session 27, when such prompts gave a field of the shape's colour).
+    background_drop: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
     # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone.
@@ -209,13 +214,16 @@ def train_unet(
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
     ).input_ids
-    caption_ids = tokenizer(
-        captions,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    caption_ids, subject_ids = (
+        tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        for texts in (captions, [without_background(caption) for caption in captions])
+    )
     means, stds = latents
     generator = torch.Generator().manual_seed(config.seed + 2 + first_step)
     unet.train()
@@ -233,6 +241,9 @@ def train_unet(
         )
         clean = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         ids = caption_ids[index].clone()
+        if config.background_drop:  # drawn only then: runs without it draw the batches they always did
+            short = torch.rand(len(ids), generator=generator) < config.background_drop
+            ids[short] = subject_ids[index[short]]
         dropped = torch.rand(len(ids), generator=generator) < config.caption_dropout
         ids[dropped] = empty_ids
         noise = torch.randn(clean.shape, generator=generator)

@@ -15,6 +15,7 @@ from generation.bundled.dataset import (
     Shape,
     allowed_pairs,
     sample_scene,
+    without_background,
 )
 
 
@@ -50,6 +51,15 @@ def test_caption_names_what_is_drawn() -> None:
     assert scene.caption() == "a small yellow star at the top left on a blue and white striped background"
     orange = Scene((Shape("ring", "orange", "medium", "centre"),), Background("solid", ("gray",)))
     assert orange.caption() == "an orange ring in the centre on a gray background"
+
+
+def test_without_background_leaves_the_shapes_phrases_alone() -> None:
+    rng = random.Random(5)
+    scenes = [sample_scene(rng, variety=0.06) for _ in range(300)]
+    assert {scene.background.kind for scene in scenes} == {"solid", "striped", "gradient"}
+    assert any(len(scene.shapes) == 2 and scene.shapes[0].says_position for scene in scenes)
+    for scene in scenes:
+        assert without_background(scene.caption()) == " and ".join(s.phrase() for s in scene.shapes)
 
 
 def test_rendering_is_deterministic_and_puts_the_colour_where_the_caption_says() -> None:

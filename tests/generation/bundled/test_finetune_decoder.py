@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from generation.bundled import architecture
 from generation.bundled.finetune_decoder import (
+    border_weights,
     decoder_parameters,
     finetune_decoder,
     main,
@@ -56,6 +57,33 @@ def test_only_the_decoder_learns_and_its_loss_falls(tmp_path: Path) -> None:
     assert vae.config.scaling_factor == scale
     assert _reconstruction_error(vae, fixed) < 0.95 * before  # 0.91x here
     assert not any(parameter.requires_grad for parameter in decoder_parameters(vae))
+
+
+def test_border_weights_average_one_and_weigh_corners_most() -> None:
+    weights = border_weights(32, 8.0, border=4)
+    assert float(weights.mean()) == pytest.approx(1.0)
+    corner, edge, inside = weights[0, 0], weights[0, 16], weights[16, 16]
+    assert corner > edge > inside
+    assert float((corner - inside) / (edge - inside)) == pytest.approx(2.0)
+    assert torch.equal(border_weights(32, 0.0), torch.ones(32, 32))
+
+
+@torch.no_grad()
+def _edge_error(vae: AutoencoderKL, images: torch.Tensor) -> float:
+    """Mean reconstruction error within 4 px of the edges, over the error inside."""
+    error = (vae.decode(vae.encode(images).latent_dist.mean).sample - images).abs().mean(dim=(0, 1))
+    return float(error[:4].mean() + error[-4:].mean()) / float(error[4:-4, 4:-4].mean())
+
+
+def test_a_border_weight_lowers_the_edges_error_against_the_inside(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path)
+    fixed = scenes_batch(random.Random(99), 8, 32, 0.06)
+    ratios = []
+    for weight in (0.0, 8.0):
+        vae = AutoencoderKL.from_pretrained(folder / "vae")
+        finetune_decoder(vae, 40, variety=0.06, batch=4, lr=3e-3, border_weight=weight)
+        ratios.append(_edge_error(vae, fixed))
+    assert ratios[1] < 0.9 * ratios[0]
 
 
 def test_saved_in_the_folders_dtype_with_a_refitted_preview_map(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,23 @@ def test_training_continues_a_saved_model_folder_from_its_step(
     checkpoints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint unet")]
     assert [c.split(" (")[0] for c in checkpoints] == ["checkpoint unet at step 3"]  # one step, not three
     assert not _same_weights(trained_unet, saved_unet)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_background_drop_says_captions_without_their_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    config = TrainConfig(**{**asdict(_tiny(unet_steps=3)), "background_drop": share, "caption_dropout": 0.0})
+    images, captions = render_dataset(config)
+    tokenizer = architecture.build_tokenizer()
+    text_encoder = architecture.build_text_encoder(tokenizer, architecture.DESIGNS[config.design])
+    said: list[str] = []  # what the text encoder is given, step by step
+    text_encoder.register_forward_pre_hook(
+        lambda _module, args: said.extend(tokenizer.batch_decode(args[0], skip_special_tokens=True))
+    )
+    monkeypatch.setattr(architecture, "build_text_encoder", lambda *_: text_encoder)
+    vae = train_vae(config, images, tmp_path)
+    train_unet(config, encode_dataset(vae, images), captions, tokenizer, tmp_path)
+    assert len(said) == 3 * config.unet_batch
+    assert sum("background" in caption for caption in said) == (len(said) if share == 0.0 else 0)
+    assert all(caption.strip() for caption in said)  # the shapes are still said
