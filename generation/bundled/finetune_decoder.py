@@ -121,9 +121,10 @@ def main() -> None:
     if args.out.exists() and not args.resume:
         parser.error(f"{args.out} exists: pass --resume to continue it, or remove it")
     torch.set_num_threads(args.threads)
+    state = args.out / STATE_FILE
     if not args.out.exists():
         shutil.copytree(args.model, args.out)
-    state = args.out / STATE_FILE
+        state.unlink(missing_ok=True)  # a --model fine-tuned before: this run starts at its step 0
     done = json.loads(state.read_text())["steps"] if state.is_file() else 0
     vae = AutoencoderKL.from_pretrained(args.out / "vae", torch_dtype=torch.float32)
     variety = scene_variety(args.model)

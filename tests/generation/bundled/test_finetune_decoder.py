@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from generation.bundled import architecture
 from generation.bundled.finetune_decoder import (
+    STATE_FILE,
     border_weights,
     decoder_parameters,
     finetune_decoder,
@@ -107,3 +108,19 @@ def test_an_existing_output_needs_resume(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
+
+
+def test_a_model_fine_tuned_before_starts_a_fresh_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _model_folder(tmp_path)
+    (folder / STATE_FILE).write_text(json.dumps({"steps": 600, "loss": 0.03}))  # its own earlier run
+    out = tmp_path / "out"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["finetune_decoder", "--model", str(folder), "--out", str(out), "--steps", "2", "--threads", "1"],
+    )
+    main()
+    assert json.loads((out / STATE_FILE).read_text())["steps"] == 2
+    assert json.loads((out / "training_config.json").read_text())["decoder_finetune_steps"] == 2
