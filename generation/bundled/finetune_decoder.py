@@ -10,10 +10,10 @@ and bottom edges), and the evaluator reads their shapes right 95% of the time (b
 session 17). The decoder learns on fresh whole scenes at the model's size, from latents sampled from
 the frozen encoder's posterior as the UNet's training drew them. L1 + MSE: L1 keeps outlines sharp.
 
-The edges are 12% of a 128-px picture's pixels and the corners 0.4%, so a plain mean lets them stay
-worst: `--border-weight W` weighs the pixels within 8 px of an edge W times more (a corner's, within
-8 px of two edges, 2W), where the padding's marks sit (session 27: a 4x4 corner erred 8-23/255 against
-3.8 inside).
+A 128-px picture's four 4x4 corners are 0.4% of its pixels, so a plain mean lets them stay worst
+(session 27: they erred 8-23/255 against 3.8 inside, the bottom-right most): `--border-weight W`
+weighs the pixels within 8 px of an edge W times more (a corner's, near two edges, 2W), where the
+padding's marks sit.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def finetune_decoder(
         error = reconstruction - images
         loss = (weights * (error.abs() + error.square())).mean()  # weighted L1 + MSE
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
+        loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
