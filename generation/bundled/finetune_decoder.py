@@ -35,7 +35,7 @@ from generation.bundled.preview_map import write_preview_map
 from generation.bundled.training_data import scenes_batch
 
 STATE_FILE = "decoder_finetune.json"  # in the output folder: steps done, for --resume
-BORDER = 8  # px: two of the decoder's 8-px latent cells at each edge
+BORDER = 8  # px: the latent cell at each edge (the VAE downsamples by 8)
 
 
 def border_weights(side: int, weight: float, border: int = BORDER) -> torch.Tensor:
