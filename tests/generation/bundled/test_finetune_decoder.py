@@ -116,11 +116,9 @@ def test_a_model_fine_tuned_before_starts_a_fresh_run(
     folder = _model_folder(tmp_path)
     (folder / STATE_FILE).write_text(json.dumps({"steps": 600, "loss": 0.03}))  # its own earlier run
     out = tmp_path / "out"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["finetune_decoder", "--model", str(folder), "--out", str(out), "--steps", "2", "--threads", "1"],
-    )
+    threads = str(torch.get_num_threads())  # main() sets it for the whole process: leave it as it is
+    arguments = ["--model", str(folder), "--out", str(out), "--steps", "2", "--threads", threads]
+    monkeypatch.setattr(sys, "argv", ["finetune_decoder", *arguments])
     main()
     assert json.loads((out / STATE_FILE).read_text())["steps"] == 2
     assert json.loads((out / "training_config.json").read_text())["decoder_finetune_steps"] == 2
