@@ -84,6 +84,9 @@ class TrainConfig:
     # prompt naming none ("a red circle") still draws a background; 0: every caption names it (until
     # session 27, when such prompts gave a field of the shape's colour).
     background_drop: float = 0.0
+    # The UNet stays as it is and the text encoder alone learns (a segment that teaches new captions
+    # without moving the features that Vary's strengths and the IP-Adapter's layers were measured on).
+    text_encoder_only: bool = False
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
     # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone.
@@ -200,7 +203,9 @@ def train_unet(
         token_head.load_state_dict(load_tensors(work / "unet" / "token_head.pt"))
     if token_head is not None:
         token_head.to(device)
-    parameters = [*unet.parameters(), *text_encoder.parameters()]
+    unet.requires_grad_(not config.text_encoder_only)
+    parameters = [] if config.text_encoder_only else [*unet.parameters()]
+    parameters += list(text_encoder.parameters())
     parameters += list(token_head.parameters()) if token_head is not None else []
     optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr, weight_decay=1e-2)
     # A fresh optimizer (a start, or --init) warms up again from first_step; a resumed one goes on.
@@ -349,7 +354,11 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="what the models train on: cpu, cuda, cuda:1 ...")
     for name, default in asdict(TrainConfig()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(default, bool):  # type=bool would read "False" as true
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args()
     config = TrainConfig(**{name: getattr(args, name) for name in asdict(TrainConfig())})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

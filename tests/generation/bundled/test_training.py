@@ -119,3 +119,28 @@ def test_background_drop_says_captions_without_their_background(
     assert len(said) == 3 * config.unet_batch
     assert sum("background" in caption for caption in said) == (len(said) if share == 0.0 else 0)
     assert all(caption.strip() for caption in said)  # the shapes are still said
+
+
+@pytest.mark.parametrize("text_encoder_only", [False, True])
+def test_text_encoder_only_leaves_the_unet_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text_encoder_only: bool
+) -> None:
+    config = TrainConfig(**{**asdict(_tiny(unet_steps=2)), "text_encoder_only": text_encoder_only})
+    images, captions = render_dataset(config)
+    tokenizer = architecture.build_tokenizer()
+    design = architecture.DESIGNS[config.design]
+    unet, text_encoder = architecture.build_unet(design), architecture.build_text_encoder(tokenizer, design)
+    before = {name: part.state_dict() for name, part in (("unet", unet), ("text", text_encoder))}
+    before = {name: {k: v.clone() for k, v in state.items()} for name, state in before.items()}
+    monkeypatch.setattr(architecture, "build_unet", lambda *_: unet)
+    monkeypatch.setattr(architecture, "build_text_encoder", lambda *_: text_encoder)
+    vae = train_vae(config, images, tmp_path)
+    trained_unet, trained_text = train_unet(
+        config, encode_dataset(vae, images), captions, tokenizer, tmp_path
+    )
+
+    def moved(part: torch.nn.Module, name: str) -> bool:
+        return any(not torch.equal(v, before[name][k]) for k, v in part.state_dict().items())
+
+    assert moved(trained_text, "text")
+    assert moved(trained_unet, "unet") != text_encoder_only
