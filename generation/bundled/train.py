@@ -31,6 +31,7 @@ started on when only that folder (about 20 MB in float16) is kept.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import time
@@ -87,6 +88,9 @@ class TrainConfig:
     # The UNet stays as it is and the text encoder alone learns (a segment that teaches new captions
     # without moving the features that Vary's strengths and the IP-Adapter's layers were measured on).
     text_encoder_only: bool = False
+    # Weight of a loss that keeps the states of the captions said whole (and the empty ones) at what
+    # the text encoder gave when this run began: the new captions learn, the old ones stay (0: none).
+    text_anchor: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
     # UNet timesteps drawn from [min_timestep, 1000): above 0, a diagnostic of the noisiest steps alone.
@@ -216,6 +220,7 @@ def train_unet(
     for _ in range(first_step - started):
         warmup.step()
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
+    anchor = copy.deepcopy(text_encoder).requires_grad_(False) if config.text_anchor else None
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
     ).input_ids
@@ -246,6 +251,7 @@ def train_unet(
         )
         clean = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         ids = caption_ids[index].clone()
+        short = torch.zeros(len(ids), dtype=torch.bool)
         if config.background_drop:  # drawn only then: runs without it draw the batches they always did
             short = torch.rand(len(ids), generator=generator) < config.background_drop
             ids[short] = subject_ids[index[short]]
@@ -273,6 +279,10 @@ def train_unet(
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, config.snr_gamma)
         if token_head is not None:
             loss = loss + config.token_loss * token_head(states, ids)
+        if anchor is not None and not short.all():
+            with torch.no_grad():
+                kept = anchor(ids[~short.to(device)])[0]
+            loss = loss + config.text_anchor * F.mse_loss(states[~short.to(device)], kept)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)

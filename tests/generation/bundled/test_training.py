@@ -4,6 +4,7 @@ the folder it saves is complete (its preview map included)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict
@@ -144,3 +145,31 @@ def test_text_encoder_only_leaves_the_unet_as_it_was(
 
     assert moved(trained_text, "text")
     assert moved(trained_unet, "unet") != text_encoder_only
+
+
+def test_text_anchor_holds_the_whole_captions_states_where_they_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = asdict(_tiny(unet_steps=4))
+    images, captions = render_dataset(TrainConfig(**base))
+    tokenizer = architecture.build_tokenizer()
+    design = architecture.DESIGNS[TrainConfig(**base).design]
+    torch.manual_seed(0)
+    start, unet = architecture.build_text_encoder(tokenizer, design), architecture.build_unet(design)
+    ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = start(ids)[0]
+    latents = encode_dataset(train_vae(TrainConfig(**base), images, tmp_path / "vae"), images)
+    drift = {}  # mean squared change of the states, from one start on the same latents
+    for weight in (0.0, 1000.0):
+        config = TrainConfig(
+            **{**base, "text_encoder_only": True, "text_anchor": weight, "unet_lr": 1e-2, "ema_decay": 0.0}
+        )
+        text_encoder = copy.deepcopy(start)
+        same_unet = copy.deepcopy(unet)
+        monkeypatch.setattr(architecture, "build_unet", lambda *_, u=same_unet: u)
+        monkeypatch.setattr(architecture, "build_text_encoder", lambda *_, te=text_encoder: te)
+        _, trained = train_unet(config, latents, captions, tokenizer, tmp_path / f"anchor-{weight:g}")
+        with torch.no_grad():
+            drift[weight] = torch.nn.functional.mse_loss(trained(ids)[0], before).item()
+    assert drift[1000.0] < 0.5 * drift[0.0], drift
