@@ -89,7 +89,8 @@ class TrainConfig:
     # without moving the features that Vary's strengths and the IP-Adapter's layers were measured on).
     text_encoder_only: bool = False
     # Weight of a loss that keeps the states of the captions said whole (and the empty ones) at what
-    # the text encoder gave when this run began: the new captions learn, the old ones stay (0: none).
+    # the text encoder gave when this run began (a --resume: its checkpoint's): the new captions
+    # learn, the old ones stay (0: none).
     text_anchor: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
@@ -280,9 +281,10 @@ def train_unet(
         if token_head is not None:
             loss = loss + config.token_loss * token_head(states, ids)
         if anchor is not None and not short.all():
+            whole = ~short.to(device)
             with torch.no_grad():
-                kept = anchor(ids[~short.to(device)])[0]
-            loss = loss + config.text_anchor * F.mse_loss(states[~short.to(device)], kept)
+                kept = anchor(ids[whole])[0]
+            loss = loss + config.text_anchor * F.mse_loss(states[whole], kept)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
