@@ -85,12 +85,8 @@ class TrainConfig:
     # prompt naming none ("a red circle") still draws a background; 0: every caption names it (until
     # session 27, when such prompts gave a field of the shape's colour).
     background_drop: float = 0.0
-    # The UNet stays as it is and the text encoder alone learns (a segment that teaches new captions
-    # without moving the features that Vary's strengths and the IP-Adapter's layers were measured on).
-    text_encoder_only: bool = False
-    # Weight of a loss that keeps the states of the captions said whole (and the empty ones) at what
-    # the text encoder gave when this run began (a --resume: its checkpoint's): the new captions
-    # learn, the old ones stay (0: none).
+    text_encoder_only: bool = False  # the UNet stays bit for bit; the text encoder alone learns
+    # A loss holding whole (and empty) captions' states at the run's first text encoder's (0: none).
     text_anchor: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
@@ -282,8 +278,7 @@ def train_unet(
             loss = loss + config.token_loss * token_head(states, ids)
         if anchor is not None and not short.all():
             whole = ~short.to(device)
-            with torch.no_grad():
-                kept = anchor(ids[whole])[0]
+            kept = anchor(ids[whole])[0].detach()
             loss = loss + config.text_anchor * F.mse_loss(states[whole], kept)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
