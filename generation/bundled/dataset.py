@@ -96,6 +96,12 @@ def without_background(caption: str) -> str:
     return _BACKGROUND_PHRASE.sub("", caption)
 
 
+def background_only(caption: str) -> str:
+    """A scene's background said alone ("a blue background"), as Zoom Out's and pans' prompts for the
+    new area, or a user asking for a backdrop, say it."""
+    return caption[len(without_background(caption)) :].strip().removeprefix("on ")
+
+
 @dataclass(frozen=True)
 class Scene:
     shapes: tuple[Shape, ...]

@@ -31,7 +31,6 @@ started on when only that folder (about 20 MB in float16) is kept.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import time
@@ -46,8 +45,8 @@ from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from generation.bundled import architecture
-from generation.bundled.dataset import without_background
-from generation.bundled.objectives import TokenIdentityHead, noise_prediction_loss
+from generation.bundled.dataset import background_only, without_background
+from generation.bundled.objectives import TextAnchor, TokenIdentityHead, noise_prediction_loss
 from generation.bundled.preview_map import write_preview_map
 from generation.bundled.training_checkpoints import (
     init_work,
@@ -86,7 +85,7 @@ class TrainConfig:
     # session 27, when such prompts gave a field of the shape's colour).
     background_drop: float = 0.0
     text_encoder_only: bool = False  # the UNet stays bit for bit; the text encoder alone learns
-    # A loss holding whole (and empty) captions' states at the run's first text encoder's (0: none).
+    # objectives.TextAnchor's weight: whole and empty captions and backgrounds alone keep their states.
     text_anchor: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
@@ -217,19 +216,19 @@ def train_unet(
     for _ in range(first_step - started):
         warmup.step()
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
-    anchor = copy.deepcopy(text_encoder).requires_grad_(False) if config.text_anchor else None
+    anchor = TextAnchor(text_encoder, config.text_anchor) if config.text_anchor else None
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
     ).input_ids
-    caption_ids, subject_ids = (
+    caption_ids, subject_ids, background_ids = (
         tokenizer(
-            texts,
+            [say(caption) for caption in captions],
             padding="max_length",
             max_length=tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
         ).input_ids
-        for texts in (captions, [without_background(caption) for caption in captions])
+        for say in (str, without_background, background_only)  # str: the caption as it is
     )
     means, stds = latents
     generator = torch.Generator().manual_seed(config.seed + 2 + first_step)
@@ -276,10 +275,9 @@ def train_unet(
         loss = noise_prediction_loss(prediction, clean, noise, timesteps, noise_scheduler, config.snr_gamma)
         if token_head is not None:
             loss = loss + config.token_loss * token_head(states, ids)
-        if anchor is not None and not short.all():
+        if anchor is not None:
             whole = ~short.to(device)
-            kept = anchor(ids[whole])[0].detach()
-            loss = loss + config.text_anchor * F.mse_loss(states[whole], kept)
+            loss = loss + anchor(text_encoder, states[whole], ids[whole], background_ids[index].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward carries no annotations
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)

@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from generation.bundled import architecture
+from generation.bundled.dataset import background_only
 from generation.bundled.preview_map import fit_on_scenes
 from generation.bundled.train import (
     TrainConfig,
@@ -142,20 +143,26 @@ def test_text_encoder_only_leaves_the_unet_as_it_was(
     assert _same_weights(trained_unet, unet_before) == text_encoder_only
 
 
-def test_text_anchor_holds_the_whole_captions_states_where_they_began(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    base = asdict(_tiny(unet_steps=4))
+def _anchor_drift(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_drop: float
+) -> dict[tuple[str, float], float]:
+    """How far 4 steps of a text-encoder-only run move each kind of text's states, unanchored and
+    anchored, from one start on the same latents and UNet."""
+    base = {**asdict(_tiny(unet_steps=4)), "background_drop": background_drop}
     images, captions = render_dataset(TrainConfig(**base))
     tokenizer = architecture.build_tokenizer()
     design = architecture.DESIGNS[TrainConfig(**base).design]
     torch.manual_seed(0)
     start, unet = architecture.build_text_encoder(tokenizer, design), architecture.build_unet(design)
-    ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    texts = {"whole": captions, "background alone": [background_only(caption) for caption in captions]}
+    ids = {
+        k: tokenizer(v, padding="max_length", truncation=True, return_tensors="pt").input_ids
+        for k, v in texts.items()
+    }
     with torch.no_grad():
-        before = start(ids)[0]
+        before = {k: start(v)[0] for k, v in ids.items()}
     latents = encode_dataset(train_vae(TrainConfig(**base), images, tmp_path / "vae"), images)
-    drift = {}  # mean squared change of the states, from one start on the same latents
+    drift = {}  # mean squared change of the states
     for weight in (0.0, 1000.0):
         config = TrainConfig(
             **{**base, "text_encoder_only": True, "text_anchor": weight, "unet_lr": 1e-2, "ema_decay": 0.0}
@@ -166,5 +173,22 @@ def test_text_anchor_holds_the_whole_captions_states_where_they_began(
         monkeypatch.setattr(architecture, "build_text_encoder", lambda *_, te=text_encoder: te)
         _, trained = train_unet(config, latents, captions, tokenizer, tmp_path / f"anchor-{weight:g}")
         with torch.no_grad():
-            drift[weight] = torch.nn.functional.mse_loss(trained(ids)[0], before).item()
-    assert drift[1000.0] < 0.5 * drift[0.0], drift
+            for kind in ids:
+                drift[kind, weight] = torch.nn.functional.mse_loss(trained(ids[kind])[0], before[kind]).item()
+    return drift
+
+
+def test_text_anchor_holds_the_whole_captions_states_where_they_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drift = _anchor_drift(tmp_path, monkeypatch, background_drop=0.0)
+    assert drift["whole", 1000.0] < 0.5 * drift["whole", 0.0], drift
+
+
+def test_text_anchor_holds_a_background_said_alone_though_every_caption_is_shortened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Zoom Out asks for "a blue background": a text no caption is, which an anchor on the captions
+    # alone left free to move (session 29).
+    drift = _anchor_drift(tmp_path, monkeypatch, background_drop=1.0)
+    assert drift["background alone", 1000.0] < 0.5 * drift["background alone", 0.0], drift
