@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from generation.bundled import evaluator
-from generation.bundled.dataset import Background, Scene, sample_scene
+from generation.bundled.dataset import COLOURS, Background, Scene, sample_scene
 from generation.models.loading import LoadedModel
 from generation.operations.imagine import run_imagine
 from generation.operations.inpaint import run_outpaint, seam_margin
@@ -292,3 +292,37 @@ def _shape_centre(image: Image.Image) -> tuple[float, float] | None:
         return None
     rows, columns = np.nonzero(far)
     return columns.mean() / image.width, rows.mean() / image.height
+
+
+CORNER_BACKGROUNDS = ("white", "black", "blue", "yellow", "gray", "green", "red", "purple")
+
+
+def corner_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
+    """What each corner of a picture adds of its own, averaged over `count` pictures of a small centred
+    shape on a solid background (issue 22: no fixed artefacts). The VAE encoder pads only the right
+    and bottom edges, and the bottom-right corner carried a 2-3 px colour fringe (bench/RESULTS.md,
+    session 30)."""
+    rng = random.Random(5)
+    marks: dict[str, list[float]] = {}
+    for index in range(count):
+        background = CORNER_BACKGROUNDS[index % len(CORNER_BACKGROUNDS)]
+        colour = rng.choice([c for c in COLOURS if c != background])
+        shape = dataclasses.replace(
+            sample_scene(rng, max_shapes=1).shapes[0], position="centre", size="small", colour=colour
+        )
+        scene = Scene((shape,), Background("solid", (background,)))
+        _, image = picture(model, scene, 100 + index)
+        for name, mark in picture_corner_marks(_rgb(image)).items():
+            marks.setdefault(name, []).append(mark)
+    return {name: statistics.mean(values) for name, values in marks.items()}
+
+
+def picture_corner_marks(pixels: np.ndarray) -> dict[str, float]:
+    """Each corner's 3x3 pixels' mean distance (0-255) from the mean colour of the 8x8 block
+    diagonally inside them: on a flat background, what the corner adds of its own."""
+    marks = {}
+    for name, rows, columns in (("TL", 1, 1), ("TR", 1, -1), ("BL", -1, 1), ("BR", -1, -1)):
+        flipped = pixels[::rows, ::columns]
+        corner, inside = flipped[:3, :3].reshape(-1, 3), flipped[3:11, 3:11].reshape(-1, 3)
+        marks[name] = float(np.abs(corner - inside.mean(axis=0)).mean())
+    return marks

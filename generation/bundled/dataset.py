@@ -102,6 +102,11 @@ def background_only(caption: str) -> str:
     return caption[len(without_background(caption)) :].strip().removeprefix("on ")
 
 
+# Texts that go with an image prompt when no caption is said (the IP-Adapter trains beside them and its
+# test asks with "a shape"): no caption is one, so a text-encoder segment must hold them (session 30).
+GENERIC_CAPTIONS = ("a shape", "a picture", "")
+
+
 @dataclass(frozen=True)
 class Scene:
     shapes: tuple[Shape, ...]

@@ -20,9 +20,10 @@ That left the bottom-right corner's last 2-3 px with a colour fringe in every pi
 corners 11. `--corner-weight W` adds W times the loss of the bottom-right latent cell's 8x8 pixels (a
 mean over that cell: 256W times a pixel's weight in the plain loss), and `--redrawn N` brings in that
 term for N latents the model's own sampler ended at when it redrew known scenes (redrawn_latents.py):
-the decoder learns the corner as the UNet writes it, not only as the encoder does. The corner's
-pixels are the ones the encoder's one-sided padding touches twice; convolutions share their weights
-across the picture, so the plain loss holds the rest where it was.
+the decoder learns the corner as the UNet writes it, not only as the encoder does. Convolutions share
+their weights across the picture, so mending one corner moves the rest a little (the round trip's
+inside 4.1 -> 4.3/255 at 0.2 for 600 steps) even under the plain loss: `--hold W` adds W times the MSE
+between the output outside that cell and the starting decoder's (bench/RESULTS.md, session 30).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def finetune_decoder(
     """Trains `vae`'s decoder in place for steps `first` to `first + steps` of `total` (the learning
     rate falls linearly to zero at `total`); returns the loss of each step. `redrawn`: latents the
     model's sampler ended at and the pictures they should give (`redrawn_latents`), learned in the
-    bottom-right cell only, with `corner_weight`."""
+    bottom-right cell only, with `corner_weight`. `hold`: the weight of keeping the output outside that
+    cell at `held`'s (the decoder as the run began)."""
     total = total or first + steps
     vae.requires_grad_(False)
     trained = decoder_parameters(vae)

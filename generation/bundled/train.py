@@ -85,7 +85,7 @@ class TrainConfig:
     # session 27, when such prompts gave a field of the shape's colour).
     background_drop: float = 0.0
     text_encoder_only: bool = False  # the UNet stays bit for bit; the text encoder alone learns
-    # objectives.TextAnchor's weight: whole and empty captions and backgrounds alone keep their states.
+    # objectives.TextAnchor's weight: whole and empty captions, backgrounds alone and generic texts kept.
     text_anchor: float = 0.0
     noise_offset: float = 0.05  # helps flat backgrounds (very light/dark images)
     snr_gamma: float = 5.0
@@ -216,7 +216,7 @@ def train_unet(
     for _ in range(first_step - started):
         warmup.step()
     noise_scheduler = DDPMScheduler.from_config(architecture.build_scheduler(design).config)
-    anchor = TextAnchor(text_encoder, config.text_anchor) if config.text_anchor else None
+    anchor = TextAnchor(text_encoder, config.text_anchor, tokenizer) if config.text_anchor else None
     empty_ids = tokenizer(
         "", padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
     ).input_ids

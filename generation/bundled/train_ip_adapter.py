@@ -50,7 +50,7 @@ from generation.bundled import (
     BUNDLED_MODEL_DIR,
     scene_variety,
 )
-from generation.bundled.dataset import sample_scene
+from generation.bundled.dataset import GENERIC_CAPTIONS, sample_scene
 from generation.bundled.image_encoder import (
     build_image_encoder,
     encode_pictures,
@@ -71,7 +71,6 @@ from generation.models.image_prompts import (
 log = logging.getLogger(__name__)
 
 TOKENS = 4  # image tokens per picture: what diffusers assumes for an `image_proj.proj` adapter
-GENERIC_CAPTIONS = ("a shape", "a picture", "")
 CHECKPOINT_DIR = "checkpoint"  # inside --out, while a run is unfinished
 DEFAULT_HEAD_START = HeadStart()  # frozen: one shared default is safe
 
