@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 from tqdm import tqdm
 
 from generation.bundled.dataset import sample_scene
+from generation.bundled.training_data import render_pictures
 from generation.models.schedulers import make_scheduler
 
 STRENGTHS = (0.1, 0.35)  # low enough to keep each scene's layout and colours, high enough for 2-7 steps
@@ -51,7 +51,8 @@ def redrawn_latents(
     latents, pictures = [], []
     for start in tqdm(range(0, count, batch), desc="redraw"):
         scenes = [sample_scene(rng, variety=variety) for _ in range(min(batch, count - start))]
-        images: list[Image.Image] = [scene.render(side).convert("RGB") for scene in scenes]
+        drawn = render_pictures(scenes, side)
+        images = [Image.fromarray(picture.permute(1, 2, 0).numpy()) for picture in drawn]
         output = pipeline(
             prompt=[scene.caption() for scene in scenes],
             image=images,
@@ -62,7 +63,5 @@ def redrawn_latents(
             output_type="latent",
         )
         latents.append(output.images / pipeline.vae.config.scaling_factor)
-        pictures.append(
-            torch.from_numpy(np.stack([np.asarray(image) for image in images])).permute(0, 3, 1, 2)
-        )
+        pictures.append(drawn)
     return torch.cat(latents), torch.cat(pictures)
