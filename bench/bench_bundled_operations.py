@@ -5,7 +5,7 @@ picture's own prompt, one that leaves the layout open), --chaos monotone in how 
 pictures are, the seams of Vary (Region), Zoom Out and Make Square invisible (change across the
 repainted outline close to the picture's own texture: near 0), --tile pictures still showing the
 prompt's subject and joining at their wrap, four seeds of a prompt without a position spread over
-the picture, and no corner with a mark of its own.
+the picture, and no corner or edge with a mark of its own.
 
     python bench/bench_bundled_operations.py [--scenes 24] [--model generation/bundled/model] [--evaluator DIR]
 """
@@ -65,9 +65,10 @@ def main() -> None:
     print(
         f"layout spread of an open prompt's four seeds: {checks.layout_spread(model, scenes):.2f} of the side"
     )
-    marks = checks.corner_marks(model)
+    marks = checks.frame_marks(model)
     print(
-        "corner marks (3x3 corner against the block inside it, 0-255):",
+        "corner and edge marks (a corner's 3x3 pixels, an edge's last 3 lines, against the mean colour"
+        " just inside them, 0-255):",
         ", ".join(f"{k} {v:.1f}" for k, v in marks.items()),
     )
 

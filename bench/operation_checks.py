@@ -297,11 +297,11 @@ def _shape_centre(image: Image.Image) -> tuple[float, float] | None:
 CORNER_BACKGROUNDS = ("white", "black", "blue", "yellow", "gray", "green", "red", "purple")
 
 
-def corner_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
-    """What each corner of a picture adds of its own, averaged over `count` pictures of a small centred
-    shape on a solid background (issue 22: no fixed artefacts). The VAE encoder pads only the right
-    and bottom edges, and the bottom-right corner carried a 2-3 px colour fringe (bench/RESULTS.md,
-    session 30)."""
+def frame_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
+    """What each corner and each edge of a picture adds of its own, averaged over `count` pictures of a
+    small centred shape on a solid background (issue 22: no fixed artefacts, no border lines). The VAE
+    encoder pads only the right and bottom edges, and the bottom-right corner carried a 2-3 px colour
+    fringe (bench/RESULTS.md, sessions 30-31). Keys: TL, TR, BL, BR, then left, right, top, bottom."""
     rng = random.Random(5)
     marks: dict[str, list[float]] = {}
     for index in range(count):
@@ -312,7 +312,8 @@ def corner_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
         )
         scene = Scene((shape,), Background("solid", (background,)))
         _, image = picture(model, scene, 100 + index)
-        for name, mark in picture_corner_marks(_rgb(image)).items():
+        pixels = _rgb(image)
+        for name, mark in (picture_corner_marks(pixels) | picture_edge_marks(pixels)).items():
             marks.setdefault(name, []).append(mark)
     return {name: statistics.mean(values) for name, values in marks.items()}
 
@@ -325,4 +326,20 @@ def picture_corner_marks(pixels: np.ndarray) -> dict[str, float]:
         flipped = pixels[::rows, ::columns]
         corner, inside = flipped[:3, :3].reshape(-1, 3), flipped[3:11, 3:11].reshape(-1, 3)
         marks[name] = float(np.abs(corner - inside.mean(axis=0)).mean())
+    return marks
+
+
+def picture_edge_marks(pixels: np.ndarray) -> dict[str, float]:
+    """Each edge's last 3 lines (8 px short of the corners at both ends) against the mean colour of the
+    8 lines inside them, as `picture_corner_marks` reads a corner: a line along the edge shows here."""
+    views = {
+        "left": pixels,
+        "right": pixels[:, ::-1],
+        "top": pixels.transpose(1, 0, 2),
+        "bottom": pixels.transpose(1, 0, 2)[:, ::-1],
+    }
+    marks = {}
+    for name, view in views.items():  # in each view the edge is column 0
+        edge, inside = view[8:-8, :3].reshape(-1, 3), view[8:-8, 3:11].reshape(-1, 3)
+        marks[name] = float(np.abs(edge - inside.mean(axis=0)).mean())
     return marks
