@@ -324,8 +324,7 @@ def picture_corner_marks(pixels: np.ndarray) -> dict[str, float]:
     marks = {}
     for name, rows, columns in (("TL", 1, 1), ("TR", 1, -1), ("BL", -1, 1), ("BR", -1, -1)):
         flipped = pixels[::rows, ::columns]
-        corner, inside = flipped[:3, :3].reshape(-1, 3), flipped[3:11, 3:11].reshape(-1, 3)
-        marks[name] = float(np.abs(corner - inside.mean(axis=0)).mean())
+        marks[name] = _distance_from_mean_colour(flipped[:3, :3], flipped[3:11, 3:11])
     return marks
 
 
@@ -340,6 +339,10 @@ def picture_edge_marks(pixels: np.ndarray) -> dict[str, float]:
     }
     marks = {}
     for name, view in views.items():  # in each view the edge is column 0
-        edge, inside = view[8:-8, :3].reshape(-1, 3), view[8:-8, 3:11].reshape(-1, 3)
-        marks[name] = float(np.abs(edge - inside.mean(axis=0)).mean())
+        marks[name] = _distance_from_mean_colour(view[8:-8, :3], view[8:-8, 3:11])
     return marks
+
+
+def _distance_from_mean_colour(pixels: np.ndarray, inside: np.ndarray) -> float:
+    """Mean distance (0-255) of `pixels` from the mean colour of `inside`."""
+    return float(np.abs(pixels.reshape(-1, 3) - inside.reshape(-1, 3).mean(axis=0)).mean())
