@@ -294,7 +294,7 @@ def _shape_centre(image: Image.Image) -> tuple[float, float] | None:
     return columns.mean() / image.width, rows.mean() / image.height
 
 
-CORNER_BACKGROUNDS = ("white", "black", "blue", "yellow", "gray", "green", "red", "purple")
+FRAME_BACKGROUNDS = ("white", "black", "blue", "yellow", "gray", "green", "red", "purple")
 
 
 def frame_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
@@ -305,7 +305,7 @@ def frame_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
     rng = random.Random(5)
     marks: dict[str, list[float]] = {}
     for index in range(count):
-        background = CORNER_BACKGROUNDS[index % len(CORNER_BACKGROUNDS)]
+        background = FRAME_BACKGROUNDS[index % len(FRAME_BACKGROUNDS)]
         colour = rng.choice([c for c in COLOURS if c != background])
         shape = dataclasses.replace(
             sample_scene(rng, max_shapes=1).shapes[0], position="centre", size="small", colour=colour
