@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import random
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -302,16 +303,29 @@ def frame_marks(model: LoadedModel, count: int = 16) -> dict[str, float]:
     small centred shape on a solid background (issue 22: no fixed artefacts, no border lines). The VAE
     encoder pads only the right and bottom edges, and the bottom-right corner carried a 2-3 px colour
     fringe (bench/RESULTS.md, sessions 30-31). Keys: TL, TR, BL, BR, then left, right, top, bottom."""
+    return mean_frame_marks(
+        picture(model, scene, 100 + index)[1] for index, scene in enumerate(frame_scenes(count))
+    )
+
+
+def frame_scenes(count: int) -> list[Scene]:
+    """`count` small centred shapes, each on a solid background of its own (FRAME_BACKGROUNDS in turn)."""
     rng = random.Random(5)
-    marks: dict[str, list[float]] = {}
+    scenes = []
     for index in range(count):
         background = FRAME_BACKGROUNDS[index % len(FRAME_BACKGROUNDS)]
         colour = rng.choice([c for c in COLOURS if c != background])
         shape = dataclasses.replace(
             sample_scene(rng, max_shapes=1).shapes[0], position="centre", size="small", colour=colour
         )
-        scene = Scene((shape,), Background("solid", (background,)))
-        _, image = picture(model, scene, 100 + index)
+        scenes.append(Scene((shape,), Background("solid", (background,))))
+    return scenes
+
+
+def mean_frame_marks(images: Iterable[Image.Image]) -> dict[str, float]:
+    """Each corner's and each edge's mark (picture_corner_marks, picture_edge_marks) averaged over `images`."""
+    marks: dict[str, list[float]] = {}
+    for image in images:
         pixels = _rgb(image)
         for name, mark in (picture_corner_marks(pixels) | picture_edge_marks(pixels)).items():
             marks.setdefault(name, []).append(mark)
