@@ -44,7 +44,7 @@ def bundled_model_config() -> ModelConfig:
         upscale_strengths={"subtle": 0.0},
         describer=BUNDLED_DESCRIBER,  # /describe: what its evaluator reads, worded as its captions
         # Image prompts: its own IP-Adapter Plus (train_ip_adapter.py). Scale 1.5 at --iw 1: colour and
-        # shape both right in 75 of 100 pictures (69 at 2.0; bench/RESULTS.md, sessions 25 and 31). No
+        # shape both right in 74 of 100 pictures (69 at 2.0; bench/RESULTS.md, sessions 25, 31 and 32). No
         # layer set carries the picture's colour alone (on either model; the second's highest-resolution
         # up block carries its shape), so --sref uses the down and mid blocks, which leave the text in
         # charge.

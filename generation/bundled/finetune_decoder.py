@@ -24,6 +24,8 @@ the decoder learns the corner as the UNet writes it, not only as the encoder doe
 their weights across the picture, so mending one corner moves the rest a little (the round trip's
 inside 4.1 -> 4.3/255 at 0.2 for 600 steps) even under the plain loss: `--hold W` adds W times the MSE
 between the output outside that cell and the starting decoder's (bench/RESULTS.md, session 30).
+The unheld mend drew a faint light line along the right edge, the other padded side (session 31):
+`--hold-edges-only` holds the right and bottom bands alone and leaves the inside free.
 """
 
 from __future__ import annotations
@@ -64,11 +66,20 @@ def odd_corner_loss(error: torch.Tensor, cell: int = BORDER) -> torch.Tensor:
     return (corner.abs() + corner.square()).mean()
 
 
-def outside_corner_mse(output: torch.Tensor, held: torch.Tensor, cell: int = BORDER) -> torch.Tensor:
-    """MSE between two decodes everywhere but the bottom-right latent cell's pixels."""
-    outside = torch.ones(output.shape[-2:])
-    outside[-cell:, -cell:] = 0.0
-    return ((output - held).square() * outside).mean() / outside.mean()
+def hold_mask(side: int, *, edges_only: bool = False, cell: int = BORDER) -> torch.Tensor:
+    """(side, side): 1 where `--hold` keeps the starting decoder's output. Everywhere but the
+    bottom-right latent cell's pixels, or with `edges_only` only in the right and bottom bands a cell
+    wide (the padded edges, where mending the corner drew a light line; session 32) but that cell."""
+    mask = torch.zeros(side, side) if edges_only else torch.ones(side, side)
+    if edges_only:
+        mask[:, -cell:] = mask[-cell:, :] = 1.0
+    mask[-cell:, -cell:] = 0.0
+    return mask
+
+
+def held_mse(output: torch.Tensor, held: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE between two decodes over `mask`'s pixels."""
+    return ((output - held).square() * mask).mean() / mask.mean()
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
@@ -89,12 +100,14 @@ def finetune_decoder(
     redrawn: tuple[torch.Tensor, torch.Tensor] | None = None,
     hold: float = 0.0,
     held: AutoencoderKL | None = None,
+    hold_edges_only: bool = False,
 ) -> list[float]:
     """Trains `vae`'s decoder in place for steps `first` to `first + steps` of `total` (the learning
     rate falls linearly to zero at `total`); returns the loss of each step. `redrawn`: latents the
     model's sampler ended at and the pictures they should give (`redrawn_latents`), learned in the
     bottom-right cell only, with `corner_weight`. `hold`: the weight of keeping the output outside that
-    cell at `held`'s (the decoder as the run began)."""
+    cell (with `hold_edges_only`: in the right and bottom bands only; `hold_mask`) at `held`'s (the
+    decoder as the run began), for the round trip's latents and the redrawn ones."""
     total = total or first + steps
     vae.requires_grad_(False)
     trained = decoder_parameters(vae)
@@ -105,6 +118,7 @@ def finetune_decoder(
     rng, generator = random.Random(first), torch.Generator().manual_seed(first)  # fresh scenes each round
     losses = []
     weights = border_weights(vae.config.sample_size, border_weight)
+    held_pixels = hold_mask(vae.config.sample_size, edges_only=hold_edges_only)
     vae.train()
     for _ in tqdm(range(steps), desc="decoder"):
         images = scenes_batch(rng, batch, vae.config.sample_size, variety)
@@ -116,13 +130,14 @@ def finetune_decoder(
         if corner_weight:
             loss = loss + corner_weight * odd_corner_loss(error)
         if hold and held is not None:
-            with torch.no_grad():
-                before = held.decode(latents).sample
-            loss = loss + hold * outside_corner_mse(reconstruction, before)
+            loss = loss + hold * held_mse(reconstruction, _decoded(held, latents), held_pixels)
         if corner_weight and redrawn is not None:
             chosen = torch.randint(len(redrawn[0]), (batch,), generator=generator)
-            error = vae.decode(redrawn[0][chosen]).sample - as_model_input(redrawn[1][chosen])
+            redrawn_output = vae.decode(redrawn[0][chosen]).sample
+            error = redrawn_output - as_model_input(redrawn[1][chosen])
             loss = loss + corner_weight * odd_corner_loss(error)
+            if hold and held is not None:
+                loss = loss + hold * held_mse(redrawn_output, _decoded(held, redrawn[0][chosen]), held_pixels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -130,6 +145,11 @@ def finetune_decoder(
         losses.append(loss.item())
     vae.requires_grad_(False)
     return losses
+
+
+@torch.no_grad()
+def _decoded(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    return vae.decode(latents).sample
 
 
 def save_vae(model: Path, vae: AutoencoderKL, steps: int) -> None:
@@ -168,6 +188,11 @@ def main() -> None:
         default=0,
         help="--corner-weight on this many latents the model's own sampler made too (0: none)",
     )
+    parser.add_argument(
+        "--hold-edges-only",
+        action="store_true",
+        help="--hold the right and bottom bands only (where the corner's mend drew a line), not the inside",
+    )
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="continue the decoder in --out")
@@ -203,6 +228,7 @@ def main() -> None:
             redrawn=redrawn,
             hold=args.hold,
             held=held,
+            hold_edges_only=args.hold_edges_only,
         )
         save_vae(args.out, vae, steps)
         done += steps

@@ -1,12 +1,12 @@
 """What the picture operations promise, on the bundled model (issue 22), measured by the same
 functions bench/bench_bundled_operations.py prints (bench/operation_checks.py).
 
-Slow: each check renders a few dozen pictures. Every bar here but --tile's and the corner mark's failed
+Slow: each check renders a few dozen pictures. Every bar here but --tile's and the frame marks' failed
 on the first bundled model (its values are in bench/RESULTS.md; these tests ran as strict xfails until
 the second model shipped), so each test can tell a model that keeps the promise from one that does
 not. --tile's is kept by the code, not the model: since its decoding wraps the latent
-(generation/operations/seamless.py) the first model kept it too. The corner mark's failed on the
-second model until its decoder's corner term (session 31).
+(generation/operations/seamless.py) the first model kept it too. The frame marks' failed on the second
+model until session 32's decoder (on the one before it and on a corner term alone).
 """
 
 from __future__ import annotations
@@ -68,9 +68,12 @@ def test_tile_keeps_the_prompts_subject_and_joins_at_its_wrap(
     assert verdicts.seam < 2.0, verdicts  # the model's plain pictures: 3.9
 
 
-def test_no_corner_carries_a_mark_of_its_own(bundled: LoadedModel) -> None:
-    # "No fixed artefacts": until the decoder's corner term (session 31) the bottom-right corner carried
-    # a 2-3 px colour fringe in every picture (its mark 25-28 against about 10 for the other three).
+def test_no_corner_or_edge_carries_a_mark_of_its_own(bundled: LoadedModel) -> None:
+    # "No fixed artefacts". The VAE encoder pads only the right and bottom edges: until session 31's
+    # decoder the bottom-right corner carried a 2-3 px colour fringe in every picture (its mark 26-28
+    # against about 10 for the other three), and a corner term alone left a light line along the right
+    # edge (6.1 against 2.9 on the left; session 32's decoder weighs the 8-px band along the edges too).
+    # A padded side may add at most a little more than its opposite.
     marks = checks.frame_marks(bundled, count=8)
-    others = statistics.mean(marks[name] for name in ("TL", "TR", "BL"))
-    assert marks["BR"] < 1.5 * others, marks
+    assert marks["BR"] < 5 + statistics.mean(marks[name] for name in ("TL", "TR", "BL")), marks
+    assert marks["right"] < 2 + marks["left"] and marks["bottom"] < 2 + marks["top"], marks
