@@ -149,7 +149,8 @@ def finetune_decoder(
 
 @torch.no_grad()
 def _decoded(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
-    return vae.decode(latents).sample
+    pixels: torch.Tensor = vae.decode(latents).sample
+    return pixels
 
 
 def save_vae(model: Path, vae: AutoencoderKL, steps: int) -> None:
