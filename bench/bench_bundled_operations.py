@@ -65,12 +65,13 @@ def main() -> None:
     print(
         f"layout spread of an open prompt's four seeds: {checks.layout_spread(model, scenes):.2f} of the side"
     )
-    marks = checks.frame_marks(model)
     print(
         "corner and edge marks (a corner's 3x3 pixels, an edge's last 3 lines, against the mean colour"
-        " just inside them, 0-255):",
-        ", ".join(f"{k} {v:.1f}" for k, v in marks.items()),
+        " just inside them, 0-255):"
     )
+    for label, open_layout in (("small centred shapes", False), ("medium shapes, place left open", True)):
+        marks = checks.frame_marks(model, open_layout=open_layout)
+        print(f"  {label}:", ", ".join(f"{k} {v:.1f}" for k, v in marks.items()))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ change does (bench/RESULTS.md, session 31). Here the model's own sampler makes t
 (evaluation prompts, seeds 1000+i, its scheduler, 20 steps, cfg 5; cached in --latents), and each
 decoder turns the same latents into pictures: the evaluator's agreement per attribute on seen and on
 held-out pairs, how many verdicts each decoder changes against the first, and each corner's and
-edge's mark on small centred shapes over solid backgrounds (operation_checks.frame_marks' scenes).
+edge's mark on solid backgrounds (operation_checks.frame_marks' scenes: small centred shapes, and
+medium ones whose place the prompt leaves open).
 
     python bench/bench_decoders.py --model data/model --prompts 200 DECODER_FOLDER [DECODER_FOLDER ...]
 
@@ -91,13 +92,19 @@ def main() -> None:
     scenes = {
         name: evaluation_scenes(args.prompts, held_out=held, seed=seed) for name, (held, seed) in SETS.items()
     }
+    latents: dict[str, torch.Tensor] = {}
     if args.latents and args.latents.exists():
-        latents: dict[str, torch.Tensor] = torch.load(args.latents, weights_only=True)
-    else:
-        latents = {name: sample_latents(model, batch, 1000) for name, batch in scenes.items()}
-        latents["frame"] = sample_latents(model, frame_scenes(FRAME_PICTURES), 100)
-        if args.latents:
-            torch.save(latents, args.latents)
+        latents = torch.load(args.latents, weights_only=True)
+    wanted = {
+        **{name: (batch, 1000) for name, batch in scenes.items()},
+        "frame": (frame_scenes(FRAME_PICTURES), 100),
+        "frame-open": (frame_scenes(FRAME_PICTURES, open_layout=True), 100),
+    }
+    missing = [name for name in wanted if name not in latents]
+    for name in missing:  # a cache from an older run keeps what it has
+        latents[name] = sample_latents(model, *wanted[name])
+    if args.latents and missing:
+        torch.save(latents, args.latents)
     print(f"latents: {args.model}, {args.prompts} prompts per set, {FRAME_PICTURES} frame pictures")
     judge = evaluator.load(args.evaluator)
     reference: dict[str, list[tuple[str, ...]]] = {}
@@ -114,11 +121,13 @@ def main() -> None:
             ]
             changed = sum(k != r for k, r in zip(keys, reference.setdefault(name, keys), strict=True))
             line.append(f"{name} " + "/".join(f"{x:.1%}" for x in shares) + f" ({changed} changed)")
-        marks = mean_frame_marks(decode(vae, model, latents["frame"]))
-        line.append("marks " + " ".join(f"{k} {v:.1f}" for k, v in marks.items()))
+        for name in ("frame", "frame-open"):
+            marks = mean_frame_marks(decode(vae, model, latents[name]))
+            line.append(f"{name} marks " + " ".join(f"{k} {v:.1f}" for k, v in marks.items()))
         print(" | ".join(line), flush=True)
     print("columns: colour/shape/size/position agreement; verdicts changed against the first decoder;")
-    print("marks: each corner's and edge's distance (0-255) from the colour just inside it")
+    print("marks: each corner's and edge's distance (0-255) from the colour just inside it; frame: small")
+    print("centred shapes, frame-open: medium shapes placed by the model")
 
 
 if __name__ == "__main__":
