@@ -312,7 +312,7 @@ def frame_marks(model: LoadedModel, count: int = 16, *, open_layout: bool = Fals
 def prompt_frame_marks(model: LoadedModel, prompt: str, seeds: Iterable[int]) -> dict[str, float]:
     """`frame_marks` for one prompt's pictures, one per seed: the fringe and the edge line are far
     stronger for some prompts than on average (the README's "a red circle on a blue background": BR 26
-    and right 12 against 10 and 5 over frame_marks' open layouts; session 32)."""
+    and right 12 against 12 and 5 over frame_marks' open layouts; session 32)."""
     images = []
     for seed in seeds:
         spec = imagine_spec(parse_prompt(f"{prompt} --seed {seed}"), model.config, model.resolution, count=1)

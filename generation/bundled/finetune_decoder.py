@@ -25,7 +25,9 @@ their weights across the picture, so mending one corner moves the rest a little 
 inside 4.1 -> 4.3/255 at 0.2 for 600 steps) even under the plain loss: `--hold W` adds W times the MSE
 between the output outside that cell and the starting decoder's (bench/RESULTS.md, session 30).
 The unheld mend drew a faint light line along the right edge, the other padded side (session 31):
-`--hold-edges-only` holds the right and bottom bands alone and leaves the inside free.
+`--hold-edges-only` holds the right and bottom bands alone and leaves the inside free; it keeps the
+line away but holds most of the fringe too (the corner's mark 19 against 10.5 unheld, session 32),
+and `--border-weight 8` beside the corner term is what the model card's step 5 uses.
 """
 
 from __future__ import annotations
