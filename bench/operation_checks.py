@@ -76,8 +76,12 @@ def _rgb(image: Image.Image) -> np.ndarray:
 
 
 def picture(model: LoadedModel, scene: Scene, seed: int, extra: str = "") -> tuple[ImagineSpec, Image.Image]:
-    parsed = parse_prompt(f"{scene.caption()} --seed {seed} {extra}".strip())
-    spec = imagine_spec(parsed, model.config, model.resolution, count=1)
+    return prompt_picture(model, f"{scene.caption()} --seed {seed} {extra}")
+
+
+def prompt_picture(model: LoadedModel, prompt: str) -> tuple[ImagineSpec, Image.Image]:
+    """One picture of `prompt` (its flags included) through the product's imagine path."""
+    spec = imagine_spec(parse_prompt(prompt.strip()), model.config, model.resolution, count=1)
     return spec, run_imagine(model, spec).images[0]
 
 
@@ -313,11 +317,7 @@ def prompt_frame_marks(model: LoadedModel, prompt: str, seeds: Iterable[int]) ->
     """`frame_marks` for one prompt's pictures, one per seed: the fringe and the edge line are far
     stronger for some prompts than on average (the README's "a red circle on a blue background": BR 26
     and right 12 against 12 and 5 over frame_marks' open layouts; session 32)."""
-    images = []
-    for seed in seeds:
-        spec = imagine_spec(parse_prompt(f"{prompt} --seed {seed}"), model.config, model.resolution, count=1)
-        images.append(run_imagine(model, spec).images[0])
-    return mean_frame_marks(images)
+    return mean_frame_marks(prompt_picture(model, f"{prompt} --seed {seed}")[1] for seed in seeds)
 
 
 def frame_scenes(count: int, *, open_layout: bool = False) -> list[Scene]:
