@@ -6,11 +6,14 @@ change does (bench/RESULTS.md, session 31). Here the model's own sampler makes t
 decoder turns the same latents into pictures: the evaluator's agreement per attribute on seen and on
 held-out pairs, how many verdicts each decoder changes against the first, and each corner's and
 edge's mark on solid backgrounds (operation_checks.frame_marks' scenes: small centred shapes, and
-medium ones whose place the prompt leaves open).
+medium ones whose place the prompt leaves open). The last column, `round-trip marks`, decodes what the
+VAE's own encoder makes of the small centred shapes' true pictures, which carry no mark: the share of
+the marks the VAE adds by itself, whatever the UNet writes (session 33: most of them).
 
     python bench/bench_decoders.py --model data/model --prompts 200 DECODER_FOLDER [DECODER_FOLDER ...]
 
-A decoder folder is a model folder (its vae/ is read) or a vae folder itself.
+A decoder folder is a model folder (its vae/ is read, padded as its training_config.json says:
+generation.models.edge_padding) or a vae folder itself.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from PIL import Image
 
 from bench.bench_bundled import ATTRIBUTES, evaluation_scenes
 from bench.operation_checks import frame_scenes, mean_frame_marks
-from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, evaluator
+from generation.bundled import BUNDLED_MODEL_DIR, bundled_model_config, decodes_edge_padded, evaluator
 from generation.bundled.dataset import Scene
+from generation.bundled.training_data import as_model_input, render_pictures
+from generation.models.edge_padding import pad_decoder_edges
 from generation.models.loading import LoadedModel, load_model
 from generation.models.schedulers import make_scheduler
 
@@ -65,9 +70,21 @@ def decode(vae: AutoencoderKL, model: LoadedModel, latents: torch.Tensor) -> lis
     return images
 
 
+@torch.no_grad()
+def round_trip(vae: AutoencoderKL, model: LoadedModel, scenes: list[Scene]) -> list[Image.Image]:
+    """`scenes`' true pictures through `vae`'s encoder (its posterior's mean) and decoder."""
+    pictures = as_model_input(render_pictures(scenes, vae.config.sample_size))
+    images: list[Image.Image] = model.pipeline.image_processor.postprocess(
+        vae.decode(vae.encode(pictures).latent_dist.mean).sample, output_type="pil"
+    )
+    return images
+
+
 def load_decoder(folder: Path) -> AutoencoderKL:
     vae_folder = folder / "vae" if (folder / "vae").is_dir() else folder
     vae: AutoencoderKL = AutoencoderKL.from_pretrained(vae_folder, torch_dtype=torch.float32)
+    if decodes_edge_padded(folder):
+        pad_decoder_edges(vae)
     return vae.eval()
 
 
@@ -124,10 +141,13 @@ def main() -> None:
         for name in ("frame", "frame-open"):
             marks = mean_frame_marks(decode(vae, model, latents[name]))
             line.append(f"{name} marks " + " ".join(f"{k} {v:.1f}" for k, v in marks.items()))
+        marks = mean_frame_marks(round_trip(vae, model, frame_scenes(FRAME_PICTURES)))
+        line.append("round-trip marks " + " ".join(f"{k} {v:.1f}" for k, v in marks.items()))
         print(" | ".join(line), flush=True)
     print("columns: colour/shape/size/position agreement; verdicts changed against the first decoder;")
     print("marks: each corner's and edge's distance (0-255) from the colour just inside it; frame: small")
-    print("centred shapes, frame-open: medium shapes placed by the model")
+    print("centred shapes, frame-open: medium shapes placed by the model, round-trip: the small centred")
+    print("shapes' true pictures (no marks) through the VAE's encoder and decoder")
 
 
 if __name__ == "__main__":

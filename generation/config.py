@@ -141,6 +141,9 @@ class ModelConfig:
     offload: OffloadMode = "none"
     # Decode large pictures (upscales) in overlapping tiles: far less memory for the same picture.
     vae_tiling: bool = False
+    # Decode with one replicated latent cell around the latents, cut off after, for a VAE whose decoder
+    # was fine-tuned so (generation.models.edge_padding): its frame then carries no marks.
+    vae_edge_padding: bool = False
     # Pictures one pipeline call may render when queued /imagine jobs of several users share it
     # (generation.pool.batching); 0 or 4 (one grid): no batching. On a GPU, size it to its memory
     # (a batch that runs out of memory falls back to one job at a time).

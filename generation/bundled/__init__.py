@@ -26,6 +26,13 @@ def scene_variety(model: Path) -> float:
     return float(json.loads(config.read_text()).get("variety", 0.0)) if config.is_file() else 0.0
 
 
+def decodes_edge_padded(model: Path) -> bool:
+    """Whether a bundled model folder's decoder was fine-tuned to decode with a latent cell of padding
+    around the latents (finetune_decoder --edge-padding; generation.models.edge_padding)."""
+    config = model / "training_config.json"
+    return bool(json.loads(config.read_text()).get("vae_edge_padding", False)) if config.is_file() else False
+
+
 def bundled_model_config() -> ModelConfig:
     return ModelConfig(
         name=BUNDLED_MODEL_NAME,
@@ -34,6 +41,7 @@ def bundled_model_config() -> ModelConfig:
         steps=20,
         guidance=5.0,
         description="dreamcord's bundled shapes-and-colours model (works offline)",
+        vae_edge_padding=decodes_edge_padded(BUNDLED_MODEL_DIR),
         # --turbo: 8 steps of DPM++ 2M (2.5x fewer; its quality cost is measured in bench/bench_turbo.py).
         turbo=TurboConfig(steps=8, scheduler="dpmpp_2m"),
         # Upscale: its own super-resolution network first. Subtle is that network alone: its detail

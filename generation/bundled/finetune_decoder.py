@@ -28,6 +28,12 @@ The unheld mend drew a faint light line along the right edge, the other padded s
 `--hold-edges-only` holds the right and bottom bands alone and leaves the inside free; it keeps the
 line away but holds most of the fringe too (the corner's mark 19 against 10.5 unheld, session 32),
 and `--border-weight 8` beside the corner term is what the model card's step 5 uses.
+
+Most of what is left is the VAE's own: its round trip of a picture without marks leaves them in the
+corners and along the right edge (session 33). `--edge-padding` trains the decoder to decode with one
+replicated latent cell around the latents (generation.models.edge_padding), the regime in which the
+edges are the decoder's inside, and records it in the folder's training_config.json, from which
+bundled_model_config turns it on.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from generation.bundled import scene_variety
+from generation.bundled import decodes_edge_padded, scene_variety
 from generation.bundled.preview_map import write_preview_map
 from generation.bundled.redrawn_latents import redrawn_latents
 from generation.bundled.training_data import as_model_input, scenes_batch
+from generation.models.edge_padding import pad_decoder_edges
 
 STATE_FILE = "decoder_finetune.json"  # in the output folder: steps done, for --resume
 BORDER = 8  # px: the latent cell at each edge (the VAE downsamples by 8)
@@ -155,16 +162,18 @@ def _decoded(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     return pixels
 
 
-def save_vae(model: Path, vae: AutoencoderKL, steps: int) -> None:
+def save_vae(model: Path, vae: AutoencoderKL, steps: int, *, edge_padding: bool = False) -> None:
     """Writes the fine-tuned VAE into a model folder in the dtype the folder was saved in, refits its
     preview map (the latent space is the same, the decoder's colours are not quite) and records the
-    steps in its training config."""
+    steps in its training config, and `edge_padding` (the regime it was trained in) when set."""
     config_path = model / "training_config.json"
     training = json.loads(config_path.read_text())
     dtype = torch.float16 if training.get("save_dtype") == "float16" else torch.float32
     copy.deepcopy(vae).eval().to(dtype).save_pretrained(model / "vae", safe_serialization=True)
     write_preview_map(model, vae.eval(), scene_variety(model))  # `vae` stays float32: it trains on
     training["decoder_finetune_steps"] = training.get("decoder_finetune_steps", 0) + steps
+    if edge_padding:
+        training["vae_edge_padding"] = True
     config_path.write_text(json.dumps(training, indent=2))
 
 
@@ -196,6 +205,11 @@ def main() -> None:
         action="store_true",
         help="--hold the right and bottom bands only (where the corner's mend drew a line), not the inside",
     )
+    parser.add_argument(
+        "--edge-padding",
+        action="store_true",
+        help="decode with a replicated latent cell around the latents (generation.models.edge_padding)",
+    )
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="continue the decoder in --out")
@@ -218,6 +232,10 @@ def main() -> None:
     held = (
         AutoencoderKL.from_pretrained(args.model / "vae", dtype=torch.float32).eval() if args.hold else None
     )
+    edge_padding = args.edge_padding or decodes_edge_padded(args.model)  # a padded decoder stays so
+    for decoder in (vae, held) if edge_padding else ():
+        if decoder is not None:
+            pad_decoder_edges(decoder)
     while done < args.steps:  # in rounds, each saved: a stopped run loses one round at most
         steps = min(args.save_every, args.steps - done)
         losses = finetune_decoder(
@@ -233,7 +251,7 @@ def main() -> None:
             held=held,
             hold_edges_only=args.hold_edges_only,
         )
-        save_vae(args.out, vae, steps)
+        save_vae(args.out, vae, steps, edge_padding=edge_padding)
         done += steps
         state.write_text(json.dumps({"steps": done, "loss": float(np.mean(losses))}))
         print(f"decoder step {done}: loss {np.mean(losses):.4f}", flush=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from generation.bundled import BUNDLED_MODEL_DIR, scene_variety
+from generation.bundled import BUNDLED_MODEL_DIR, decodes_edge_padded, scene_variety
 from generation.bundled.training_data import scenes_batch
+from generation.models.edge_padding import pad_decoder_edges
 from generation.models.previews import LATENT_RGB_FILE, LatentToRgb, fit_latent_rgb
 
 SCENES = 64
@@ -34,6 +35,8 @@ def write_preview_map(model: Path, vae: AutoencoderKL, variety: float = 0.0) -> 
 def main() -> None:
     model = Path(sys.argv[1]) if len(sys.argv) > 1 else BUNDLED_MODEL_DIR
     vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32)
+    if decodes_edge_padded(model):
+        pad_decoder_edges(vae)
     print(f"wrote {write_preview_map(model, vae, scene_variety(model))}")
 
 

@@ -27,6 +27,7 @@ from generation.config import DEVICE_CHOICES, DEVICE_PATTERN, DTYPE_CHOICES, Mod
 from generation.errors import ModelLoadError, ModelNotFoundError, SpecError
 from generation.models.adapter_files import AdapterFileError, inspect_adapter_file
 from generation.models.checkpoint_facts import operation_refusal, resolution_of
+from generation.models.edge_padding import pad_decoder_edges
 from generation.models.families import Task, task_pipeline
 from generation.models.family_facts import FAMILIES, FamilyFacts, family_named, family_of_pipeline_class
 from generation.models.file_pipelines import load_file_pipeline
@@ -207,6 +208,8 @@ def load_model(
     pipeline.set_progress_bar_config(disable=True)  # callers report progress through their own callbacks
     if config.vae_tiling:
         pipeline.vae.enable_tiling()
+    if config.vae_edge_padding:
+        pad_decoder_edges(pipeline.vae)
     preview_vae = load_preview_vae(config, torch_dtype, offline)
     _place(config, pipeline, torch_device)
     if preview_vae is not None:

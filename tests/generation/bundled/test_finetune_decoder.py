@@ -12,7 +12,7 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors import safe_open
 
-from generation.bundled import architecture
+from generation.bundled import architecture, decodes_edge_padded
 from generation.bundled.finetune_decoder import (
     STATE_FILE,
     border_weights,
@@ -211,3 +211,19 @@ def test_a_model_fine_tuned_before_starts_a_fresh_run(
     main()
     assert json.loads((out / STATE_FILE).read_text())["steps"] == 2
     assert json.loads((out / "training_config.json").read_text())["decoder_finetune_steps"] == 2
+
+
+def test_edge_padding_trains_padded_and_says_so_in_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _model_folder(tmp_path)
+    threads = str(torch.get_num_threads())
+    for source, out, flag in (
+        (folder, tmp_path / "padded", ["--edge-padding"]),
+        (tmp_path / "padded", tmp_path / "again", []),
+    ):
+        arguments = ["--model", str(source), "--out", str(out), "--steps", "1", "--threads", threads, *flag]
+        monkeypatch.setattr(sys, "argv", ["finetune_decoder", *arguments])
+        main()
+        assert decodes_edge_padded(out)  # and a decoder trained padded goes on padded without the flag
+    assert not decodes_edge_padded(folder)
