@@ -41,6 +41,8 @@ def bundled_model_config() -> ModelConfig:
         steps=20,
         guidance=5.0,
         description="dreamcord's bundled shapes-and-colours model (works offline)",
+        # Its decoder decodes with a latent cell of padding around the latents: no corner or edge
+        # carries a mark of its own then (model card step 6; bench/RESULTS.md, session 33).
         vae_edge_padding=decodes_edge_padded(BUNDLED_MODEL_DIR),
         # --turbo: 8 steps of DPM++ 2M (2.5x fewer; its quality cost is measured in bench/bench_turbo.py).
         turbo=TurboConfig(steps=8, scheduler="dpmpp_2m"),

@@ -25,7 +25,7 @@ their weights across the picture, so mending one corner moves the rest a little 
 inside 4.1 -> 4.3/255 at 0.2 for 600 steps) even under the plain loss: `--hold W` adds W times the MSE
 between the output outside that cell and the starting decoder's (bench/RESULTS.md, session 30).
 The unheld mend drew a faint light line along the right edge, the other padded side (session 31):
-`--hold-edges-only` holds the right and bottom bands alone and leaves the inside free; it keeps the
+`--hold-region edges` holds the right and bottom bands alone and leaves the inside free; it keeps the
 line away but holds most of the fringe too (the corner's mark 19 against 10.5 unheld, session 32),
 and `--border-weight 8` beside the corner term is what the model card's step 5 uses.
 
@@ -75,12 +75,20 @@ def odd_corner_loss(error: torch.Tensor, cell: int = BORDER) -> torch.Tensor:
     return (corner.abs() + corner.square()).mean()
 
 
-def hold_mask(side: int, *, edges_only: bool = False, cell: int = BORDER) -> torch.Tensor:
-    """(side, side): 1 where `--hold` keeps the starting decoder's output. Everywhere but the
-    bottom-right latent cell's pixels, or with `edges_only` only in the right and bottom bands a cell
-    wide (the padded edges, where mending the corner drew a light line; session 32) but that cell."""
-    mask = torch.zeros(side, side) if edges_only else torch.ones(side, side)
-    if edges_only:
+HOLD_REGIONS = ("outside-corner", "edges", "inside")
+
+
+def hold_mask(side: int, *, region: str = "outside-corner", cell: int = BORDER) -> torch.Tensor:
+    """(side, side): 1 where `--hold` keeps the starting decoder's output. "outside-corner": everywhere
+    but the bottom-right latent cell's pixels; "edges": the right and bottom bands a cell wide but that
+    cell (the padded edges, where mending the corner drew a light line; session 32); "inside": all but
+    the band a cell wide along every edge (what the evaluator reads, while the frame learns anew)."""
+    if region == "inside":
+        mask = torch.zeros(side, side)
+        mask[cell:-cell, cell:-cell] = 1.0
+        return mask
+    mask = torch.zeros(side, side) if region == "edges" else torch.ones(side, side)
+    if region == "edges":
         mask[:, -cell:] = mask[-cell:, :] = 1.0
     mask[-cell:, -cell:] = 0.0
     return mask
@@ -109,13 +117,13 @@ def finetune_decoder(
     redrawn: tuple[torch.Tensor, torch.Tensor] | None = None,
     hold: float = 0.0,
     held: AutoencoderKL | None = None,
-    hold_edges_only: bool = False,
+    hold_region: str = "outside-corner",
 ) -> list[float]:
     """Trains `vae`'s decoder in place for steps `first` to `first + steps` of `total` (the learning
     rate falls linearly to zero at `total`); returns the loss of each step. `redrawn`: latents the
     model's sampler ended at and the pictures they should give (`redrawn_latents`), learned in the
     bottom-right cell only, with `corner_weight`. `hold`: the weight of keeping the output outside that
-    cell (with `hold_edges_only`: in the right and bottom bands only; `hold_mask`) at `held`'s (the
+    cell (or in `hold_region`; `hold_mask`) at `held`'s (the
     decoder as the run began), for the round trip's latents and the redrawn ones."""
     total = total or first + steps
     vae.requires_grad_(False)
@@ -127,7 +135,7 @@ def finetune_decoder(
     rng, generator = random.Random(first), torch.Generator().manual_seed(first)  # fresh scenes each round
     losses = []
     weights = border_weights(vae.config.sample_size, border_weight)
-    held_pixels = hold_mask(vae.config.sample_size, edges_only=hold_edges_only)
+    held_pixels = hold_mask(vae.config.sample_size, region=hold_region)
     vae.train()
     for _ in tqdm(range(steps), desc="decoder"):
         images = scenes_batch(rng, batch, vae.config.sample_size, variety)
@@ -201,9 +209,11 @@ def main() -> None:
         help="--corner-weight on this many latents the model's own sampler made too (0: none)",
     )
     parser.add_argument(
-        "--hold-edges-only",
-        action="store_true",
-        help="--hold the right and bottom bands only (where the corner's mend drew a line), not the inside",
+        "--hold-region",
+        choices=HOLD_REGIONS,
+        default="outside-corner",
+        help="where --hold keeps the output: all but the bottom-right cell, the right and bottom bands, or "
+        "all but a cell along every edge",
     )
     parser.add_argument(
         "--edge-padding",
@@ -233,9 +243,10 @@ def main() -> None:
         AutoencoderKL.from_pretrained(args.model / "vae", dtype=torch.float32).eval() if args.hold else None
     )
     edge_padding = args.edge_padding or decodes_edge_padded(args.model)  # a padded decoder stays so
-    for decoder in (vae, held) if edge_padding else ():
-        if decoder is not None:
-            pad_decoder_edges(decoder)
+    if edge_padding:
+        pad_decoder_edges(vae)
+    if held is not None and decodes_edge_padded(args.model):  # held as it decoded
+        pad_decoder_edges(held)
     while done < args.steps:  # in rounds, each saved: a stopped run loses one round at most
         steps = min(args.save_every, args.steps - done)
         losses = finetune_decoder(
@@ -249,7 +260,7 @@ def main() -> None:
             redrawn=redrawn,
             hold=args.hold,
             held=held,
-            hold_edges_only=args.hold_edges_only,
+            hold_region=args.hold_region,
         )
         save_vae(args.out, vae, steps, edge_padding=edge_padding)
         done += steps

@@ -123,10 +123,14 @@ def test_hold_keeps_the_output_where_it_holds_it(tmp_path: Path) -> None:
     with torch.no_grad():
         latents = held.encode(scenes_batch(random.Random(99), 8, 32, 0.06)).latent_dist.mean
         before = held.decode(latents).sample
-    masks = {"outside": hold_mask(32), "edges": hold_mask(32, edges_only=True)}
+    masks = {"outside": hold_mask(32), "edges": hold_mask(32, region="edges")}
     masks["inside"] = masks["outside"] - masks["edges"]
     changes = {}
-    for name, hold, edges_only in (("free", 0.0, False), ("held", 100.0, False), ("edges", 100.0, True)):
+    for name, hold, region in (
+        ("free", 0.0, "outside-corner"),
+        ("held", 100.0, "outside-corner"),
+        ("edges", 100.0, "edges"),
+    ):
         vae = AutoencoderKL.from_pretrained(folder / "vae")
         finetune_decoder(
             vae,
@@ -137,7 +141,7 @@ def test_hold_keeps_the_output_where_it_holds_it(tmp_path: Path) -> None:
             corner_weight=1.0,
             hold=hold,
             held=held,
-            hold_edges_only=edges_only,
+            hold_region=region,
         )
         with torch.no_grad():
             after = vae.decode(latents).sample
@@ -150,7 +154,9 @@ def test_hold_keeps_the_output_where_it_holds_it(tmp_path: Path) -> None:
 
 
 def test_hold_mask_covers_everything_but_the_corner_or_only_the_padded_edges() -> None:
-    everywhere, edges = hold_mask(16, cell=4), hold_mask(16, edges_only=True, cell=4)
+    everywhere, edges = hold_mask(16, cell=4), hold_mask(16, region="edges", cell=4)
+    inside = hold_mask(16, region="inside", cell=4)
+    assert float(inside.sum()) == 8 * 8 and float(inside[4:-4, 4:-4].sum()) == 8 * 8
     assert float(everywhere.sum()) == 16 * 16 - 4 * 4 and float(everywhere[-4:, -4:].sum()) == 0.0
     assert float(edges[:-4, :-4].sum()) == 0.0  # the inside and the left and top edges are free
     assert float(edges[:, -4:].sum()) == float(edges[-4:, :].sum()) == 12 * 4  # the bands, but the corner
