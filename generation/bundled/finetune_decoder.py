@@ -33,7 +33,9 @@ Most of what is left is the VAE's own: its round trip of a picture without marks
 corners and along the right edge (session 33). `--edge-padding` trains the decoder to decode with one
 replicated latent cell around the latents (generation.models.edge_padding), the regime in which the
 edges are the decoder's inside, and records it in the folder's training_config.json, from which
-bundled_model_config turns it on.
+bundled_model_config turns it on. The frame's new regime moved a few held-out verdicts (4 of 200
+colours): the model card's step 6 holds the inside at the starting decoder's pictures
+(`--hold 20 --hold-region inside`).
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def main() -> None:
         "--hold",
         type=float,
         default=0.0,
-        help="weight of keeping the output outside the bottom-right cell as --model's decoder gives it",
+        help="weight of keeping the output in --hold-region as --model's decoder gives it",
     )
     parser.add_argument(
         "--redrawn",
